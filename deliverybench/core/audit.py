@@ -1,0 +1,334 @@
+"""Audit bookkeeping: which events each subscriber got, and what is missing.
+
+Each subscriber keeps a bitmap of the event ids it received, plus the windows
+of time during which it was subscribed. After the run the aggregator knows
+which events were really published and when each was due, and computes:
+
+* **expected** -- for each subscriber, the published events due inside one of
+  its windows, from ``subscribed + join_grace`` to ``unsubscribed - drain``:
+  an event it could not have been sent, or had no time to arrive, is not
+  held against it;
+* **delivered_unique** -- expected events that arrived at least once;
+* **lost** -- expected events that never arrived: ``expected - delivered_unique``;
+* **duplicates** -- arrivals after the first of the same id (any id);
+* **out_of_order** -- first arrivals of an id lower than one already seen;
+* **unexpected** -- unique arrivals outside the expected set (before the
+  subscriber joined, after it left, or events whose publish was not confirmed).
+
+``expected == delivered_unique + lost`` holds by construction, exactly; when
+every subscriber stays for the whole stream, ``expected == published ×
+subscribers``. Everything is plain integers so it travels between processes.
+"""
+
+from __future__ import annotations
+
+import bisect
+import zlib
+from dataclasses import dataclass, field, asdict
+from typing import Iterable, Mapping, Sequence
+
+__all__ = [
+    "ReceivedIds",
+    "SubscriberRecord",
+    "PublishedLog",
+    "FanoutTracker",
+    "AuditTotals",
+    "audit",
+    "expected_per_event",
+    "fanout_times_ns",
+]
+
+
+class ReceivedIds:
+    """A growable bitmap of received ids, with duplicate and order counters."""
+
+    __slots__ = ("bits", "duplicates", "out_of_order", "arrivals", "_max_id")
+
+    def __init__(self) -> None:
+        self.bits = bytearray()
+        self.duplicates = 0
+        self.out_of_order = 0
+        self.arrivals = 0
+        self._max_id = -1
+
+    def mark(self, event_id: int) -> bool:
+        """Note an arrival; return True if it is the first of this id."""
+        self.arrivals += 1
+        byte, bit = event_id >> 3, 1 << (event_id & 7)
+        bits = self.bits
+        if byte >= len(bits):
+            bits.extend(b"\x00" * (byte + 1 - len(bits) + 64))
+        elif bits[byte] & bit:
+            self.duplicates += 1
+            return False
+        bits[byte] |= bit
+        if event_id < self._max_id:
+            self.out_of_order += 1
+        else:
+            self._max_id = event_id
+        return True
+
+    def as_int(self) -> int:
+        return int.from_bytes(self.bits, "little")
+
+    @property
+    def unique(self) -> int:
+        return self.as_int().bit_count()
+
+    def __contains__(self, event_id: int) -> bool:
+        byte = event_id >> 3
+        return byte < len(self.bits) and bool(self.bits[byte] & (1 << (event_id & 7)))
+
+
+@dataclass
+class SubscriberRecord:
+    """One subscriber's windows and arrivals, as shipped to the aggregator.
+
+    ``windows`` are ``[subscribed_ns, unsubscribed_ns]`` pairs; an open
+    window (still subscribed when the record was taken) has ``None`` as its
+    end and is closed by the aggregator at the end of the run.
+    """
+
+    subscriber: str
+    windows: list[list[int | None]] = field(default_factory=list)
+    received: ReceivedIds = field(default_factory=ReceivedIds)
+
+    def open(self, at_ns: int) -> None:
+        self.windows.append([at_ns, None])
+
+    def close(self, at_ns: int) -> None:
+        if self.windows and self.windows[-1][1] is None:
+            self.windows[-1][1] = at_ns
+
+    def to_wire(self) -> dict[str, object]:
+        r = self.received
+        return {
+            "subscriber": self.subscriber,
+            "windows": [list(w) for w in self.windows],
+            "bits": zlib.compress(bytes(r.bits)),
+            "duplicates": r.duplicates,
+            "out_of_order": r.out_of_order,
+            "arrivals": r.arrivals,
+        }
+
+    @classmethod
+    def from_wire(cls, data: Mapping[str, object]) -> "SubscriberRecord":
+        received = ReceivedIds()
+        bits = data["bits"]
+        assert isinstance(bits, (bytes, bytearray))
+        received.bits = bytearray(zlib.decompress(bits))
+        received.duplicates = int(data["duplicates"])  # type: ignore[call-overload]
+        received.out_of_order = int(data["out_of_order"])  # type: ignore[call-overload]
+        received.arrivals = int(data["arrivals"])  # type: ignore[call-overload]
+        windows = [list(w) for w in data["windows"]]  # type: ignore[attr-defined]
+        return cls(str(data["subscriber"]), windows, received)
+
+
+@dataclass
+class PublishedLog:
+    """What the publisher really did: due time per id and whether it was accepted."""
+
+    due_ns: list[int] = field(default_factory=list)
+    sent_ns: list[int] = field(default_factory=list)
+    ok: list[bool] = field(default_factory=list)
+
+    def add(self, event_id: int, due_ns: int, sent_ns: int, ok: bool) -> None:
+        if event_id != len(self.due_ns):
+            raise ValueError(f"events must be logged in id order: got {event_id}, expected {len(self.due_ns)}")
+        self.due_ns.append(due_ns)
+        self.sent_ns.append(sent_ns)
+        self.ok.append(ok)
+
+    @property
+    def attempted(self) -> int:
+        return len(self.ok)
+
+    @property
+    def published(self) -> int:
+        return sum(self.ok)
+
+    def ok_mask(self) -> int:
+        mask = 0
+        for i, accepted in enumerate(self.ok):
+            if accepted:
+                mask |= 1 << i
+        return mask
+
+    def expected_range(self, start_ns: int, end_ns: int) -> tuple[int, int]:
+        """Ids ``[lo, hi)`` due within ``[start_ns, end_ns]`` (due times are sorted)."""
+        lo = bisect.bisect_left(self.due_ns, start_ns)
+        hi = bisect.bisect_right(self.due_ns, end_ns)
+        return lo, max(lo, hi)
+
+    def to_wire(self) -> dict[str, list[int]]:
+        return {"due_ns": list(self.due_ns), "sent_ns": list(self.sent_ns), "ok": [int(x) for x in self.ok]}
+
+    @classmethod
+    def from_wire(cls, data: Mapping[str, Sequence[int]]) -> "PublishedLog":
+        return cls(list(data["due_ns"]), list(data["sent_ns"]), [bool(x) for x in data["ok"]])
+
+
+class FanoutTracker:
+    """Per event: how many subscribers had it and when the last one got it."""
+
+    __slots__ = ("last_ns", "count")
+
+    def __init__(self) -> None:
+        self.last_ns: dict[int, int] = {}
+        self.count: dict[int, int] = {}
+
+    def mark(self, event_id: int, receive_ns: int) -> None:
+        """Call on the first arrival of an id at a subscriber."""
+        last = self.last_ns.get(event_id)
+        if last is None or receive_ns > last:
+            self.last_ns[event_id] = receive_ns
+        self.count[event_id] = self.count.get(event_id, 0) + 1
+
+    def merge(self, other: "FanoutTracker") -> None:
+        for event_id, last in other.last_ns.items():
+            mine = self.last_ns.get(event_id)
+            if mine is None or last > mine:
+                self.last_ns[event_id] = last
+        for event_id, n in other.count.items():
+            self.count[event_id] = self.count.get(event_id, 0) + n
+
+    def take(self) -> "FanoutTracker":
+        taken = FanoutTracker()
+        taken.last_ns, self.last_ns = self.last_ns, {}
+        taken.count, self.count = self.count, {}
+        return taken
+
+    def to_wire(self) -> dict[str, list[int]]:
+        ids = sorted(self.count)
+        return {"ids": ids, "last_ns": [self.last_ns[i] for i in ids], "count": [self.count[i] for i in ids]}
+
+    @classmethod
+    def from_wire(cls, data: Mapping[str, Sequence[int]]) -> "FanoutTracker":
+        tracker = cls()
+        for event_id, last, n in zip(data["ids"], data["last_ns"], data["count"]):
+            tracker.last_ns[int(event_id)] = int(last)
+            tracker.count[int(event_id)] = int(n)
+        return tracker
+
+
+@dataclass
+class AuditTotals:
+    """Run-wide audit figures. ``expected == delivered_unique + lost`` always."""
+
+    published: int = 0
+    publish_failed: int = 0
+    subscribers: int = 0
+    subscribers_full: int = 0
+    expected: int = 0
+    delivered_unique: int = 0
+    lost: int = 0
+    duplicates: int = 0
+    out_of_order: int = 0
+    unexpected: int = 0
+    arrivals: int = 0
+    subscribers_with_loss: int = 0
+
+    @property
+    def balanced(self) -> bool:
+        return self.expected == self.delivered_unique + self.lost
+
+    def to_dict(self) -> dict[str, int | bool]:
+        out: dict[str, int | bool] = dict(asdict(self))
+        out["balanced"] = self.balanced
+        return out
+
+
+def _expected_mask(
+    record: SubscriberRecord, log: PublishedLog, ok_mask: int, join_grace_ns: int, drain_ns: int, end_ns: int
+) -> int:
+    mask = 0
+    for start, stop in record.windows:
+        assert start is not None
+        window_end = (stop if stop is not None else end_ns) - drain_ns
+        lo, hi = log.expected_range(start + join_grace_ns, window_end)
+        if hi > lo:
+            mask |= ((1 << (hi - lo)) - 1) << lo
+    return mask & ok_mask
+
+
+def audit(
+    log: PublishedLog,
+    records: Iterable[SubscriberRecord],
+    *,
+    join_grace_ns: int,
+    drain_ns: int,
+    end_ns: int,
+) -> AuditTotals:
+    """Compute the audit totals.
+
+    Args:
+        log: What was published.
+        records: One record per subscriber (merge reconnects beforehand).
+        join_grace_ns: Events due within this long after subscribing are not
+            expected (the target may not have registered the session yet).
+        drain_ns: Events due within this long before unsubscribing are not
+            expected (they had no time to arrive).
+        end_ns: When the run ended; closes windows left open.
+    """
+    ok_mask = log.ok_mask()
+    totals = AuditTotals(published=log.published, publish_failed=log.attempted - log.published)
+    full_mask = ok_mask
+    for record in records:
+        totals.subscribers += 1
+        expected_mask = _expected_mask(record, log, ok_mask, join_grace_ns, drain_ns, end_ns)
+        got = record.received.as_int()
+        expected = expected_mask.bit_count()
+        unique_expected = (got & expected_mask).bit_count()
+        totals.expected += expected
+        totals.delivered_unique += unique_expected
+        totals.lost += expected - unique_expected
+        totals.unexpected += (got & ~expected_mask).bit_count()
+        totals.duplicates += record.received.duplicates
+        totals.out_of_order += record.received.out_of_order
+        totals.arrivals += record.received.arrivals
+        if expected_mask == full_mask:
+            totals.subscribers_full += 1
+        if expected != unique_expected:
+            totals.subscribers_with_loss += 1
+    return totals
+
+
+def expected_per_event(
+    log: PublishedLog,
+    records: Iterable[SubscriberRecord],
+    *,
+    join_grace_ns: int,
+    drain_ns: int,
+    end_ns: int,
+) -> list[int]:
+    """How many subscribers were expected to get each event id."""
+    diff = [0] * (log.attempted + 1)
+    for record in records:
+        for start, stop in record.windows:
+            assert start is not None
+            window_end = (stop if stop is not None else end_ns) - drain_ns
+            lo, hi = log.expected_range(start + join_grace_ns, window_end)
+            if hi > lo:
+                diff[lo] += 1
+                diff[hi] -= 1
+    counts, running = [], 0
+    for i in range(log.attempted):
+        running += diff[i]
+        counts.append(running if log.ok[i] else 0)
+    return counts
+
+
+def fanout_times_ns(log: PublishedLog, tracker: FanoutTracker, expected: Sequence[int]) -> list[int | None]:
+    """Per event id: due -> last expected arrival, or None if someone never got it.
+
+    Events nobody was expected to get have no fan-out time either.
+    """
+    out: list[int | None] = []
+    for event_id, due in enumerate(log.due_ns):
+        want = expected[event_id] if event_id < len(expected) else 0
+        have = tracker.count.get(event_id, 0)
+        if want == 0 or have < want:
+            out.append(None)
+        else:
+            out.append(tracker.last_ns[event_id] - due)
+    return out

@@ -1,0 +1,151 @@
+"""The event wire format: the contract between the harness and any target.
+
+An event is one JSON object on one line::
+
+    {"id":17,"due_ns":1764245000000000000,"sent_ns":1764245000000150000,"stream":"s","pad":"xxxx"}
+
+* ``id`` -- per stream, from 0, in publication order.
+* ``due_ns`` -- wall-clock ``time.time_ns()`` at which the open-model schedule
+  said the event should be published (not when it was).
+* ``sent_ns`` -- when the publisher actually sent it; ``receive - sent`` is the
+  *service* latency, ``receive - due`` the *delivery* latency.
+* ``stream`` -- stream name, so several streams can share a target.
+* ``pad`` -- filler so the encoded event has the requested size in bytes.
+
+A target must forward the bytes of an event verbatim. The harness always
+writes the keys in the order above with no spaces, so the receiving hot path
+can read ``id``, ``due_ns`` and ``sent_ns`` by slicing instead of parsing the
+whole object (and the padding). Anything that does not start with that exact
+prefix falls back to :func:`json.loads`, so a relay that re-serialises events
+still works, only more slowly.
+
+A batch (``POST /publish`` with several events) is newline-delimited JSON:
+one event per line, so a target can split it with ``bytes.split(b"\\n")`` and
+forward each line without re-encoding.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Iterable
+
+__all__ = [
+    "Event",
+    "EventHead",
+    "EVENT_PREFIX",
+    "MalformedEvent",
+    "encode_event",
+    "encode_batch",
+    "decode_head",
+    "split_batch",
+    "min_event_size",
+]
+
+EVENT_PREFIX = b'{"id":'
+_DUE_KEY = b'"due_ns":'
+_SENT_KEY = b'"sent_ns":'
+
+
+class MalformedEvent(ValueError):
+    """Raised when bytes received as an event are not one."""
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One event as the publisher knows it before it is sent."""
+
+    id: int
+    due_ns: int
+    stream: str = "s"
+
+
+@dataclass(frozen=True, slots=True)
+class EventHead:
+    """The fields the receiving side needs; the padding is never decoded."""
+
+    id: int
+    due_ns: int
+    sent_ns: int | None
+    stream: str | None = None
+
+
+def _skeleton(event: Event, sent_ns: int) -> bytes:
+    stream = json.dumps(event.stream)
+    return (
+        f'{{"id":{event.id},"due_ns":{event.due_ns},"sent_ns":{sent_ns},'
+        f'"stream":{stream},"pad":""}}'
+    ).encode()
+
+
+def min_event_size(event: Event, sent_ns: int) -> int:
+    """Size in bytes of ``event`` with empty padding: the smallest it can be."""
+    return len(_skeleton(event, sent_ns))
+
+
+def encode_event(event: Event, sent_ns: int, size: int = 0) -> bytes:
+    """Encode one event, padded with ``x`` up to ``size`` bytes when possible.
+
+    Padding can only grow an event, so a ``size`` below the skeleton's length
+    yields the skeleton itself.
+    """
+    body = _skeleton(event, sent_ns)
+    missing = size - len(body)
+    if missing <= 0:
+        return body
+    return body[:-2] + b"x" * missing + b'"}'
+
+
+def encode_batch(events: Iterable[Event], sent_ns: int, size: int = 0) -> bytes:
+    """Encode events as newline-delimited JSON, the batch form of ``/publish``."""
+    return b"\n".join(encode_event(e, sent_ns, size) for e in events)
+
+
+def split_batch(body: bytes) -> list[bytes]:
+    """Split a ``/publish`` body into single events, dropping blank lines."""
+    return [line for line in body.split(b"\n") if line.strip()]
+
+
+def _int_after(data: bytes, key: bytes, start: int) -> tuple[int, int]:
+    if not data.startswith(key, start):
+        raise MalformedEvent("unexpected key order")
+    begin = start + len(key)
+    end = data.index(b",", begin)
+    return int(data[begin:end]), end + 1
+
+
+def decode_head(data: bytes | str) -> EventHead:
+    """Read ``id``, ``due_ns`` and ``sent_ns`` from an encoded event.
+
+    The fast path slices the canonical prefix; anything else is parsed as
+    JSON. Raises :class:`MalformedEvent` when the data is not an event.
+    """
+    raw = data.encode() if isinstance(data, str) else data
+    if raw.startswith(EVENT_PREFIX):
+        try:
+            end = raw.index(b",", 6)
+            event_id = int(raw[6:end])
+            due_ns, pos = _int_after(raw, _DUE_KEY, end + 1)
+            sent_ns, _ = _int_after(raw, _SENT_KEY, pos)
+            return EventHead(event_id, due_ns, sent_ns)
+        except (ValueError, MalformedEvent):
+            pass  # not canonical after all: parse it properly below
+    try:
+        obj = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise MalformedEvent(f"not JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise MalformedEvent("event is not a JSON object")
+    try:
+        event_id = int(obj["id"])
+        due_ns = int(obj["due_ns"])
+    except (KeyError, TypeError, ValueError):
+        raise MalformedEvent("event lacks an integer id or due_ns") from None
+    sent = obj.get("sent_ns")
+    stream = obj.get("stream")
+    return EventHead(
+        event_id,
+        due_ns,
+        int(sent) if isinstance(sent, int) else None,
+        stream if isinstance(stream, str) else None,
+    )

@@ -1,0 +1,269 @@
+"""The results document: one versioned JSON file per run.
+
+Reports, comparisons and the CI gate read only this document, never the
+processes that produced it, so it carries everything needed to judge a run:
+configuration, machine, package versions, commit, per-mode histograms (per
+metric and second), precomputed summaries and series, audit, fan-out,
+resource samples and errors. ``docs/results-schema.md`` describes every field.
+
+Like asv's ``Results``, a document declares ``schema_version``; loading a
+document of another version fails with a clear message instead of guessing.
+This module builds and validates documents in memory; reading and writing
+files is the adapters' job.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Iterable, Mapping, Sequence
+
+from .audit import AuditTotals
+from .recording import Recorder, summarize
+from .resources import Sample, costs_to_dict, harness_saturation, role_costs
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "ResultsVersionError",
+    "ResultsFormatError",
+    "SERIES_COLUMNS",
+    "per_second_series",
+    "build_mode_result",
+    "new_document",
+    "merge_documents",
+    "dumps",
+    "loads",
+]
+
+SCHEMA_VERSION = 1
+NS_PER_S = 1_000_000_000
+
+SERIES_COLUMNS = (
+    "second",  # unix second (receive time)
+    "deliveries",  # deliveries received in that second
+    "p50_ms",
+    "p90_ms",
+    "p99_ms",
+    "max_ms",
+    "service_p50_ms",
+    "service_p99_ms",
+    "published",  # events published (confirmed) with due time in that second
+    "connected",  # subscriber sessions open (sum over harness processes)
+    "errors",  # errors of any kind in that second
+)
+
+
+class ResultsFormatError(ValueError):
+    """The document is not a deliverybench results document."""
+
+
+class ResultsVersionError(ResultsFormatError):
+    """The document has another ``schema_version`` than this code reads."""
+
+
+def _ms(value_us: int) -> float:
+    return round(value_us / 1000.0, 3)
+
+
+def per_second_series(
+    recorder: Recorder,
+    *,
+    published_due_ns: Sequence[int] = (),
+    published_ok: Sequence[bool] = (),
+    gauges: Mapping[int, int] | None = None,
+    errors_per_second: Mapping[int, int] | None = None,
+) -> list[list[float | int | None]]:
+    """Rows of :data:`SERIES_COLUMNS`, one per second that saw anything."""
+    published: dict[int, int] = {}
+    for due, ok in zip(published_due_ns, published_ok):
+        if ok:
+            sec = due // NS_PER_S
+            published[sec] = published.get(sec, 0) + 1
+    gauges = gauges or {}
+    errors_per_second = errors_per_second or {}
+    seconds = set(recorder.seconds("delivery")) | set(published) | set(gauges) | set(errors_per_second)
+    rows: list[list[float | int | None]] = []
+    for sec in sorted(seconds):
+        delivery = recorder.slices.get(("delivery", sec))
+        service = recorder.slices.get(("service", sec))
+        n = delivery.get_total_count() if delivery is not None else 0
+        row: list[float | int | None] = [sec, n]
+        if delivery is not None and n:
+            row += [_ms(delivery.get_value_at_percentile(p)) for p in (50, 90, 99)]
+            row.append(_ms(delivery.get_max_value()))
+        else:
+            row += [None, None, None, None]
+        if service is not None and service.get_total_count():
+            row += [_ms(service.get_value_at_percentile(50)), _ms(service.get_value_at_percentile(99))]
+        else:
+            row += [None, None]
+        row += [published.get(sec, 0), gauges.get(sec), errors_per_second.get(sec, 0)]
+        rows.append(row)
+    return rows
+
+
+def build_mode_result(
+    *,
+    mode: str,
+    target: Mapping[str, Any],
+    params: Mapping[str, Any],
+    recorder: Recorder,
+    audit_totals: AuditTotals,
+    published_due_ns: Sequence[int],
+    published_ok: Sequence[bool],
+    stream_start_ns: int,
+    started_ns: int,
+    ended_ns: int,
+    fanout_ns: Sequence[int | None] = (),
+    gauges: Mapping[int, int] | None = None,
+    errors: Mapping[str, int] | None = None,
+    errors_series: Iterable[tuple[int, str, int]] = (),
+    samples: Sequence[Sample] = (),
+    status: str = "ok",
+    failure: str | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Assemble the JSON-ready result of one mode.
+
+    Everything time-like is passed in; the function reads no clock.
+    """
+    error_rows = [[int(sec), str(kind), int(n)] for sec, kind, n in errors_series]
+    errors_per_second: dict[int, int] = {}
+    for sec, _, n in error_rows:
+        errors_per_second[sec] = errors_per_second.get(sec, 0) + n
+    fanout_recorder_ms = [None if v is None else _ms(v // 1000) for v in fanout_ns]
+    summary = {metric: summarize(recorder.total(metric)) for metric in recorder.metrics()}
+    deliveries = recorder.count("delivery")
+    stream_s = max((ended_ns - stream_start_ns) / NS_PER_S, 1e-9)
+    delivery_seconds = recorder.seconds("delivery")
+    active_s = (delivery_seconds[-1] - delivery_seconds[0] + 1) if delivery_seconds else 0
+    costs = role_costs(samples)
+    window = (stream_start_ns / NS_PER_S, ended_ns / NS_PER_S)
+    saturation = harness_saturation(samples, window=window)
+    return {
+        "mode": mode,
+        "status": status,
+        "failure": failure,
+        "target": dict(target),
+        "params": dict(params),
+        "started_ns": started_ns,
+        "stream_start_ns": stream_start_ns,
+        "ended_ns": ended_ns,
+        "histograms": recorder.encode(),
+        "summary": summary,
+        "throughput": {
+            "deliveries": deliveries,
+            "deliveries_per_s": round(deliveries / active_s, 3) if active_s else 0.0,
+            "published": sum(1 for ok in published_ok if ok),
+            "stream_seconds": round(stream_s, 3),
+        },
+        "series": {"columns": list(SERIES_COLUMNS), "rows": per_second_series(
+            recorder, published_due_ns=published_due_ns, published_ok=published_ok,
+            gauges=gauges, errors_per_second=errors_per_second)},
+        "audit": audit_totals.to_dict(),
+        "fanout": {
+            "columns": ["id", "due_ns", "fanout_ms"],
+            "rows": [[i, due, fanout_recorder_ms[i] if i < len(fanout_recorder_ms) else None]
+                     for i, due in enumerate(published_due_ns)],
+        },
+        "errors": dict(sorted((errors or {}).items())),
+        "errors_series": {"columns": ["second", "kind", "count"], "rows": error_rows},
+        "resources": {
+            "columns": ["t_s", "role", "pid", "cpu_s", "cpu_percent", "rss_bytes", "connections"],
+            "rows": [s.to_row() for s in samples],
+            "costs": costs_to_dict(costs),
+        },
+        "harness": saturation.to_dict(),
+        "extra": dict(extra or {}),
+    }
+
+
+def new_document(
+    *,
+    run_id: str,
+    config: Mapping[str, Any],
+    machine: Mapping[str, Any],
+    packages: Mapping[str, str],
+    commit: str | None,
+    started_ns: int,
+    ended_ns: int,
+    modes: Mapping[str, Mapping[str, Any]],
+    command: Sequence[str] = (),
+) -> dict[str, Any]:
+    """The top-level document around one or more mode results."""
+    statuses = [m.get("status", "ok") for m in modes.values()]
+    status = "ok" if statuses and all(s == "ok" for s in statuses) else (
+        "failed" if not statuses or all(s == "failed" for s in statuses) else "incomplete")
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "tool": "deliverybench",
+        "run": {
+            "id": run_id,
+            "status": status,
+            "started_ns": started_ns,
+            "ended_ns": ended_ns,
+            "commit": commit,
+            "command": list(command),
+        },
+        "config": dict(config),
+        "machine": dict(machine),
+        "packages": dict(packages),
+        "modes": {name: dict(result) for name, result in modes.items()},
+    }
+
+
+def merge_documents(documents: Sequence[Mapping[str, Any]], *, run_id: str) -> dict[str, Any]:
+    """One document holding the modes of several single-mode runs (in order).
+
+    Config, machine and packages come from the first; a mode appearing twice
+    is an error rather than a silent overwrite.
+    """
+    if not documents:
+        raise ResultsFormatError("nothing to merge")
+    modes: dict[str, Mapping[str, Any]] = {}
+    for doc in documents:
+        validate(doc)
+        for name, result in doc["modes"].items():
+            if name in modes:
+                raise ResultsFormatError(f"mode {name!r} appears in more than one document")
+            modes[name] = result
+    first = documents[0]
+    return new_document(
+        run_id=run_id,
+        config=first["config"],
+        machine=first["machine"],
+        packages=first["packages"],
+        commit=first["run"].get("commit"),
+        started_ns=min(d["run"]["started_ns"] for d in documents),
+        ended_ns=max(d["run"]["ended_ns"] for d in documents),
+        modes=modes,
+        command=first["run"].get("command", []),
+    )
+
+
+def validate(doc: Mapping[str, Any]) -> None:
+    """Raise :class:`ResultsFormatError` or :class:`ResultsVersionError` if ``doc`` is unusable."""
+    if not isinstance(doc, Mapping) or doc.get("tool") != "deliverybench":
+        raise ResultsFormatError("not a deliverybench results document")
+    version = doc.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise ResultsVersionError(
+            f"results schema_version {version!r} is not supported by this deliverybench "
+            f"(it reads version {SCHEMA_VERSION}); re-run the benchmark or use a matching release"
+        )
+    for key in ("run", "config", "modes"):
+        if not isinstance(doc.get(key), Mapping):
+            raise ResultsFormatError(f"results document lacks {key!r}")
+
+
+def dumps(doc: Mapping[str, Any]) -> str:
+    validate(doc)
+    return json.dumps(doc, separators=(",", ":"), sort_keys=False)
+
+
+def loads(text: str) -> dict[str, Any]:
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ResultsFormatError(f"results file is not JSON: {exc}") from None
+    validate(doc)
+    return doc

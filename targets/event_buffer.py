@@ -1,0 +1,67 @@
+"""A bounded buffer of recent events, served as ``GET /events?after=N``.
+
+Both built-in targets keep one so the polling baseline can be measured
+against the very same stream. It holds the raw bytes as published (events are
+forwarded verbatim everywhere) and drops the oldest beyond ``capacity``; a
+poller that asks for ids older than what is retained is told so with
+``X-Gap: 1`` instead of silently receiving a hole.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import deque
+
+from aiohttp import web
+
+__all__ = ["EventBuffer", "poll_handler"]
+
+
+class EventBuffer:
+    """Ring of ``(id, raw_event)`` in publication order."""
+
+    def __init__(self, capacity: int = 10_000) -> None:
+        if capacity < 1:
+            raise ValueError("buffer capacity must be at least 1")
+        self.capacity = capacity
+        self._ids: deque[int] = deque(maxlen=capacity)
+        self._raw: deque[bytes] = deque(maxlen=capacity)
+
+    def append(self, event_id: int, raw: bytes) -> None:
+        self._ids.append(event_id)
+        self._raw.append(raw)
+
+    @property
+    def last_id(self) -> int:
+        return self._ids[-1] if self._ids else -1
+
+    @property
+    def first_id(self) -> int:
+        return self._ids[0] if self._ids else -1
+
+    def after(self, after_id: int, limit: int = 1000) -> tuple[list[bytes], bool]:
+        """Events with id > ``after_id`` (at most ``limit``), and whether some were already dropped."""
+        if not self._ids:
+            return [], False
+        gap = after_id + 1 < self._ids[0] and len(self._ids) == self.capacity
+        start = bisect.bisect_right(self._ids, after_id)  # ids are ascending
+        end = min(start + limit, len(self._raw))
+        return [self._raw[i] for i in range(start, end)], gap
+
+
+def poll_handler(buffer: EventBuffer):  # type: ignore[no-untyped-def]
+    """aiohttp handler for ``GET /events?after=N&limit=M`` returning NDJSON."""
+
+    async def handle(request: web.Request) -> web.Response:
+        try:
+            after = int(request.query.get("after", "-1"))
+            limit = max(1, min(int(request.query.get("limit", "1000")), 100_000))
+        except ValueError:
+            return web.Response(status=400, text="after and limit must be integers\n")
+        events, gap = buffer.after(after, limit)
+        headers = {"X-Last-Id": str(buffer.last_id)}
+        if gap:
+            headers["X-Gap"] = "1"
+        return web.Response(body=b"\n".join(events), headers=headers, content_type="application/x-ndjson")
+
+    return handle
