@@ -19,6 +19,8 @@ from typing import Iterable, Iterator, Mapping
 
 from hdrh.histogram import HdrHistogram
 
+from . import hdr_fast
+
 __all__ = [
     "LOWEST_US",
     "HIGHEST_US",
@@ -74,11 +76,12 @@ def summarize(histogram: HdrHistogram) -> dict[str, float | int | None]:
     if count == 0:
         out.update({k: None for k in [*_PERCENTILES, "min", "max", "mean"]})
         return out
-    for name, pct in _PERCENTILES.items():
-        out[name] = histogram.get_value_at_percentile(pct) / 1000.0
+    values = hdr_fast.percentiles(histogram, list(_PERCENTILES.values()))
+    for name, value in zip(_PERCENTILES, values):
+        out[name] = value / 1000.0
     out["min"] = histogram.get_min_value() / 1000.0
     out["max"] = histogram.get_max_value() / 1000.0
-    out["mean"] = histogram.get_mean_value() / 1000.0
+    out["mean"] = round(hdr_fast.mean(histogram) / 1000.0, 6)
     return out
 
 

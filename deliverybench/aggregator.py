@@ -1,0 +1,152 @@
+"""Merging what every harness process measured into one mode result.
+
+Payloads come from :meth:`ProcessRecorder.take_payload` plus what the gevent
+side adds (connection gauges, resource samples). Between processes they
+travel in *wire* form (plain dicts, lists, bytes and strings that msgpack
+carries through Locust's worker-report and custom messages); in one process
+they are merged as objects. Merging is exact: histograms add, bitmaps of
+one subscriber come from one process, counters add.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any, Iterable, Mapping
+
+from .core.audit import (
+    FanoutTracker,
+    PublishedLog,
+    SubscriberRecord,
+    audit,
+    expected_per_event,
+    fanout_times_ns,
+)
+from .core.recording import Recorder
+from .core.resources import Sample
+from .core.results import build_mode_result
+
+__all__ = ["payload_to_wire", "payload_from_wire", "RunAggregator"]
+
+
+def payload_to_wire(payload: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "recorder": payload["recorder"].encode(),
+        "fanout": payload["fanout"].to_wire(),
+        "subscribers": [r.to_wire() for r in payload["subscribers"]],
+        "errors": dict(payload["errors"]),
+        "error_series": [[sec, kind, n] for (sec, kind), n in payload["error_series"].items()],
+        "counters": dict(payload["counters"]),
+        "gauges": [[sec, n] for sec, n in payload.get("gauges", [])],
+        "samples": [s.to_row() for s in payload.get("samples", [])],
+    }
+
+
+def payload_from_wire(data: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "recorder": Recorder.decode(data.get("recorder", {})),
+        "fanout": FanoutTracker.from_wire(data.get("fanout", {"ids": [], "last_ns": [], "count": []})),
+        "subscribers": [SubscriberRecord.from_wire(r) for r in data.get("subscribers", [])],
+        "errors": Counter({str(k): int(v) for k, v in data.get("errors", {}).items()}),
+        "error_series": Counter({(int(sec), str(kind)): int(n) for sec, kind, n in data.get("error_series", [])}),
+        "counters": Counter({str(k): int(v) for k, v in data.get("counters", {}).items()}),
+        "gauges": [(int(sec), int(n)) for sec, n in data.get("gauges", [])],
+        "samples": [Sample.from_row(row) for row in data.get("samples", [])],
+    }
+
+
+class RunAggregator:
+    """Everything known about one mode's run, on the master (or local) process."""
+
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+        self.recorder = Recorder()
+        self.fanout = FanoutTracker()
+        self.subscribers: dict[str, SubscriberRecord] = {}
+        self.errors: Counter[str] = Counter()
+        self.error_series: Counter[tuple[int, str]] = Counter()
+        self.counters: Counter[str] = Counter()
+        self.gauges: Counter[int] = Counter()
+        self.samples: list[Sample] = []
+        self.payloads = 0
+
+    def add(self, payload: Mapping[str, Any]) -> None:
+        self.payloads += 1
+        self.recorder.merge(payload["recorder"])
+        self.fanout.merge(payload["fanout"])
+        for record in payload["subscribers"]:
+            self._add_subscriber(record)
+        self.errors.update(payload["errors"])
+        self.error_series.update(payload["error_series"])
+        self.counters.update(payload["counters"])
+        for sec, n in payload.get("gauges", []):
+            self.gauges[sec] += n
+        self.samples.extend(payload.get("samples", []))
+
+    def add_wire(self, data: Mapping[str, Any]) -> None:
+        self.add(payload_from_wire(data))
+
+    def _add_subscriber(self, record: SubscriberRecord) -> None:
+        known = self.subscribers.get(record.subscriber)
+        if known is None:
+            self.subscribers[record.subscriber] = record
+            return
+        # The same name reported twice (e.g. a user restarted): union the windows and ids.
+        known.windows.extend(record.windows)
+        mine, theirs = known.received, record.received
+        if len(theirs.bits) > len(mine.bits):
+            mine.bits.extend(b"\x00" * (len(theirs.bits) - len(mine.bits)))
+        for i, byte in enumerate(theirs.bits):
+            mine.duplicates += bin(mine.bits[i] & byte).count("1")
+            mine.bits[i] |= byte
+        mine.duplicates += theirs.duplicates
+        mine.out_of_order += theirs.out_of_order
+        mine.arrivals += theirs.arrivals
+
+    def error(self, kind: str, at_ns: int, count: int = 1) -> None:
+        self.errors[kind] += count
+        self.error_series[(at_ns // 1_000_000_000, kind)] += count
+
+    def build(
+        self,
+        *,
+        log: PublishedLog,
+        target: Mapping[str, Any],
+        params: Mapping[str, Any],
+        started_ns: int,
+        stream_start_ns: int,
+        ended_ns: int,
+        join_grace_ns: int,
+        drain_ns: int,
+        status: str,
+        failure: str | None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """The JSON-ready mode result (see docs/results-schema.md)."""
+        records: Iterable[SubscriberRecord] = list(self.subscribers.values())
+        totals = audit(log, records, join_grace_ns=join_grace_ns, drain_ns=drain_ns, end_ns=ended_ns)
+        expected = expected_per_event(log, records, join_grace_ns=join_grace_ns, drain_ns=drain_ns, end_ns=ended_ns)
+        fanout = fanout_times_ns(log, self.fanout, expected)
+        for event_id, value in enumerate(fanout):
+            if value is not None:
+                self.recorder.record("fanout", value, log.due_ns[event_id])
+        merged_extra = {**dict(self.counters), **dict(extra or {})}
+        return build_mode_result(
+            mode=self.mode,
+            target=target,
+            params=params,
+            recorder=self.recorder,
+            audit_totals=totals,
+            published_due_ns=log.due_ns,
+            published_ok=log.ok,
+            stream_start_ns=stream_start_ns,
+            started_ns=started_ns,
+            ended_ns=ended_ns,
+            fanout_ns=fanout,
+            gauges=dict(self.gauges),
+            errors=dict(self.errors),
+            errors_series=[(sec, kind, n) for (sec, kind), n in sorted(self.error_series.items())],
+            samples=self.samples,
+            status=status,
+            failure=failure,
+            extra=merged_extra,
+        )

@@ -1,0 +1,551 @@
+"""Wiring deliverybench into Locust: options, per-process harness, the run.
+
+A scenario (a real locustfile) calls :func:`install` once with its mode, and
+defines its user class. From then on:
+
+* every Locust process that runs users has a :class:`HarnessProcess`: the
+  event-loop thread where sessions live and deliveries are recorded, and a
+  greenlet that once a second moves finished histogram slices into Locust's
+  own stats and into the payload for the aggregator;
+* the master (or the only process) has a :class:`RunController`: it starts a
+  built-in target when no URL was given, waits until subscribers are
+  connected, runs the open-model publisher, waits out the drain window,
+  stops the test, merges every process's payload and writes the results file.
+
+Payloads reach the master through Locust's own channels: ``report_to_master``
+every few seconds and one custom message when a worker stops, which Locust
+delivers before the worker's ``client_stopped`` -- so by the time
+``runner.stop()`` returns on the master, every worker's data has arrived.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import gevent
+import gevent.event
+from locust import events as locust_events
+from locust.env import Environment
+from locust.runners import MasterRunner, WorkerRunner
+
+from . import results_file
+from .aggregator import RunAggregator, payload_to_wire
+from .core.results import new_document
+from .core.schedule import SCHEDULE_KINDS, Schedule
+from .loop_thread import GeventInbox, LoopThread
+from .machine import git_commit, machine_facts, package_versions
+from .process_recorder import ProcessRecorder, empty_payload
+from .publisher import Publisher, PublisherOptions
+from .sampling import ProcessSampler
+
+__all__ = ["install", "HarnessProcess", "RunController", "add_arguments", "MODE_TARGETS"]
+
+log = logging.getLogger("deliverybench")
+NS = 1_000_000_000
+FINAL_MESSAGE = "deliverybench_final"
+STATUS_MESSAGE = "deliverybench_status"
+#: which built-in target serves a mode when no URL is given
+MODE_TARGETS = {"push": "push", "callback": "callback", "poll": "push", "burst": "sink"}
+
+
+def _env(name: str) -> str:
+    return f"DELIVERYBENCH_{name.upper()}"
+
+
+def add_arguments(parser: Any) -> None:
+    """deliverybench's options, shown in ``locust --help`` and the web UI."""
+    def add(name: str, **kwargs: Any) -> None:
+        parser.add_argument(f"--{name}", env_var=_env(name.replace("-", "_")), **kwargs)
+
+    add("publish-url", default="", help="Target ingress: events are POSTed here. Empty: start the built-in target.")
+    add("subscribe-url", default="", help="Target egress for this mode (ws:// URL, subscription API, poll URL or consumer URL).")
+    add("stats-url", default="", include_in_web_ui=False, help="Optional target /stats URL read at the end of the run.")
+    add("target-pids", default="", include_in_web_ui=False, help="Comma-separated pids of the target, sampled for cost.")
+    add("target-name", default="", include_in_web_ui=False, help="Name of the target, for the results file.")
+    add("target-delay-ms", type=float, default=0.0, help="Built-in target only, for tests: hold each event this long.")
+    add("rate", type=float, default=5.0, help="Events per second (start rate for --schedule ramp). Default 5.")
+    add("duration", type=float, default=20.0, help="Seconds of event stream. Default 20.")
+    add("schedule", default="constant", choices=SCHEDULE_KINDS, help="constant | burst | poisson | ramp.")
+    add("burst-size", type=int, default=100, help="Events per burst (--schedule burst).")
+    add("burst-interval", type=float, default=1.0, help="Seconds between bursts (--schedule burst).")
+    add("rate-end", type=float, default=0.0, help="Final rate of --schedule ramp.")
+    add("seed", type=int, default=0, help="Seed for --schedule poisson.")
+    add("max-events", type=int, default=0, help="Cap on events published (0: no cap).")
+    add("payload-bytes", type=int, default=256, help="Size of each encoded event. Default 256.")
+    add("stream", default="s", help="Stream name written into events.")
+    add("drain", type=float, default=3.0, help="Seconds to wait after the last due time for deliveries. Default 3.")
+    add("settle", type=float, default=1.0, help="Seconds to wait after all subscribers connected before publishing.")
+    add("settle-timeout", type=float, default=60.0, help="Longest wait for subscribers to connect.")
+    add("join-grace", type=float, default=0.05, help="Events due this soon after a subscriber joined are not expected of it.")
+    add("results", default="", help="Results file to write (default bench-out/<mode>-<time>/results.json).")
+    add("echo-interval", type=float, default=0.0, help="Push: seconds between echo round trips per session (0: off).")
+    add("source-addresses", default="", help="Push: comma-separated local addresses (127.0.0.2,...) to spread sessions past the ephemeral-port limit.")
+    add("open-timeout", type=float, default=10.0, help="Seconds to open a subscription.")
+    add("no-autoquit", action="store_true", default=False, include_in_web_ui=False,
+        help="Headless: stay up after the stream ends instead of quitting.")
+
+
+def schedule_from_options(options: Any) -> Schedule:
+    return Schedule(
+        kind=options.schedule,
+        rate=options.rate,
+        duration_s=options.duration,
+        burst_size=options.burst_size,
+        burst_interval_s=options.burst_interval,
+        rate_end=options.rate_end or None,
+        seed=options.seed,
+        max_events=options.max_events or None,
+    )
+
+
+class HarnessProcess:
+    """The measuring half of one Locust process that runs users."""
+
+    def __init__(self, environment: Environment, mode: str) -> None:
+        self.environment = environment
+        self.mode = mode
+        self._loop: LoopThread | None = None
+        self._inbox: GeventInbox | None = None
+        self.recorder = ProcessRecorder(mode)
+        self.pending = empty_payload()
+        self.pending_gauges: list[tuple[int, int]] = []
+        self.sampler = ProcessSampler()
+        self.sampler.add_self("harness")
+        self.pending_samples: list[Any] = []
+        self._flusher: gevent.Greenlet | None = None
+        self._counter = 0
+        self.prefix = f"{socket.gethostname()}:{os.getpid()}"
+        self.sessions: dict[str, Any] = {}
+        self.status_active = False
+        _warm_histogram_tables()
+
+    # -- shared by user classes -------------------------------------------
+    @property
+    def loop(self) -> LoopThread:
+        if self._loop is None:
+            self._loop = LoopThread.get()
+        return self._loop
+
+    @property
+    def inbox(self) -> GeventInbox:
+        if self._inbox is None:
+            self._inbox = GeventInbox()
+        return self._inbox
+
+    def new_subscriber_name(self) -> str:
+        self._counter += 1
+        return f"{self.prefix}:{self._counter}"
+
+    def call_in_loop(self, fn: Callable[..., Any], *args: Any) -> None:
+        self.loop.call(fn, *args)
+
+    def wait_from_loop(self, start: Callable[[Callable[[Any], None]], None], timeout: float) -> Any:
+        """Run ``start(reply)`` in the loop thread; block this greenlet until it replies."""
+        result: gevent.event.AsyncResult = gevent.event.AsyncResult()
+        inbox = self.inbox
+
+        def reply(value: Any) -> None:
+            inbox.post(result.set, value)
+
+        self.loop.call(start, reply)
+        return result.get(timeout=timeout)
+
+    # -- lifecycle ---------------------------------------------------------
+    def reset(self) -> None:
+        self.pending = empty_payload()
+        self.pending_gauges = []
+        self.pending_samples = []
+        if self._loop is not None:
+            fresh = ProcessRecorder(self.mode)
+            self.loop.call(self._swap_recorder, fresh)
+        else:
+            self.recorder = ProcessRecorder(self.mode)
+
+    def _swap_recorder(self, fresh: ProcessRecorder) -> None:
+        self.recorder = fresh
+
+    def start_flusher(self) -> None:
+        if self._flusher is None or self._flusher.dead:
+            self._flusher = gevent.spawn(self._flush_forever)
+
+    def stop_flusher(self) -> None:
+        if self._flusher is not None:
+            self._flusher.kill(block=False)
+            self._flusher = None
+
+    def _flush_forever(self) -> None:
+        while True:
+            gevent.sleep(1.0)
+            try:
+                self.flush(final=False)
+            except gevent.Timeout:
+                log.warning("event-loop thread did not answer a flush within 5 s")
+
+    def flush(self, *, final: bool) -> None:
+        """Move what the loop thread finished into Locust's stats and the pending payload."""
+        now = time.time_ns()
+        self.pending_gauges.append((now // NS, self.recorder.connected))
+        self.pending_samples.extend(self.sampler.sample(connections=self.recorder.connected))
+        if self._loop is None:
+            return
+
+        def take(reply: Callable[[Any], None]) -> None:
+            reply(self.recorder.take_payload(final=final))
+
+        payload = self.wait_from_loop(take, timeout=5.0)
+        self._absorb(payload)
+
+    def _absorb(self, payload: Mapping[str, Any]) -> None:
+        from .locust_stats import feed_locust_stats
+
+        feed_locust_stats(self.environment, self.mode, payload["recorder"])
+        for kind, n in payload["errors"].items():
+            for _ in range(n):
+                self.environment.stats.log_error(self.mode, "errors", kind)
+        pending = self.pending
+        pending["recorder"].merge(payload["recorder"])
+        pending["fanout"].merge(payload["fanout"])
+        pending["subscribers"].extend(payload["subscribers"])
+        pending["errors"].update(payload["errors"])
+        pending["error_series"].update(payload["error_series"])
+        pending["counters"].update(payload["counters"])
+
+    def take_pending(self) -> dict[str, Any]:
+        """The payload accumulated since the last call, with gauges and samples."""
+        payload = self.pending
+        payload["gauges"] = self.pending_gauges
+        payload["samples"] = self.pending_samples
+        self.pending = empty_payload()
+        self.pending_gauges = []
+        self.pending_samples = []
+        return payload
+
+
+class RunController:
+    """The run as seen by the master (or the single local process)."""
+
+    def __init__(self, environment: Environment, mode: str, *,
+                 extra_results: Callable[["RunController"], Mapping[str, Any]] | None = None) -> None:
+        self.environment = environment
+        self.mode = mode
+        self.extra_results = extra_results
+        self.aggregator = RunAggregator(mode)
+        self.worker_connected: dict[str, int] = {}
+        self.target: Any = None
+        self.target_info: dict[str, Any] = {}
+        self.publisher: Publisher | None = None
+        self._greenlet: gevent.Greenlet | None = None
+        self.started_ns = 0
+        self.results_path: Path | None = None
+        self.written = False
+        self.sampler = ProcessSampler()
+        self.samples: list[Any] = []
+        self._sampler_greenlet: gevent.Greenlet | None = None
+        self.local: HarnessProcess | None = None
+        self.stopping_by_us = False
+        _warm_histogram_tables()
+
+    @property
+    def options(self) -> Any:
+        return self.environment.parsed_options
+
+    # -- target ------------------------------------------------------------
+    def ensure_target(self) -> None:
+        """Start the built-in target for this mode when no URL was given."""
+        opts = self.options
+        if opts is None or opts.publish_url or opts.subscribe_url:
+            self.target_info = {"name": getattr(opts, "target_name", "") or "external", "kind": "external",
+                                "urls": {"ingress": getattr(opts, "publish_url", ""),
+                                         self.mode: getattr(opts, "subscribe_url", "")}}
+            return
+        from targets import get_target
+
+        name = MODE_TARGETS[self.mode]
+        cls = get_target(name)
+        kwargs: dict[str, Any] = {}
+        if opts.target_delay_ms and name in ("push", "callback", "sink"):
+            kwargs["delay_ms"] = opts.target_delay_ms
+        self.target = cls(**kwargs)
+        self.target.start()
+        opts.publish_url = self.target.ingress_url or ""
+        opts.subscribe_url = self.target.egress_url(self.mode) or ""
+        opts.stats_url = self.target.stats_url or ""
+        opts.target_pids = ",".join(str(p) for p in self.target.pids())
+        self.target_info = self.target.describe()
+        log.info("started built-in %s target: %s", name, self.target_info.get("urls"))
+
+    def stop_target(self) -> None:
+        if self.target is not None:
+            self.target.stop()
+            self.target = None
+
+    # -- run ---------------------------------------------------------------
+    def on_test_start(self) -> None:
+        self.aggregator = RunAggregator(self.mode)
+        self.worker_connected = {}
+        self.started_ns = time.time_ns()
+        self.written = False
+        self.stopping_by_us = False
+        self.sampler = ProcessSampler()
+        self.sampler.add_self("harness")
+        for pid in _pids(self.options.target_pids):
+            self.sampler.add("target", pid)
+        self.samples = []
+        if self._sampler_greenlet is None or self._sampler_greenlet.dead:
+            self._sampler_greenlet = gevent.spawn(self._sample_forever)
+
+    def _sample_forever(self) -> None:
+        while True:
+            self.samples.extend(self.sampler.sample())
+            gevent.sleep(1.0)
+
+    def on_spawning_complete(self) -> None:
+        if self._greenlet is None or self._greenlet.dead:
+            self._greenlet = gevent.spawn(self._run_stream)
+
+    def connected(self) -> int:
+        if self.local is not None:
+            return self.local.recorder.connected
+        return sum(self.worker_connected.values())
+
+    def _wait_for_subscribers(self) -> None:
+        runner = self.environment.runner
+        assert runner is not None
+        want = runner.target_user_count or runner.user_count
+        deadline = time.monotonic() + self.options.settle_timeout
+        while self.connected() < want and time.monotonic() < deadline:
+            gevent.sleep(0.1)
+        if self.connected() < want:
+            log.warning("only %d of %d subscribers connected after %.0f s; publishing anyway",
+                        self.connected(), want, self.options.settle_timeout)
+        gevent.sleep(self.options.settle)
+
+    def _run_stream(self) -> None:
+        opts = self.options
+        failure: str | None = None
+        outcome = None
+        try:
+            self._wait_for_subscribers()
+            schedule = schedule_from_options(opts)
+            self.publisher = Publisher(
+                PublisherOptions(ingress_url=opts.publish_url, schedule=schedule, stream=opts.stream,
+                                 payload_bytes=opts.payload_bytes),
+                on_error=self.aggregator.error,
+            )
+            stream_start = time.time_ns() + 200_000_000
+            log.info("publishing %d events (%s, %.1f/s for %.1f s)", schedule.expected_count, schedule.kind,
+                     schedule.rate, schedule.duration_s)
+            outcome = self.publisher.run(stream_start)
+            failure = outcome.failure
+            if failure is None:
+                gevent.sleep(opts.drain)
+        except Exception as exc:  # a bad URL or a dead target must still end in a results file
+            log.exception("publisher failed")
+            failure = f"publisher failed: {exc}"
+        finally:
+            self.publisher_outcome = outcome
+        self.stopping_by_us = True
+        runner = self.environment.runner
+        assert runner is not None
+        runner.stop()
+        self.write_results(status="ok" if failure is None else "failed", failure=failure)
+        if opts.headless and not opts.no_autoquit:
+            gevent.spawn_later(0.1, runner.quit)
+
+    def on_test_stop(self) -> None:
+        """Stopped from outside (UI, --run-time): write what was measured, marked incomplete."""
+        if self.stopping_by_us or self.written:
+            return
+        if self.publisher is not None:
+            self.publisher.stop()
+        if self._greenlet is not None and not self._greenlet.dead:
+            self._greenlet.kill(block=False)
+        self.write_results(status="incomplete", failure="the test was stopped before the stream and drain ended")
+
+    def write_results(self, *, status: str, failure: str | None) -> None:
+        if self.written:
+            return
+        self.written = True
+        opts = self.options
+        ended = time.time_ns()
+        outcome = getattr(self, "publisher_outcome", None)
+        from .core.audit import PublishedLog
+
+        log_ = outcome.log if outcome is not None else PublishedLog()
+        if outcome is None and self.publisher is not None:
+            log_ = self.publisher.outcome.log
+        stream_start = outcome.stream_start_ns if outcome is not None else ended
+        extra: dict[str, Any] = {}
+        if outcome is not None:
+            extra["publisher"] = {"requests": outcome.requests, "failed_requests": outcome.failed_requests,
+                                  "max_lag_ms": round(outcome.max_lag_ns / 1e6, 3), "errors": outcome.errors}
+        if self.extra_results is not None:
+            try:
+                extra.update(self.extra_results(self))
+            except Exception as exc:  # extra figures must never cost the results file
+                log.warning("could not collect extra results: %s", exc)
+                extra["extra_error"] = str(exc)
+        self.aggregator.samples.extend(self.samples)
+        self.samples = []
+        delivered = self.aggregator.recorder.count("delivery") + self.aggregator.recorder.count("ack")
+        if status == "ok" and delivered == 0:
+            status, failure = "failed", "nothing was delivered"
+        runner = self.environment.runner
+        params = {
+            "subscribers": getattr(runner, "target_user_count", None) or 0,
+            "rate": opts.rate, "duration_s": opts.duration, "schedule": schedule_from_options(opts).__repr__(),
+            "schedule_kind": opts.schedule, "payload_bytes": opts.payload_bytes, "drain_s": opts.drain,
+            "join_grace_s": opts.join_grace,
+            "processes": max(1, len(self.worker_connected)) if isinstance(runner, MasterRunner) else 1,
+        }
+        result = self.aggregator.build(
+            log=log_, target=self.target_info, params=params, started_ns=self.started_ns,
+            stream_start_ns=stream_start, ended_ns=ended, join_grace_ns=int(opts.join_grace * NS),
+            drain_ns=int(opts.drain * NS), status=status, failure=failure, extra=extra,
+        )
+        config = {k: v for k, v in sorted(vars(opts).items()) if _plain(v)}
+        document = new_document(
+            run_id=Path(self._results_path()).parent.name, config=config, machine=machine_facts(),
+            packages=package_versions(), commit=git_commit(), started_ns=self.started_ns, ended_ns=ended,
+            modes={self.mode: result}, command=["locust", *sys.argv[1:]],
+        )
+        path = results_file.write(document, self._results_path())
+        self.results_path = path
+        log.info("results written to %s (status %s)", path, status)
+        if status == "failed":
+            self.environment.process_exit_code = 3
+
+    def _results_path(self) -> Path:
+        if self.results_path is not None:
+            return self.results_path
+        if self.options.results:
+            self.results_path = Path(self.options.results)
+        else:
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            self.results_path = Path("bench-out") / f"{self.mode}-{stamp}" / "results.json"
+        return self.results_path
+
+
+def _warm_histogram_tables() -> None:
+    """Build the histogram index tables now, not on the hub during the stream."""
+    from .core import hdr_fast
+    from .core.recording import new_histogram
+
+    hdr_fast.value_tables(new_histogram())
+
+
+def _plain(value: Any) -> bool:
+    return value is None or isinstance(value, (str, int, float, bool)) or (
+        isinstance(value, (list, tuple)) and all(isinstance(v, (str, int, float, bool)) for v in value))
+
+
+def _pids(text: str) -> list[int]:
+    return [int(p) for p in str(text or "").split(",") if p.strip().isdigit()]
+
+
+def install(mode: str, *, events: Any = locust_events,
+            extra_arguments: Callable[[Any], None] | None = None,
+            extra_results: Callable[[RunController], Mapping[str, Any]] | None = None) -> None:
+    """Register deliverybench's listeners for a scenario of ``mode``."""
+    if mode not in MODE_TARGETS:
+        raise ValueError(f"unknown mode {mode!r}")
+
+    @events.init_command_line_parser.add_listener
+    def _(parser: Any) -> None:
+        add_arguments(parser)
+        if extra_arguments is not None:
+            extra_arguments(parser)
+
+    @events.init.add_listener
+    def on_init(environment: Environment, **_kw: Any) -> None:
+        runner = environment.runner
+        harness = controller = None
+        if not isinstance(runner, MasterRunner):
+            harness = HarnessProcess(environment, mode)
+        if not isinstance(runner, WorkerRunner):
+            controller = RunController(environment, mode, extra_results=extra_results)
+            controller.local = harness
+        environment.deliverybench_harness = harness  # type: ignore[attr-defined]
+        environment.deliverybench_controller = controller  # type: ignore[attr-defined]
+        if controller is not None and environment.parsed_options is not None:
+            controller.ensure_target()
+        _wire(environment, harness, controller)
+
+
+def _wire(environment: Environment, harness: HarnessProcess | None, controller: RunController | None) -> None:
+    ev = environment.events
+    runner = environment.runner
+
+    if isinstance(runner, MasterRunner) and controller is not None:
+        def on_final(environment: Environment, msg: Any, **_kw: Any) -> None:
+            controller.aggregator.add_wire(msg.data)
+
+        def on_status(environment: Environment, msg: Any, **_kw: Any) -> None:
+            controller.worker_connected[msg.node_id] = int(msg.data.get("connected", 0))
+
+        runner.register_message(FINAL_MESSAGE, on_final)
+        runner.register_message(STATUS_MESSAGE, on_status)
+
+        @ev.worker_report.add_listener
+        def on_worker_report(client_id: str, data: Mapping[str, Any], **_kw: Any) -> None:
+            if "deliverybench" in data:
+                controller.aggregator.add_wire(data["deliverybench"])
+
+    if isinstance(runner, WorkerRunner) and harness is not None:
+        @ev.report_to_master.add_listener
+        def on_report(client_id: str, data: dict[str, Any], **_kw: Any) -> None:
+            data["deliverybench"] = payload_to_wire(harness.take_pending())
+
+    @ev.test_start.add_listener
+    def on_test_start(environment: Environment, **_kw: Any) -> None:
+        if harness is not None:
+            harness.reset()
+            harness.start_flusher()
+            if isinstance(runner, WorkerRunner):
+                harness.status_active = True
+                gevent.spawn(_status_loop, runner, harness)
+        if controller is not None:
+            controller.on_test_start()
+
+    @ev.spawning_complete.add_listener
+    def on_spawning_complete(user_count: int, **_kw: Any) -> None:
+        if controller is not None:
+            controller.on_spawning_complete()
+
+    @ev.test_stop.add_listener
+    def on_test_stop(environment: Environment, **_kw: Any) -> None:
+        if harness is not None:
+            harness.status_active = False
+            harness.stop_flusher()
+            gevent.sleep(0.2)  # let close requests from on_stop reach the loop first
+            try:
+                harness.flush(final=True)
+            except gevent.Timeout:
+                log.error("event-loop thread did not hand over its final data")
+            payload = harness.take_pending()
+            if isinstance(runner, WorkerRunner):
+                runner.send_message(FINAL_MESSAGE, payload_to_wire(payload))
+            elif controller is not None:
+                controller.aggregator.add(payload)
+        if controller is not None:
+            controller.on_test_stop()
+
+    @ev.quitting.add_listener
+    def on_quitting(environment: Environment, **_kw: Any) -> None:
+        if controller is not None:
+            if not controller.written and controller.started_ns:
+                controller.write_results(status="incomplete", failure="locust quit before the stream ended")
+            controller.stop_target()
+
+
+def _status_loop(runner: WorkerRunner, harness: HarnessProcess) -> None:
+    while harness.status_active:
+        runner.send_message(STATUS_MESSAGE, {"connected": harness.recorder.connected})
+        gevent.sleep(0.5)
+

@@ -1,0 +1,213 @@
+"""What the harness needs from a system under test, and how targets are found.
+
+The harness never cares whether a target is a built-in reference server it
+started itself or an external one given by URL: it needs an ingress to
+publish into, an egress per delivery mode, a health check, and the pids whose
+CPU and memory it should charge to the target. Third-party targets register
+under the ``deliverybench.targets`` entry-point group, the same way the
+built-in ones do.
+"""
+
+from __future__ import annotations
+
+import abc
+import importlib
+import importlib.metadata
+import socket
+import urllib.error
+import urllib.parse
+import urllib.request
+import warnings
+from types import TracebackType
+from typing import Any, ClassVar
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "MODES",
+    "Target",
+    "TargetError",
+    "available_targets",
+    "get_target",
+    "tcp_reachable",
+]
+
+ENTRY_POINT_GROUP = "deliverybench.targets"
+
+#: Egress modes a target may offer: a WebSocket URL to subscribe to, a
+#: subscription API for webhook callbacks, an NDJSON poll URL, and a consumer
+#: endpoint the harness itself POSTs bursts at.
+MODES = ("push", "callback", "poll", "burst")
+
+_HEALTH_TIMEOUT_S = 2.0
+
+# Where the built-in names live; imported only when asked for so that a
+# checkout that was never pip-installed (no entry points) still finds them.
+_BUILTIN: dict[str, str] = {
+    "push": "targets.builtin:PushTarget",
+    "callback": "targets.builtin:CallbackTarget",
+    "sink": "targets.builtin:SinkTarget",
+    "relay": "targets.relay:RelayTarget",
+}
+
+
+class TargetError(Exception):
+    """A target could not be started, reached or found.
+
+    The message is one line meant for the user, not a traceback.
+    """
+
+
+class Target(abc.ABC):
+    """A system under test: an ingress, an egress per mode, a health check.
+
+    Subclasses take keyword-only constructor arguments. ``start`` must leave
+    the target healthy or raise :class:`TargetError`; ``stop`` must be safe to
+    call twice or after the target died. Used as a context manager, a target
+    is started on entry and stopped on exit.
+    """
+
+    name: ClassVar[str] = "target"
+    kind: ClassVar[str] = "builtin"
+
+    @abc.abstractmethod
+    def start(self, *, timeout_s: float = 15.0) -> None:
+        """Start (or attach to) the target; block until healthy or raise TargetError."""
+
+    @abc.abstractmethod
+    def stop(self) -> None:
+        """Release the target. Idempotent; never raises for a process already gone."""
+
+    @property
+    @abc.abstractmethod
+    def ingress_url(self) -> str | None:
+        """Where the harness POSTs events (one or NDJSON batch), or None."""
+
+    @abc.abstractmethod
+    def egress_url(self, mode: str) -> str | None:
+        """The URL subscribers of ``mode`` (see :data:`MODES`) use, or None if unsupported."""
+
+    @property
+    def health_url(self) -> str | None:
+        return None
+
+    @property
+    def stats_url(self) -> str | None:
+        return None
+
+    def pids(self) -> list[int]:
+        """Processes whose resources count as the target's cost; [] for external targets."""
+        return []
+
+    def modes(self) -> list[str]:
+        """The egress modes this target offers."""
+        return [m for m in MODES if self.egress_url(m) is not None]
+
+    def health(self) -> bool:
+        """True if the health URL answers 2xx within 2 s; False on any error."""
+        url = self.health_url
+        if url is None:
+            return False
+        try:
+            with urllib.request.urlopen(url, timeout=_HEALTH_TIMEOUT_S) as resp:
+                return 200 <= resp.status < 300
+        except (OSError, ValueError, urllib.error.URLError):
+            return False
+
+    def urls(self) -> dict[str, str]:
+        """Every known URL of the target, by role."""
+        found = {"ingress": self.ingress_url, "health": self.health_url, "stats": self.stats_url}
+        found.update({mode: self.egress_url(mode) for mode in MODES})
+        return {k: v for k, v in found.items() if v is not None}
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-ready summary for the results file."""
+        return {"name": self.name, "kind": self.kind, "urls": self.urls()}
+
+    def __enter__(self) -> "Target":
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r} {self.kind}>"
+
+
+def tcp_reachable(url: str, *, timeout_s: float = 3.0) -> str | None:
+    """Open (and close) a TCP connection to the host:port of ``url``.
+
+    Returns None when it connects, or the reason it did not.
+    """
+    parts = urllib.parse.urlsplit(url)
+    try:
+        port = parts.port or {"http": 80, "ws": 80, "https": 443, "wss": 443}.get(parts.scheme)
+    except ValueError as exc:
+        return str(exc)
+    if not parts.hostname or port is None:
+        return "no host or port in the URL"
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=timeout_s):
+            return None
+    except socket.timeout:
+        return f"no answer within {timeout_s:g} s"
+    except OSError as exc:
+        return exc.strerror or str(exc)
+
+
+def _load(spec: str) -> type[Target]:
+    module, _, attr = spec.partition(":")
+    obj = getattr(importlib.import_module(module), attr)
+    if not (isinstance(obj, type) and issubclass(obj, Target)):
+        raise TypeError(f"{spec} is not a Target subclass")
+    return obj
+
+
+def _entry_points() -> dict[str, importlib.metadata.EntryPoint]:
+    return {ep.name: ep for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def available_targets() -> dict[str, type[Target]]:
+    """Every target by name: the built-ins plus those registered as entry points.
+
+    A plugin that fails to import is skipped with a warning rather than
+    taking the built-ins down with it; :func:`get_target` on its name reports
+    why.
+    """
+    found = {name: _load(spec) for name, spec in _BUILTIN.items()}
+    for name, ep in _entry_points().items():
+        if name in found and ep.value == _BUILTIN.get(name):
+            continue
+        try:
+            cls = ep.load()
+            if not (isinstance(cls, type) and issubclass(cls, Target)):
+                raise TypeError(f"{ep.value} is not a Target subclass")
+        except Exception as exc:  # a broken plugin is the plugin's problem
+            warnings.warn(f"target plugin {name!r} ({ep.value}) failed to load: {exc}", stacklevel=2)
+            continue
+        found[name] = cls
+    return found
+
+
+def get_target(name: str) -> type[Target]:
+    """The target class called ``name``, or TargetError listing the known ones."""
+    eps = _entry_points()
+    if name in eps and eps[name].value != _BUILTIN.get(name):
+        try:
+            cls = eps[name].load()
+        except Exception as exc:
+            raise TargetError(f"target {name!r} ({eps[name].value}) failed to load: {exc}") from None
+        if not (isinstance(cls, type) and issubclass(cls, Target)):
+            raise TargetError(f"target {name!r} ({eps[name].value}) is not a Target subclass")
+        return cls
+    if name in _BUILTIN:
+        return _load(_BUILTIN[name])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        known = ", ".join(sorted(available_targets()))
+    raise TargetError(f"unknown target {name!r}; available: {known}")

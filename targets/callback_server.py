@@ -1,0 +1,643 @@
+"""The built-in webhook (callback) target: one aiohttp + uvloop process.
+
+Subscribers register a callback URL through ``POST /subscriptions``; every
+event published to ``POST /publish`` is then POSTed, byte for byte, to every
+active subscription, signed the Standard Webhooks way, with retries. It is a
+*reference* producer: small, fast and honest, so that what the harness
+measures is webhook delivery itself rather than an accidental bottleneck.
+
+Run it as::
+
+    python -m targets.callback_server --host 127.0.0.1 --port 0
+
+and read the single JSON ready line it prints on stdout (logs go to stderr).
+
+Delivery model, and why:
+
+* One shared :class:`aiohttp.ClientSession` with a pooled
+  :class:`aiohttp.TCPConnector`, because a new TCP connection per webhook
+  would measure the kernel's handshake rather than the dispatcher.
+* Memory stays bounded under overload and nothing is silently dropped:
+  published events go into a bounded queue (a full queue makes
+  ``POST /publish`` wait -- back-pressure reaches the publisher); one fan-out
+  loop takes an event and, for each active subscription, first acquires a
+  slot among ``--max-outstanding`` live deliveries (an attempt running *or* a
+  retry waiting) and then one of ``--max-in-flight`` request slots, and only
+  then creates the delivery task. A retry waiting out its back-off keeps its
+  outstanding slot but gives back its request slot, so a failing subscriber
+  slows the others only once it has used up all outstanding slots.
+* ``webhook-id`` is ``msg_<n>_<subscription id>``, where ``n`` is this
+  target's publication counter, not the event's ``id``: event ids restart at
+  0 per stream, and a receiver deduplicates by ``webhook-id``. It is stable
+  across the retries of one event to one subscription.
+* The signature covers the attempt's timestamp, so it is computed per attempt
+  (with the ``standardwebhooks`` library); the UTF-8 text of each event is
+  decoded once at publish time, not per delivery.
+* ``410 Gone`` disables a subscription for good: its queued and retrying
+  deliveries are abandoned (counted in ``abandoned``). ``Retry-After`` on a 429
+  or 503 replaces the schedule's delay for the next attempt (capped at 60 s),
+  but not the number of attempts: the schedule still decides when to give up.
+
+Failure kinds in ``/stats`` ``failures``: ``http_<status>`` (non-2xx, no
+redirects followed), ``timeout`` (no complete response within
+``--timeout-s``), ``connection`` (refused, reset, closed early, DNS) and
+``protocol`` (any other client error, e.g. a malformed response).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import random
+import resource
+import secrets
+import signal
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+from typing import Any, Sequence
+
+import aiohttp
+import uvloop
+from aiohttp import web
+from standardwebhooks.webhooks import Webhook
+from yarl import URL
+
+from deliverybench.core.event import MalformedEvent, decode_head, split_batch
+from targets.event_buffer import EventBuffer, poll_handler
+
+__all__ = [
+    "DEFAULT_SECRET",
+    "SECRET_ENV",
+    "RETRY_AFTER_CAP_S",
+    "Settings",
+    "Subscription",
+    "Dispatcher",
+    "parse_schedule",
+    "parse_retry_after",
+    "make_app",
+    "parse_args",
+    "serve",
+    "main",
+]
+
+log = logging.getLogger("deliverybench.targets.callback")
+
+#: Fixed, documented *test* secret (``whsec_`` + base64 of
+#: ``b"deliverybench-webhook-test-secret"``). Receivers in the harness verify
+#: with it unless ``--secret`` / ``$DELIVERYBENCH_WEBHOOK_SECRET`` says
+#: otherwise. It protects nothing: benchmark traffic only.
+DEFAULT_SECRET = "whsec_ZGVsaXZlcnliZW5jaC13ZWJob29rLXRlc3Qtc2VjcmV0"
+
+#: Environment variable read for the secret when ``--secret`` is not given,
+#: so a real secret need not appear in the process list.
+SECRET_ENV = "DELIVERYBENCH_WEBHOOK_SECRET"
+
+#: Upper bound on a ``Retry-After`` delay: a receiver cannot park a delivery
+#: for longer than this.
+RETRY_AFTER_CAP_S = 60.0
+
+_JSON = "application/json"
+_RETRY_AFTER_STATUSES = frozenset((429, 503))
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the dispatcher is configured with, fixed at start-up."""
+
+    secret: str = DEFAULT_SECRET
+    timeout_s: float = 15.0
+    retry_schedule: tuple[float, ...] = (0.05, 0.1, 0.2, 0.4, 0.8)
+    jitter: float = 0.2
+    max_in_flight: int = 256
+    max_outstanding: int = 8192
+    connection_limit: int = 1024
+    delay_ms: float = 0.0
+    max_queued: int = 10_000
+
+
+@dataclass(slots=True, eq=False)
+class Subscription:
+    """One registered callback URL and its own delivery counters."""
+
+    id: str
+    url: URL
+    active: bool = True
+    state: str = "active"  # active | disabled | deleted
+    attempts: int = 0
+    delivered: int = 0
+    give_ups: int = 0
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "url": str(self.url),
+            "state": self.state,
+            "attempts": self.attempts,
+            "delivered": self.delivered,
+            "give_ups": self.give_ups,
+        }
+
+
+@dataclass(slots=True, eq=False)
+class _QueuedEvent:
+    """A published event waiting for (or in) fan-out; shared by all its deliveries."""
+
+    seq: int
+    raw: bytes
+    text: str  # ``raw`` decoded once, since the signing library wants ``str``
+    ready_at: float  # loop time before which fan-out must not start (--delay-ms)
+
+
+@dataclass(slots=True)
+class _Counters:
+    published: int = 0
+    attempts: int = 0
+    delivered: int = 0
+    first_attempt_delivered: int = 0
+    retries: int = 0
+    give_ups: int = 0
+    abandoned: int = 0
+    in_flight: int = 0
+    retry_waiting: int = 0
+    failures: Counter[str] = field(default_factory=Counter)
+
+
+def parse_schedule(text: str) -> tuple[float, ...]:
+    """Parse ``"0.05,0.1"`` into delays before attempt 2, 3, ...; ``""`` means no retries."""
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    try:
+        delays = tuple(float(p) for p in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"retry schedule must be comma-separated seconds: {text!r}") from None
+    if any(d < 0 or d != d for d in delays):
+        raise argparse.ArgumentTypeError("retry delays must be >= 0")
+    return delays
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None, cap: float = RETRY_AFTER_CAP_S) -> float | None:
+    """Seconds to wait from a ``Retry-After`` value (delta-seconds or HTTP-date), capped; None if unusable."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    if seconds != seconds:  # NaN
+        return None
+    return min(max(seconds, 0.0), cap)
+
+
+class Dispatcher:
+    """Owns subscriptions, the fan-out queue, the HTTP client and the counters."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._webhook = Webhook(settings.secret)  # raises on a malformed secret
+        self._subs: dict[str, Subscription] = {}
+        self._active: tuple[Subscription, ...] = ()
+        self._queue: asyncio.Queue[_QueuedEvent] = asyncio.Queue(maxsize=settings.max_queued)
+        self._slots = asyncio.Semaphore(settings.max_in_flight)
+        self._outstanding = asyncio.Semaphore(max(settings.max_outstanding, settings.max_in_flight))
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._fanout_remaining = 0
+        self._seq = 0
+        self._stamp: tuple[int, datetime] = (0, datetime.fromtimestamp(0, tz=timezone.utc))
+        self.counters = _Counters()
+        self._session: aiohttp.ClientSession | None = None
+        self._loop_task: asyncio.Task[None] | None = None
+
+    # -- lifecycle ---------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the pooled client session and start the fan-out loop."""
+        connector = aiohttp.TCPConnector(
+            limit=self.settings.connection_limit,
+            limit_per_host=0,
+            keepalive_timeout=60,
+            ttl_dns_cache=300,
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(total=self.settings.timeout_s),
+            cookie_jar=aiohttp.DummyCookieJar(),
+            auto_decompress=False,
+        )
+        self._loop_task = asyncio.create_task(self._fan_out_loop(), name="fan-out")
+
+    async def close(self) -> None:
+        """Stop fan-out, cancel live deliveries and close the session cleanly."""
+        pending = [t for t in (self._loop_task, *self._tasks) if t is not None]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()
+
+    # -- subscriptions -----------------------------------------------------
+
+    def subscribe(self, url: URL) -> Subscription:
+        sub_id = f"sub_{secrets.token_hex(6)}"
+        while sub_id in self._subs:
+            sub_id = f"sub_{secrets.token_hex(6)}"
+        sub = Subscription(sub_id, url)
+        self._subs[sub_id] = sub
+        self._refresh_active()
+        log.info("subscribed %s -> %s", sub_id, url)
+        return sub
+
+    def unsubscribe(self, sub_id: str) -> bool:
+        sub = self._subs.pop(sub_id, None)
+        if sub is None:
+            return False
+        sub.active, sub.state = False, "deleted"
+        self._refresh_active()
+        log.info("unsubscribed %s", sub_id)
+        return True
+
+    def subscriptions(self) -> list[dict[str, Any]]:
+        return [s.describe() for s in self._subs.values()]
+
+    def _disable(self, sub: Subscription) -> None:
+        if sub.active:
+            sub.active, sub.state = False, "disabled"
+            self._refresh_active()
+            log.info("subscription %s disabled by 410 Gone from %s", sub.id, sub.url)
+
+    def _refresh_active(self) -> None:
+        self._active = tuple(s for s in self._subs.values() if s.active)
+
+    # -- ingress -----------------------------------------------------------
+
+    async def publish(self, raw: bytes, text: str) -> None:
+        """Queue one validated event for fan-out; waits while the queue is full."""
+        self._seq += 1
+        self.counters.published += 1
+        ready_at = asyncio.get_running_loop().time() + self.settings.delay_ms / 1000.0
+        item = _QueuedEvent(self._seq, raw, text, ready_at)
+        try:
+            self._queue.put_nowait(item)
+        except asyncio.QueueFull:
+            await self._queue.put(item)
+
+    # -- fan-out -----------------------------------------------------------
+
+    async def _fan_out_loop(self) -> None:
+        """Take events in order and start one bounded delivery per active subscription."""
+        loop = asyncio.get_running_loop()
+        while True:
+            event = await self._queue.get()
+            wait = event.ready_at - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            targets = self._active
+            self._fanout_remaining = len(targets)
+            for sub in targets:
+                await self._outstanding.acquire()
+                try:
+                    await self._slots.acquire()
+                except BaseException:
+                    self._outstanding.release()
+                    raise
+                self._fanout_remaining -= 1
+                task = loop.create_task(self._deliver(event, sub))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            self._fanout_remaining = 0
+
+    async def _deliver(self, event: _QueuedEvent, sub: Subscription) -> None:
+        """Attempt, back off, retry until delivered, given up, or the subscription is gone.
+
+        Entered holding one outstanding slot and one request slot.
+        """
+        msg_id = f"msg_{event.seq}_{sub.id}"
+        attempt = 1
+        try:
+            while True:
+                try:
+                    if not sub.active:
+                        self.counters.abandoned += 1
+                        return
+                    delay = await self._attempt(event, sub, msg_id, attempt)
+                finally:
+                    self._slots.release()
+                if delay is None:
+                    return
+                attempt += 1
+                self.counters.retry_waiting += 1
+                try:
+                    await asyncio.sleep(delay)
+                    await self._slots.acquire()
+                finally:
+                    self.counters.retry_waiting -= 1
+        finally:
+            self._outstanding.release()
+
+    def _headers(self, event: _QueuedEvent, msg_id: str, attempt: int) -> dict[str, str]:
+        now = int(time.time())
+        if now != self._stamp[0]:
+            self._stamp = (now, datetime.fromtimestamp(now, tz=timezone.utc))
+        return {
+            "Content-Type": _JSON,
+            "webhook-id": msg_id,
+            "webhook-timestamp": str(now),
+            "webhook-signature": self._webhook.sign(msg_id, self._stamp[1], event.text),
+            "webhook-attempt": str(attempt),
+        }
+
+    async def _attempt(self, event: _QueuedEvent, sub: Subscription, msg_id: str, attempt: int) -> float | None:
+        """One POST; returns the delay before the next attempt, or None when done with it."""
+        assert self._session is not None
+        c = self.counters
+        c.attempts += 1
+        sub.attempts += 1
+        if attempt > 1:
+            c.retries += 1
+        status = 0
+        retry_after: str | None = None
+        c.in_flight += 1
+        try:
+            async with self._session.post(
+                sub.url, data=event.raw, headers=self._headers(event, msg_id, attempt), allow_redirects=False
+            ) as resp:
+                status = resp.status
+                if status in _RETRY_AFTER_STATUSES:
+                    retry_after = resp.headers.get("Retry-After")
+                await resp.read()  # drain so the connection goes back to the pool
+        except asyncio.TimeoutError:
+            kind = "timeout"
+        except (aiohttp.ClientConnectionError, OSError):
+            kind = "connection"
+        except aiohttp.ClientError:
+            kind = "protocol"
+        else:
+            if 200 <= status < 300:
+                c.delivered += 1
+                sub.delivered += 1
+                if attempt == 1:
+                    c.first_attempt_delivered += 1
+                return None
+            kind = f"http_{status}"
+        finally:
+            c.in_flight -= 1
+        c.failures[kind] += 1
+        if status == 410:
+            self._disable(sub)
+            return None
+        return self._next_delay(sub, msg_id, attempt, retry_after)
+
+    def _next_delay(self, sub: Subscription, msg_id: str, attempt: int, retry_after: str | None) -> float | None:
+        schedule = self.settings.retry_schedule
+        if attempt > len(schedule):
+            self.counters.give_ups += 1
+            sub.give_ups += 1
+            log.debug("gave up on %s after %d attempts", msg_id, attempt)
+            return None
+        told = parse_retry_after(retry_after)
+        if told is not None:
+            return told
+        jitter = self.settings.jitter
+        base = schedule[attempt - 1]
+        return base * (1.0 + random.uniform(-jitter, jitter)) if jitter else base
+
+    # -- introspection -----------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        c = self.counters
+        active = len(self._active)
+        queued = self._queue.qsize()
+        return {
+            "published": c.published,
+            "subscriptions_active": active,
+            "subscriptions_disabled": sum(1 for s in self._subs.values() if s.state == "disabled"),
+            "attempts": c.attempts,
+            "delivered": c.delivered,
+            "first_attempt_delivered": c.first_attempt_delivered,
+            "retries": c.retries,
+            "give_ups": c.give_ups,
+            "abandoned": c.abandoned,
+            "failures": dict(c.failures),
+            "in_flight": c.in_flight,
+            # first attempts not yet started (estimated with today's subscribers
+            # for events still queued) plus retries waiting for their next attempt
+            "pending": queued * active + self._fanout_remaining + c.retry_waiting,
+            "queued_events": queued,
+            "retry_waiting": c.retry_waiting,
+        }
+
+
+# -- HTTP ------------------------------------------------------------------
+
+
+def _text(status: int, message: str) -> web.Response:
+    return web.Response(status=status, text=message.replace("\n", " ") + "\n")
+
+
+def _validate_batch(body: bytes) -> list[tuple[bytes, str, int]] | str:
+    """Split and check a publish body; returns ``(raw, text, id)`` per event, or an error line."""
+    events = []
+    for n, raw in enumerate(split_batch(body)):
+        raw = raw.rstrip(b"\r")
+        try:
+            head = decode_head(raw)
+            text = raw.decode("utf-8")
+        except MalformedEvent as exc:
+            return f"event {n}: {exc}"
+        except UnicodeDecodeError:
+            return f"event {n}: not UTF-8"
+        events.append((raw, text, head.id))
+    return events or "empty body: expected one event or NDJSON events"
+
+
+def make_app(dispatcher: Dispatcher, buffer: EventBuffer) -> web.Application:
+    """The target's HTTP API; the dispatcher's lifecycle is tied to the app's."""
+
+    async def publish(request: web.Request) -> web.Response:
+        checked = _validate_batch(await request.read())
+        if isinstance(checked, str):
+            return _text(400, checked)
+        for raw, text, event_id in checked:
+            buffer.append(event_id, raw)
+            await dispatcher.publish(raw, text)
+        return web.json_response({"accepted": len(checked)}, status=202)
+
+    async def create_subscription(request: web.Request) -> web.Response:
+        try:
+            doc = json.loads(await request.read())
+            url = URL(doc["url"]) if isinstance(doc, dict) and isinstance(doc.get("url"), str) else None
+        except (ValueError, UnicodeDecodeError, KeyError):
+            url = None
+        if url is None or url.scheme not in ("http", "https") or not url.host:
+            return _text(400, 'expected JSON {"url": "http(s)://host[:port]/path"}')
+        sub = dispatcher.subscribe(url)
+        return web.json_response({"id": sub.id}, status=201)
+
+    async def delete_subscription(request: web.Request) -> web.Response:
+        if dispatcher.unsubscribe(request.match_info["sub_id"]):
+            return web.Response(status=204)
+        return _text(404, "no such subscription")
+
+    async def list_subscriptions(request: web.Request) -> web.Response:
+        return web.json_response({"subscriptions": dispatcher.subscriptions()})
+
+    async def stats(request: web.Request) -> web.Response:
+        return web.json_response(dispatcher.stats())
+
+    async def health(request: web.Request) -> web.Response:
+        return web.json_response({"ok": True})
+
+    async def lifecycle(app: web.Application):  # type: ignore[no-untyped-def]
+        await dispatcher.start()
+        yield
+        await dispatcher.close()
+
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app.cleanup_ctx.append(lifecycle)
+    app.router.add_post("/publish", publish)
+    app.router.add_post("/subscriptions", create_subscription)
+    app.router.add_get("/subscriptions", list_subscriptions)
+    app.router.add_delete("/subscriptions/{sub_id}", delete_subscription)
+    app.router.add_get("/events", poll_handler(buffer))
+    app.router.add_get("/stats", stats)
+    app.router.add_get("/health", health)
+    return app
+
+
+# -- process ---------------------------------------------------------------
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be >= 1")
+    return value
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m targets.callback_server", description=__doc__.split("\n")[0])
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=0, help="port to bind; 0 picks a free one (default 0)")
+    p.add_argument(
+        "--secret",
+        default=os.environ.get(SECRET_ENV, DEFAULT_SECRET),
+        help=f"Standard Webhooks signing secret, whsec_<base64> (default ${SECRET_ENV} or the documented test secret)",
+    )
+    p.add_argument("--timeout-s", type=float, default=15.0, help="per-attempt timeout in seconds (default 15)")
+    p.add_argument(
+        "--retry-schedule",
+        type=parse_schedule,
+        default=parse_schedule("0.05,0.1,0.2,0.4,0.8"),
+        help="seconds before attempt 2, 3, ...; give up after the last (default 0.05,0.1,0.2,0.4,0.8)",
+    )
+    p.add_argument("--jitter", type=float, default=0.2, help="± fraction applied to each scheduled delay (default 0.2)")
+    p.add_argument("--max-in-flight", type=_positive_int, default=256, help="requests in flight at once (default 256)")
+    p.add_argument(
+        "--max-outstanding",
+        type=_positive_int,
+        default=8192,
+        help="live deliveries, in flight or waiting to retry, before fan-out waits (default 8192)",
+    )
+    p.add_argument("--connection-limit", type=_positive_int, default=1024, help="pooled connections (default 1024)")
+    p.add_argument("--delay-ms", type=float, default=0.0, help="test only: hold each event before fan-out (default 0)")
+    p.add_argument("--buffer", type=_positive_int, default=10_000, help="events kept for GET /events (default 10000)")
+    p.add_argument(
+        "--max-queued", type=_positive_int, default=10_000, help="events queued for fan-out before /publish waits (default 10000)"
+    )
+    p.add_argument("--log-level", default="INFO", help="stderr log level (default INFO)")
+    args = p.parse_args(argv)
+    if not 0 <= args.jitter < 1:
+        p.error("--jitter must be in [0, 1)")
+    if args.timeout_s <= 0:
+        p.error("--timeout-s must be > 0")
+    try:
+        Webhook(args.secret)
+    except Exception as exc:  # the library raises several types for a bad secret
+        p.error(f"--secret is not a usable webhook secret ({type(exc).__name__})")
+    return args
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return Settings(
+        secret=args.secret,
+        timeout_s=args.timeout_s,
+        retry_schedule=args.retry_schedule,
+        jitter=args.jitter,
+        max_in_flight=args.max_in_flight,
+        max_outstanding=args.max_outstanding,
+        connection_limit=args.connection_limit,
+        delay_ms=max(args.delay_ms, 0.0),
+        max_queued=args.max_queued,
+    )
+
+
+def _raise_nofile_limit() -> None:
+    """Soft RLIMIT_NOFILE up to the hard limit: every subscriber connection is a descriptor."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError) as exc:
+            log.warning("could not raise RLIMIT_NOFILE from %s to %s: %s", soft, hard, exc)
+
+
+def _ready_line(host: str, port: int) -> str:
+    netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    base = f"http://{netloc}"
+    urls = {
+        "ingress": f"{base}/publish",
+        "subscriptions": f"{base}/subscriptions",
+        "poll": f"{base}/events",
+        "health": f"{base}/health",
+        "stats": f"{base}/stats",
+    }
+    return json.dumps({"ready": True, "pid": os.getpid(), "urls": urls})
+
+
+async def serve(args: argparse.Namespace) -> None:
+    """Bind, announce readiness on stdout, and run until SIGTERM or SIGINT."""
+    dispatcher = Dispatcher(_settings(args))
+    app = make_app(dispatcher, EventBuffer(args.buffer))
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, args.host, args.port, backlog=4096)
+    await site.start()
+    port = runner.addresses[0][1]
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    sys.stdout.write(_ready_line(args.host, port) + "\n")
+    sys.stdout.flush()
+    log.info("callback target listening on %s:%s", args.host, port)
+    try:
+        await stop.wait()
+    finally:
+        log.info("shutting down: %s", json.dumps(dispatcher.stats()))
+        await runner.cleanup()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(
+        stream=sys.stderr, level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    _raise_nofile_limit()
+    uvloop.run(serve(args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,231 @@
+"""The built-in push target: events POSTed over HTTP, fanned out over WebSocket.
+
+Run as ``python -m targets.push_server --host 127.0.0.1 --port 0 --ws-port 0``.
+
+It is meant to be a fast, honest reference: each published event's bytes go
+verbatim, as one text frame, to every open session via
+:func:`websockets.asyncio.server.broadcast` (about 20 µs per frame), with no
+per-frame Python work of its own, so what the harness measures is the
+delivery mechanism rather than this server's bookkeeping.
+
+HTTP (``--port``):
+
+* ``POST /publish`` -- one event or an NDJSON batch; ``202 {"accepted": n}``,
+  ``400`` if the body is empty or any line is not an event (then nothing is
+  published).
+* ``GET /events?after=N`` -- the same stream for the polling baseline.
+* ``GET /health`` -- ``{"ok": true, "subscribers": n}``.
+* ``GET /stats`` -- counters.
+
+WebSocket (``--ws-port``, any path): every frame a subscriber sends is echoed
+back to that subscriber unchanged, so push round trips can be measured when
+clocks cannot be trusted across machines.
+
+``--delay-ms D`` is for tests only: it holds every event D ms before it is
+delivered (to push and poll alike), so a test can check that the harness
+reports a latency it knows in advance.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections import deque
+from typing import Sequence
+
+import uvloop
+from aiohttp import web
+from websockets.asyncio.server import ServerConnection, broadcast, serve
+from websockets.exceptions import ConnectionClosed
+
+from deliverybench.core.event import MalformedEvent, decode_head, split_batch
+from targets._process import announce_ready, raise_fd_limit, url_for, wait_for_signal
+from targets.event_buffer import EventBuffer, poll_handler
+
+__all__ = ["PushServer", "main"]
+
+log = logging.getLogger("targets.push_server")
+
+_MAX_FRAME = 16 * 2**20
+_MAX_BODY = 256 * 2**20
+
+
+class PushServer:
+    """The state shared by the WebSocket side and the HTTP side.
+
+    Args:
+        delay_ms: test-only hold before each event is delivered.
+        buffer: how many recent events ``GET /events`` retains.
+    """
+
+    def __init__(self, *, delay_ms: float = 0.0, buffer: int = 10_000) -> None:
+        if delay_ms < 0:
+            raise ValueError("delay_ms must be >= 0")
+        self.delay_s = delay_ms / 1000.0
+        self.buffer = EventBuffer(buffer)
+        self.subscribers: set[ServerConnection] = set()
+        self.published = 0
+        self.frames_sent = 0
+        self.connections_total = 0
+        self.echoed = 0
+        self._held: deque[tuple[float, list[int], list[bytes]]] = deque()
+        self._timer: asyncio.TimerHandle | None = None
+
+    # -- WebSocket side ----------------------------------------------------
+
+    async def session(self, ws: ServerConnection) -> None:
+        self.subscribers.add(ws)
+        self.connections_total += 1
+        try:
+            async for message in ws:  # str stays a text frame, bytes binary
+                await ws.send(message)
+                self.echoed += 1
+        except ConnectionClosed:  # a subscriber that vanishes is normal under load
+            pass
+        finally:
+            self.subscribers.discard(ws)
+
+    # -- delivery ----------------------------------------------------------
+
+    def deliver(self, ids: list[int], raws: list[bytes]) -> None:
+        conns = self.subscribers
+        append = self.buffer.append
+        for event_id, raw in zip(ids, raws):
+            append(event_id, raw)
+            broadcast(conns, raw, text=True)
+        self.frames_sent += len(raws) * len(conns)
+
+    def hold(self, ids: list[int], raws: list[bytes]) -> None:
+        # One timer and a FIFO, not a timer per batch, so held events keep
+        # their publication order whatever the loop does with equal deadlines.
+        loop = asyncio.get_running_loop()
+        self._held.append((loop.time() + self.delay_s, ids, raws))
+        if self._timer is None:
+            self._timer = loop.call_at(self._held[0][0], self._release)
+
+    def _release(self) -> None:
+        self._timer = None
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        held = self._held
+        while held and held[0][0] <= now:
+            _, ids, raws = held.popleft()
+            self.deliver(ids, raws)
+        if held:
+            self._timer = loop.call_at(held[0][0], self._release)
+
+    def cancel_held(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._held.clear()
+
+    # -- HTTP side ---------------------------------------------------------
+
+    async def publish(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        try:
+            body.decode("utf-8")  # text frames must be valid UTF-8
+            raws = split_batch(body)
+            if not raws:
+                raise MalformedEvent("empty body")
+            ids = [decode_head(raw).id for raw in raws]
+        except (UnicodeDecodeError, MalformedEvent) as exc:
+            return web.json_response({"error": f"not an event or NDJSON batch of events: {exc}"}, status=400)
+        self.published += len(raws)
+        if self.delay_s > 0:
+            self.hold(ids, raws)
+        else:
+            self.deliver(ids, raws)
+        return web.json_response({"accepted": len(raws)}, status=202)
+
+    async def health(self, request: web.Request) -> web.Response:
+        return web.json_response({"ok": True, "subscribers": len(self.subscribers)})
+
+    async def stats(self, request: web.Request) -> web.Response:
+        return web.json_response(
+            {
+                "published": self.published,
+                "held": sum(len(ids) for _, ids, _ in self._held),
+                "frames_sent": self.frames_sent,
+                "subscribers": len(self.subscribers),
+                "connections_total": self.connections_total,
+                "echoed": self.echoed,
+                "last_id": self.buffer.last_id,
+            }
+        )
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=_MAX_BODY)
+        app.router.add_post("/publish", self.publish)
+        app.router.add_get("/events", poll_handler(self.buffer))
+        app.router.add_get("/health", self.health)
+        app.router.add_get("/stats", self.stats)
+        return app
+
+
+async def run(args: argparse.Namespace) -> None:
+    server = PushServer(delay_ms=args.delay_ms, buffer=args.buffer)
+    ws_server = await serve(
+        server.session,
+        args.host,
+        args.ws_port,
+        compression=None,  # events are small and latency-bound; deflate costs per frame
+        max_size=_MAX_FRAME,
+        close_timeout=2,
+    )
+    runner = web.AppRunner(server.app(), access_log=None, handle_signals=False)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, args.host, args.port, backlog=4096)
+        await site.start()
+        http_port = runner.addresses[0][1]
+        ws_port = ws_server.sockets[0].getsockname()[1]
+        announce_ready(
+            {
+                "ingress": url_for("http", args.host, http_port, "/publish"),
+                "push": url_for("ws", args.host, ws_port, "/"),
+                "poll": url_for("http", args.host, http_port, "/events"),
+                "health": url_for("http", args.host, http_port, "/health"),
+                "stats": url_for("http", args.host, http_port, "/stats"),
+            }
+        )
+        log.info("push server ready: http %s, ws %s", http_port, ws_port)
+        sig = await wait_for_signal()
+        log.info("%s: shutting down", sig.name)
+    finally:
+        server.cancel_held()
+        ws_server.close()
+        await ws_server.wait_closed()
+        await runner.cleanup()
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m targets.push_server", description=__doc__.split("\n\n")[0])
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=0, help="HTTP port; 0 picks a free one (default: 0)")
+    p.add_argument("--ws-port", type=int, default=0, help="WebSocket port; 0 picks a free one (default: 0)")
+    p.add_argument("--delay-ms", type=float, default=0.0,
+                   help="TEST ONLY: hold every event this long before delivering it (default: 0)")
+    p.add_argument("--buffer", type=int, default=10_000, help="events kept for GET /events (default: 10000)")
+    args = p.parse_args(argv)
+    if args.delay_ms < 0:
+        p.error("--delay-ms must be >= 0")
+    if args.buffer < 1:
+        p.error("--buffer must be >= 1")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("websockets").setLevel(logging.WARNING)  # one line per connection is too many
+    raise_fd_limit()
+    uvloop.run(run(args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
