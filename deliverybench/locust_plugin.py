@@ -20,6 +20,7 @@ delivers before the worker's ``client_stopped`` -- so by the time
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import socket
@@ -399,7 +400,7 @@ class RunController:
         runner = self.environment.runner
         params = {
             "subscribers": getattr(runner, "target_user_count", None) or 0,
-            "rate": opts.rate, "duration_s": opts.duration, "schedule": schedule_from_options(opts).__repr__(),
+            "rate": opts.rate, "duration_s": opts.duration, "schedule": dataclasses.asdict(schedule_from_options(opts)),
             "schedule_kind": opts.schedule, "payload_bytes": opts.payload_bytes, "drain_s": opts.drain,
             "join_grace_s": opts.join_grace,
             "processes": max(1, len(self.worker_connected)) if isinstance(runner, MasterRunner) else 1,

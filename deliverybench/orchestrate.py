@@ -1,0 +1,171 @@
+"""Running each delivery mode in turn: target, Locust, results.
+
+For every mode the orchestrator starts a fresh target (or attaches to the
+external URLs), runs the mode's locustfile as a real ``locust`` subprocess
+(``--headless``, with ``--processes`` when asked) so the same scenarios work
+by hand, reads the results file the Locust master wrote, and finally merges
+the modes into one document. A mode that fails still yields a mode result
+with ``status: failed`` and the reason, and the other modes still run.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from . import results_file
+from .config import RunConfig
+from .core.audit import AuditTotals
+from .core.recording import Recorder
+from .core.results import build_mode_result, merge_documents, new_document
+from .machine import git_commit, machine_facts, package_versions
+
+__all__ = ["ModeRun", "run_modes", "SCENARIOS", "REPO_ROOT"]
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SCENARIOS = {
+    "push": REPO_ROOT / "scenarios" / "ws_push.py",
+    "callback": REPO_ROOT / "scenarios" / "webhook_callback.py",
+    "poll": REPO_ROOT / "scenarios" / "poll.py",
+}
+#: built-in target per mode
+BUILTIN_TARGETS = {"push": "push", "callback": "callback", "poll": "push"}
+
+
+@dataclass
+class ModeRun:
+    mode: str
+    results_path: Path
+    log_path: Path
+    returncode: int | None
+    document: dict[str, Any]
+
+
+def _locust_command(config: RunConfig, mode: str, urls: dict[str, str], results: Path) -> list[str]:
+    bound_s = config.settle + config.duration + config.drain + 120 + config.subscribers / config.spawn_rate
+    cmd = [
+        sys.executable, "-m", "locust", "-f", str(SCENARIOS[mode]), "--headless",
+        "-u", str(config.subscribers), "-r", str(config.spawn_rate), "-t", f"{int(bound_s)}s",
+        "--stop-timeout", "5", "--only-summary", "--loglevel", "INFO", "--exit-code-on-error", "0",
+        "--publish-url", urls.get("ingress", ""), "--subscribe-url", urls.get(mode, ""),
+        "--stats-url", urls.get("stats", ""), "--target-pids", urls.get("pids", ""),
+        "--target-name", urls.get("name", ""),
+        "--rate", str(config.rate), "--duration", str(config.duration), "--schedule", config.schedule,
+        "--burst-size", str(config.burst_size), "--burst-interval", str(config.burst_interval),
+        "--rate-end", str(config.rate_end), "--seed", str(config.seed), "--max-events", str(config.max_events),
+        "--payload-bytes", str(config.payload_bytes), "--drain", str(config.drain),
+        "--settle", str(config.settle), "--join-grace", str(config.join_grace), "--results", str(results),
+    ]
+    if mode == "push":
+        cmd += ["--echo-interval", str(config.echo_interval), "--source-addresses", config.source_addresses]
+    if mode == "poll":
+        cmd += ["--poll-interval", str(config.poll_interval)]
+    if config.processes > 1:
+        cmd += ["--processes", str(config.processes)]
+    return cmd + list(config.extra_locust_args)
+
+
+def _start_target(config: RunConfig, mode: str) -> tuple[Any, dict[str, str]]:
+    """Start (or describe) the target for ``mode``; returns (target or None, urls)."""
+    if config.target == "relay":
+        from targets.relay import RelayTarget
+
+        egress = {"push": config.subscribe_url, "poll": config.poll_url, "callback": config.callback_url}[mode]
+        relay = RelayTarget(publish_url=config.publish_url,
+                            subscribe_url=config.subscribe_url or "ws://unused.invalid/",
+                            poll_url=config.poll_url or None)
+        if mode == "push":
+            relay.start()
+        return None, {"ingress": config.publish_url, mode: egress, "name": "relay"}
+    from targets import get_target
+
+    name = BUILTIN_TARGETS[mode] if config.target == "builtin" else config.target
+    cls = get_target(name)
+    kwargs: dict[str, Any] = {}
+    if config.target_delay_ms:
+        kwargs["delay_ms"] = config.target_delay_ms
+    target = cls(**kwargs)
+    target.start()
+    urls = {"ingress": target.ingress_url or "", mode: target.egress_url(mode) or "",
+            "stats": target.stats_url or "", "pids": ",".join(str(p) for p in target.pids()),
+            "name": name}
+    return target, urls
+
+
+def _failed_document(config: RunConfig, mode: str, failure: str, started_ns: int) -> dict[str, Any]:
+    now = time.time_ns()
+    result = build_mode_result(
+        mode=mode, target={"name": config.target}, params={"subscribers": config.subscribers},
+        recorder=Recorder(), audit_totals=AuditTotals(), published_due_ns=[], published_ok=[],
+        stream_start_ns=started_ns, started_ns=started_ns, ended_ns=now, status="failed", failure=failure,
+    )
+    return new_document(run_id=mode, config=config.to_dict(), machine=machine_facts(),
+                        packages=package_versions(), commit=git_commit(), started_ns=started_ns, ended_ns=now,
+                        modes={mode: result})
+
+
+def _tail(path: Path, lines: int = 5) -> str:
+    try:
+        text = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return " | ".join(line.strip() for line in text[-lines:])
+
+
+def run_mode(config: RunConfig, mode: str, run_dir: Path, say: Callable[[str], None]) -> ModeRun:
+    results = run_dir / f"{mode}.results.json"
+    log_path = run_dir / f"{mode}.locust.log"
+    started = time.time_ns()
+    target = None
+    try:
+        from targets import TargetError
+
+        try:
+            target, urls = _start_target(config, mode)
+        except TargetError as exc:
+            say(f"  {mode}: target did not start: {exc}")
+            return ModeRun(mode, results, log_path, None, _failed_document(config, mode, f"target: {exc}", started))
+        cmd = _locust_command(config, mode, urls, results)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+        timeout = config.settle + config.duration + config.drain + 240 + config.subscribers / config.spawn_rate
+        with open(log_path, "w") as log:
+            try:
+                proc = subprocess.run(cmd, cwd=run_dir, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                      timeout=timeout, stdin=subprocess.DEVNULL)
+                code: int | None = proc.returncode
+            except subprocess.TimeoutExpired:
+                code = None
+        if results.is_file():
+            document = results_file.read(results)
+            if target is not None and not target.health():
+                document["modes"][mode].setdefault("warnings", []).append("target was not healthy after the run")
+        else:
+            why = "timed out" if code is None else f"exited with code {code}"
+            failure = f"locust {why} without writing results; see {log_path.name}: {_tail(log_path)}"
+            document = _failed_document(config, mode, failure, started)
+        return ModeRun(mode, results, log_path, code, document)
+    finally:
+        if target is not None:
+            target.stop()
+
+
+def run_modes(config: RunConfig, run_dir: Path, say: Callable[[str], None]) -> dict[str, Any]:
+    """Run every configured mode and return the merged results document."""
+    documents = []
+    for mode in config.modes:
+        say(f"- {mode}: {config.subscribers} subscribers, {config.rate:g} events/s for {config.duration:g} s ...")
+        run = run_mode(config, mode, run_dir, say)
+        result = run.document["modes"][mode]
+        if result["status"] != "ok":
+            say(f"  {mode}: {result['status']}: {result.get('failure')}")
+        documents.append(run.document)
+    merged = merge_documents(documents, run_id=run_dir.name)
+    merged["config"] = {**config.to_dict(), "locust": merged.get("config", {})}
+    merged["run"]["command"] = ["run_bench.py", *sys.argv[1:]]
+    return merged
+
