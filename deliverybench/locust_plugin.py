@@ -357,7 +357,9 @@ class RunController:
         runner.stop()
         self.write_results(status="ok" if failure is None else "failed", failure=failure)
         if opts.headless and not opts.no_autoquit:
-            gevent.spawn_later(0.1, runner.quit)
+            # Let Locust's own reporting catch up before quitting: workers report every
+            # 3 s and the --csv writer rewrites its files every second.
+            gevent.spawn_later(4.5 if isinstance(runner, MasterRunner) else 1.5, runner.quit)
 
     def on_test_stop(self) -> None:
         """Stopped from outside (UI, --run-time): write what was measured, marked incomplete."""

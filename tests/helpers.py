@@ -1,0 +1,45 @@
+"""Shared helpers for end-to-end tests: run real Locust and run_bench subprocesses."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+SCENARIOS = REPO / "scenarios"
+
+
+def env() -> dict[str, str]:
+    out = dict(os.environ)
+    out["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    out.pop("LOCUST_HOST", None)
+    return out
+
+
+def run_locust(scenario: str, tmp: Path, *args: str, users: int, timeout: float = 180) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    """Run ``locust -f scenarios/<scenario> --headless`` and load the results it wrote."""
+    results = tmp / "results.json"
+    cmd = [sys.executable, "-m", "locust", "-f", str(SCENARIOS / scenario), "--headless",
+           "-u", str(users), "-r", str(max(users, 1)), "-t", "120s", "--only-summary",
+           "--results", str(results), "--csv", str(tmp / "locust"), *args]
+    proc = subprocess.run(cmd, cwd=tmp, env=env(), capture_output=True, text=True, timeout=timeout)
+    assert results.is_file(), f"no results written (exit {proc.returncode}):\n{proc.stderr[-3000:]}"
+    return proc, json.loads(results.read_text())
+
+
+def run_bench(tmp: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, str(REPO / "run_bench.py"), "--out", str(tmp), "--run-id", "run", *args]
+    return subprocess.run(cmd, cwd=tmp, env=env(), capture_output=True, text=True, timeout=timeout)
+
+
+def locust_csv_row(tmp: Path, name: str, method: str) -> dict[str, str]:
+    with open(tmp / "locust_stats.csv", newline="") as handle:
+        for row in csv.DictReader(handle):
+            if row["Name"] == name and row["Type"] == method:
+                return row
+    raise AssertionError(f"no {method} {name} row in Locust's CSV")
