@@ -39,7 +39,7 @@ class ConfigError(Exception):
 class RunConfig:
     """Everything one ``run_bench.py`` run needs, passed down unchanged."""
 
-    modes: tuple[str, ...] = ("push",)
+    modes: tuple[str, ...] = ("push", "callback", "poll")
     subscribers: int = 500
     rate: float = 5.0
     duration: float = 20.0
@@ -64,6 +64,10 @@ class RunConfig:
     echo_interval: float = 0.0
     source_addresses: str = ""
     poll_interval: float = 1.0
+    webhook_secret: str = ""
+    ack_delay: str = "0"
+    fail_ratio: float = 0.0
+    fail_status: int = 500
     out: str = "bench-out"
     run_id: str = ""
     report: bool = True
@@ -137,6 +141,11 @@ def build_parser() -> configargparse.ArgumentParser:
     push = parser.add_argument_group("Push mode")
     push.add_argument("--echo-interval", type=float, default=0.0, help="Seconds between echo round trips per session (0: off).")
     push.add_argument("--source-addresses", default="", help="Comma-separated local addresses (127.0.0.2,...) to go past ~28k sessions.")
+    callback = parser.add_argument_group("Callback mode (the harness as webhook receiver)")
+    callback.add_argument("--webhook-secret", default="", help="Standard Webhooks secret of an external target (default: the built-in target's test secret).")
+    callback.add_argument("--ack-delay", default="0", help="Receiver acknowledgement delay: MS, exp:MEAN_MS or uniform:LOW,HIGH.")
+    callback.add_argument("--fail-ratio", type=float, default=0.0, help="Share of first attempts the receiver fails, to exercise retries.")
+    callback.add_argument("--fail-status", type=int, default=500, help="HTTP status of simulated failures.")
     poll = parser.add_argument_group("Poll mode")
     poll.add_argument("--poll-interval", type=float, default=d.poll_interval, help="Seconds between polls per subscriber.")
     return parser
@@ -164,6 +173,16 @@ def resolve(argv: Sequence[str], env: dict[str, str] | None = None) -> RunConfig
     for name in ("drain", "settle", "join_grace", "target_delay_ms", "echo_interval"):
         if getattr(args, name) < 0:
             raise ConfigError(f"--{name.replace('_', '-')} cannot be negative")
+    if not 0 <= args.fail_ratio <= 1:
+        raise ConfigError("--fail-ratio must be between 0 and 1")
+    if not 100 <= args.fail_status <= 599:
+        raise ConfigError("--fail-status must be an HTTP status code")
+    from .callback_receiver import parse_delay
+
+    try:
+        parse_delay(args.ack_delay)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     if args.poll_interval <= 0:
         raise ConfigError("--poll-interval must be positive")
     if args.payload_bytes < 0 or args.payload_bytes > 16 * 1024 * 1024:
@@ -176,7 +195,9 @@ def resolve(argv: Sequence[str], env: dict[str, str] | None = None) -> RunConfig
         join_grace=args.join_grace, target=args.target, publish_url=args.publish_url,
         subscribe_url=args.subscribe_url, poll_url=args.poll_url, callback_url=args.callback_url,
         target_delay_ms=args.target_delay_ms, echo_interval=args.echo_interval,
-        source_addresses=args.source_addresses, poll_interval=args.poll_interval, out=args.out,
+        source_addresses=args.source_addresses, poll_interval=args.poll_interval,
+        webhook_secret=args.webhook_secret, ack_delay=args.ack_delay, fail_ratio=args.fail_ratio,
+        fail_status=args.fail_status, out=args.out,
         run_id=args.run_id, report=args.report, extra_locust_args=locust_extra,
     )
     try:

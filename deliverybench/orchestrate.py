@@ -65,6 +65,11 @@ def _locust_command(config: RunConfig, mode: str, urls: dict[str, str], results:
         cmd += ["--echo-interval", str(config.echo_interval), "--source-addresses", config.source_addresses]
     if mode == "poll":
         cmd += ["--poll-interval", str(config.poll_interval)]
+    if mode == "callback":
+        cmd += ["--ack-delay", config.ack_delay, "--fail-ratio", str(config.fail_ratio),
+                "--fail-status", str(config.fail_status)]
+        if config.webhook_secret:
+            cmd += ["--webhook-secret", config.webhook_secret]
     if config.processes > 1:
         cmd += ["--processes", str(config.processes)]
     return cmd + list(config.extra_locust_args)

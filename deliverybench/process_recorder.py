@@ -63,7 +63,8 @@ class ProcessRecorder:
             self.finished.append(record)
 
     # -- hot path ----------------------------------------------------------
-    def on_event(self, record: SubscriberRecord, data: bytes, receive_ns: int, metric: str = "delivery") -> bool:
+    def on_event(self, record: SubscriberRecord, data: bytes, receive_ns: int, metric: str = "delivery",
+                 first_attempt: bool = False) -> bool:
         """Record one arrival; return True if it was a new (non-duplicate) delivery.
 
         Duplicates are counted in the record but never recorded as
@@ -83,6 +84,8 @@ class ProcessRecorder:
             return False
         recorder = self.recorder
         recorder.record(metric, receive_ns - head.due_ns, receive_ns)
+        if first_attempt:
+            recorder.record("first_attempt", receive_ns - head.due_ns, receive_ns)
         if head.sent_ns is not None:
             recorder.record("service", receive_ns - head.sent_ns, receive_ns)
         self.fanout.mark(head.id, receive_ns)

@@ -1,0 +1,152 @@
+"""Webhook callback: each Locust user is one subscriber with its own callback URL.
+
+    locust -f scenarios/webhook_callback.py --headless -u 200 -r 100 --rate 5 --duration 20
+    locust -f scenarios/webhook_callback.py --fail-ratio 0.2      # make the target retry
+
+With no ``--publish-url``/``--subscribe-url`` the master starts the built-in
+callback target. ``--subscribe-url`` is the target's subscription API
+(``POST {"url": ...}`` -> ``{"id": ...}``, ``DELETE .../<id>``). Every
+process serves its users' callback URLs from one aiohttp receiver on its
+event-loop thread (see ``deliverybench/callback_receiver.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import urllib.request
+from typing import Any, Mapping
+
+from locust import User, constant, task
+from locust.exception import StopUser
+
+from deliverybench.callback_receiver import (
+    CallbackReceiver,
+    CallbackSubscriptions,
+    ReceiverBehaviour,
+    parse_delay,
+)
+from deliverybench.locust_plugin import HarnessProcess, RunController, install
+
+try:
+    from targets.callback_server import DEFAULT_SECRET
+except ImportError:  # pragma: no cover - the built-in targets ship with the harness
+    DEFAULT_SECRET = ""
+
+
+def _arguments(parser: Any) -> None:
+    def add(name: str, **kwargs: Any) -> None:
+        parser.add_argument(f"--{name}", env_var="DELIVERYBENCH_" + name.upper().replace("-", "_"), **kwargs)
+
+    add("webhook-secret", default=DEFAULT_SECRET, is_secret=True,
+        help="Standard Webhooks secret to verify signatures (default: the built-in target's test secret).")
+    add("ack-delay", default="0", help="Receiver acknowledgement delay: MS, exp:MEAN_MS or uniform:LOW,HIGH.")
+    add("fail-ratio", type=float, default=0.0, help="Share of first attempts the receiver answers with --fail-status.")
+    add("fail-status", type=int, default=500, help="Status for simulated failures.")
+    add("timeout-ratio", type=float, default=0.0, help="Share of first attempts held past the target's timeout.")
+    add("timeout-hold", type=float, default=20.0, help="Seconds a simulated timeout holds the request.")
+    add("receiver-host", default="127.0.0.1", help="Address the callback receiver binds.")
+    add("receiver-advertise-host", default="", help="Host put in callback URLs (default: --receiver-host).")
+
+
+def _target_stats(controller: RunController) -> Mapping[str, Any]:
+    url = controller.options.stats_url
+    if not url:
+        return {}
+    with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - the user's own target
+        return {"webhook": json.loads(response.read())}
+
+
+install("callback", extra_arguments=_arguments, extra_results=_target_stats)
+
+
+def _process_side(harness: HarnessProcess, opts: Any) -> tuple[CallbackReceiver, CallbackSubscriptions]:
+    """The receiver and subscription client of this process, created once."""
+    side = getattr(harness, "callback_side", None)
+    if side is None:
+        behaviour = ReceiverBehaviour(
+            secret=opts.webhook_secret, ack_delay=parse_delay(opts.ack_delay), fail_ratio=opts.fail_ratio,
+            fail_status=opts.fail_status, timeout_ratio=opts.timeout_ratio, timeout_hold_s=opts.timeout_hold,
+        )
+        receiver = CallbackReceiver(lambda: harness.recorder, behaviour, host=opts.receiver_host,
+                                    advertise_host=opts.receiver_advertise_host or None)
+        side = harness.callback_side = (receiver, CallbackSubscriptions(opts.subscribe_url,  # type: ignore[attr-defined]
+                                                                         timeout_s=opts.open_timeout))
+    return side
+
+
+class CallbackSubscriber(User):
+    """Registers a callback URL at start, removes it at stop; deliveries arrive at the receiver."""
+
+    wait_time = constant(3600)
+
+    def on_start(self) -> None:
+        harness: HarnessProcess = self.environment.deliverybench_harness  # type: ignore[attr-defined]
+        opts = self.environment.parsed_options
+        if not opts.subscribe_url:
+            raise StopUser("no --subscribe-url (subscription API) given")
+        receiver, subscriptions = _process_side(harness, opts)
+        self.harness, self.receiver, self.subscriptions = harness, receiver, subscriptions
+        self.name = harness.new_subscriber_name()
+        self.path = self.name.rsplit(":", 1)[1]
+        self.subscription_id: str | None = None
+        name, path = self.name, self.path
+
+        def start(reply: Any) -> None:
+            async def register() -> None:
+                recorder = harness.recorder
+                started = time.time_ns()
+                try:
+                    await receiver.start()
+                    sub_id = await subscriptions.register(receiver.url_for(path))
+                except Exception as exc:  # any failure to subscribe is reported, not raised
+                    recorder.error("subscribe_failed", time.time_ns())
+                    reply((False, f"{type(exc).__name__}: {exc}", None))
+                    return
+                now = time.time_ns()
+                recorder.recorder.record("connect", now - started, now)
+                record = recorder.subscriber(name)
+                record.open(now)
+                receiver.add(path, record)
+                recorder.connected += 1
+                reply((True, None, sub_id))
+
+
+            asyncio.get_running_loop().create_task(register())
+
+        ok, error, self.subscription_id = harness.wait_from_loop(start, timeout=opts.open_timeout + 5)
+        if not ok:
+            self.environment.events.request.fire(request_type="callback", name="subscribe", response_time=0,
+                                                 response_length=0, exception=ConnectionError(error), context={})
+
+    @task
+    def hold(self) -> None:
+        """Nothing to do in the greenlet: deliveries arrive at the receiver."""
+
+    def on_stop(self) -> None:
+        sub_id = getattr(self, "subscription_id", None)
+        if sub_id is None:
+            return
+        harness, receiver, subscriptions = self.harness, self.receiver, self.subscriptions
+        name, path, at_ns = self.name, self.path, time.time_ns()
+
+        def stop() -> None:
+            recorder = harness.recorder
+            record = recorder.subscribers.get(name)
+            if record is not None:
+                record.close(at_ns)
+            receiver.remove(path)
+            recorder.retire(name)
+            recorder.connected -= 1
+
+            async def unsubscribe() -> None:
+                try:
+                    await subscriptions.remove(sub_id)
+                except Exception:  # the run is ending; a failed DELETE is only counted
+                    recorder.counters["unsubscribe_failed"] += 1
+
+
+            asyncio.get_running_loop().create_task(unsubscribe())
+
+        harness.call_in_loop(stop)
