@@ -134,10 +134,10 @@ class CallbackReceiver:
 
     async def _handle(self, request: web.Request) -> web.Response:
         receive_ns = time.time_ns()
-        recorder = self.recorder
-        counters = recorder.counters
-        counters["receiver_requests"] += 1
         body = await request.read()
+        recorder = self.recorder
+        counters = recorder.counters  # swapped every second: re-read after every await
+        counters["receiver_requests"] += 1
         record = self.subscribers.get(request.match_info["name"])
         if record is None:
             counters["after_unsubscribe"] += 1
@@ -159,7 +159,7 @@ class CallbackReceiver:
             return web.Response(status=behaviour.fail_status, text="simulated failure\n")
         if attempt == 1 and behaviour.timeout_ratio and _share(webhook_id, "timeout") < behaviour.timeout_ratio:
             counters["simulated_timeouts"] += 1
-            await asyncio.sleep(behaviour.timeout_hold_s)
+            await asyncio.sleep(behaviour.timeout_hold_s)  # nothing is counted after this await
             return web.Response(status=504, text="simulated timeout\n")
         if webhook_id in self._acked:
             counters["duplicates_webhook_id"] += 1

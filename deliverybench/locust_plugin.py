@@ -232,10 +232,12 @@ class RunController:
     """The run as seen by the master (or the single local process)."""
 
     def __init__(self, environment: Environment, mode: str, *,
-                 extra_results: Callable[["RunController"], Mapping[str, Any]] | None = None) -> None:
+                 extra_results: Callable[["RunController"], Mapping[str, Any]] | None = None,
+                 stream_runner: Callable[["RunController", Schedule], Any] | None = None) -> None:
         self.environment = environment
         self.mode = mode
         self.extra_results = extra_results
+        self.stream_runner = stream_runner
         self.aggregator = RunAggregator(mode)
         self.worker_connected: dict[str, int] = {}
         self.target: Any = None
@@ -334,15 +336,18 @@ class RunController:
         try:
             self._wait_for_subscribers()
             schedule = schedule_from_options(opts)
-            self.publisher = Publisher(
-                PublisherOptions(ingress_url=opts.publish_url, schedule=schedule, stream=opts.stream,
-                                 payload_bytes=opts.payload_bytes),
-                on_error=self.aggregator.error,
-            )
-            stream_start = time.time_ns() + 200_000_000
-            log.info("publishing %d events (%s, %.1f/s for %.1f s)", schedule.expected_count, schedule.kind,
-                     schedule.rate, schedule.duration_s)
-            outcome = self.publisher.run(stream_start)
+            if self.stream_runner is not None:
+                outcome = self.stream_runner(self, schedule)
+            else:
+                self.publisher = Publisher(
+                    PublisherOptions(ingress_url=opts.publish_url, schedule=schedule, stream=opts.stream,
+                                     payload_bytes=opts.payload_bytes),
+                    on_error=self.aggregator.error,
+                )
+                stream_start = time.time_ns() + 200_000_000
+                log.info("publishing %d events (%s, %.1f/s for %.1f s)", schedule.expected_count, schedule.kind,
+                         schedule.rate, schedule.duration_s)
+                outcome = self.publisher.run(stream_start)
             failure = outcome.failure
             if failure is None:
                 gevent.sleep(opts.drain)
@@ -454,7 +459,9 @@ def _pids(text: str) -> list[int]:
 
 def install(mode: str, *, events: Any = locust_events,
             extra_arguments: Callable[[Any], None] | None = None,
-            extra_results: Callable[[RunController], Mapping[str, Any]] | None = None) -> None:
+            extra_results: Callable[[RunController], Mapping[str, Any]] | None = None,
+            stream_runner: Callable[[RunController, Schedule], Any] | None = None,
+            on_ready: Callable[[Environment], None] | None = None) -> None:
     """Register deliverybench's listeners for a scenario of ``mode``."""
     if mode not in MODE_TARGETS:
         raise ValueError(f"unknown mode {mode!r}")
@@ -472,13 +479,16 @@ def install(mode: str, *, events: Any = locust_events,
         if not isinstance(runner, MasterRunner):
             harness = HarnessProcess(environment, mode)
         if not isinstance(runner, WorkerRunner):
-            controller = RunController(environment, mode, extra_results=extra_results)
+            controller = RunController(environment, mode, extra_results=extra_results,
+                                       stream_runner=stream_runner)
             controller.local = harness
         environment.deliverybench_harness = harness  # type: ignore[attr-defined]
         environment.deliverybench_controller = controller  # type: ignore[attr-defined]
         if controller is not None and environment.parsed_options is not None:
             controller.ensure_target()
         _wire(environment, harness, controller)
+        if on_ready is not None:
+            on_ready(environment)
 
 
 def _wire(environment: Environment, harness: HarnessProcess | None, controller: RunController | None) -> None:

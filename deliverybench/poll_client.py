@@ -113,21 +113,21 @@ class Poller:
 
     async def _poll_once(self, session: aiohttp.ClientSession) -> bool:
         """One request; True when the page was full."""
-        recorder = self._recorder_ref()
-        counters = recorder.counters
         sent = time.time_ns()
         try:
             status, body, headers = await self._get(session, self.after, self.options.limit)
         except asyncio.CancelledError:
             raise
         except asyncio.TimeoutError:
-            recorder.error("poll_timeout", time.time_ns())
+            self._recorder_ref().error("poll_timeout", time.time_ns())
             return False
         except aiohttp.ClientError as exc:
-            recorder.error(f"poll_{type(exc).__name__}", time.time_ns())
+            self._recorder_ref().error(f"poll_{type(exc).__name__}", time.time_ns())
             await asyncio.sleep(min(1.0, self.options.interval_s))
             return False
         received = time.time_ns()
+        recorder = self._recorder_ref()
+        counters = recorder.counters  # swapped every second: read it after the await
         counters["poll_requests"] += 1
         recorder.recorder.record("poll_request", received - sent, received)
         if status != 200:

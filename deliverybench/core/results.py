@@ -72,8 +72,12 @@ def per_second_series(
     published_ok: Sequence[bool] = (),
     gauges: Mapping[int, int] | None = None,
     errors_per_second: Mapping[int, int] | None = None,
+    metric: str = "delivery",
 ) -> list[list[float | int | None]]:
-    """Rows of :data:`SERIES_COLUMNS`, one per second that saw anything."""
+    """Rows of :data:`SERIES_COLUMNS`, one per second that saw anything.
+
+    ``metric`` is the latency the row describes: ``delivery``, or ``ack`` for bursts.
+    """
     published: dict[int, int] = {}
     for due, ok in zip(published_due_ns, published_ok):
         if ok:
@@ -81,10 +85,10 @@ def per_second_series(
             published[sec] = published.get(sec, 0) + 1
     gauges = gauges or {}
     errors_per_second = errors_per_second or {}
-    seconds = set(recorder.seconds("delivery")) | set(published) | set(gauges) | set(errors_per_second)
+    seconds = set(recorder.seconds(metric)) | set(published) | set(gauges) | set(errors_per_second)
     rows: list[list[float | int | None]] = []
     for sec in sorted(seconds):
-        delivery = recorder.slices.get(("delivery", sec))
+        delivery = recorder.slices.get((metric, sec))
         service = recorder.slices.get(("service", sec))
         n = delivery.get_total_count() if delivery is not None else 0
         row: list[float | int | None] = [sec, n]
@@ -133,9 +137,10 @@ def build_mode_result(
         errors_per_second[sec] = errors_per_second.get(sec, 0) + n
     fanout_recorder_ms = [None if v is None else _ms(v // 1000) for v in fanout_ns]
     summary = {metric: summarize(recorder.total(metric)) for metric in recorder.metrics()}
-    deliveries = recorder.count("delivery")
+    headline = "delivery" if recorder.count("delivery") or not recorder.count("ack") else "ack"
+    deliveries = recorder.count(headline)
     stream_s = max((ended_ns - stream_start_ns) / NS_PER_S, 1e-9)
-    delivery_seconds = recorder.seconds("delivery")
+    delivery_seconds = recorder.seconds(headline)
     active_s = (delivery_seconds[-1] - delivery_seconds[0] + 1) if delivery_seconds else 0
     costs = role_costs(samples)
     window = (stream_start_ns / NS_PER_S, ended_ns / NS_PER_S)
@@ -159,7 +164,7 @@ def build_mode_result(
         },
         "series": {"columns": list(SERIES_COLUMNS), "rows": per_second_series(
             recorder, published_due_ns=published_due_ns, published_ok=published_ok,
-            gauges=gauges, errors_per_second=errors_per_second)},
+            gauges=gauges, errors_per_second=errors_per_second, metric=headline)},
         "audit": audit_totals.to_dict(),
         "fanout": {
             "columns": ["id", "due_ns", "fanout_ms"],

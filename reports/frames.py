@@ -1,0 +1,647 @@
+"""Results documents -> pandas DataFrames, one function per frame.
+
+Every function here reads only results documents (as returned by
+``deliverybench.core.results.loads``), never per-delivery rows: latencies
+come from the precomputed ``summary``, the per-second ``series`` and, for the
+percentile spectrum, the decoded per-second HdrHistograms added together.
+
+A report may compare several documents. Each (document, mode) pair is one
+:class:`ModeRef`; its ``label`` is the mode name when there is one document
+and ``"<run.id>:<mode>"`` when there are several, and every frame carries
+``run``, ``mode`` and ``label`` columns so figures and tables can group by it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from deliverybench.core import hdr_fast
+from deliverybench.core.recording import decode_histogram
+from deliverybench.core.results import SERIES_COLUMNS
+
+__all__ = [
+    "ModeRef",
+    "mode_refs",
+    "primary_metric",
+    "total_histogram",
+    "spectrum_values",
+    "headline_frame",
+    "percentiles_frame",
+    "spectrum_frame",
+    "series_frame",
+    "errors_frame",
+    "errors_series_frame",
+    "fanout_frame",
+    "fanout_stats_frame",
+    "downsample_fanout",
+    "resources_frame",
+    "resources_by_role_frame",
+    "cost_frame",
+    "audit_frame",
+    "webhook_frame",
+    "receiver_frame",
+    "poll_frame",
+    "other_extra_frame",
+    "trust_frame",
+    "flatten",
+    "PERCENTILE_LABELS",
+]
+
+NS_PER_S = 1_000_000_000
+MODE_ORDER = ("push", "callback", "poll", "burst")
+
+#: Percentiles exported per metric: label -> summary key.
+PERCENTILE_LABELS: dict[str, str] = {
+    "50": "p50",
+    "90": "p90",
+    "99": "p99",
+    "99.9": "p99_9",
+    "99.99": "p99_99",
+    "max": "max",
+}
+
+
+# --------------------------------------------------------------------------- refs
+
+
+@dataclass(frozen=True)
+class ModeRef:
+    """One mode of one results document, as the report names it."""
+
+    doc_index: int
+    run: str
+    mode: str
+    label: str
+    result: Mapping[str, Any]
+    doc: Mapping[str, Any]
+
+    @property
+    def status(self) -> str:
+        return str(self.result.get("status") or "ok")
+
+    @property
+    def metric(self) -> str:
+        return primary_metric(self.mode, self.result)
+
+    @property
+    def stream_start_s(self) -> float:
+        start = self.result.get("stream_start_ns") or self.result.get("started_ns") or 0
+        return int(start) / NS_PER_S
+
+
+def _mode_sort_key(name: str) -> tuple[int, str]:
+    return (MODE_ORDER.index(name) if name in MODE_ORDER else len(MODE_ORDER), name)
+
+
+def mode_refs(docs: Sequence[Mapping[str, Any]]) -> list[ModeRef]:
+    """All (document, mode) pairs in report order, with unique labels."""
+    many = len(docs) > 1
+    refs: list[ModeRef] = []
+    seen: dict[str, int] = {}
+    for i, doc in enumerate(docs):
+        run = str((doc.get("run") or {}).get("id") or f"run{i + 1}")
+        modes = doc.get("modes") or {}
+        for name in sorted(modes, key=_mode_sort_key):
+            label = f"{run}:{name}" if many else str(name)
+            if label in seen:  # the same document twice, or two runs with one id
+                seen[label] += 1
+                label = f"{label}#{seen[label]}"
+            else:
+                seen[label] = 1
+            refs.append(ModeRef(i, run, str(name), label, modes[name], doc))
+    return refs
+
+
+def primary_metric(mode: str, result: Mapping[str, Any]) -> str:
+    """The latency metric that answers "how fast": ``ack`` for bursts, else ``delivery``."""
+    summary = result.get("summary") or {}
+    slices = (result.get("histograms") or {}).get("slices") or {}
+    if mode == "burst" or result.get("mode") == "burst":
+        return "ack"
+    if "delivery" in summary or "delivery" in slices:
+        return "delivery"
+    if "ack" in summary or "ack" in slices:
+        return "ack"
+    return "delivery"
+
+
+def _base(ref: ModeRef) -> dict[str, Any]:
+    return {"run": ref.run, "mode": ref.mode, "label": ref.label}
+
+
+def _num(value: Any) -> float | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if np.isnan(out) else out
+
+
+def _frame(rows: list[dict[str, Any]], columns: Sequence[str]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=list(columns)) if rows else pd.DataFrame(columns=list(columns))
+
+
+# --------------------------------------------------------------------------- histograms
+
+
+def total_histogram(result: Mapping[str, Any], metric: str):
+    """The per-second slices of ``metric`` added together (None if there are none)."""
+    slices = ((result.get("histograms") or {}).get("slices") or {}).get(metric) or {}
+    if not slices:
+        return None
+    total = None
+    for encoded in slices.values():
+        hist = decode_histogram(encoded)
+        if total is None:
+            total = hist  # a fresh object: safe to add into
+        else:
+            total.add(hist)
+    return total
+
+
+def spectrum_values(hist, percentiles: Sequence[float]) -> np.ndarray:
+    """``hist.get_value_at_percentile(p)`` for many p at once (histogram units, exact).
+
+    Uses :mod:`deliverybench.core.hdr_fast`'s counts view and value tables,
+    with one ``searchsorted`` for all percentiles.
+    """
+    pcts = np.asarray(percentiles, dtype=float)
+    total = hist.get_total_count()
+    if total == 0:
+        return np.zeros(len(pcts))
+    cumulative = np.cumsum(hdr_fast.counts_of(hist))
+    low, high, _ = hdr_fast.value_tables(hist)
+    target = np.maximum((np.minimum(pcts, 100.0) * total / 100 + 0.5).astype(np.int64), 1)
+    index = np.minimum(np.searchsorted(cumulative, target, side="left"), len(cumulative) - 1)
+    return np.where(pcts > 0, high[index], low[index]).astype(float)
+
+
+# --------------------------------------------------------------------------- headline
+
+
+def _cost(result: Mapping[str, Any], role: str) -> Mapping[str, Any]:
+    return ((result.get("resources") or {}).get("costs") or {}).get(role) or {}
+
+
+def _subscribers(result: Mapping[str, Any]) -> float | None:
+    return _num((result.get("params") or {}).get("subscribers")) or _num((result.get("audit") or {}).get("subscribers"))
+
+
+def headline_frame(refs: Sequence[ModeRef]) -> pd.DataFrame:
+    """One row per mode: latency percentiles (ms), throughput, loss and target cost."""
+    rows = []
+    for ref in refs:
+        r = ref.result
+        metric = ref.metric
+        summary = (r.get("summary") or {}).get(metric) or {}
+        audit = r.get("audit") or {}
+        throughput = r.get("throughput") or {}
+        deliveries = _num(throughput.get("deliveries"))
+        if deliveries is None:
+            deliveries = _num(summary.get("count"))
+        target_cpu = _num(_cost(r, "target").get("cpu_s"))
+        harness = r.get("harness") or {}
+        rows.append({
+            **_base(ref),
+            "status": ref.status,
+            "failure": r.get("failure"),
+            "metric": metric,
+            "count": _num(summary.get("count")),
+            "p50": _num(summary.get("p50")),
+            "p90": _num(summary.get("p90")),
+            "p99": _num(summary.get("p99")),
+            "p99_9": _num(summary.get("p99_9")),
+            "max": _num(summary.get("max")),
+            "deliveries": deliveries,
+            "deliveries_per_s": _num(throughput.get("deliveries_per_s")),
+            "published": _num(throughput.get("published", audit.get("published"))),
+            "expected": _num(audit.get("expected")),
+            "lost": _num(audit.get("lost")),
+            "duplicates": _num(audit.get("duplicates")),
+            "target_cpu_ms_per_1k": (target_cpu * 1000.0 / (deliveries / 1000.0)
+                                     if target_cpu is not None and deliveries else None),
+            "subscribers": _subscribers(r),
+            "rate": _num((r.get("params") or {}).get("rate")),
+            "saturated": bool(harness.get("saturated")),
+            "saturation_reason": harness.get("reason"),
+        })
+    return _frame(rows, ["run", "mode", "label", "status", "failure", "metric", "count", "p50", "p90", "p99",
+                         "p99_9", "max", "deliveries", "deliveries_per_s", "published", "expected", "lost",
+                         "duplicates", "target_cpu_ms_per_1k", "subscribers", "rate", "saturated",
+                         "saturation_reason"])
+
+
+# --------------------------------------------------------------------------- percentiles
+
+
+def percentiles_frame(refs: Sequence[ModeRef]) -> pd.DataFrame:
+    """Long frame: run, mode, metric, percentile ("50" … "99.99", "max"), value_ms, count.
+
+    Values are the document's own summary (computed from the total histogram
+    when the run was written); a metric with slices but no summary is
+    summarised here from its histograms.
+    """
+    rows = []
+    for ref in refs:
+        summary = ref.result.get("summary") or {}
+        slices = (ref.result.get("histograms") or {}).get("slices") or {}
+        for metric in sorted(set(summary) | set(slices)):
+            stats = summary.get(metric)
+            if stats is None:
+                stats = _summarize_slices(ref.result, metric)
+            count = int(stats.get("count") or 0)
+            for label, key in PERCENTILE_LABELS.items():
+                rows.append({"run": ref.run, "mode": ref.mode, "label": ref.label, "metric": metric,
+                             "percentile": label, "value_ms": _num(stats.get(key)), "count": count})
+    frame = _frame(rows, ["run", "mode", "label", "metric", "percentile", "value_ms", "count"])
+    frame["value_ms"] = pd.to_numeric(frame["value_ms"], errors="coerce").astype("float64")
+    frame["count"] = pd.to_numeric(frame["count"], errors="coerce").fillna(0).astype("int64")
+    return frame
+
+
+def _summarize_slices(result: Mapping[str, Any], metric: str) -> dict[str, Any]:
+    hist = total_histogram(result, metric)
+    if hist is None or hist.get_total_count() == 0:
+        return {"count": 0}
+    vals = spectrum_values(hist, [50.0, 90.0, 99.0, 99.9, 99.99]) / 1000.0
+    out: dict[str, Any] = dict(zip(["p50", "p90", "p99", "p99_9", "p99_99"], vals.tolist()))
+    out["count"] = hist.get_total_count()
+    out["max"] = hist.get_max_value() / 1000.0
+    return out
+
+
+def spectrum_frame(refs: Sequence[ModeRef], points: int = 300) -> pd.DataFrame:
+    """Latency by percentile per mode (HdrHistogram "percentile distribution").
+
+    Columns: label, run, mode, metric, percentile (0–100), inverse_tail
+    (``1 / (1 - p)``, the log x axis), value_ms. Points are spaced evenly in
+    ``log(1/(1-p))`` from 0 % up to ``1 - 1/count``, plus the maximum.
+    """
+    frames = []
+    for ref in refs:
+        hist = total_histogram(ref.result, ref.metric)
+        if hist is None or hist.get_total_count() == 0:
+            continue
+        total = int(hist.get_total_count())
+        inv = np.unique(np.concatenate([np.logspace(0.0, np.log10(max(total, 2)), points), [1.0, 10.0, 100.0]]))
+        inv = inv[inv <= max(total, 2)]
+        pct = 100.0 * (1.0 - 1.0 / inv)
+        vals = spectrum_values(hist, pct) / 1000.0
+        max_ms = hist.get_max_value() / 1000.0
+        inv = np.append(inv, inv[-1])
+        pct = np.append(pct, 100.0)
+        vals = np.append(vals, max_ms)
+        frames.append(pd.DataFrame({
+            "label": ref.label, "run": ref.run, "mode": ref.mode, "metric": ref.metric,
+            "percentile": pct, "inverse_tail": inv, "value_ms": vals,
+        }))
+    if not frames:
+        return pd.DataFrame(columns=["label", "run", "mode", "metric", "percentile", "inverse_tail", "value_ms"])
+    return pd.concat(frames, ignore_index=True)
+
+
+# --------------------------------------------------------------------------- series
+
+
+def series_frame(refs: Sequence[ModeRef]) -> pd.DataFrame:
+    """Per-second series of every mode: run, mode, label, t_s (since stream start), then the series columns."""
+    frames = []
+    for ref in refs:
+        series = ref.result.get("series") or {}
+        columns = list(series.get("columns") or SERIES_COLUMNS)
+        rows = series.get("rows") or []
+        if not rows:
+            continue
+        df = pd.DataFrame(rows, columns=columns)
+        df.insert(0, "t_s", df["second"].astype("float64") - ref.stream_start_s)
+        df.insert(0, "label", ref.label)
+        df.insert(0, "mode", ref.mode)
+        df.insert(0, "run", ref.run)
+        frames.append(df)
+    base = ["run", "mode", "label", "t_s", *SERIES_COLUMNS]
+    if not frames:
+        return pd.DataFrame(columns=base)
+    out = pd.concat(frames, ignore_index=True)
+    for column in out.columns:
+        if column not in ("run", "mode", "label"):
+            out[column] = pd.to_numeric(out[column], errors="coerce")
+    for column in ("second", "deliveries", "published", "errors"):
+        if column in out:
+            out[column] = out[column].fillna(0).astype("int64")
+    return out
+
+
+def errors_frame(refs: Sequence[ModeRef]) -> pd.DataFrame:
+    """Error totals: run, mode, label, kind, count (largest first)."""
+    rows = [{**_base(ref), "kind": str(kind), "count": int(n)}
+            for ref in refs for kind, n in (ref.result.get("errors") or {}).items()]
+    frame = _frame(rows, ["run", "mode", "label", "kind", "count"])
+    if len(frame):
+        frame = frame.sort_values(["count", "label"], ascending=[False, True], kind="stable").reset_index(drop=True)
+    return frame
+
+
+def errors_series_frame(refs: Sequence[ModeRef]) -> pd.DataFrame:
+    """Errors per second and kind: run, mode, label, second, t_s, kind, count."""
+    frames = []
+    for ref in refs:
+        es = ref.result.get("errors_series") or {}
+        rows = es.get("rows") or []
+        if not rows:
+            continue
+        df = pd.DataFrame(rows, columns=list(es.get("columns") or ["second", "kind", "count"]))
+        df["t_s"] = df["second"].astype("float64") - ref.stream_start_s
+        df["kind"] = df["kind"].astype(str)
+        df["run"], df["mode"], df["label"] = ref.run, ref.mode, ref.label
+        frames.append(df)
+    columns = ["run", "mode", "label", "second", "t_s", "kind", "count"]
+    if not frames:
+        return pd.DataFrame(columns=columns)
+    return pd.concat(frames, ignore_index=True)[columns]
+
+
+# --------------------------------------------------------------------------- fan-out
+
+
+def fanout_frame(refs: Sequence[ModeRef]) -> pd.DataFrame:
+    """Per event: run, mode, label, id, due_ns, t_s (due, since stream start), fanout_ms, incomplete."""
+    frames = []
+    for ref in refs:
+        fan = ref.result.get("fanout") or {}
+        rows = fan.get("rows") or []
+        if not rows:
+            continue
+        df = pd.DataFrame(rows, columns=list(fan.get("columns") or ["id", "due_ns", "fanout_ms"]))
+        df["fanout_ms"] = pd.to_numeric(df["fanout_ms"], errors="coerce").astype("float64")
+        df["t_s"] = (df["due_ns"].astype("int64") - int(ref.stream_start_s * NS_PER_S)) / NS_PER_S
+        df["incomplete"] = df["fanout_ms"].isna()
+        df["run"], df["mode"], df["label"] = ref.run, ref.mode, ref.label
+        frames.append(df)
+    columns = ["run", "mode", "label", "id", "due_ns", "t_s", "fanout_ms", "incomplete"]
+    if not frames:
+        return pd.DataFrame(columns=columns)
+    return pd.concat(frames, ignore_index=True)[columns]
+
+
+def fanout_stats_frame(fanout: pd.DataFrame) -> pd.DataFrame:
+    """Per label: events, complete, incomplete, p50/p99/max of per-event fan-out (ms)."""
+    rows = []
+    for label, group in fanout.groupby("label", sort=False):
+        done = group["fanout_ms"].dropna().to_numpy()
+        rows.append({
+            "run": group["run"].iloc[0], "mode": group["mode"].iloc[0], "label": label,
+            "events": len(group), "complete": len(done), "incomplete": int(group["incomplete"].sum()),
+            "p50": float(np.percentile(done, 50)) if len(done) else None,
+            "p99": float(np.percentile(done, 99)) if len(done) else None,
+            "max": float(done.max()) if len(done) else None,
+        })
+    return _frame(rows, ["run", "mode", "label", "events", "complete", "incomplete", "p50", "p99", "max"])
+
+
+def downsample_fanout(fanout: pd.DataFrame, max_points: int = 20_000, keep_slowest: int = 200) -> tuple[pd.DataFrame, bool]:
+    """At most ~``max_points`` rows for plotting: an even stride per label, plus
+    every incomplete event and the slowest ``keep_slowest`` of each label, so
+    the tail survives. Returns (frame, whether anything was dropped)."""
+    if len(fanout) <= max_points:
+        return fanout, False
+    labels = fanout["label"].unique()
+    per_label = max(1000, max_points // max(1, len(labels)))
+    parts = []
+    for label in labels:
+        group = fanout[fanout["label"] == label]
+        if len(group) <= per_label:
+            parts.append(group)
+            continue
+        stride = int(np.ceil(len(group) / per_label))
+        keep = np.zeros(len(group), dtype=bool)
+        keep[::stride] = True
+        values = group["fanout_ms"].to_numpy()
+        keep |= np.isnan(values)
+        finite = np.where(np.isnan(values), -np.inf, values)
+        if keep_slowest and len(group) > keep_slowest:
+            keep[np.argpartition(finite, -keep_slowest)[-keep_slowest:]] = True
+        parts.append(group[keep])
+    return pd.concat(parts, ignore_index=True), True
+
+
+# --------------------------------------------------------------------------- resources & cost
+
+
+def resources_frame(refs: Sequence[ModeRef]) -> pd.DataFrame:
+    """Resource samples: run, mode, label, t_s (since stream start), role, pid, cpu_s, cpu_percent, rss_bytes, connections."""
+    frames = []
+    for ref in refs:
+        res = ref.result.get("resources") or {}
+        rows = res.get("rows") or []
+        if not rows:
+            continue
+        df = pd.DataFrame(rows, columns=list(res.get("columns") or
+                                             ["t_s", "role", "pid", "cpu_s", "cpu_percent", "rss_bytes", "connections"]))
+        df["t_s"] = df["t_s"].astype("float64") - ref.stream_start_s
+        df["run"], df["mode"], df["label"] = ref.run, ref.mode, ref.label
+        frames.append(df)
+    columns = ["run", "mode", "label", "t_s", "role", "pid", "cpu_s", "cpu_percent", "rss_bytes", "connections"]
+    if not frames:
+        return pd.DataFrame(columns=columns)
+    out = pd.concat(frames, ignore_index=True)
+    return out[[c for c in columns if c in out.columns]]
+
+
+def resources_by_role_frame(resources: pd.DataFrame) -> pd.DataFrame:
+    """Summed over processes per (run, mode, label, role, whole second): cpu_percent, rss_bytes."""
+    if resources.empty:
+        return pd.DataFrame(columns=["run", "mode", "label", "role", "t_s", "cpu_percent", "rss_bytes"])
+    df = resources.assign(t_s=resources["t_s"].round())
+    return (df.groupby(["run", "mode", "label", "role", "t_s"], sort=False)[["cpu_percent", "rss_bytes"]]
+            .sum().reset_index())
+
+
+def cost_frame(refs: Sequence[ModeRef]) -> pd.DataFrame:
+    """Per mode: target and harness CPU-seconds and peak RSS, normalised per 1k subscribers and 1k deliveries."""
+    rows = []
+    for ref in refs:
+        r = ref.result
+        target, harness = _cost(r, "target"), _cost(r, "harness")
+        subs = _subscribers(r)
+        deliveries = _num((r.get("throughput") or {}).get("deliveries"))
+        t_cpu, t_rss = _num(target.get("cpu_s")), _num(target.get("peak_rss_bytes"))
+        sat = r.get("harness") or {}
+
+        def per(value: float | None, n: float | None, scale: float = 1.0) -> float | None:
+            return value * scale / (n / 1000.0) if value is not None and n else None
+
+        rows.append({
+            **_base(ref),
+            "subscribers": subs,
+            "deliveries": deliveries,
+            "target_processes": _num(target.get("processes")),
+            "target_cpu_s": t_cpu,
+            "target_peak_rss_mb": t_rss / 1e6 if t_rss is not None else None,
+            "target_max_cpu_percent": _num(target.get("max_cpu_percent")),
+            "target_mean_cpu_percent": _num(target.get("mean_cpu_percent")),
+            "target_cpu_s_per_1k_subscribers": per(t_cpu, subs),
+            "target_rss_mb_per_1k_subscribers": per(t_rss, subs, 1e-6),
+            "target_cpu_ms_per_1k_deliveries": per(t_cpu, deliveries, 1000.0),
+            "target_rss_kb_per_1k_deliveries": per(t_rss, deliveries, 1e-3),
+            "harness_processes": _num(harness.get("processes")),
+            "harness_cpu_s": _num(harness.get("cpu_s")),
+            "harness_peak_rss_mb": (_num(harness.get("peak_rss_bytes")) or 0) / 1e6 if harness else None,
+            "harness_max_cpu_percent": _num(harness.get("max_cpu_percent")),
+            "harness_saturated": bool(sat.get("saturated")),
+            "harness_busy_fraction": _num(sat.get("busy_fraction")),
+            "harness_reason": sat.get("reason"),
+        })
+    return _frame(rows, ["run", "mode", "label", "subscribers", "deliveries", "target_processes", "target_cpu_s",
+                         "target_peak_rss_mb", "target_max_cpu_percent", "target_mean_cpu_percent",
+                         "target_cpu_s_per_1k_subscribers", "target_rss_mb_per_1k_subscribers",
+                         "target_cpu_ms_per_1k_deliveries", "target_rss_kb_per_1k_deliveries", "harness_processes",
+                         "harness_cpu_s", "harness_peak_rss_mb", "harness_max_cpu_percent", "harness_saturated",
+                         "harness_busy_fraction", "harness_reason"])
+
+
+# --------------------------------------------------------------------------- audit & extra
+
+AUDIT_COLUMNS = ("published", "publish_failed", "subscribers", "subscribers_full", "expected", "delivered_unique",
+                 "lost", "duplicates", "out_of_order", "unexpected", "arrivals", "subscribers_with_loss")
+
+
+def audit_frame(refs: Sequence[ModeRef]) -> pd.DataFrame:
+    """The audit block of every mode, plus ``balanced`` (None when the mode has no audit)."""
+    rows = []
+    for ref in refs:
+        a = ref.result.get("audit") or {}
+        row: dict[str, Any] = {**_base(ref), **{k: _num(a.get(k)) for k in AUDIT_COLUMNS}}
+        if not a:
+            row["balanced"] = None
+        elif "balanced" in a:
+            row["balanced"] = bool(a["balanced"])
+        else:
+            row["balanced"] = (_num(a.get("expected")) == (_num(a.get("delivered_unique")) or 0) + (_num(a.get("lost")) or 0))
+        rows.append(row)
+    return _frame(rows, ["run", "mode", "label", *AUDIT_COLUMNS, "balanced"])
+
+
+WEBHOOK_COLUMNS = ("attempts", "delivered", "first_attempt_delivered", "retries", "give_ups", "subscriptions_disabled")
+
+
+def webhook_frame(refs: Sequence[ModeRef]) -> pd.DataFrame:
+    """``extra.webhook`` per mode that has it; ``failures`` as "kind: n" text and as a dict."""
+    rows = []
+    for ref in refs:
+        wh = (ref.result.get("extra") or {}).get("webhook")
+        if not isinstance(wh, Mapping):
+            continue
+        failures = wh.get("failures") or {}
+        row = {**_base(ref), **{k: _num(wh.get(k)) for k in WEBHOOK_COLUMNS}, "failures": dict(failures)}
+        others = {k: v for k, v in wh.items() if k not in WEBHOOK_COLUMNS and k != "failures"}
+        row["other"] = others
+        rows.append(row)
+    return _frame(rows, ["run", "mode", "label", *WEBHOOK_COLUMNS, "failures", "other"])
+
+
+RECEIVER_COLUMNS = ("requests", "acked", "rejected_signature", "rejected_timestamp", "simulated_failures", "duplicates")
+
+
+def receiver_frame(refs: Sequence[ModeRef]) -> pd.DataFrame:
+    """``extra.receiver`` (the harness's callback receiver) per mode that has it."""
+    rows = []
+    for ref in refs:
+        rc = (ref.result.get("extra") or {}).get("receiver")
+        if isinstance(rc, Mapping):
+            rows.append({**_base(ref), **{k: _num(rc.get(k)) for k in RECEIVER_COLUMNS}})
+    return _frame(rows, ["run", "mode", "label", *RECEIVER_COLUMNS])
+
+
+POLL_COLUMNS = ("requests", "requests_per_delivery", "empty_polls", "gaps")
+
+
+def poll_frame(refs: Sequence[ModeRef]) -> pd.DataFrame:
+    """Poll bookkeeping (``extra.requests`` …) per mode that has it."""
+    rows = []
+    for ref in refs:
+        extra = ref.result.get("extra") or {}
+        if "requests_per_delivery" in extra or (ref.mode == "poll" and "requests" in extra):
+            rows.append({**_base(ref), **{k: _num(extra.get(k)) for k in POLL_COLUMNS}})
+    return _frame(rows, ["run", "mode", "label", *POLL_COLUMNS])
+
+
+def other_extra_frame(refs: Sequence[ModeRef]) -> pd.DataFrame:
+    """Everything else in ``extra`` as flattened key/value rows (label, key, value)."""
+    known = {"webhook", "receiver"}
+    rows = []
+    for ref in refs:
+        extra = ref.result.get("extra") or {}
+        is_poll = "requests_per_delivery" in extra or (ref.mode == "poll" and "requests" in extra)
+        for key, value in flatten({k: v for k, v in extra.items()
+                                   if k not in known and not (is_poll and k in POLL_COLUMNS)}).items():
+            rows.append({**_base(ref), "key": key, "value": value})
+    return _frame(rows, ["run", "mode", "label", "key", "value"])
+
+
+# --------------------------------------------------------------------------- trust
+
+
+def trust_frame(refs: Sequence[ModeRef]) -> pd.DataFrame:
+    """Reasons not to trust (part of) a measurement: one row per finding.
+
+    Columns: label, mode, kind (saturated, status, unbalanced, negative,
+    clamped, publish_failed), severity ("danger" | "warn"), message.
+    """
+    rows = []
+
+    def add(ref: ModeRef, kind: str, severity: str, message: str) -> None:
+        rows.append({**_base(ref), "kind": kind, "severity": severity, "message": message})
+
+    for ref in refs:
+        r = ref.result
+        harness = r.get("harness") or {}
+        if harness.get("saturated"):
+            add(ref, "saturated", "danger",
+                "the harness was saturated, so these latencies measure the harness as much as the target "
+                f"and are not trustworthy. Reason: {harness.get('reason') or 'none given'}")
+        if ref.status != "ok":
+            failure = r.get("failure")
+            add(ref, "status", "danger", f"status {ref.status}" + (f": {failure}" if failure else ""))
+        a = r.get("audit") or {}
+        if a and a.get("balanced") is False:
+            add(ref, "unbalanced", "danger",
+                f"audit does not balance: expected {a.get('expected')} ≠ delivered {a.get('delivered_unique')} "
+                f"+ lost {a.get('lost')}")
+        hist = r.get("histograms") or {}
+        for metric, n in (hist.get("negative") or {}).items():
+            if n:
+                add(ref, "negative", "warn",
+                    f"{int(n):,} {metric} samples were below zero (clock step or skew between processes) and were stored as 0")
+        for metric, n in (hist.get("clamped") or {}).items():
+            if n:
+                add(ref, "clamped", "warn", f"{int(n):,} {metric} samples were above one hour and were stored as one hour")
+        failed = _num(a.get("publish_failed"))
+        if failed:
+            add(ref, "publish_failed", "warn",
+                f"{int(failed):,} publish{'es were' if failed != 1 else ' was'} refused by the target "
+                "(so not expected from subscribers)")
+    return _frame(rows, ["run", "mode", "label", "kind", "severity", "message"])
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def flatten(value: Any, prefix: str = "") -> dict[str, str]:
+    """Nested mappings -> {"a.b.c": "text"}; lists and scalars rendered as compact JSON."""
+    out: dict[str, str] = {}
+    if isinstance(value, Mapping):
+        if not value and prefix:
+            out[prefix] = "{}"
+        for key, inner in value.items():
+            out.update(flatten(inner, f"{prefix}.{key}" if prefix else str(key)))
+    elif prefix:
+        out[prefix] = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+    return out
+

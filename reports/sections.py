@@ -1,0 +1,607 @@
+"""Report sections: one function per section, each returning a dict for the template.
+
+A section function takes the :class:`ReportData` (documents, mode refs and
+lazily built frames shared by all sections) and returns a plain dict with at
+least ``id`` (the HTML ``id``, stable for tests and links), ``title`` and
+``visible``. Tables are ``{"columns": [...], "rows": [...]}`` of
+preformatted cells (see :func:`table`) rendered by one template macro.
+
+Adding a section = one function here, appended to :data:`SECTIONS`, plus one
+block in ``templates/report.html``.
+
+All text that came from a document stays plain ``str``: the template
+autoescapes it. Only SVG produced by :mod:`reports.figures` is marked safe.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, Callable, Mapping, Sequence
+
+import pandas as pd
+
+from . import figures, frames
+from .frames import ModeRef
+
+__all__ = ["ReportData", "SECTIONS", "build_sections", "table", "verdict_sentences", "fmt"]
+
+
+# --------------------------------------------------------------------------- data shared by sections
+
+
+class ReportData:
+    """The documents of one report and every frame built from them (each built once, on first use)."""
+
+    def __init__(self, docs: Sequence[Mapping[str, Any]]):
+        self.docs = list(docs)
+        self.refs: list[ModeRef] = frames.mode_refs(self.docs)
+        self.multi = len(self.docs) > 1
+
+    @cached_property
+    def headline(self) -> pd.DataFrame:
+        return frames.headline_frame(self.refs)
+
+    @cached_property
+    def percentiles(self) -> pd.DataFrame:
+        return frames.percentiles_frame(self.refs)
+
+    @cached_property
+    def spectrum(self) -> pd.DataFrame:
+        return frames.spectrum_frame(self.refs)
+
+    @cached_property
+    def series(self) -> pd.DataFrame:
+        return frames.series_frame(self.refs)
+
+    @cached_property
+    def errors(self) -> pd.DataFrame:
+        return frames.errors_frame(self.refs)
+
+    @cached_property
+    def errors_series(self) -> pd.DataFrame:
+        return frames.errors_series_frame(self.refs)
+
+    @cached_property
+    def fanout(self) -> pd.DataFrame:
+        return frames.fanout_frame(self.refs)
+
+    @cached_property
+    def resources(self) -> pd.DataFrame:
+        return frames.resources_frame(self.refs)
+
+    @cached_property
+    def cost(self) -> pd.DataFrame:
+        return frames.cost_frame(self.refs)
+
+    @cached_property
+    def audit(self) -> pd.DataFrame:
+        return frames.audit_frame(self.refs)
+
+    @cached_property
+    def trust(self) -> pd.DataFrame:
+        return frames.trust_frame(self.refs)
+
+
+# --------------------------------------------------------------------------- formatting
+
+
+def _missing(value: Any) -> bool:
+    if value is None:
+        return True
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def fmt(value: Any, kind: str = "text") -> str:
+    """Format one value for a cell: thousands separators, fixed decimals per kind, "—" for missing.
+
+    Kinds: ``ms`` (3 decimals: histograms resolve 1 µs), ``int``, ``f1``,
+    ``f2``, ``f3``, ``pct`` (a fraction shown as %), ``bool`` (✓/✗), ``text``.
+    """
+    if _missing(value):
+        return "—"
+    if kind == "ms" or kind == "f3":
+        return f"{float(value):,.3f}"
+    if kind == "int":
+        return f"{int(round(float(value))):,}"
+    if kind == "f1":
+        return f"{float(value):,.1f}"
+    if kind == "f2":
+        return f"{float(value):,.2f}"
+    if kind == "pct":
+        return f"{float(value) * 100:,.1f}%"
+    if kind == "bool":
+        return "✓" if bool(value) else "✗"
+    return str(value)
+
+
+def _ms_words(value: float) -> str:
+    """A latency for prose: about three significant digits."""
+    if value >= 1000:
+        return f"{value / 1000:,.2f} s"
+    if value >= 100:
+        return f"{value:,.0f} ms"
+    if value >= 10:
+        return f"{value:.1f} ms"
+    return f"{value:.2f} ms"
+
+
+def _ratio_words(ratio: float) -> str:
+    return f"{ratio:,.0f}×" if ratio >= 100 else f"{ratio:.1f}×"
+
+
+def _join(parts: Sequence[str]) -> str:
+    parts = list(parts)
+    if len(parts) <= 1:
+        return "".join(parts)
+    return ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+@dataclass
+class Column:
+    key: str
+    header: str
+    kind: str = "text"
+    better: str | None = None  # "low" | "high": mark the best value in this column
+    title: str | None = None
+
+    @property
+    def numeric(self) -> bool:
+        return self.kind not in ("text", "bool")
+
+
+def table(frame: pd.DataFrame, columns: Sequence[Column], *, row_class: Callable[[Mapping[str, Any]], str] | None = None,
+          eligible: Callable[[Mapping[str, Any]], bool] | None = None, caption: str | None = None,
+          table_id: str | None = None) -> dict[str, Any]:
+    """Preformatted table for the template.
+
+    For columns with ``better`` set, the best value among eligible rows is
+    marked (``best``; all tied rows) unless every eligible row has the same
+    value, in which case nothing wins.
+    """
+    records = frame.to_dict("records")
+    best: dict[str, set[int]] = {}
+    for col in columns:
+        if not col.better:
+            continue
+        values = [(i, float(r[col.key])) for i, r in enumerate(records)
+                  if not _missing(r.get(col.key)) and (eligible is None or eligible(r))]
+        if len(values) < 2 or len({v for _, v in values}) < 2:
+            continue
+        target = min(v for _, v in values) if col.better == "low" else max(v for _, v in values)
+        best[col.key] = {i for i, v in values if math.isclose(v, target, rel_tol=0, abs_tol=1e-12)}
+    rows = []
+    for i, r in enumerate(records):
+        cells = []
+        for col in columns:
+            value = r.get(col.key)
+            cells.append({
+                "text": fmt(value, col.kind),
+                "num": col.numeric,
+                "best": i in best.get(col.key, ()),
+                "key": col.key,
+                "sub": r.get(f"{col.key}__sub"),
+                "badges": r.get(f"{col.key}__badges") or [],
+            })
+        rows.append({"cells": cells, "cls": row_class(r) if row_class else "", "label": r.get("label", "")})
+    return {
+        "id": table_id,
+        "caption": caption,
+        "columns": [{"key": c.key, "header": c.header, "num": c.numeric, "title": c.title, "better": c.better}
+                    for c in columns],
+        "rows": rows,
+    }
+
+
+def kv_table(items: Mapping[str, Any], caption: str | None = None) -> dict[str, Any]:
+    """Two-column key/value table (values flattened to text)."""
+    rows = [{"cells": [{"text": str(k), "num": False, "best": False, "key": "key", "sub": None, "badges": []},
+                       {"text": fmt(v), "num": False, "best": False, "key": "value", "sub": None, "badges": []}],
+             "cls": "", "label": ""}
+            for k, v in items.items()]
+    return {"id": None, "caption": caption, "kv": True,
+            "columns": [{"key": "key", "header": "key", "num": False, "title": None, "better": None},
+                        {"key": "value", "header": "value", "num": False, "title": None, "better": None}],
+            "rows": rows}
+
+
+def _section(sid: str, title: str, visible: bool = True, **payload: Any) -> dict[str, Any]:
+    return {"id": sid, "title": title, "visible": visible, "figures": [], "tables": [], "notes": [], **payload}
+
+
+def _figure(svg: str | None, caption: str, fid: str) -> dict[str, Any] | None:
+    return None if svg is None else {"svg": svg, "caption": caption, "id": fid}
+
+
+def _label_columns(data: ReportData) -> list[Column]:
+    if data.multi:
+        return [Column("run", "run"), Column("mode", "mode")]
+    return [Column("label", "mode")]
+
+
+# --------------------------------------------------------------------------- sentences
+
+
+def verdict_sentences(headline: pd.DataFrame) -> list[str]:
+    """Plain sentences computed from the headline frame: winner by p99, loss, cost, trust.
+
+    With several runs: the same sentences per run (naming modes only), then
+    one line per mode comparing its p99 across runs.
+    """
+    if headline.empty:
+        return ["This document holds no modes."]
+    runs = list(dict.fromkeys(headline["run"]))
+    if len(runs) == 1:
+        return _run_sentences(headline)
+    out: list[str] = []
+    for run in runs:
+        group = headline[headline["run"] == run].assign(label=lambda f: f["mode"])
+        out += [f"{run}: {sentence}" for sentence in _run_sentences(group)]
+    for mode in dict.fromkeys(headline["mode"]):
+        rows = headline[(headline["mode"] == mode) & headline["p99"].notna()]
+        if len(rows) < 2:
+            continue
+        first = rows.iloc[0]
+        parts = [f"{_ms_words(first['p99'])} ({first['run']})"]
+        for _, r in rows.iloc[1:].iterrows():
+            change = f", {(r['p99'] / first['p99'] - 1):+.0%}" if first["p99"] > 0 else ""
+            parts.append(f"{_ms_words(r['p99'])} ({r['run']}{change})")
+        out.append(f"{mode} p99 across runs: " + " → ".join(parts) + ".")
+    return out
+
+
+def _run_sentences(headline: pd.DataFrame) -> list[str]:
+    out: list[str] = []
+    usable = headline[(headline["status"] != "failed") & headline["p99"].notna()]
+    if usable.empty:
+        return ["No mode recorded a latency, so there is no winner."]
+    ranked = usable.sort_values("p99", kind="stable")
+    best = ranked.iloc[0]
+    verb = "acknowledged" if best["metric"] == "ack" else "delivered"
+    parts = []
+    for _, other in ranked.iloc[1:].iterrows():
+        if best["p99"] > 0 and other["p99"] / best["p99"] >= 1.05:
+            parts.append(f"{_ratio_words(other['p99'] / best['p99'])} lower than {other['label']} ({_ms_words(other['p99'])})")
+        else:
+            parts.append(f"about the same as {other['label']} ({_ms_words(other['p99'])})")
+    sentence = f"{best['label']} {verb} with p99 {_ms_words(best['p99'])}"
+    if parts:
+        sentence += ", " + _join(parts)
+    if len(ranked) > 1 and not _missing(best["p50"]):
+        sentence += f"; its median was {_ms_words(best['p50'])}"
+    out.append(sentence + ".")
+
+    audited = headline[headline["expected"].notna()]
+    if not audited.empty:
+        lossy = audited[audited["lost"].fillna(0) > 0]
+        clean = audited[audited["lost"].fillna(0) == 0]
+        if lossy.empty:
+            total = int(audited["expected"].sum())
+            who = "No mode" if len(audited) > 1 else str(audited.iloc[0]["label"])
+            out.append(f"{who} lost a delivery: 0 of {total:,} expected." if len(audited) > 1
+                       else f"{who} lost 0 of {total:,} expected deliveries.")
+        else:
+            bits = []
+            for _, r in lossy.iterrows():
+                share = r["lost"] / r["expected"] if r["expected"] else 0.0
+                bits.append(f"{r['label']} lost {int(r['lost']):,} of {int(r['expected']):,} expected deliveries "
+                            f"({share:.2%})")
+            sentence = "; ".join(bits)
+            if not clean.empty:
+                sentence += f"; {_join([str(x) for x in clean['label']])} lost none"
+            out.append(sentence + ".")
+        dups = audited[audited["duplicates"].fillna(0) > 0]
+        if not dups.empty:
+            out.append(_join([f"{r['label']} saw {int(r['duplicates']):,} duplicate{'s' if r['duplicates'] != 1 else ''}"
+                              for _, r in dups.iterrows()]) + ".")
+
+    costed = headline[headline["target_cpu_ms_per_1k"].notna()].sort_values("target_cpu_ms_per_1k", kind="stable")
+    if len(costed) > 1:
+        cheapest = costed.iloc[0]
+        rest = [f"{r['label']} {r['target_cpu_ms_per_1k']:,.0f}" for _, r in costed.iloc[1:].iterrows()]
+        out.append(f"Cheapest for the target: {cheapest['label']} at {cheapest['target_cpu_ms_per_1k']:,.0f} CPU-ms "
+                   f"per 1k deliveries ({_join(rest)}).")
+    elif len(costed) == 1:
+        r = costed.iloc[0]
+        out.append(f"The target used {r['target_cpu_ms_per_1k']:,.0f} CPU-ms per 1k deliveries.")
+
+    saturated = headline[headline["saturated"]]
+    if not saturated.empty:
+        out.append(f"Latencies of {_join([str(x) for x in saturated['label']])} are not trustworthy: "
+                   "the harness was saturated.")
+    not_ok = headline[headline["status"] != "ok"]
+    for _, r in not_ok.iterrows():
+        out.append(f"{r['label']} is {r['status']}" + (f": {r['failure']}." if r["failure"] else "."))
+    return out
+
+
+# --------------------------------------------------------------------------- sections
+
+
+def warnings(data: ReportData) -> dict[str, Any]:
+    """Banner near the top: everything that makes (part of) the measurement untrustworthy."""
+    trust = data.trust
+    items = [{"label": r["label"], "mode": r["mode"], "kind": r["kind"], "severity": r["severity"],
+              "message": r["message"]} for r in trust.to_dict("records")]
+    items.sort(key=lambda w: (w["severity"] != "danger", w["kind"] != "saturated"))
+    return _section("warnings", "Can this measurement be trusted?", visible=bool(items), items=items)
+
+
+def headline(data: ReportData) -> dict[str, Any]:
+    h = data.headline.copy()
+    badges = []
+    for r in h.to_dict("records"):
+        b = []
+        if r["status"] != "ok":
+            b.append({"text": r["status"], "cls": "bad"})
+        if r["saturated"]:
+            b.append({"text": "harness saturated", "cls": "bad"})
+        if r["metric"] != "delivery":
+            b.append({"text": r["metric"], "cls": "info"})
+        badges.append(b)
+    h["label__badges"] = badges
+    h["mode__badges"] = badges
+    h["status__sub"] = [f if isinstance(f, str) and f else None for f in h["failure"]]
+    columns = [*_label_columns(data),
+               Column("status", "status"),
+               Column("p50", "p50 ms", "ms", "low"),
+               Column("p99", "p99 ms", "ms", "low"),
+               Column("p99_9", "p99.9 ms", "ms", "low"),
+               Column("max", "max ms", "ms", "low"),
+               Column("deliveries_per_s", "deliveries/s", "f1", "high"),
+               Column("lost", "lost", "int", "low"),
+               Column("duplicates", "duplicates", "int", "low"),
+               Column("target_cpu_ms_per_1k", "target CPU-ms / 1k deliveries", "f1", "low")]
+    t = table(h, columns, table_id="headline-table",
+              row_class=lambda r: " ".join(c for c in (f"status-{r['status']}", "saturated" if r["saturated"] else "") if c),
+              eligible=lambda r: r["status"] != "failed")
+    subs = sorted({int(x) for x in h["subscribers"].dropna()})
+    rates = sorted({float(x) for x in h["rate"].dropna()})
+    load = []
+    if subs:
+        load.append(f"{_join([f'{s:,}' for s in subs])} subscriber{'s' if subs != [1] else ''}")
+    if rates:
+        load.append(f"{_join([f'{r:,.4g}' for r in rates])} events/s")
+    return _section("headline", "Verdict", sentences=verdict_sentences(data.headline), tables=[t],
+                    load=", ".join(load),
+                    notes=["Latency = receive − due (ack − due for bursts), from the whole-run HDR histogram. "
+                           "★ marks the best value per column among modes that did not fail; "
+                           "no star when all are equal."])
+
+
+def spectrum(data: ReportData) -> dict[str, Any]:
+    fig = figures.spectrum_svg(data.spectrum)
+    p = data.percentiles
+    primary = {(ref.label, ref.metric) for ref in data.refs}
+    rows = []
+    for label, group in p.groupby("label", sort=False):
+        for metric, g in group.groupby("metric", sort=False):
+            if (label, metric) not in primary:
+                continue
+            vals = dict(zip(g["percentile"], g["value_ms"]))
+            rows.append({"label": label, "run": g["run"].iloc[0], "mode": g["mode"].iloc[0], "metric": metric,
+                         "count": int(g["count"].iloc[0]), **{f"p{k}": v for k, v in vals.items()}})
+    frame = pd.DataFrame(rows)
+    cols = [*_label_columns(data), Column("metric", "metric"), Column("count", "count", "int"),
+            *[Column(f"p{k}", f"{k if k == 'max' else 'p' + k} ms", "ms") for k in frames.PERCENTILE_LABELS]]
+    sec = _section("spectrum", "Latency percentile spectrum", visible=True,
+                   figures=[f for f in [_figure(fig, "Latency by percentile, all modes; x: 1/(1−p) on a log scale. "
+                                                     "A flat line that jumps at the end is a tail; a line that "
+                                                     "climbs early is a slow body.", "fig-spectrum")] if f],
+                   tables=[table(frame, cols, table_id="percentile-table")] if len(frame) else [])
+    if fig is None:
+        sec["notes"].append("No latency histograms in this document.")
+    return sec
+
+
+def over_time(data: ReportData) -> dict[str, Any]:
+    s = data.series
+    figs = [_figure(figures.latency_over_time_svg(s), "Latency per second: p50 (solid), p99 (dashed), band between.",
+                    "fig-latency-time"),
+            _figure(figures.throughput_over_time_svg(s), "Deliveries per second (top) and events published per second "
+                    "(bottom).", "fig-throughput-time")]
+    sec = _section("over-time", "Latency and throughput over time", figures=[f for f in figs if f])
+    sec["notes"].append("x: seconds since each mode's stream start (negative = joining before the stream); "
+                        "deliveries by receive second, published by due second.")
+    if s.empty:
+        sec["notes"].append("No per-second series in this document.")
+    return sec
+
+
+def connections(data: ReportData) -> dict[str, Any]:
+    figs = [_figure(figures.connections_svg(data.series), "Subscriber sessions / registrations open.", "fig-connections"),
+            _figure(figures.errors_over_time_svg(data.errors_series), "Errors per second by mode and kind.",
+                    "fig-errors-time")]
+    tables = []
+    errors = data.errors
+    if len(errors):
+        cols = [*_label_columns(data), Column("kind", "error kind"), Column("count", "count", "int")]
+        tables.append(table(errors, cols, table_id="errors-table"))
+    sec = _section("connections", "Connections and errors", figures=[f for f in figs if f], tables=tables)
+    if errors.empty:
+        sec["notes"].append("No errors were recorded.")
+    return sec
+
+
+def fanout(data: ReportData) -> dict[str, Any]:
+    fan = data.fanout
+    sec = _section("fanout", "Fan-out time per event", visible=True)
+    if fan.empty:
+        sec["notes"].append("No fan-out rows in this document.")
+        return sec
+    # fan-out only means something where there are subscribers to fan out to
+    stats = frames.fanout_stats_frame(fan)
+    sample, dropped = frames.downsample_fanout(fan)
+    sec["figures"] = [f for f in [_figure(figures.fanout_svg(sample),
+                                          "Due time → last expected subscriber has it, per event. "
+                                          "✕ in the strip above: incomplete events (an expected subscriber "
+                                          "never got them).",
+                                          "fig-fanout")] if f]
+    cols = [*_label_columns(data), Column("events", "events", "int"), Column("complete", "complete", "int"),
+            Column("incomplete", "incomplete", "int", "low"), Column("p50", "p50 ms", "ms", "low"),
+            Column("p99", "p99 ms", "ms", "low"), Column("max", "max ms", "ms", "low")]
+    sec["tables"] = [table(stats, cols, table_id="fanout-table")]
+    incomplete = int(stats["incomplete"].sum())
+    sec["incomplete"] = incomplete
+    sec["notes"].append(f"{incomplete:,} event{'s have' if incomplete != 1 else ' has'} no fan-out time (null): "
+                        "an expected subscriber never got it — or nobody was expected to, as for a refused "
+                        "publish; the results document does not tell these apart." if incomplete
+                        else "Every event reached every expected subscriber.")
+    if dropped:
+        sec["notes"].append(f"Plot shows {len(sample):,} of {len(fan):,} events (an even sample per mode plus the "
+                            "slowest and all incomplete ones); the table uses all of them.")
+    sec["notes"].append("Percentiles here are over events (numpy, linear interpolation), not over deliveries.")
+    return sec
+
+
+def cost(data: ReportData) -> dict[str, Any]:
+    c = data.cost.copy()
+    target_cols = [*_label_columns(data),
+                   Column("subscribers", "subscribers", "int"),
+                   Column("deliveries", "deliveries", "int"),
+                   Column("target_cpu_s", "CPU-s", "f3", "low"),
+                   Column("target_peak_rss_mb", "peak RSS MB", "f1", "low"),
+                   Column("target_cpu_s_per_1k_subscribers", "CPU-s / 1k subs", "f2", "low"),
+                   Column("target_rss_mb_per_1k_subscribers", "RSS MB / 1k subs", "f1", "low"),
+                   Column("target_cpu_ms_per_1k_deliveries", "CPU-ms / 1k deliveries", "f1", "low"),
+                   Column("target_rss_kb_per_1k_deliveries", "RSS kB / 1k deliveries", "f1", "low")]
+    harness_cols = [*_label_columns(data),
+                    Column("harness_processes", "processes", "int"),
+                    Column("harness_cpu_s", "CPU-s", "f3"),
+                    Column("harness_peak_rss_mb", "peak RSS MB", "f1"),
+                    Column("harness_max_cpu_percent", "max CPU %", "f1"),
+                    Column("harness_busy_fraction", "busy samples", "pct"),
+                    Column("harness_saturated", "saturated", "bool")]
+    tables = [table(c, target_cols, table_id="cost-table", caption="Target (system under test)",
+                    row_class=lambda r: "saturated" if r["harness_saturated"] else ""),
+              table(c, harness_cols, table_id="harness-table", caption="Harness (load generator)",
+                    row_class=lambda r: "saturated" if r["harness_saturated"] else "")]
+    saturated = [{"label": r["label"], "reason": r["harness_reason"] or "no reason given"}
+                 for r in c.to_dict("records") if r["harness_saturated"]]
+    by_role = frames.resources_by_role_frame(data.resources)
+    figs = [_figure(figures.resources_svg(by_role), "CPU (100 % = one core) and RSS per role, summed over processes; "
+                    "target solid, harness dashed.", "fig-resources")]
+    sec = _section("cost", "Cost", tables=tables, figures=[f for f in figs if f], saturated=saturated)
+    sec["notes"].append("CPU-seconds: last minus first reading of each process over the mode; RSS: peak of the "
+                        "per-second sum over processes. Per-1k figures divide by the mode's subscribers or "
+                        "recorded deliveries.")
+    if data.resources.empty:
+        sec["notes"].append("No resource samples in this document.")
+    return sec
+
+
+def audit(data: ReportData) -> dict[str, Any]:
+    a = data.audit
+    cols = [*_label_columns(data),
+            Column("published", "published", "int"), Column("publish_failed", "publish failed", "int"),
+            Column("subscribers", "subscribers", "int"), Column("expected", "expected", "int"),
+            Column("delivered_unique", "delivered (unique)", "int"), Column("lost", "lost", "int", "low"),
+            Column("duplicates", "duplicates", "int", "low"), Column("out_of_order", "out of order", "int", "low"),
+            Column("unexpected", "unexpected", "int", "low"), Column("balanced", "balanced", "bool")]
+    tables = [table(a, cols, table_id="audit-table", caption="Audit: expected = delivered (unique) + lost",
+                    row_class=lambda r: "unbalanced" if r["balanced"] is False else "")]
+    wh = frames.webhook_frame(data.refs)
+    if len(wh):
+        wh = wh.copy()
+        wh["failures_text"] = [", ".join(f"{k}: {int(v):,}" for k, v in sorted(f.items(), key=lambda kv: -kv[1]))
+                               or "none" for f in wh["failures"]]
+        cols = [*_label_columns(data), *[Column(k, k.replace("_", " "), "int") for k in frames.WEBHOOK_COLUMNS],
+                Column("failures_text", "failures by kind")]
+        tables.append(table(wh, cols, table_id="webhook-table", caption="Webhook delivery (reported by the target)"))
+    rc = frames.receiver_frame(data.refs)
+    if len(rc):
+        cols = [*_label_columns(data), *[Column(k, k.replace("_", " "), "int") for k in frames.RECEIVER_COLUMNS]]
+        tables.append(table(rc, cols, table_id="receiver-table", caption="Callback receiver (harness side)"))
+    pf = frames.poll_frame(data.refs)
+    if len(pf):
+        cols = [*_label_columns(data), Column("requests", "requests", "int"),
+                Column("requests_per_delivery", "requests / delivery", "f3"),
+                Column("empty_polls", "empty polls", "int"), Column("gaps", "gaps", "int")]
+        tables.append(table(pf, cols, table_id="poll-table", caption="Polling"))
+    other = frames.other_extra_frame(data.refs)
+    if len(other):
+        cols = [*_label_columns(data), Column("key", "key"), Column("value", "value")]
+        tables.append(table(other, cols, table_id="extra-table", caption="Other mode-specific counters"))
+    return _section("audit", "Audit", tables=tables)
+
+
+def _utc(ns: Any) -> str:
+    if _missing(ns):
+        return "—"
+    return _dt.datetime.fromtimestamp(int(ns) / 1e9, tz=_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _duration(start: Any, end: Any) -> str:
+    if _missing(start) or _missing(end):
+        return "—"
+    seconds = (int(end) - int(start)) / 1e9
+    minutes, sec = divmod(seconds, 60)
+    return f"{int(minutes)} min {sec:.1f} s" if minutes else f"{sec:.1f} s"
+
+
+def metadata(data: ReportData) -> dict[str, Any]:
+    runs = []
+    for doc in data.docs:
+        run = doc.get("run") or {}
+        facts = {
+            "run id": run.get("id"),
+            "status": run.get("status"),
+            "started": _utc(run.get("started_ns")),
+            "ended": _utc(run.get("ended_ns")),
+            "duration": _duration(run.get("started_ns"), run.get("ended_ns")),
+            "commit": run.get("commit") or "—",
+            "command": " ".join(str(x) for x in run.get("command") or []) or "—",
+            "schema version": doc.get("schema_version"),
+        }
+        modes = []
+        for name, result in (doc.get("modes") or {}).items():
+            info = {
+                "status": result.get("status"),
+                "failure": result.get("failure") or "—",
+                "started": _utc(result.get("started_ns")),
+                "stream start": _utc(result.get("stream_start_ns")),
+                "ended": _utc(result.get("ended_ns")),
+                "duration": _duration(result.get("started_ns"), result.get("ended_ns")),
+            }
+            info.update({f"target.{k}": v for k, v in frames.flatten(result.get("target") or {}).items()})
+            info.update({f"params.{k}": v for k, v in frames.flatten(result.get("params") or {}).items()})
+            modes.append({"name": name, "table": kv_table(info)})
+        runs.append({
+            "id": run.get("id"),
+            "facts": kv_table(facts, "Run"),
+            "config": kv_table(frames.flatten(doc.get("config") or {}), "Configuration"),
+            "machine": kv_table(frames.flatten(doc.get("machine") or {}), "Machine"),
+            "packages": kv_table(frames.flatten(doc.get("packages") or {}), "Packages"),
+            "modes": modes,
+        })
+    return _section("metadata", "Run metadata", runs=runs)
+
+
+def baseline(data: ReportData) -> dict[str, Any]:
+    """Placeholder: deltas against a baseline document (issue to come)."""
+    return _section("baseline", "Against the baseline", visible=False)
+
+
+def sweep(data: ReportData) -> dict[str, Any]:
+    """Placeholder: latency vs subscribers / rate, the knee, largest N within the SLO (issue to come)."""
+    return _section("sweep", "Sweep", visible=False)
+
+
+#: Report order. The template renders each by id.
+SECTIONS: list[Callable[[ReportData], dict[str, Any]]] = [
+    warnings, headline, spectrum, over_time, connections, fanout, cost, audit, baseline, sweep, metadata,
+]
+
+
+def build_sections(data: ReportData) -> dict[str, dict[str, Any]]:
+    """All sections by id, in report order."""
+    out: dict[str, dict[str, Any]] = {}
+    for fn in SECTIONS:
+        sec = fn(data)
+        out[sec["id"]] = sec
+    return out
