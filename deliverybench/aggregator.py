@@ -36,7 +36,7 @@ def payload_to_wire(payload: Mapping[str, Any]) -> dict[str, Any]:
         "errors": dict(payload["errors"]),
         "error_series": [[sec, kind, n] for (sec, kind), n in payload["error_series"].items()],
         "counters": dict(payload["counters"]),
-        "gauges": [[sec, n] for sec, n in payload.get("gauges", [])],
+        "gauges": [list(g) for g in payload.get("gauges", [])],
         "samples": [s.to_row() for s in payload.get("samples", [])],
     }
 
@@ -49,7 +49,7 @@ def payload_from_wire(data: Mapping[str, Any]) -> dict[str, Any]:
         "errors": Counter({str(k): int(v) for k, v in data.get("errors", {}).items()}),
         "error_series": Counter({(int(sec), str(kind)): int(n) for sec, kind, n in data.get("error_series", [])}),
         "counters": Counter({str(k): int(v) for k, v in data.get("counters", {}).items()}),
-        "gauges": [(int(sec), int(n)) for sec, n in data.get("gauges", [])],
+        "gauges": [tuple(g) for g in data.get("gauges", [])],
         "samples": [Sample.from_row(row) for row in data.get("samples", [])],
     }
 
@@ -65,7 +65,7 @@ class RunAggregator:
         self.errors: Counter[str] = Counter()
         self.error_series: Counter[tuple[int, str]] = Counter()
         self.counters: Counter[str] = Counter()
-        self.gauges: Counter[int] = Counter()
+        self._gauge_readings: dict[tuple[str, int], int] = {}
         self.samples: list[Sample] = []
         self.payloads = 0
 
@@ -78,8 +78,10 @@ class RunAggregator:
         self.errors.update(payload["errors"])
         self.error_series.update(payload["error_series"])
         self.counters.update(payload["counters"])
-        for sec, n in payload.get("gauges", []):
-            self.gauges[sec] += n
+        for gauge in payload.get("gauges", []):
+            sec, n = int(gauge[0]), int(gauge[1])
+            process = str(gauge[2]) if len(gauge) > 2 else ""
+            self._gauge_readings[(process, sec)] = n  # the last reading of a process in a second wins
         self.samples.extend(payload.get("samples", []))
 
     def add_wire(self, data: Mapping[str, Any]) -> None:
@@ -101,6 +103,14 @@ class RunAggregator:
         mine.duplicates += theirs.duplicates
         mine.out_of_order += theirs.out_of_order
         mine.arrivals += theirs.arrivals
+
+    @property
+    def gauges(self) -> dict[int, int]:
+        """Connected subscribers per second, summed over processes (one reading each)."""
+        out: dict[int, int] = {}
+        for (_, sec), n in self._gauge_readings.items():
+            out[sec] = out.get(sec, 0) + n
+        return out
 
     def error(self, kind: str, at_ns: int, count: int = 1) -> None:
         self.errors[kind] += count
@@ -126,15 +136,17 @@ class RunAggregator:
         totals = audit(log, records, join_grace_ns=join_grace_ns, drain_ns=drain_ns, end_ns=ended_ns)
         expected = expected_per_event(log, records, join_grace_ns=join_grace_ns, drain_ns=drain_ns, end_ns=ended_ns)
         fanout = fanout_times_ns(log, self.fanout, expected)
+        recorder = Recorder()
+        recorder.merge(self.recorder)  # build() stays repeatable: fan-out goes into a copy
         for event_id, value in enumerate(fanout):
             if value is not None:
-                self.recorder.record("fanout", value, log.due_ns[event_id])
+                recorder.record("fanout", value, log.due_ns[event_id])
         merged_extra = {**dict(self.counters), **dict(extra or {})}
         return build_mode_result(
             mode=self.mode,
             target=target,
             params=params,
-            recorder=self.recorder,
+            recorder=recorder,
             audit_totals=totals,
             published_due_ns=log.due_ns,
             published_ok=log.ok,

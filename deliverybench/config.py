@@ -27,7 +27,7 @@ from .core.schedule import SCHEDULE_KINDS, Schedule
 
 __all__ = ["RunConfig", "ConfigError", "build_parser", "resolve", "MODES", "ENV_PREFIX"]
 
-MODES = ("push", "callback", "poll")
+MODES = ("push", "callback", "poll", "burst")
 ENV_PREFIX = "DELIVERYBENCH_"
 
 
@@ -68,6 +68,9 @@ class RunConfig:
     ack_delay: str = "0"
     fail_ratio: float = 0.0
     fail_status: int = 500
+    consumer_url: str = ""
+    sign: bool = False
+    burst_timeout: float = 10.0
     out: str = "bench-out"
     run_id: str = ""
     report: bool = True
@@ -146,6 +149,10 @@ def build_parser() -> configargparse.ArgumentParser:
     callback.add_argument("--ack-delay", default="0", help="Receiver acknowledgement delay: MS, exp:MEAN_MS or uniform:LOW,HIGH.")
     callback.add_argument("--fail-ratio", type=float, default=0.0, help="Share of first attempts the receiver fails, to exercise retries.")
     callback.add_argument("--fail-status", type=int, default=500, help="HTTP status of simulated failures.")
+    burst = parser.add_argument_group("Burst mode (the harness as webhook producer; not in the default --modes)")
+    burst.add_argument("--consumer-url", default="", help="Webhook consumer to POST events at (default: the built-in sink).")
+    burst.add_argument("--sign", action="store_true", help="Sign burst POSTs with Standard Webhooks headers (--webhook-secret).")
+    burst.add_argument("--burst-timeout", type=float, default=10.0, help="Seconds before a burst POST counts as timed out.")
     poll = parser.add_argument_group("Poll mode")
     poll.add_argument("--poll-interval", type=float, default=d.poll_interval, help="Seconds between polls per subscriber.")
     return parser
@@ -183,6 +190,10 @@ def resolve(argv: Sequence[str], env: dict[str, str] | None = None) -> RunConfig
         parse_delay(args.ack_delay)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    if args.burst_timeout <= 0:
+        raise ConfigError("--burst-timeout must be positive")
+    if args.consumer_url:
+        _url(args.consumer_url, ("http", "https"), "--consumer-url")
     if args.poll_interval <= 0:
         raise ConfigError("--poll-interval must be positive")
     if args.payload_bytes < 0 or args.payload_bytes > 16 * 1024 * 1024:
@@ -197,7 +208,8 @@ def resolve(argv: Sequence[str], env: dict[str, str] | None = None) -> RunConfig
         target_delay_ms=args.target_delay_ms, echo_interval=args.echo_interval,
         source_addresses=args.source_addresses, poll_interval=args.poll_interval,
         webhook_secret=args.webhook_secret, ack_delay=args.ack_delay, fail_ratio=args.fail_ratio,
-        fail_status=args.fail_status, out=args.out,
+        fail_status=args.fail_status, consumer_url=args.consumer_url, sign=args.sign,
+        burst_timeout=args.burst_timeout, out=args.out,
         run_id=args.run_id, report=args.report, extra_locust_args=locust_extra,
     )
     try:
@@ -242,6 +254,8 @@ def _url(value: str, schemes: tuple[str, ...], option: str) -> None:
 
 
 def _check_target(config: RunConfig) -> None:
+    if config.modes == ("burst",):
+        return  # bursts need only a consumer: --consumer-url or the built-in sink
     if config.target == "builtin":
         if config.publish_url or config.subscribe_url or config.poll_url or config.callback_url:
             raise ConfigError("URLs given with --target builtin; use --target relay for an external target")
@@ -253,6 +267,8 @@ def _check_target(config: RunConfig) -> None:
         needs = {"push": ("subscribe_url", ("ws", "wss")), "poll": ("poll_url", ("http", "https")),
                  "callback": ("callback_url", ("http", "https"))}
         for mode in config.modes:
+            if mode == "burst":
+                continue
             attr, schemes = needs[mode]
             value = getattr(config, attr)
             option = "--" + attr.replace("_", "-")

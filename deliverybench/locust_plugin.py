@@ -115,7 +115,7 @@ class HarnessProcess:
         self._inbox: GeventInbox | None = None
         self.recorder = ProcessRecorder(mode)
         self.pending = empty_payload()
-        self.pending_gauges: list[tuple[int, int]] = []
+        self.pending_gauges: list[tuple[int, int, str]] = []
         self.sampler = ProcessSampler()
         self.sampler.add_self("harness")
         self.pending_samples: list[Any] = []
@@ -191,7 +191,7 @@ class HarnessProcess:
     def flush(self, *, final: bool) -> None:
         """Move what the loop thread finished into Locust's stats and the pending payload."""
         now = time.time_ns()
-        self.pending_gauges.append((now // NS, self.recorder.connected))
+        self.pending_gauges.append((now // NS, self.recorder.connected, self.prefix))
         self.pending_samples.extend(self.sampler.sample(connections=self.recorder.connected))
         if self._loop is None:
             return

@@ -32,9 +32,10 @@ SCENARIOS = {
     "push": REPO_ROOT / "scenarios" / "ws_push.py",
     "callback": REPO_ROOT / "scenarios" / "webhook_callback.py",
     "poll": REPO_ROOT / "scenarios" / "poll.py",
+    "burst": REPO_ROOT / "scenarios" / "webhook_burst.py",
 }
 #: built-in target per mode
-BUILTIN_TARGETS = {"push": "push", "callback": "callback", "poll": "push"}
+BUILTIN_TARGETS = {"push": "push", "callback": "callback", "poll": "push", "burst": "sink"}
 
 
 @dataclass
@@ -70,6 +71,12 @@ def _locust_command(config: RunConfig, mode: str, urls: dict[str, str], results:
                 "--fail-status", str(config.fail_status)]
         if config.webhook_secret:
             cmd += ["--webhook-secret", config.webhook_secret]
+    if mode == "burst":
+        cmd += ["--burst-timeout", str(config.burst_timeout)]
+        if config.sign:
+            cmd.append("--sign")
+        if config.webhook_secret:
+            cmd += ["--webhook-secret", config.webhook_secret]
     if config.processes > 1:
         cmd += ["--processes", str(config.processes)]
     return cmd + list(config.extra_locust_args)
@@ -77,7 +84,16 @@ def _locust_command(config: RunConfig, mode: str, urls: dict[str, str], results:
 
 def _start_target(config: RunConfig, mode: str) -> tuple[Any, dict[str, str]]:
     """Start (or describe) the target for ``mode``; returns (target or None, urls)."""
-    if config.target == "relay":
+    if mode == "burst" and config.consumer_url:
+        from targets.base import tcp_reachable
+
+        problem = tcp_reachable(config.consumer_url)
+        if problem is not None:
+            from targets import TargetError
+
+            raise TargetError(f"cannot reach consumer {config.consumer_url}: {problem}")
+        return None, {"burst": config.consumer_url, "name": "consumer"}
+    if config.target == "relay" and mode != "burst":
         from targets.relay import RelayTarget
 
         egress = {"push": config.subscribe_url, "poll": config.poll_url, "callback": config.callback_url}[mode]
@@ -89,7 +105,7 @@ def _start_target(config: RunConfig, mode: str) -> tuple[Any, dict[str, str]]:
         return None, {"ingress": config.publish_url, mode: egress, "name": "relay"}
     from targets import get_target
 
-    name = BUILTIN_TARGETS[mode] if config.target == "builtin" else config.target
+    name = BUILTIN_TARGETS[mode] if config.target in ("builtin", "relay") else config.target
     cls = get_target(name)
     kwargs: dict[str, Any] = {}
     if config.target_delay_ms:
@@ -133,7 +149,6 @@ def run_mode(config: RunConfig, mode: str, run_dir: Path, say: Callable[[str], N
         try:
             target, urls = _start_target(config, mode)
         except TargetError as exc:
-            say(f"  {mode}: target did not start: {exc}")
             return ModeRun(mode, results, log_path, None, _failed_document(config, mode, f"target: {exc}", started))
         cmd = _locust_command(config, mode, urls, results)
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}

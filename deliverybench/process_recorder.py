@@ -80,7 +80,7 @@ class ProcessRecorder:
         except MalformedEvent:
             self.error("malformed_event", receive_ns)
             return False
-        if not record.received.mark(head.id):
+        if not record.received.mark(head.id):  # decode_head guarantees id >= 0
             return False
         recorder = self.recorder
         recorder.record(metric, receive_ns - head.due_ns, receive_ns)

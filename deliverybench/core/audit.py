@@ -53,6 +53,8 @@ class ReceivedIds:
 
     def mark(self, event_id: int) -> bool:
         """Note an arrival; return True if it is the first of this id."""
+        if event_id < 0:
+            raise ValueError("event ids count from 0")
         self.arrivals += 1
         byte, bit = event_id >> 3, 1 << (event_id & 7)
         bits = self.bits
@@ -304,18 +306,31 @@ def expected_per_event(
     """How many subscribers were expected to get each event id."""
     diff = [0] * (log.attempted + 1)
     for record in records:
+        ranges = []
         for start, stop in record.windows:
             assert start is not None
             window_end = (stop if stop is not None else end_ns) - drain_ns
             lo, hi = log.expected_range(start + join_grace_ns, window_end)
             if hi > lo:
-                diff[lo] += 1
-                diff[hi] -= 1
+                ranges.append((lo, hi))
+        for lo, hi in _merge_ranges(ranges):  # overlapping windows count a subscriber once
+            diff[lo] += 1
+            diff[hi] -= 1
     counts, running = [], 0
     for i in range(log.attempted):
         running += diff[i]
         counts.append(running if log.ok[i] else 0)
     return counts
+
+
+def _merge_ranges(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    merged: list[tuple[int, int]] = []
+    for lo, hi in sorted(ranges):
+        if merged and lo <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], hi))
+        else:
+            merged.append((lo, hi))
+    return merged
 
 
 def fanout_times_ns(log: PublishedLog, tracker: FanoutTracker, expected: Sequence[int]) -> list[int | None]:

@@ -114,6 +114,10 @@ def _int_after(data: bytes, key: bytes, start: int) -> tuple[int, int]:
     return int(data[begin:end]), end + 1
 
 
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def decode_head(data: bytes | str) -> EventHead:
     """Read ``id``, ``due_ns`` and ``sent_ns`` from an encoded event.
 
@@ -124,7 +128,10 @@ def decode_head(data: bytes | str) -> EventHead:
     if raw.startswith(EVENT_PREFIX):
         try:
             end = raw.index(b",", 6)
-            event_id = int(raw[6:end])
+            digits = raw[6:end]
+            if not digits.isdigit():  # no sign, no underscores, no spaces: ids count from 0
+                raise MalformedEvent("id is not a plain non-negative integer")
+            event_id = int(digits)
             due_ns, pos = _int_after(raw, _DUE_KEY, end + 1)
             sent_ns, _ = _int_after(raw, _SENT_KEY, pos)
             return EventHead(event_id, due_ns, sent_ns)
@@ -136,16 +143,16 @@ def decode_head(data: bytes | str) -> EventHead:
         raise MalformedEvent(f"not JSON: {exc}") from None
     if not isinstance(obj, dict):
         raise MalformedEvent("event is not a JSON object")
-    try:
-        event_id = int(obj["id"])
-        due_ns = int(obj["due_ns"])
-    except (KeyError, TypeError, ValueError):
-        raise MalformedEvent("event lacks an integer id or due_ns") from None
+    event_id, due_ns = obj.get("id"), obj.get("due_ns")
+    if not _is_int(event_id) or not _is_int(due_ns):
+        raise MalformedEvent("event lacks an integer id or due_ns")
+    if event_id < 0:
+        raise MalformedEvent("event id is negative")
     sent = obj.get("sent_ns")
     stream = obj.get("stream")
     return EventHead(
         event_id,
         due_ns,
-        int(sent) if isinstance(sent, int) else None,
+        sent if _is_int(sent) else None,
         stream if isinstance(stream, str) else None,
     )

@@ -71,7 +71,11 @@ def mean(h: HdrHistogram) -> float:
     if not total:
         return 0.0
     _, _, median = value_tables(h)
-    return float(np.dot(counts_of(h).astype(np.float64), median.astype(np.float64)) / total)
+    counts = counts_of(h)
+    nonzero = np.nonzero(counts)[0]
+    # Python integers: exact however large the counts, like hdrh's own sum.
+    weighted = sum(int(c) * int(v) for c, v in zip(counts[nonzero].tolist(), median[nonzero].tolist()))
+    return float(weighted) / total
 
 
 def recorded(h: HdrHistogram) -> tuple[np.ndarray, np.ndarray]:

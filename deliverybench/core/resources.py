@@ -82,9 +82,12 @@ def role_costs(samples: Sequence[Sample]) -> dict[str, RoleCost]:
         cpu = sum(rows[-1].cpu_s - rows[0].cpu_s for rows in per_pid.values())
         rss_by_time: dict[float, int] = {}
         for rows in per_pid.values():
-            for s in rows:
+            per_second: dict[float, int] = {}
+            for s in rows:  # one reading per process per second, or a double flush doubles it
                 key = round(s.t_s)
-                rss_by_time[key] = rss_by_time.get(key, 0) + s.rss_bytes
+                per_second[key] = max(per_second.get(key, 0), s.rss_bytes)
+            for key, rss in per_second.items():
+                rss_by_time[key] = rss_by_time.get(key, 0) + rss
         percents = [s.cpu_percent for rows in per_pid.values() for s in rows[1:]]
         out[role] = RoleCost(
             role=role,

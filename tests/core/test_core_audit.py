@@ -1,0 +1,383 @@
+"""deliverybench.core.audit: bookkeeping of who got what, with synthetic runs."""
+
+from __future__ import annotations
+
+import random
+
+import msgpack
+import pytest
+
+from deliverybench.core.audit import (
+    AuditTotals,
+    FanoutTracker,
+    PublishedLog,
+    ReceivedIds,
+    SubscriberRecord,
+    audit,
+    expected_per_event,
+    fanout_times_ns,
+)
+
+NS = 1_000_000_000
+MS = 1_000_000
+T0 = 1_764_245_000 * NS
+N = 20  # events, due every 10 ms from T0
+GRACE = 25 * MS
+DRAIN = 35 * MS
+END = T0 + 2 * NS  # run end: well after the last due time plus drain
+
+
+def due(i: int) -> int:
+    return T0 + i * 10 * MS
+
+
+def make_log(n: int = N, failed: tuple[int, ...] = ()) -> PublishedLog:
+    log = PublishedLog()
+    for i in range(n):
+        log.add(i, due(i), due(i) + 150_000, i not in failed)
+    return log
+
+
+def subscriber(name: str, ids: object, start: int = T0 - NS, stop: int | None = None) -> SubscriberRecord:
+    record = SubscriberRecord(name)
+    record.open(start)
+    if stop is not None:
+        record.close(stop)
+    for i in ids:  # type: ignore[attr-defined]
+        record.received.mark(i)
+    return record
+
+
+def run(log: PublishedLog, records: list[SubscriberRecord]) -> AuditTotals:
+    return audit(log, records, join_grace_ns=GRACE, drain_ns=DRAIN, end_ns=END)
+
+
+def per_event(log: PublishedLog, records: list[SubscriberRecord]) -> list[int]:
+    return expected_per_event(log, records, join_grace_ns=GRACE, drain_ns=DRAIN, end_ns=END)
+
+
+# -- ReceivedIds -----------------------------------------------------------------------
+
+
+def test_received_ids_mark_unique_duplicates_out_of_order() -> None:
+    r = ReceivedIds()
+    assert [r.mark(i) for i in (0, 1, 2, 5, 3, 3, 9, 4, 5, 0)] == [
+        True, True, True, True, True, False, True, True, False, False
+    ]
+    assert r.arrivals == 10
+    assert r.duplicates == 3
+    assert r.out_of_order == 2  # 3 after 5, 4 after 9 (duplicates do not count)
+    assert r.unique == 7
+    assert [i in r for i in range(11)] == [True, True, True, True, True, True, False, False, False, True, False]
+    assert 10_000 not in r
+    assert r.as_int() == sum(1 << i for i in (0, 1, 2, 3, 4, 5, 9))
+
+
+def test_received_ids_grow_for_large_ids() -> None:
+    r = ReceivedIds()
+    assert r.mark(100_000)
+    assert r.mark(7)
+    assert not r.mark(100_000)
+    assert r.unique == 2 and r.duplicates == 1 and r.out_of_order == 1
+    assert len(r.bits) >= 100_000 // 8 + 1
+    assert 100_000 in r and 99_999 not in r and 100_001 not in r
+
+
+def test_received_ids_empty() -> None:
+    r = ReceivedIds()
+    assert r.unique == 0 and r.as_int() == 0 and 0 not in r
+    assert (r.arrivals, r.duplicates, r.out_of_order) == (0, 0, 0)
+
+
+# -- SubscriberRecord --------------------------------------------------------------------
+
+
+def test_subscriber_windows_open_close() -> None:
+    record = SubscriberRecord("u1")
+    record.close(5)  # nothing open: no effect
+    assert record.windows == []
+    record.open(10)
+    record.close(20)
+    record.close(30)  # already closed: no effect
+    record.open(40)
+    assert record.windows == [[10, 20], [40, None]]
+
+
+def test_subscriber_record_wire_round_trip_through_msgpack() -> None:
+    record = subscriber("push:7", [0, 1, 1, 5, 3, 700], start=T0, stop=T0 + NS)
+    record.open(T0 + 2 * NS)
+    wire = record.to_wire()
+    assert isinstance(wire["bits"], bytes)
+    raw = msgpack.packb(wire, use_bin_type=True)
+    back = SubscriberRecord.from_wire(msgpack.unpackb(raw, raw=False))
+    assert back.subscriber == "push:7"
+    assert back.windows == [[T0, T0 + NS], [T0 + 2 * NS, None]]
+    assert back.received.as_int() == record.received.as_int()
+    assert (back.received.unique, back.received.duplicates, back.received.out_of_order, back.received.arrivals) == (
+        5, 1, 1, 6
+    )
+    assert [i in back.received for i in (0, 1, 3, 5, 700, 2)] == [True] * 5 + [False]
+
+
+# -- PublishedLog ---------------------------------------------------------------------
+
+
+def test_published_log_requires_id_order() -> None:
+    log = PublishedLog()
+    log.add(0, 1, 1, True)
+    with pytest.raises(ValueError, match="got 2, expected 1"):
+        log.add(2, 3, 3, True)
+    with pytest.raises(ValueError):
+        log.add(0, 3, 3, True)
+    log.add(1, 2, 2, False)
+    assert log.attempted == 2 and log.published == 1
+    assert log.ok_mask() == 0b01
+
+
+def test_published_log_counts_and_mask() -> None:
+    log = make_log(failed=(3, 7))
+    assert log.attempted == 20 and log.published == 18
+    assert log.ok_mask() == ((1 << 20) - 1) & ~(1 << 3) & ~(1 << 7)
+
+
+def test_expected_range_is_inclusive_on_both_ends() -> None:
+    log = make_log()
+    assert log.expected_range(due(3), due(7)) == (3, 8)
+    assert log.expected_range(due(3) + 1, due(7) - 1) == (4, 7)
+    assert log.expected_range(T0 - NS, END) == (0, 20)
+    assert log.expected_range(due(19) + 1, END) == (20, 20)
+    assert log.expected_range(due(10), due(5)) == (10, 10)  # empty, never negative
+    assert log.expected_range(T0 - NS, T0 - 1) == (0, 0)
+
+
+def test_published_log_wire_round_trip() -> None:
+    log = make_log(failed=(1,))
+    wire = log.to_wire()
+    assert wire["ok"][:3] == [1, 0, 1]
+    back = PublishedLog.from_wire(msgpack.unpackb(msgpack.packb(wire), raw=False))
+    assert back == log
+
+
+# -- FanoutTracker -------------------------------------------------------------------------
+
+
+def test_fanout_tracker_mark_merge_take_wire() -> None:
+    a, b = FanoutTracker(), FanoutTracker()
+    a.mark(0, 100)
+    a.mark(0, 90)  # earlier arrival does not lower the last one
+    a.mark(1, 50)
+    b.mark(0, 120)
+    b.mark(2, 70)
+    a.merge(b)
+    assert a.last_ns == {0: 120, 1: 50, 2: 70}
+    assert a.count == {0: 3, 1: 1, 2: 1}
+    back = FanoutTracker.from_wire(msgpack.unpackb(msgpack.packb(a.to_wire()), raw=False))
+    assert back.last_ns == a.last_ns and back.count == a.count
+    taken = a.take()
+    assert taken.count == {0: 3, 1: 1, 2: 1}
+    assert a.count == {} and a.last_ns == {}
+
+
+# -- audit arithmetic -----------------------------------------------------------------------
+
+
+def test_everyone_present_and_complete() -> None:
+    log = make_log()
+    records = [subscriber(f"s{i}", range(N)) for i in range(3)]
+    totals = run(log, records)
+    assert totals == AuditTotals(
+        published=20, publish_failed=0, subscribers=3, subscribers_full=3, expected=60,
+        delivered_unique=60, lost=0, duplicates=0, out_of_order=0, unexpected=0, arrivals=60,
+        subscribers_with_loss=0,
+    )
+    assert totals.expected == log.published * 3
+    assert totals.balanced
+    assert totals.to_dict()["balanced"] is True
+    assert per_event(log, records) == [3] * N
+
+
+def test_loss_is_expected_minus_unique() -> None:
+    log = make_log()
+    records = [subscriber("a", range(N)), subscriber("b", [i for i in range(N) if i not in (4, 9, 19)])]
+    totals = run(log, records)
+    assert (totals.expected, totals.delivered_unique, totals.lost) == (40, 37, 3)
+    assert totals.subscribers_with_loss == 1
+    assert totals.subscribers_full == 2  # both were expected to get everything
+    assert totals.balanced
+
+
+def test_late_joiner_join_grace() -> None:
+    log = make_log()
+    # Subscribes 1 ns before event 5 is due; + 25 ms grace -> first expected is event 8 (due at 80 ms).
+    late = subscriber("late", range(5, N), start=due(5) - 1)
+    totals = run(log, [late])
+    assert totals.expected == 12  # ids 8..19
+    assert totals.delivered_unique == 12
+    assert totals.unexpected == 3  # ids 5, 6, 7 arrived but were not held against it
+    assert totals.lost == 0
+    assert totals.subscribers_full == 0
+    assert per_event(log, [late]) == [0] * 8 + [1] * 12
+
+
+def test_join_grace_boundary_is_inclusive() -> None:
+    log = make_log()
+    exact = subscriber("x", [], start=due(5) - GRACE)
+    assert per_event(log, [exact]) == [0] * 5 + [1] * 15
+    assert run(log, [exact]).lost == 15
+
+
+def test_early_leaver_drain() -> None:
+    log = make_log()
+    # Leaves at 150 ms; - 35 ms drain -> the last expected event is 11 (due at 110 ms).
+    leaver = subscriber("early", range(14), stop=due(15))
+    totals = run(log, [leaver])
+    assert totals.expected == 12
+    assert totals.delivered_unique == 12
+    assert totals.unexpected == 2  # 12 and 13
+    assert totals.lost == 0
+    assert per_event(log, [leaver]) == [1] * 12 + [0] * 8
+
+
+def test_open_window_closed_at_end_minus_drain() -> None:
+    log = make_log()
+    record = subscriber("open", range(N))
+    t = audit(log, [record], join_grace_ns=0, drain_ns=0, end_ns=due(9))
+    assert t.expected == 10 and t.unexpected == 10
+    t = audit(log, [record], join_grace_ns=0, drain_ns=10 * MS, end_ns=due(9))
+    assert t.expected == 9 and t.unexpected == 11
+
+
+def test_reconnect_gap_not_expected() -> None:
+    log = make_log()
+    record = SubscriberRecord("r")
+    record.open(T0 - NS)
+    record.close(due(6))  # 60 ms - 35 ms drain = 25 ms -> ids 0..2
+    record.open(due(10))  # 100 ms + 25 ms grace = 125 ms -> ids 13..19
+    for i in range(N):
+        record.received.mark(i)
+    totals = run(log, [record])
+    assert totals.expected == 3 + 7
+    assert totals.delivered_unique == 10
+    assert totals.unexpected == 10
+    assert per_event(log, [record]) == [1] * 3 + [0] * 10 + [1] * 7
+
+
+def test_publish_failures_are_not_expected() -> None:
+    log = make_log(failed=(3, 7))
+    got_all = subscriber("a", range(N))  # got 3 and 7 anyway (the publisher timed out, target took it)
+    got_published = subscriber("b", [i for i in range(N) if i not in (3, 7)])
+    totals = run(log, [got_all, got_published])
+    assert totals.published == 18 and totals.publish_failed == 2
+    assert totals.expected == 36 == log.published * 2
+    assert totals.delivered_unique == 36 and totals.lost == 0
+    assert totals.unexpected == 2
+    assert totals.subscribers_full == 2
+    expected = per_event(log, [got_all, got_published])
+    assert expected[3] == expected[7] == 0
+    assert sum(expected) == 36
+
+
+def test_unexpected_arrivals_of_ids_never_published() -> None:
+    log = make_log()
+    record = subscriber("a", [*range(N), 20, 21, 500])
+    totals = run(log, [record])
+    assert totals.unexpected == 3
+    assert totals.delivered_unique == 20 and totals.lost == 0
+
+
+def test_duplicates_never_counted_as_unique() -> None:
+    log = make_log()
+    record = subscriber("dup", [0, 0, 0, 1, 2, 2, 5, 4])
+    totals = run(log, [record])
+    assert totals.delivered_unique == 5
+    assert totals.duplicates == 3
+    assert totals.arrivals == 8
+    assert totals.out_of_order == 1
+    assert totals.lost == 15
+    assert totals.balanced
+
+
+def test_no_subscribers() -> None:
+    totals = run(make_log(), [])
+    assert totals.subscribers == 0 and totals.expected == 0 and totals.balanced
+    assert totals.published == 20
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_random_runs_balance_and_agree_with_expected_per_event(seed: int) -> None:
+    rng = random.Random(seed)
+    n = 300
+    log = PublishedLog()
+    for i in range(n):
+        log.add(i, T0 + i * MS, T0 + i * MS, rng.random() > 0.05)
+    records = []
+    for s in range(12):
+        record = SubscriberRecord(f"s{s}")
+        t = T0 - 10 * MS + rng.randrange(0, 100 * MS)
+        for _ in range(rng.randint(1, 3)):
+            record.open(t)
+            t += rng.randrange(20 * MS, 120 * MS)
+            record.close(t)
+            t += rng.randrange(1 * MS, 40 * MS)
+        if rng.random() < 0.5:
+            record.open(t)  # still subscribed at the end
+        for i in range(n):
+            if rng.random() < 0.9:
+                record.received.mark(i)
+            if rng.random() < 0.02:
+                record.received.mark(i)
+        records.append(record)
+    end = T0 + (n + 50) * MS
+    totals = audit(log, records, join_grace_ns=5 * MS, drain_ns=5 * MS, end_ns=end)
+    expected = expected_per_event(log, records, join_grace_ns=5 * MS, drain_ns=5 * MS, end_ns=end)
+    assert totals.balanced
+    assert totals.expected == sum(expected)
+    assert totals.delivered_unique + totals.unexpected == sum(r.received.unique for r in records)
+    assert totals.arrivals == sum(r.received.unique for r in records) + totals.duplicates
+    assert totals.lost == totals.expected - totals.delivered_unique >= 0
+    assert all(e == 0 for e, ok in zip(expected, log.ok) if not ok)
+
+
+def test_overlapping_windows_count_a_subscriber_once() -> None:
+    log = make_log()
+    record = SubscriberRecord("reopened")
+    record.open(T0 - NS)
+    record.open(due(10))  # re-opened without a close: both windows run to the end
+    for i in range(N):
+        record.received.mark(i)
+    totals = run(log, [record])
+    assert totals.expected == 20  # audit() counts each id once
+    expected = per_event(log, [record])
+    assert sum(expected) == totals.expected
+    tracker = FanoutTracker()
+    for i in range(N):
+        tracker.mark(i, due(i) + MS)
+    assert None not in fanout_times_ns(log, tracker, expected)  # it got every event
+
+
+# -- fan-out ---------------------------------------------------------------------------------
+
+
+def test_fanout_times() -> None:
+    log = make_log(n=5, failed=(4,))
+    a = subscriber("a", [0, 1, 2, 3])
+    b = subscriber("b", [0, 2, 3])  # missed 1
+    late = subscriber("late", [3], start=due(3) - GRACE)
+    records = [a, b, late]
+    tracker = FanoutTracker()
+    arrivals = {("a", 0): 3, ("b", 0): 9, ("a", 1): 4, ("a", 2): 1, ("b", 2): 2, ("a", 3): 5, ("b", 3): 6,
+                ("late", 3): 8}
+    for (_, i), ms in arrivals.items():
+        tracker.mark(i, due(i) + ms * MS)
+    expected = per_event(log, records)
+    assert expected == [2, 2, 2, 3, 0]
+    assert fanout_times_ns(log, tracker, expected) == [9 * MS, None, 2 * MS, 8 * MS, None]
+
+
+def test_fanout_when_expected_list_is_short_or_tracker_empty() -> None:
+    log = make_log(n=3)
+    tracker = FanoutTracker()
+    tracker.mark(0, due(0) + 7)
+    assert fanout_times_ns(log, tracker, [1]) == [7, None, None]
+    assert fanout_times_ns(log, FanoutTracker(), [1, 1, 1]) == [None, None, None]
+    assert fanout_times_ns(PublishedLog(), tracker, []) == []
