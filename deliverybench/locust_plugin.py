@@ -440,6 +440,18 @@ class RunController:
         return self.results_path
 
 
+def _raise_open_files_limit() -> None:
+    """Every session is a socket: allow as many as the hard limit does."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft < hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ImportError, ValueError, OSError):
+        pass
+
+
 def _warm_histogram_tables() -> None:
     """Build the histogram index tables now, not on the hub during the stream."""
     from .core import hdr_fast
@@ -474,6 +486,7 @@ def install(mode: str, *, events: Any = locust_events,
 
     @events.init.add_listener
     def on_init(environment: Environment, **_kw: Any) -> None:
+        _raise_open_files_limit()
         runner = environment.runner
         harness = controller = None
         if not isinstance(runner, MasterRunner):
