@@ -40,14 +40,16 @@ Delivery model, and why:
 
 Failure kinds in ``/stats`` ``failures``: ``http_<status>`` (non-2xx, no
 redirects followed), ``timeout`` (no complete response within
-``--timeout-s``), ``connection`` (refused, reset, closed early, DNS) and
-``protocol`` (any other client error, e.g. a malformed response).
+``--timeout-s``), ``connection`` (refused, reset, closed early, DNS),
+``protocol`` (any other client error, e.g. a malformed response) and
+``internal`` (a bug in this dispatcher; logged with its traceback).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -57,7 +59,7 @@ import secrets
 import signal
 import sys
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
@@ -66,6 +68,7 @@ from typing import Any, Sequence
 import aiohttp
 import uvloop
 from aiohttp import web
+from aiohttp.payload import BytesPayload
 from standardwebhooks.webhooks import Webhook
 from yarl import URL
 
@@ -76,6 +79,7 @@ __all__ = [
     "DEFAULT_SECRET",
     "SECRET_ENV",
     "RETRY_AFTER_CAP_S",
+    "GC_GEN0_THRESHOLD",
     "Settings",
     "Subscription",
     "Dispatcher",
@@ -103,8 +107,17 @@ SECRET_ENV = "DELIVERYBENCH_WEBHOOK_SECRET"
 #: for longer than this.
 RETRY_AFTER_CAP_S = 60.0
 
+#: Young-generation GC threshold. Each request in flight keeps ~100 young
+#: container objects alive inside aiohttp, so with CPython's default (700) every
+#: collection finds hundreds of live requests, promotes them, and the resulting
+#: full collections cost a quarter or more of the dispatcher's CPU (measured).
+#: Deliveries make no cyclic garbage in normal operation, so collect rarely.
+GC_GEN0_THRESHOLD = 50_000
+
 _JSON = "application/json"
+_USER_AGENT = "deliverybench-callback-target"
 _RETRY_AFTER_STATUSES = frozenset((429, 503))
+_SHUTDOWN_GRACE_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,9 +163,53 @@ class _QueuedEvent:
     """A published event waiting for (or in) fan-out; shared by all its deliveries."""
 
     seq: int
-    raw: bytes
-    text: str  # ``raw`` decoded once, since the signing library wants ``str``
+    text: str  # the raw bytes decoded once, since the signing library wants ``str``
+    payload: BytesPayload  # built once: aiohttp documents bytes payloads as reusable
     ready_at: float  # loop time before which fan-out must not start (--delay-ms)
+
+
+class _Slots:
+    """A counting semaphore whose uncontended take is a plain method call.
+
+    The fan-out loop takes two slots per delivery; :class:`asyncio.Semaphore`
+    costs a coroutine per acquire, which is measurable at thousands per
+    second. A released slot is handed directly to the oldest waiter, so a
+    newcomer's :meth:`try_take` can never overtake it.
+    """
+
+    __slots__ = ("free", "_waiters")
+
+    def __init__(self, size: int) -> None:
+        self.free = size
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    def try_take(self) -> bool:
+        if self.free > 0 and not self._waiters:
+            self.free -= 1
+            return True
+        return False
+
+    async def take(self) -> None:
+        if self.try_take():
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.give()  # handed a slot just as we were cancelled: pass it on
+            elif waiter in self._waiters:
+                self._waiters.remove(waiter)
+            raise
+
+    def give(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self.free += 1
 
 
 @dataclass(slots=True)
@@ -210,8 +267,8 @@ class Dispatcher:
         self._subs: dict[str, Subscription] = {}
         self._active: tuple[Subscription, ...] = ()
         self._queue: asyncio.Queue[_QueuedEvent] = asyncio.Queue(maxsize=settings.max_queued)
-        self._slots = asyncio.Semaphore(settings.max_in_flight)
-        self._outstanding = asyncio.Semaphore(max(settings.max_outstanding, settings.max_in_flight))
+        self._slots = _Slots(settings.max_in_flight)
+        self._outstanding = _Slots(max(settings.max_outstanding, settings.max_in_flight))
         self._tasks: set[asyncio.Task[None]] = set()
         self._fanout_remaining = 0
         self._seq = 0
@@ -235,6 +292,8 @@ class Dispatcher:
             timeout=aiohttp.ClientTimeout(total=self.settings.timeout_s),
             cookie_jar=aiohttp.DummyCookieJar(),
             auto_decompress=False,
+            # we neither decode nor negotiate response bodies: don't say we do
+            skip_auto_headers=("Accept", "Accept-Encoding"),
         )
         self._loop_task = asyncio.create_task(self._fan_out_loop(), name="fan-out")
 
@@ -256,7 +315,7 @@ class Dispatcher:
         sub = Subscription(sub_id, url)
         self._subs[sub_id] = sub
         self._refresh_active()
-        log.info("subscribed %s -> %s", sub_id, url)
+        log.debug("subscribed %s -> %s", sub_id, url)
         return sub
 
     def unsubscribe(self, sub_id: str) -> bool:
@@ -265,7 +324,7 @@ class Dispatcher:
             return False
         sub.active, sub.state = False, "deleted"
         self._refresh_active()
-        log.info("unsubscribed %s", sub_id)
+        log.debug("unsubscribed %s", sub_id)
         return True
 
     def subscriptions(self) -> list[dict[str, Any]]:
@@ -287,7 +346,7 @@ class Dispatcher:
         self._seq += 1
         self.counters.published += 1
         ready_at = asyncio.get_running_loop().time() + self.settings.delay_ms / 1000.0
-        item = _QueuedEvent(self._seq, raw, text, ready_at)
+        item = _QueuedEvent(self._seq, text, BytesPayload(raw, content_type=_JSON), ready_at)
         try:
             self._queue.put_nowait(item)
         except asyncio.QueueFull:
@@ -306,12 +365,14 @@ class Dispatcher:
             targets = self._active
             self._fanout_remaining = len(targets)
             for sub in targets:
-                await self._outstanding.acquire()
-                try:
-                    await self._slots.acquire()
-                except BaseException:
-                    self._outstanding.release()
-                    raise
+                if not self._outstanding.try_take():
+                    await self._outstanding.take()
+                if not self._slots.try_take():
+                    try:
+                        await self._slots.take()
+                    except BaseException:
+                        self._outstanding.give()
+                        raise
                 self._fanout_remaining -= 1
                 task = loop.create_task(self._deliver(event, sub))
                 self._tasks.add(task)
@@ -333,25 +394,25 @@ class Dispatcher:
                         return
                     delay = await self._attempt(event, sub, msg_id, attempt)
                 finally:
-                    self._slots.release()
+                    self._slots.give()
                 if delay is None:
                     return
                 attempt += 1
                 self.counters.retry_waiting += 1
                 try:
                     await asyncio.sleep(delay)
-                    await self._slots.acquire()
+                    await self._slots.take()
                 finally:
                     self.counters.retry_waiting -= 1
         finally:
-            self._outstanding.release()
+            self._outstanding.give()
 
     def _headers(self, event: _QueuedEvent, msg_id: str, attempt: int) -> dict[str, str]:
         now = int(time.time())
         if now != self._stamp[0]:
             self._stamp = (now, datetime.fromtimestamp(now, tz=timezone.utc))
-        return {
-            "Content-Type": _JSON,
+        return {  # Content-Type comes with the payload
+            "User-Agent": _USER_AGENT,
             "webhook-id": msg_id,
             "webhook-timestamp": str(now),
             "webhook-signature": self._webhook.sign(msg_id, self._stamp[1], event.text),
@@ -371,7 +432,7 @@ class Dispatcher:
         c.in_flight += 1
         try:
             async with self._session.post(
-                sub.url, data=event.raw, headers=self._headers(event, msg_id, attempt), allow_redirects=False
+                sub.url, data=event.payload, headers=self._headers(event, msg_id, attempt), allow_redirects=False
             ) as resp:
                 status = resp.status
                 if status in _RETRY_AFTER_STATUSES:
@@ -383,6 +444,9 @@ class Dispatcher:
             kind = "connection"
         except aiohttp.ClientError:
             kind = "protocol"
+        except Exception:  # a bug here must not lose the delivery silently
+            log.exception("attempt %d of %s failed unexpectedly", attempt, msg_id)
+            kind = "internal"
         else:
             if 200 <= status < 300:
                 c.delivered += 1
@@ -593,6 +657,19 @@ def _raise_nofile_limit() -> None:
             log.warning("could not raise RLIMIT_NOFILE from %s to %s: %s", soft, hard, exc)
 
 
+def _tune_gc() -> None:
+    """Freeze start-up objects out of GC scans and collect the young generation rarely.
+
+    See :data:`GC_GEN0_THRESHOLD`: this is the single largest CPU saving for
+    the dispatcher, and it also removes the tens-of-ms full collections that
+    would otherwise show up as latency spikes.
+    """
+    gc.collect()
+    gc.freeze()
+    _, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
+
+
 def _ready_line(host: str, port: int) -> str:
     netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     base = f"http://{netloc}"
@@ -610,22 +687,25 @@ async def serve(args: argparse.Namespace) -> None:
     """Bind, announce readiness on stdout, and run until SIGTERM or SIGINT."""
     dispatcher = Dispatcher(_settings(args))
     app = make_app(dispatcher, EventBuffer(args.buffer))
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    # a short shutdown grace: a /publish waiting on a full queue must not hold
+    # the exit for aiohttp's default 60 s
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=_SHUTDOWN_GRACE_S)
     await runner.setup()
-    site = web.TCPSite(runner, args.host, args.port, backlog=4096)
-    await site.start()
-    port = runner.addresses[0][1]
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    sys.stdout.write(_ready_line(args.host, port) + "\n")
-    sys.stdout.flush()
-    log.info("callback target listening on %s:%s", args.host, port)
     try:
+        site = web.TCPSite(runner, args.host, args.port, backlog=4096)
+        await site.start()
+        port = runner.addresses[0][1]
+        _tune_gc()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        sys.stdout.write(_ready_line(args.host, port) + "\n")
+        sys.stdout.flush()
+        log.info("callback target listening on %s:%s", args.host, port)
         await stop.wait()
-    finally:
         log.info("shutting down: %s", json.dumps(dispatcher.stats()))
+    finally:
         await runner.cleanup()
 
 
