@@ -39,6 +39,7 @@ from . import results_file
 from .aggregator import RunAggregator, payload_to_wire
 from .core.results import new_document
 from .core.schedule import SCHEDULE_KINDS, Schedule
+from .gc_tuning import settle_gc
 from .loop_thread import GeventInbox, LoopThread
 from .machine import git_commit, machine_facts, package_versions
 from .process_recorder import ProcessRecorder, empty_payload
@@ -541,6 +542,8 @@ def _wire(environment: Environment, harness: HarnessProcess | None, controller: 
 
     @ev.spawning_complete.add_listener
     def on_spawning_complete(user_count: int, **_kw: Any) -> None:
+        if harness is not None:
+            settle_gc()  # every session is open now: freeze them out of full collections
         if controller is not None:
             controller.on_spawning_complete()
 

@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import json
 import logging
 import os
@@ -72,6 +71,7 @@ from aiohttp.payload import BytesPayload
 from standardwebhooks.webhooks import Webhook
 from yarl import URL
 
+from deliverybench.gc_tuning import settle_gc
 from deliverybench.core.event import MalformedEvent, decode_head, split_batch
 from targets.event_buffer import EventBuffer, poll_handler
 
@@ -79,7 +79,6 @@ __all__ = [
     "DEFAULT_SECRET",
     "SECRET_ENV",
     "RETRY_AFTER_CAP_S",
-    "GC_GEN0_THRESHOLD",
     "Settings",
     "Subscription",
     "Dispatcher",
@@ -107,12 +106,6 @@ SECRET_ENV = "DELIVERYBENCH_WEBHOOK_SECRET"
 #: for longer than this.
 RETRY_AFTER_CAP_S = 60.0
 
-#: Young-generation GC threshold. Each request in flight keeps ~100 young
-#: container objects alive inside aiohttp, so with CPython's default (700) every
-#: collection finds hundreds of live requests, promotes them, and the resulting
-#: full collections cost a quarter or more of the dispatcher's CPU (measured).
-#: Deliveries make no cyclic garbage in normal operation, so collect rarely.
-GC_GEN0_THRESHOLD = 50_000
 
 _JSON = "application/json"
 _USER_AGENT = "deliverybench-callback-target"
@@ -660,14 +653,11 @@ def _raise_nofile_limit() -> None:
 def _tune_gc() -> None:
     """Freeze start-up objects out of GC scans and collect the young generation rarely.
 
-    See :data:`GC_GEN0_THRESHOLD`: this is the single largest CPU saving for
+    See :mod:`deliverybench.gc_tuning`: this is the single largest CPU saving for
     the dispatcher, and it also removes the tens-of-ms full collections that
     would otherwise show up as latency spikes.
     """
-    gc.collect()
-    gc.freeze()
-    _, gen1, gen2 = gc.get_threshold()
-    gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
+    settle_gc()
 
 
 def _ready_line(host: str, port: int) -> str:

@@ -41,6 +41,7 @@ from websockets.asyncio.server import ServerConnection, broadcast, serve
 from websockets.exceptions import ConnectionClosed
 
 from deliverybench.core.event import MalformedEvent, decode_head, split_batch
+from deliverybench.gc_tuning import settle_gc
 from targets._process import announce_ready, raise_fd_limit, url_for, wait_for_signal
 from targets.event_buffer import EventBuffer, poll_handler
 
@@ -183,6 +184,7 @@ async def run(args: argparse.Namespace) -> None:
         await site.start()
         http_port = runner.addresses[0][1]
         ws_port = ws_server.sockets[0].getsockname()[1]
+        settle_gc()  # keep full collections out of the measured latencies
         announce_ready(
             {
                 "ingress": url_for("http", args.host, http_port, "/publish"),

@@ -25,6 +25,7 @@ from typing import Sequence
 import uvloop
 from aiohttp import web
 
+from deliverybench.gc_tuning import settle_gc
 from targets._process import announce_ready, raise_fd_limit, url_for, wait_for_signal
 
 __all__ = ["SinkServer", "main"]
@@ -82,6 +83,7 @@ async def run(args: argparse.Namespace) -> None:
         site = web.TCPSite(runner, args.host, args.port, backlog=4096)
         await site.start()
         port = runner.addresses[0][1]
+        settle_gc()  # keep full collections out of the measured latencies
         announce_ready(
             {
                 "consumer": url_for("http", args.host, port, "/hook"),
