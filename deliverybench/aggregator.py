@@ -112,6 +112,10 @@ class RunAggregator:
             out[sec] = out.get(sec, 0) + n
         return out
 
+    def processes(self) -> int:
+        """How many harness processes reported (each names itself in its gauges)."""
+        return len({process for process, _ in self._gauge_readings})
+
     def error(self, kind: str, at_ns: int, count: int = 1) -> None:
         self.errors[kind] += count
         self.error_series[(at_ns // 1_000_000_000, kind)] += count

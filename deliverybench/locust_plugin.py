@@ -89,6 +89,8 @@ def add_arguments(parser: Any) -> None:
     add("echo-interval", type=float, default=0.0, help="Push: seconds between echo round trips per session (0: off).")
     add("source-addresses", default="", help="Push: comma-separated local addresses (127.0.0.2,...) to spread sessions past the ephemeral-port limit.")
     add("open-timeout", type=float, default=10.0, help="Seconds to open a subscription.")
+    add("ping-interval", type=float, default=0.0,
+        help="Push: client keepalive ping interval in seconds (0: off; servers ping their clients).")
     add("no-autoquit", action="store_true", default=False, include_in_web_ui=False,
         help="Headless: stay up after the stream ends instead of quitting.")
 
@@ -363,9 +365,9 @@ class RunController:
         runner.stop()
         self.write_results(status="ok" if failure is None else "failed", failure=failure)
         if opts.headless and not opts.no_autoquit:
-            # Let Locust's own reporting catch up before quitting: workers report every
-            # 3 s and the --csv writer rewrites its files every second.
-            gevent.spawn_later(4.5 if isinstance(runner, MasterRunner) else 1.5, runner.quit)
+            # Let Locust's own reporting catch up before quitting: the --csv writer
+            # rewrites its files every second.
+            gevent.spawn_later(2.5 if isinstance(runner, MasterRunner) else 1.5, runner.quit)
 
     def on_test_stop(self) -> None:
         """Stopped from outside (UI, --run-time): write what was measured, marked incomplete."""
@@ -411,7 +413,7 @@ class RunController:
             "rate": opts.rate, "duration_s": opts.duration, "schedule": dataclasses.asdict(schedule_from_options(opts)),
             "schedule_kind": opts.schedule, "payload_bytes": opts.payload_bytes, "drain_s": opts.drain,
             "join_grace_s": opts.join_grace,
-            "processes": max(1, len(self.worker_connected)) if isinstance(runner, MasterRunner) else 1,
+            "processes": max(1, self.aggregator.processes()),
         }
         result = self.aggregator.build(
             log=log_, target=self.target_info, params=params, started_ns=self.started_ns,
@@ -560,6 +562,11 @@ def _wire(environment: Environment, harness: HarnessProcess | None, controller: 
             payload = harness.take_pending()
             if isinstance(runner, WorkerRunner):
                 runner.send_message(FINAL_MESSAGE, payload_to_wire(payload))
+                # Locust's own stats of the last second go now, not at the next 3 s report,
+                # so the master's UI and --csv see every delivery before it quits.
+                send_stats = getattr(runner, "_send_stats", None)
+                if callable(send_stats):
+                    send_stats()
             elif controller is not None:
                 controller.aggregator.add(payload)
         if controller is not None:

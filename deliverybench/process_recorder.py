@@ -48,6 +48,7 @@ class ProcessRecorder:
         self.counters: Counter[str] = Counter()
         self.connected = 0
         self.frames = 0
+        self._buffer: dict[tuple[str, int], list[int]] = {}
 
     # -- subscribers -------------------------------------------------------
     def subscriber(self, name: str) -> SubscriberRecord:
@@ -68,28 +69,64 @@ class ProcessRecorder:
         """Record one arrival; return True if it was a new (non-duplicate) delivery.
 
         Duplicates are counted in the record but never recorded as
-        deliveries twice.
+        deliveries twice. Latencies are buffered as integers per second and
+        folded into the histograms by :meth:`take_payload` in one vectorised
+        pass (a Python ``record_value`` call per sample cost ~2 µs each).
         """
         self.frames += 1
-        if not data.startswith(EVENT_PREFIX):
-            if data.startswith(_ECHO_PREFIX):
-                self._on_echo(data, receive_ns)
-                return False
+        if data.startswith(EVENT_PREFIX):
+            # Canonical events: read id, due_ns and sent_ns by splitting, not by parsing JSON.
+            parts = data.split(b",", 3)
+            if (len(parts) == 4 and parts[1].startswith(b'"due_ns":') and parts[2].startswith(b'"sent_ns":')
+                    and parts[0][6:].isdigit()):
+                try:
+                    event_id, due_ns, sent_ns = int(parts[0][6:]), int(parts[1][9:]), int(parts[2][10:])
+                except ValueError:
+                    return self._on_event_slow(record, data, receive_ns, metric, first_attempt)
+                return self._deliver(record, event_id, due_ns, sent_ns, receive_ns, metric, first_attempt)
+        elif data.startswith(_ECHO_PREFIX):
+            self._on_echo(data, receive_ns)
+            return False
+        return self._on_event_slow(record, data, receive_ns, metric, first_attempt)
+
+    def _on_event_slow(self, record: SubscriberRecord, data: bytes, receive_ns: int, metric: str,
+                       first_attempt: bool) -> bool:
         try:
             head = decode_head(data)
         except MalformedEvent:
             self.error("malformed_event", receive_ns)
             return False
-        if not record.received.mark(head.id):  # decode_head guarantees id >= 0
+        return self._deliver(record, head.id, head.due_ns, head.sent_ns, receive_ns, metric, first_attempt)
+
+    def _deliver(self, record: SubscriberRecord, event_id: int, due_ns: int, sent_ns: int | None,
+                 receive_ns: int, metric: str, first_attempt: bool) -> bool:
+        if not record.received.mark(event_id):
             return False
-        recorder = self.recorder
-        recorder.record(metric, receive_ns - head.due_ns, receive_ns)
+        second = receive_ns // NS_PER_S
+        buffer = self._buffer
+        key = (metric, second)
+        values = buffer.get(key)
+        if values is None:
+            values = buffer[key] = []
+        values.append((receive_ns - due_ns) // 1000)
+        if sent_ns is not None:
+            service = buffer.get(("service", second))
+            if service is None:
+                service = buffer[("service", second)] = []
+            service.append((receive_ns - sent_ns) // 1000)
         if first_attempt:
-            recorder.record("first_attempt", receive_ns - head.due_ns, receive_ns)
-        if head.sent_ns is not None:
-            recorder.record("service", receive_ns - head.sent_ns, receive_ns)
-        self.fanout.mark(head.id, receive_ns)
+            first = buffer.get(("first_attempt", second))
+            if first is None:
+                first = buffer[("first_attempt", second)] = []
+            first.append((receive_ns - due_ns) // 1000)
+        self.fanout.mark(event_id, receive_ns)
         return True
+
+    def fold_buffer(self) -> None:
+        """Move buffered latencies into the histograms."""
+        buffer, self._buffer = self._buffer, {}
+        for (metric, second), values in buffer.items():
+            self.recorder.record_many_us(metric, second, values)
 
     def _on_echo(self, data: bytes, receive_ns: int) -> None:
         try:
@@ -111,6 +148,7 @@ class ProcessRecorder:
         its open window closed at ``now_ns``.
         """
         now_ns = time.time_ns() if now_ns is None else now_ns
+        self.fold_buffer()
         recorder = self.recorder.take(None if final else now_ns // NS_PER_S)
         subscribers = self.finished
         self.finished = []

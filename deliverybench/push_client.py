@@ -21,6 +21,7 @@ from typing import Any, Callable
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from websockets.frames import Frame, Opcode
+from websockets.protocol import State
 
 from .core.audit import SubscriberRecord
 from .process_recorder import ProcessRecorder
@@ -31,14 +32,64 @@ STAMPING_SUPPORTED = hasattr(ClientConnection, "process_event") and hasattr(Clie
 _DATA = (Opcode.TEXT, Opcode.BINARY)
 
 
+def complete_data_frames(data: bytes) -> list[tuple[int, int]] | None:
+    """Payload spans of ``data`` if it is only whole, unmasked, final text/binary frames.
+
+    ``None`` otherwise (a partial frame, a control frame, a fragment, masking
+    or RSV bits): then the chunk must go through websockets' own parser.
+    """
+    spans: list[tuple[int, int]] = []
+    i, n = 0, len(data)
+    while i < n:
+        if n - i < 2:
+            return None
+        b0, b1 = data[i], data[i + 1]
+        if b0 & 0x70 or b1 & 0x80 or not b0 & 0x80 or (b0 & 0x0F) not in (1, 2):
+            return None
+        length, header = b1 & 0x7F, 2
+        if length == 126:
+            if n - i < 4:
+                return None
+            length, header = int.from_bytes(data[i + 2 : i + 4], "big"), 4
+        elif length == 127:
+            if n - i < 10:
+                return None
+            length, header = int.from_bytes(data[i + 2 : i + 10], "big"), 10
+        end = i + header + length
+        if end > n:
+            return None
+        spans.append((i + header, end))
+        i = end
+    return spans
+
+
 class _StampingConnection(ClientConnection):
-    """ClientConnection that timestamps arrivals and short-cuts data frames."""
+    """ClientConnection that timestamps arrivals and short-cuts data frames.
+
+    While every chunk received so far held whole frames, websockets' parser
+    holds no partial state, so a chunk made only of complete data frames can
+    be cut into payloads right here: no frame objects, no per-chunk
+    ``send_data()``. The first chunk that is anything else turns the fast path
+    off for good and everything from then on (that chunk included) goes
+    through websockets, which stays correct whatever the stream does.
+    """
 
     on_frame: Callable[[bytes, int], None] | None = None
     _rx_ns = 0
+    _fast = True
 
     def data_received(self, data: bytes) -> None:
-        self._rx_ns = time.time_ns()
+        rx_ns = time.time_ns()
+        handler = self.on_frame
+        if self._fast and handler is not None and self.protocol.state is State.OPEN:
+            spans = complete_data_frames(data)
+            if spans is not None:
+                for start, end in spans:
+                    handler(data[start:end], rx_ns)
+                return
+            if _has_partial_frame(data):
+                self._fast = False  # websockets now holds state the fast path can't see
+        self._rx_ns = rx_ns
         super().data_received(data)
 
     def process_event(self, event: Any) -> None:
@@ -50,6 +101,28 @@ class _StampingConnection(ClientConnection):
         super().process_event(event)
 
 
+def _has_partial_frame(data: bytes) -> bool:
+    """True unless ``data`` is a whole number of frames (of any kind)."""
+    i, n = 0, len(data)
+    while i < n:
+        if n - i < 2:
+            return True
+        b1 = data[i + 1]
+        length, header = b1 & 0x7F, 2
+        if length == 126:
+            if n - i < 4:
+                return True
+            length, header = int.from_bytes(data[i + 2 : i + 4], "big"), 4
+        elif length == 127:
+            if n - i < 10:
+                return True
+            length, header = int.from_bytes(data[i + 2 : i + 10], "big"), 10
+        if b1 & 0x80:
+            header += 4
+        i += header + length
+    return i != n
+
+
 @dataclass(frozen=True, slots=True)
 class PushSessionOptions:
     url: str
@@ -58,6 +131,9 @@ class PushSessionOptions:
     echo_interval_s: float = 0.0
     reconnect_delay_s: float = 1.0
     max_reconnects: int = 10
+    #: client keepalive pings; off by default: servers ping their clients, and a
+    #: ping per session is a large share of the harness's CPU at low event rates
+    ping_interval_s: float | None = None
 
 
 class PushSession:
@@ -133,7 +209,7 @@ class PushSession:
         started = time.time_ns()
         try:
             ws = await connect(options.url, open_timeout=options.open_timeout_s, compression=None,
-                               max_size=None, proxy=None, **kwargs)
+                               max_size=None, proxy=None, ping_interval=options.ping_interval_s, **kwargs)
         except asyncio.CancelledError:
             raise
         except (OSError, asyncio.TimeoutError, InvalidHandshake, InvalidURI) as exc:
@@ -166,6 +242,8 @@ class PushSession:
         finally:
             if echo is not None:
                 echo.cancel()
+            if isinstance(ws, _StampingConnection) and not ws._fast:
+                recorder.counters["ws_fast_path_off"] += 1
             if self._ws is ws:
                 self._ws = None
                 recorder.connected -= 1

@@ -47,6 +47,7 @@ class PushSubscriber(User):
             open_timeout_s=opts.open_timeout,
             local_addr=addresses[index % len(addresses)] if addresses else None,
             echo_interval_s=opts.echo_interval,
+            ping_interval_s=opts.ping_interval or None,
         )
         name = self.subscriber
 

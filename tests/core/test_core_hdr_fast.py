@@ -142,3 +142,24 @@ def test_realistic_heavy_counts_mean_is_exact() -> None:
         h.record_value(rng.randint(1000, 300_000_000), 50_000)
     assert h.get_total_count() == 10_000_000
     assert hdr_fast.mean(h) == h.get_mean_value()
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_record_many_matches_record_value_bucket_for_bucket(seed: int) -> None:
+    import random
+
+    from deliverybench.core.recording import HIGHEST_US, Recorder
+
+    rng = random.Random(seed)
+    values = [int(rng.lognormvariate(2 + seed * 2, 2.5)) for _ in range(5000)]
+    values += [0, 1, 2047, 2048, 4095, 4096, HIGHEST_US, HIGHEST_US + 1, -7]
+    one_by_one, at_once = Recorder(), Recorder()
+    for v in values:
+        one_by_one.record("m", v * 1000, 9 * 10**9)
+    at_once.record_many_us("m", 9, values)
+    a, b = one_by_one.slices[("m", 9)], at_once.slices[("m", 9)]
+    assert list(a.counts) == list(b.counts)
+    assert (a.get_total_count(), a.min_value, a.max_value) == (b.get_total_count(), b.min_value, b.max_value)
+    assert a.encode() == b.encode()
+    assert one_by_one.negative == at_once.negative == {"m": 1}
+    assert one_by_one.clamped == at_once.clamped == {"m": 1}

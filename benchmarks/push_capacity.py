@@ -1,0 +1,617 @@
+"""How many WebSocket sessions one harness process holds, and what a delivery costs.
+
+Runs, one after the other, against a fresh built-in push target each
+(``targets.builtin.PushTarget``, a separate process on 127.0.0.1):
+
+1. **ours**: one Locust process running ``scenarios/ws_push.py`` headless as a
+   real ``locust`` subprocess, with ``--results`` (it publishes the stream
+   itself once every subscriber is connected);
+2. **naive**: one Locust process running ``benchmarks/naive_ws_locustfile.py``
+   (gevent ``User`` + websocket-client + ``json.loads`` + one
+   ``events.request.fire`` per message); this script publishes the same stream
+   (``encode_batch``, same rate, duration and payload) once the target's
+   ``/health`` shows the sessions connected, and reads the figures from
+   Locust's ``--json-file`` dump.
+
+Measured for each, the same way:
+
+* sessions held: ours -- the audit's ``subscribers_full`` and the peak of the
+  ``connected`` gauge; both -- the target's ``/health`` subscriber count when
+  publishing starts;
+* deliveries, deliveries/s (deliveries / stream length);
+* harness CPU µs per delivery: CPU-seconds (user+system) of the Locust process
+  and its children, sampled with psutil every 0.1 s, taken at the sample just
+  before the stream starts and the sample just before the drain ends
+  (last due time + drain), divided by deliveries -- connection set-up and
+  shutdown are excluded;
+* harness RSS per idle session: (RSS when all sessions are connected, just
+  before publishing - RSS when the first sessions appeared at the target) /
+  (sessions then - sessions at first sight);
+* p50/p99 delivery latency (receive - due): ours from the results file (HDR,
+  3 significant digits), naive from Locust's response-time buckets (1 ms
+  resolution below 100 ms, 10 ms below 1 s, 100 ms above);
+* the target's CPU over the same window (it competes for the same cores).
+
+Usage::
+
+    python benchmarks/push_capacity.py                  # 5,000 sessions, 1 event/s for 20 s
+    python benchmarks/push_capacity.py --sessions 1000 --naive-sessions 500
+    python benchmarks/push_capacity.py --skip-naive
+    python benchmarks/push_capacity.py --naive-utf8 both   # naive with and without UTF-8 validation
+
+Only 127.0.0.1 is used; every wait is bounded in time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from deliverybench.core.event import Event, encode_batch
+from targets.builtin import PushTarget
+
+NS = 1_000_000_000
+GOAL_SESSIONS = 5_000
+GOAL_CPU_US = 20.0
+GOAL_RSS_BYTES = 40_000  # 40 KB, decimal (the stricter reading; 40 KiB = 40,960 B)
+
+
+# -- sampling ----------------------------------------------------------------
+
+@dataclass
+class Sample:
+    t_ns: int
+    cpu_s: float
+    rss: int
+
+
+def machine_busy_s() -> float:
+    """CPU-seconds all cores have spent busy since boot (everything but idle and iowait)."""
+    t = psutil.cpu_times()
+    return sum(t) - t.idle - getattr(t, "iowait", 0.0)
+
+
+@dataclass
+class HealthSample:
+    t_ns: int
+    subscribers: int
+    rss: int
+
+
+@dataclass
+class Monitor:
+    """Samples harness (process + children) and target every ``interval`` s, /health every 0.25 s."""
+
+    harness_pid: int
+    target_pid: int
+    health_url: str
+    interval: float = 0.1
+    harness: list[Sample] = field(default_factory=list)
+    target: list[Sample] = field(default_factory=list)
+    machine: list[Sample] = field(default_factory=list)
+    health: list[HealthSample] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._sample_loop, daemon=True),
+                         threading.Thread(target=self._health_loop, daemon=True)]
+
+    def start(self) -> None:
+        for t in self._threads:
+            t.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=3)
+
+    @staticmethod
+    def read(pid: int) -> tuple[float, int] | None:
+        """(cpu seconds, rss bytes) of ``pid`` plus its live children."""
+        try:
+            proc = psutil.Process(pid)
+            with proc.oneshot():
+                t = proc.cpu_times()
+                cpu = t.user + t.system
+                rss = proc.memory_info().rss
+            for child in proc.children(recursive=True):
+                try:
+                    ct = child.cpu_times()
+                    cpu += ct.user + ct.system
+                    rss += child.memory_info().rss
+                except psutil.Error:
+                    pass
+            return cpu, rss
+        except psutil.Error:
+            return None
+
+    def _sample_loop(self) -> None:
+        while not self._stop.is_set():
+            now = time.time_ns()
+            h = self.read(self.harness_pid)
+            if h is not None:
+                self.harness.append(Sample(now, *h))
+            tg = self.read(self.target_pid)
+            if tg is not None:
+                self.target.append(Sample(now, *tg))
+            self.machine.append(Sample(now, machine_busy_s(), 0))
+            self._stop.wait(self.interval)
+
+    def _health_loop(self) -> None:
+        while not self._stop.is_set():
+            subs = health_subscribers(self.health_url)
+            h = self.read(self.harness_pid)
+            if subs is not None and h is not None:
+                self.health.append(HealthSample(time.time_ns(), subs, h[1]))
+            self._stop.wait(0.25)
+
+    # -- lookups -------------------------------------------------------------
+    @staticmethod
+    def at_or_before(samples: list[Any], t_ns: int) -> Any | None:
+        found = None
+        for s in samples:
+            if s.t_ns <= t_ns:
+                found = s
+            else:
+                break
+        return found
+
+    def first_subscribed(self) -> HealthSample | None:
+        return next((h for h in self.health if h.subscribers > 0), None)
+
+    def subscribers_at(self, t_ns: int) -> int:
+        h = self.at_or_before(self.health, t_ns)
+        return h.subscribers if h is not None else 0
+
+
+def health_subscribers(url: str) -> int | None:
+    try:
+        with urllib.request.urlopen(url, timeout=1.0) as resp:
+            return int(json.loads(resp.read()).get("subscribers", 0))
+    except (OSError, ValueError):
+        return None
+
+
+# -- one measured run ----------------------------------------------------------
+
+@dataclass
+class RunFigures:
+    label: str
+    requested: int
+    held_at_publish: int = 0          # target's /health count when the stream started
+    subscribers_full: int | None = None
+    connected_peak: int | None = None
+    published: int = 0
+    deliveries: int = 0
+    expected: int | None = None
+    lost: int | None = None
+    stream_s: float = 0.0
+    window_s: float = 0.0
+    cpu_s: float = 0.0
+    target_cpu_s: float = 0.0
+    machine_cpu_s: float = 0.0        # every process on the machine, same window
+    rss_full: int = 0
+    rss_first: int = 0
+    subs_first: int = 0
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    mean_ms: float | None = None
+    errors: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    exit_code: int | None = None
+
+    @property
+    def deliveries_per_s(self) -> float:
+        return self.deliveries / self.stream_s if self.stream_s else 0.0
+
+    @property
+    def cpu_us_per_delivery(self) -> float | None:
+        return self.cpu_s / self.deliveries * 1e6 if self.deliveries else None
+
+    @property
+    def target_cpu_us_per_delivery(self) -> float | None:
+        return self.target_cpu_s / self.deliveries * 1e6 if self.deliveries else None
+
+    @property
+    def rss_per_session(self) -> float | None:
+        n = self.held_at_publish - self.subs_first
+        return (self.rss_full - self.rss_first) / n if n > 0 else None
+
+
+def window_figures(fig: RunFigures, mon: Monitor, start_ns: int, end_ns: int) -> None:
+    """CPU over [start, end] and idle RSS just before start, from the monitor's samples."""
+    h0, h1 = mon.at_or_before(mon.harness, start_ns), mon.at_or_before(mon.harness, end_ns)
+    t0, t1 = mon.at_or_before(mon.target, start_ns), mon.at_or_before(mon.target, end_ns)
+    if h0 is None or h1 is None:
+        fig.notes.append("no harness CPU samples in the window")
+        return
+    fig.cpu_s = h1.cpu_s - h0.cpu_s
+    fig.window_s = (h1.t_ns - h0.t_ns) / NS
+    if t0 is not None and t1 is not None:
+        fig.target_cpu_s = t1.cpu_s - t0.cpu_s
+    m0, m1 = mon.at_or_before(mon.machine, start_ns), mon.at_or_before(mon.machine, end_ns)
+    if m0 is not None and m1 is not None:
+        fig.machine_cpu_s = m1.cpu_s - m0.cpu_s
+    fig.rss_full = h0.rss
+    first = mon.first_subscribed()
+    if first is not None:
+        fig.rss_first, fig.subs_first = first.rss, first.subscribers
+    fig.held_at_publish = mon.subscribers_at(start_ns)
+
+
+def locust_cmd(locustfile: str, users: int, spawn_rate: float, run_time_s: int, extra: list[str]) -> list[str]:
+    return [sys.executable, "-m", "locust", "-f", locustfile, "--headless", "--only-summary",
+            "-u", str(users), "-r", str(spawn_rate), "-t", f"{run_time_s}s", "--stop-timeout", "5",
+            "--loglevel", "INFO", *extra]
+
+
+def start_locust(cmd: list[str], log_path: Path) -> subprocess.Popen[bytes]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
+    with open(log_path, "wb") as log:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(cmd, cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT)
+
+
+def end_process(proc: subprocess.Popen[bytes], grace_s: float) -> int:
+    """SIGTERM (Locust then writes its summaries), wait, then SIGKILL. Only this pid."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+    return proc.returncode
+
+
+def tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def run_ours(args: argparse.Namespace, out: Path) -> RunFigures:
+    fig = RunFigures("ours", args.sessions)
+    results = out / "ours-results.json"
+    log_path = out / "ours-locust.log"
+    budget = int(args.connect_timeout + args.duration + args.drain + 60)
+    target = PushTarget()
+    proc = None
+    mon = None
+    try:
+        target.start()
+        extra = ["--publish-url", target.ingress_url or "", "--subscribe-url", target.egress_url("push") or "",
+                 "--stats-url", target.stats_url or "", "--target-pids", ",".join(map(str, target.pids())),
+                 "--target-name", "push", "--rate", str(args.rate), "--duration", str(args.duration),
+                 "--payload-bytes", str(args.payload_bytes), "--drain", str(args.drain),
+                 "--settle-timeout", str(args.connect_timeout), "--open-timeout", "10",
+                 "--results", str(results)]
+        cmd = locust_cmd("scenarios/ws_push.py", args.sessions, args.spawn_rate, budget, extra)
+        proc = start_locust(cmd, log_path)
+        mon = Monitor(proc.pid, target.pids()[0], target.health_url or "")
+        mon.start()
+        try:
+            fig.exit_code = proc.wait(budget + 60)
+        except subprocess.TimeoutExpired:
+            fig.notes.append(f"locust did not exit within {budget + 60} s; stopped it")
+            fig.exit_code = end_process(proc, 30)
+        mon.stop()
+    finally:
+        if mon is not None:
+            mon.stop()
+        if proc is not None and proc.poll() is None:
+            end_process(proc, 30)
+        target.stop()
+    if not results.exists():
+        fig.notes.append(f"no results file; locust log tail:\n{tail(log_path)}")
+        return fig
+    doc = json.loads(results.read_text())
+    mode = doc["modes"]["push"]
+    audit, thr = mode["audit"], mode["throughput"]
+    fig.subscribers_full = audit["subscribers_full"]
+    fig.expected, fig.lost = audit["expected"], audit["lost"]
+    fig.published = thr["published"]
+    fig.deliveries = thr["deliveries"]
+    cols = mode["series"]["columns"]
+    ci = cols.index("connected")
+    fig.connected_peak = max((r[ci] for r in mode["series"]["rows"] if r[ci] is not None), default=0)
+    summ = mode["summary"].get("delivery") or {}
+    fig.p50_ms, fig.p99_ms, fig.mean_ms = summ.get("p50"), summ.get("p99"), summ.get("mean")
+    fig.errors = mode.get("errors", {})
+    dues = [row[1] for row in mode["fanout"]["rows"]]
+    start_ns = mode["stream_start_ns"]
+    last_due = max(dues) if dues else start_ns
+    fig.stream_s = fig.published / args.rate if args.rate else 0.0
+    window_figures(fig, mon, start_ns, last_due + int(args.drain * NS))
+    fig.notes.append(f"results file: status {mode['status']}, deliveries_per_s (per active second) "
+                     f"{thr['deliveries_per_s']}, harness verdict {mode.get('harness')}")
+    return fig
+
+
+def publish_stream(ingress_url: str, rate: float, duration: float, payload: int, stream: str
+                   ) -> tuple[int, int, int, list[str]]:
+    """Open-model publisher like ours: events due at start + i/rate; late ones go as one batch.
+
+    Returns (stream_start_ns, last_due_ns, published, errors). Bounded by count and time.
+    """
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(ingress_url)
+    n = max(1, round(rate * duration))
+    start = time.time_ns() + 200_000_000
+    due = [start + int(i * NS / rate) for i in range(n)]
+    give_up = start + int((duration + 30) * NS)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    published, errors, i = 0, [], 0
+    try:
+        while i < n and time.time_ns() < give_up:
+            now = time.time_ns()
+            if due[i] > now:
+                time.sleep(min((due[i] - now) / NS, 1.0))
+                continue
+            j = i + 1
+            while j < n and j - i < 1000 and due[j] <= now:
+                j += 1
+            body = encode_batch([Event(k, due[k], stream) for k in range(i, j)], time.time_ns(), payload)
+            try:
+                conn.request("POST", parts.path or "/", body=body, headers={"Content-Type": "application/x-ndjson"})
+                resp = conn.getresponse()
+                resp.read()
+                if 200 <= resp.status < 300:
+                    published += j - i
+                else:
+                    errors.append(f"http_{resp.status}")
+            except OSError as exc:
+                errors.append(type(exc).__name__)
+                conn.close()
+                conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+            i = j
+    finally:
+        conn.close()
+    return start, due[-1], published, errors
+
+
+def locust_percentile(response_times: dict[str, int], num: int, percent: float) -> float:
+    """Locust's own percentile over its rounded response-time buckets."""
+    wanted = int(num * percent)
+    processed = 0
+    for rt in sorted((float(k) for k in response_times), reverse=True):
+        processed += response_times[_key(response_times, rt)]
+        if num - processed <= wanted:
+            return rt
+    return 0.0
+
+
+def _key(d: dict[str, int], rt: float) -> str:
+    for cand in (str(int(rt)) if rt == int(rt) else None, str(rt)):
+        if cand is not None and cand in d:
+            return cand
+    raise KeyError(rt)
+
+
+def run_naive(args: argparse.Namespace, out: Path, sessions: int, skip_utf8: bool) -> RunFigures:
+    label = "naive" + ("(no utf8 check)" if skip_utf8 else "")
+    fig = RunFigures(label, sessions)
+    tag = "naive-skiputf8" if skip_utf8 else "naive"
+    json_base = out / f"{tag}-stats"
+    log_path = out / f"{tag}-locust.log"
+    budget = int(args.connect_timeout + args.duration + args.drain + 60)
+    target = PushTarget()
+    proc = None
+    mon = None
+    try:
+        target.start()
+        extra = ["--host", target.egress_url("push") or "", "--json-file", str(json_base),
+                 "--naive-open-timeout", "10"]
+        if skip_utf8:
+            extra.append("--naive-skip-utf8-validation")
+        proc = start_locust(locust_cmd("benchmarks/naive_ws_locustfile.py", sessions, args.spawn_rate,
+                                       budget, extra), log_path)
+        mon = Monitor(proc.pid, target.pids()[0], target.health_url or "")
+        mon.start()
+        # Wait for the sessions: all of them, the connect timeout, or no progress for --stall s.
+        deadline = time.monotonic() + args.connect_timeout
+        best, best_at = -1, time.monotonic()
+        while time.monotonic() < deadline and proc.poll() is None:
+            subs = health_subscribers(target.health_url or "") or 0
+            if subs >= sessions:
+                break
+            if subs > best:
+                best, best_at = subs, time.monotonic()
+            elif best > 0 and time.monotonic() - best_at > args.stall:
+                fig.notes.append(f"no new session for {args.stall:g} s at {best}; publishing anyway")
+                break
+            time.sleep(0.25)
+        else:
+            if proc.poll() is not None:
+                fig.notes.append(f"locust exited early; log tail:\n{tail(log_path)}")
+            else:
+                fig.notes.append(f"connect timeout ({args.connect_timeout:g} s); publishing anyway")
+        time.sleep(args.settle)
+        start_ns, last_due, published, errors = publish_stream(
+            target.ingress_url or "", args.rate, args.duration, args.payload_bytes, "s")
+        fig.published = published
+        if errors:
+            fig.errors.update({f"publish_{e}": errors.count(e) for e in set(errors)})
+        end_ns = last_due + int(args.drain * NS)
+        time.sleep(max(0.0, (end_ns - time.time_ns()) / NS) + 0.3)
+        mon.stop()
+        fig.stream_s = published / args.rate if args.rate else 0.0
+        window_figures(fig, mon, start_ns, end_ns)
+        fig.exit_code = end_process(proc, 60)
+    finally:
+        if mon is not None:
+            mon.stop()
+        if proc is not None and proc.poll() is None:
+            end_process(proc, 30)
+        target.stop()
+    path = Path(f"{json_base}.json")
+    if not path.exists():
+        fig.notes.append(f"no --json-file output; locust log tail:\n{tail(log_path)}")
+        return fig
+    entries = json.loads(path.read_text())
+    for e in entries:
+        if e["name"] == "delivery":
+            num = e["num_requests"] - e.get("num_none_requests", 0)
+            fig.deliveries = e["num_requests"]
+            rts = {str(k): v for k, v in e["response_times"].items()}
+            fig.p50_ms = locust_percentile(rts, num, 0.50)
+            fig.p99_ms = locust_percentile(rts, num, 0.99)
+            fig.mean_ms = e["total_response_time"] / num if num else None
+        elif e["num_failures"]:
+            fig.errors[f"{e['name']}_failures"] = e["num_failures"]
+    fig.expected = published * fig.held_at_publish
+    fig.lost = fig.expected - fig.deliveries if fig.expected is not None else None
+    return fig
+
+
+# -- printing -------------------------------------------------------------------
+
+def fmt(v: Any, spec: str = ",.1f") -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, int) and not isinstance(v, bool):
+        return f"{v:,}"
+    return format(v, spec)
+
+
+def ratio(a: float | None, b: float | None) -> str:
+    if a is None or b is None or b == 0:
+        return "-"
+    return f"{a / b:.2f}x"
+
+
+def report(args: argparse.Namespace, ours: RunFigures, naives: list[RunFigures], out: Path) -> None:
+    figs = [ours, *naives]
+    w = 22
+    print()
+    print(f"push capacity: {args.sessions:,} sessions (naive: {args.naive_sessions:,}), {args.rate:g} event/s "
+          f"for {args.duration:g} s, {args.payload_bytes} B payload, drain {args.drain:g} s, "
+          f"{psutil.cpu_count()} cores; out: {out}")
+    print()
+    header = f"{'':34}" + "".join(f"{f.label:>{w}}" for f in figs)
+    if naives:
+        header += "".join(f"{'ours/' + n.label:>{w + 6}}" for n in naives)
+    print(header)
+
+    def row(name: str, values: list[str], ratios: list[str] | None = None) -> None:
+        line = f"{name:34}" + "".join(f"{v:>{w}}" for v in values)
+        if ratios:
+            line += "".join(f"{r:>{w + 6}}" for r in ratios)
+        print(line)
+
+    row("sessions requested", [fmt(f.requested) for f in figs])
+    row("sessions held (target /health)", [fmt(f.held_at_publish) for f in figs])
+    row("  audit subscribers_full", [fmt(f.subscribers_full) for f in figs])
+    row("  connected gauge (peak)", [fmt(f.connected_peak) for f in figs])
+    row("events published", [fmt(f.published) for f in figs])
+    row("deliveries", [fmt(f.deliveries) for f in figs])
+    row("  lost (expected - delivered)", [fmt(f.lost) for f in figs])
+    row("deliveries/s (over the stream)", [fmt(f.deliveries_per_s) for f in figs])
+    row("harness CPU s (stream+drain)", [fmt(f.cpu_s, ".2f") for f in figs])
+    row("  measured window s", [fmt(f.window_s, ".1f") for f in figs])
+    row("harness CPU us/delivery", [fmt(f.cpu_us_per_delivery, ".1f") for f in figs],
+        [ratio(ours.cpu_us_per_delivery, n.cpu_us_per_delivery) for n in naives])
+    row("harness RSS connected (MB)", [fmt(f.rss_full / 1e6, ".1f") for f in figs])
+    row("harness RSS at first sessions (MB)", [fmt(f.rss_first / 1e6, ".1f") + f" @{f.subs_first}" for f in figs])
+    row("harness RSS per idle session (KB)", [fmt(None if f.rss_per_session is None else f.rss_per_session / 1000,
+                                                  ".1f") for f in figs],
+        [ratio(ours.rss_per_session, n.rss_per_session) for n in naives])
+    row("delivery latency p50 (ms)", [fmt(f.p50_ms, ".2f") for f in figs],
+        [ratio(ours.p50_ms, n.p50_ms) for n in naives])
+    row("delivery latency p99 (ms)", [fmt(f.p99_ms, ".2f") for f in figs],
+        [ratio(ours.p99_ms, n.p99_ms) for n in naives])
+    row("delivery latency mean (ms)", [fmt(f.mean_ms, ".2f") for f in figs])
+    row("target CPU s (same window)", [fmt(f.target_cpu_s, ".2f") for f in figs])
+    row("target CPU us/delivery", [fmt(f.target_cpu_us_per_delivery, ".1f") for f in figs])
+    row("other processes CPU % of 1 core", [fmt(None if not f.window_s else
+                                               max(0.0, f.machine_cpu_s - f.cpu_s - f.target_cpu_s) / f.window_s * 100,
+                                               ".0f") for f in figs])
+    row("harness+target CPU % of 1 core", [fmt(None if not f.window_s else (f.cpu_s + f.target_cpu_s) / f.window_s
+                                               * 100, ".0f") for f in figs])
+    for f in figs:
+        if f.errors:
+            print(f"errors ({f.label}): {f.errors}")
+        for n in f.notes:
+            print(f"note ({f.label}): {n}")
+    print()
+    held = min(x for x in (ours.subscribers_full, ours.held_at_publish) if x is not None) \
+        if ours.subscribers_full is not None else ours.held_at_publish
+    cpu = ours.cpu_us_per_delivery
+    rss = ours.rss_per_session
+    goals = [
+        (f">= {GOAL_SESSIONS:,} sessions held by one harness process", held >= GOAL_SESSIONS, f"{held:,}"),
+        (f"<= {GOAL_CPU_US:g} us harness CPU per delivery", cpu is not None and cpu <= GOAL_CPU_US,
+         fmt(cpu, ".1f") + " us"),
+        (f"<= {GOAL_RSS_BYTES / 1000:g} KB per idle session", rss is not None and rss <= GOAL_RSS_BYTES,
+         fmt(None if rss is None else rss / 1000, ".1f") + " KB"),
+    ]
+    print("goals (ours):")
+    for name, ok, value in goals:
+        print(f"  {'PASS' if ok else 'MISS'}  {name:52} measured {value}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--sessions", type=int, default=5000, help="sessions for our harness (default 5000)")
+    p.add_argument("--naive-sessions", type=int, default=None, help="sessions for the naive user (default: --sessions)")
+    p.add_argument("--skip-naive", action="store_true", help="measure our harness only")
+    p.add_argument("--naive-utf8", choices=("validate", "skip", "both"), default="validate",
+                   help="naive run(s): websocket-client defaults (validate UTF-8 in pure Python), "
+                        "skip_utf8_validation=True, or both (default: validate)")
+    p.add_argument("--rate", type=float, default=1.0, help="events per second (default 1)")
+    p.add_argument("--duration", type=float, default=20.0, help="seconds of stream (default 20)")
+    p.add_argument("--payload-bytes", type=int, default=256)
+    p.add_argument("--spawn-rate", type=float, default=500.0)
+    p.add_argument("--drain", type=float, default=3.0)
+    p.add_argument("--settle", type=float, default=1.0, help="naive: wait after connecting before publishing")
+    p.add_argument("--connect-timeout", type=float, default=120.0, help="longest wait for sessions to connect")
+    p.add_argument("--stall", type=float, default=20.0, help="naive: give up waiting after this long without a new session")
+    p.add_argument("--out", default="", help="directory for logs and results (default /tmp/push_capacity-<time>)")
+    args = p.parse_args(argv)
+    if args.naive_sessions is None:
+        args.naive_sessions = args.sessions
+    if min(args.sessions, args.naive_sessions) < 1 or args.rate <= 0 or args.duration <= 0:
+        p.error("sessions, rate and duration must be positive")
+    out = Path(args.out or f"/tmp/push_capacity-{time.strftime('%Y%m%d-%H%M%S')}")
+    out.mkdir(parents=True, exist_ok=True)
+
+    print(f"[ours] {args.sessions:,} sessions ...", flush=True)
+    ours = run_ours(args, out)
+    print(f"[ours] done: held {ours.held_at_publish:,}, {ours.deliveries:,} deliveries, "
+          f"{fmt(ours.cpu_us_per_delivery, '.1f')} us/delivery", flush=True)
+    naives: list[RunFigures] = []
+    if not args.skip_naive:
+        variants = {"validate": [False], "skip": [True], "both": [False, True]}[args.naive_utf8]
+        for skip in variants:
+            time.sleep(2)
+            print(f"[naive{' skip-utf8' if skip else ''}] {args.naive_sessions:,} sessions ...", flush=True)
+            n = run_naive(args, out, args.naive_sessions, skip)
+            print(f"[{n.label}] done: held {n.held_at_publish:,}, {n.deliveries:,} deliveries, "
+                  f"{fmt(n.cpu_us_per_delivery, '.1f')} us/delivery", flush=True)
+            naives.append(n)
+    report(args, ours, naives, out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
