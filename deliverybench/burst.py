@@ -2,9 +2,10 @@
 
 The master decides the stream's start time and tells every process its share
 (event ids with ``id % count == index``); each process POSTs its share from
-its event-loop thread with one aiohttp session whose keep-alive pool has one
-connection per Locust user of that process. A request that has to wait for a
-free connection still counts from its due time, so an overloaded consumer
+its event-loop thread through a pool of keep-alive connections, one per
+Locust user of that process (``http_post.py`` says why not aiohttp's client).
+A request that has to wait for a free connection still counts from its due
+time, so an overloaded consumer
 shows up as latency, never as a slower stream. Latency is acknowledgement
 time minus due time (metric ``ack``); ``service`` is acknowledgement minus the
 moment the request actually started.
@@ -23,10 +24,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable
 
-import aiohttp
-
 from .core.event import Event, encode_event
 from .core.schedule import Schedule, offsets_ns
+from .http_post import Job, PostPool
 from .process_recorder import ProcessRecorder
 
 __all__ = ["BurstOptions", "BurstSender", "CONSUMER"]
@@ -42,7 +42,6 @@ class BurstOptions:
     stream: str = "s"
     payload_bytes: int = 256
     connections: int = 100
-    max_in_flight: int = 10_000
     timeout_s: float = 10.0
     secret: str | None = None
 
@@ -59,27 +58,26 @@ class BurstSender:
 
             self._webhook = Webhook(options.secret)
 
-    def _headers(self, event_id: int, body: bytes) -> dict[str, str]:
-        headers = {"Content-Type": "application/json"}
-        if self._webhook is not None:
-            msg_id = f"msg_{event_id}"
-            now = datetime.now(tz=timezone.utc)
-            headers["webhook-id"] = msg_id
-            headers["webhook-timestamp"] = str(int(now.timestamp()))
-            headers["webhook-signature"] = self._webhook.sign(msg_id, now, body.decode())
-        return headers
+    def _signature_lines(self, event_id: int, body: bytes) -> bytes:
+        if self._webhook is None:
+            return b""
+        msg_id = f"msg_{event_id}"
+        now = datetime.now(tz=timezone.utc)
+        signature = self._webhook.sign(msg_id, now, body.decode())
+        return (f"webhook-id: {msg_id}\r\nwebhook-timestamp: {int(now.timestamp())}\r\n"
+                f"webhook-signature: {signature}\r\n").encode()
 
     async def run(self, stream_start_ns: int, index: int, count: int) -> None:
-        """POST every event of this share at its due time; return when all have ended."""
+        """POST every event of this share at its due time; return when all have ended.
+
+        Due events queue for the next free keep-alive connection; one waiting
+        for a connection is late, and that lateness is in its latency.
+        """
         opts = self.options
-        recorder = self._recorder_ref()
-        record = recorder.subscriber(CONSUMER)
+        record = self._recorder_ref().subscriber(CONSUMER)
         record.open(stream_start_ns - 1_000_000_000)
-        connector = aiohttp.TCPConnector(limit=max(1, opts.connections), keepalive_timeout=60)
-        timeout = aiohttp.ClientTimeout(total=opts.timeout_s)
-        in_flight = asyncio.Semaphore(opts.max_in_flight)
-        tasks: set[asyncio.Task[None]] = set()
-        async with aiohttp.ClientSession(connector=connector, timeout=timeout, trust_env=False) as session:
+        pool = PostPool(opts.url, size=opts.connections, timeout_s=opts.timeout_s, on_result=self._on_result)
+        try:
             for event_id, offset in enumerate(offsets_ns(opts.schedule)):
                 if event_id % count != index:
                     continue
@@ -87,42 +85,31 @@ class BurstSender:
                 wait = (due - time.time_ns()) / 1e9
                 if wait > 0:
                     await asyncio.sleep(wait)
-                await in_flight.acquire()
-                task = asyncio.get_running_loop().create_task(self._send(session, event_id, due, in_flight))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
-            if tasks:
-                await asyncio.gather(*tasks, return_exceptions=True)
-
-    async def _send(self, session: aiohttp.ClientSession, event_id: int, due: int,
-                    in_flight: asyncio.Semaphore) -> None:
-        opts = self.options
-        recorder = self._recorder_ref()
-        # recorder.counters is swapped out every second: never hold on to it across an await
-        try:
-            sent = time.time_ns()
-            body = encode_event(Event(event_id, due, opts.stream), sent, opts.payload_bytes)
-            recorder.counters["attempted"] += 1
-            try:
-                async with session.post(opts.url, data=body, headers=self._headers(event_id, body)) as response:
-                    await response.read()
-                    status = response.status
-            except asyncio.TimeoutError:
-                recorder.counters["timeouts"] += 1
-                recorder.error("timeout", time.time_ns())
-                return
-            except aiohttp.ClientError as exc:
-                recorder.counters["connection_errors"] += 1
-                recorder.error(f"connection_{type(exc).__name__}", time.time_ns())
-                return
-            acked = time.time_ns()
-            recorder.counters[f"status_{status // 100}xx"] += 1
-            if status // 100 != 2:
-                recorder.error(f"http_{status}", acked)
-                return
-            record = recorder.subscribers.get(CONSUMER)
-            if record is not None and record.received.mark(event_id):
-                recorder.recorder.record("ack", acked - due, acked)
-                recorder.recorder.record("service", acked - sent, acked)
+                sent = time.time_ns()
+                body = encode_event(Event(event_id, due, opts.stream), sent, opts.payload_bytes)
+                self._recorder_ref().counters["attempted"] += 1
+                pool.submit((event_id, due, body, self._signature_lines(event_id, body)))
+            await pool.drain()
         finally:
-            in_flight.release()
+            pool.close()
+
+    def _on_result(self, job: Job, outcome: int | str, sent_ns: int, done_ns: int) -> None:
+        recorder = self._recorder_ref()
+        counters = recorder.counters
+        if outcome == "timeout":
+            counters["timeouts"] += 1
+            recorder.error("timeout", done_ns)
+            return
+        if outcome == "connection":
+            counters["connection_errors"] += 1
+            recorder.error("connection_error", done_ns)
+            return
+        status = int(outcome)
+        counters[f"status_{status // 100}xx"] += 1
+        if status // 100 != 2:
+            recorder.error(f"http_{status}", done_ns)
+            return
+        record = recorder.subscribers.get(CONSUMER)
+        if record is not None:
+            event_id, due_ns = job[0], job[1]
+            recorder.record_delivery(record, event_id, due_ns, sent_ns, done_ns, "ack")

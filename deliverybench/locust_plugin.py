@@ -46,7 +46,7 @@ from .process_recorder import ProcessRecorder, empty_payload
 from .publisher import Publisher, PublisherOptions
 from .sampling import ProcessSampler
 
-__all__ = ["install", "HarnessProcess", "RunController", "add_arguments", "MODE_TARGETS"]
+__all__ = ["install", "HarnessProcess", "RunController", "add_arguments", "add_option", "MODE_TARGETS"]
 
 log = logging.getLogger("deliverybench")
 NS = 1_000_000_000
@@ -60,10 +60,15 @@ def _env(name: str) -> str:
     return f"DELIVERYBENCH_{name.upper()}"
 
 
+def add_option(parser: Any, name: str, **kwargs: Any) -> None:
+    """A Locust option ``--name`` with its ``DELIVERYBENCH_NAME`` environment twin."""
+    parser.add_argument(f"--{name}", env_var=_env(name.replace("-", "_")), **kwargs)
+
+
 def add_arguments(parser: Any) -> None:
     """deliverybench's options, shown in ``locust --help`` and the web UI."""
     def add(name: str, **kwargs: Any) -> None:
-        parser.add_argument(f"--{name}", env_var=_env(name.replace("-", "_")), **kwargs)
+        add_option(parser, name, **kwargs)
 
     add("publish-url", default="", help="Target ingress: events are POSTed here. Empty: start the built-in target.")
     add("subscribe-url", default="", help="Target egress for this mode (ws:// URL, subscription API, poll URL or consumer URL).")

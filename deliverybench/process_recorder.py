@@ -83,7 +83,7 @@ class ProcessRecorder:
                     event_id, due_ns, sent_ns = int(parts[0][6:]), int(parts[1][9:]), int(parts[2][10:])
                 except ValueError:
                     return self._on_event_slow(record, data, receive_ns, metric, first_attempt)
-                return self._deliver(record, event_id, due_ns, sent_ns, receive_ns, metric, first_attempt)
+                return self.record_delivery(record, event_id, due_ns, sent_ns, receive_ns, metric, first_attempt)
         elif data.startswith(_ECHO_PREFIX):
             self._on_echo(data, receive_ns)
             return False
@@ -96,10 +96,11 @@ class ProcessRecorder:
         except MalformedEvent:
             self.error("malformed_event", receive_ns)
             return False
-        return self._deliver(record, head.id, head.due_ns, head.sent_ns, receive_ns, metric, first_attempt)
+        return self.record_delivery(record, head.id, head.due_ns, head.sent_ns, receive_ns, metric, first_attempt)
 
-    def _deliver(self, record: SubscriberRecord, event_id: int, due_ns: int, sent_ns: int | None,
-                 receive_ns: int, metric: str, first_attempt: bool) -> bool:
+    def record_delivery(self, record: SubscriberRecord, event_id: int, due_ns: int, sent_ns: int | None,
+                 receive_ns: int, metric: str = "delivery", first_attempt: bool = False) -> bool:
+        """Record a decoded arrival (or, for bursts, an acknowledgement); False for a duplicate."""
         if not record.received.mark(event_id):
             return False
         second = receive_ns // NS_PER_S

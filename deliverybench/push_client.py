@@ -32,35 +32,50 @@ STAMPING_SUPPORTED = hasattr(ClientConnection, "process_event") and hasattr(Clie
 _DATA = (Opcode.TEXT, Opcode.BINARY)
 
 
-def complete_data_frames(data: bytes) -> list[tuple[int, int]] | None:
-    """Payload spans of ``data`` if it is only whole, unmasked, final text/binary frames.
+def scan_frames(data: bytes) -> tuple[list[tuple[int, int]] | None, bool]:
+    """Walk the WebSocket frames in ``data``: (data payload spans, ends mid-frame).
 
-    ``None`` otherwise (a partial frame, a control frame, a fragment, masking
-    or RSV bits): then the chunk must go through websockets' own parser.
+    The spans are ``None`` unless ``data`` is only whole, unmasked, final
+    text/binary frames without RSV bits; the flag says whether the chunk
+    stops inside a frame, which leaves state inside websockets' parser.
     """
-    spans: list[tuple[int, int]] = []
+    spans: list[tuple[int, int]] | None = []
     i, n = 0, len(data)
     while i < n:
         if n - i < 2:
-            return None
+            return None, True
         b0, b1 = data[i], data[i + 1]
-        if b0 & 0x70 or b1 & 0x80 or not b0 & 0x80 or (b0 & 0x0F) not in (1, 2):
-            return None
         length, header = b1 & 0x7F, 2
         if length == 126:
             if n - i < 4:
-                return None
+                return None, True
             length, header = int.from_bytes(data[i + 2 : i + 4], "big"), 4
         elif length == 127:
             if n - i < 10:
-                return None
+                return None, True
             length, header = int.from_bytes(data[i + 2 : i + 10], "big"), 10
+        if b1 & 0x80:
+            header += 4
         end = i + header + length
         if end > n:
-            return None
-        spans.append((i + header, end))
+            return None, True
+        if spans is not None:
+            if b0 & 0x70 or b1 & 0x80 or not b0 & 0x80 or (b0 & 0x0F) not in (1, 2):
+                spans = None  # a control frame, fragment, mask or extension: websockets' job
+            else:
+                spans.append((i + header, end))
         i = end
-    return spans
+    return spans, False
+
+
+def complete_data_frames(data: bytes) -> list[tuple[int, int]] | None:
+    """Payload spans if ``data`` is only whole data frames, else None."""
+    return scan_frames(data)[0]
+
+
+def _has_partial_frame(data: bytes) -> bool:
+    """True unless ``data`` is a whole number of frames (of any kind)."""
+    return scan_frames(data)[1]
 
 
 class _StampingConnection(ClientConnection):
@@ -82,12 +97,12 @@ class _StampingConnection(ClientConnection):
         rx_ns = time.time_ns()
         handler = self.on_frame
         if self._fast and handler is not None and self.protocol.state is State.OPEN:
-            spans = complete_data_frames(data)
+            spans, partial = scan_frames(data)
             if spans is not None:
                 for start, end in spans:
                     handler(data[start:end], rx_ns)
                 return
-            if _has_partial_frame(data):
+            if partial:
                 self._fast = False  # websockets now holds state the fast path can't see
         self._rx_ns = rx_ns
         super().data_received(data)
@@ -99,28 +114,6 @@ class _StampingConnection(ClientConnection):
             handler(payload if isinstance(payload, bytes) else bytes(payload), self._rx_ns)
             return
         super().process_event(event)
-
-
-def _has_partial_frame(data: bytes) -> bool:
-    """True unless ``data`` is a whole number of frames (of any kind)."""
-    i, n = 0, len(data)
-    while i < n:
-        if n - i < 2:
-            return True
-        b1 = data[i + 1]
-        length, header = b1 & 0x7F, 2
-        if length == 126:
-            if n - i < 4:
-                return True
-            length, header = int.from_bytes(data[i + 2 : i + 4], "big"), 4
-        elif length == 127:
-            if n - i < 10:
-                return True
-            length, header = int.from_bytes(data[i + 2 : i + 10], "big"), 10
-        if b1 & 0x80:
-            header += 4
-        i += header + length
-    return i != n
 
 
 @dataclass(frozen=True, slots=True)

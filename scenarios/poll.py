@@ -17,15 +17,13 @@ from typing import Any, Mapping
 from locust import User, constant, task
 from locust.exception import StopUser
 
-from deliverybench.locust_plugin import HarnessProcess, RunController, install
+from deliverybench.locust_plugin import HarnessProcess, RunController, add_option, install
 from deliverybench.poll_client import PollOptions, Poller
 
 
 def _arguments(parser: Any) -> None:
-    parser.add_argument("--poll-interval", type=float, default=1.0, env_var="DELIVERYBENCH_POLL_INTERVAL",
-                        help="Seconds between polls per subscriber.")
-    parser.add_argument("--poll-limit", type=int, default=1000, env_var="DELIVERYBENCH_POLL_LIMIT",
-                        help="Most events asked for per poll.")
+    add_option(parser, "poll-interval", type=float, default=1.0, help="Seconds between polls per subscriber.")
+    add_option(parser, "poll-limit", type=int, default=1000, help="Most events asked for per poll.")
 
 
 def _poll_cost(controller: RunController) -> Mapping[str, Any]:

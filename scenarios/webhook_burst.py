@@ -10,9 +10,9 @@ all processes. Latency counts from each event's due time, so a consumer that
 cannot keep up shows as latency, never as a slower stream. Optional Standard
 Webhooks signing with ``--sign`` (secret from ``--webhook-secret``).
 
-This uses aiohttp on the harness's event-loop thread rather than Locust's
-FastHttpUser: ``benchmarks/webhook_capacity.py`` measures both, and this was
-faster per process.
+This uses a lean keep-alive client on the harness's event-loop thread
+(``deliverybench/http_post.py``) rather than Locust's FastHttpUser or aiohttp's
+ClientSession: ``benchmarks/webhook_capacity.py`` measures them side by side.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from locust.runners import MasterRunner, WorkerRunner
 from deliverybench.burst import BurstOptions, BurstSender
 from deliverybench.core.audit import PublishedLog
 from deliverybench.core.schedule import Schedule, offsets_ns
-from deliverybench.locust_plugin import HarnessProcess, RunController, install, schedule_from_options
+from deliverybench.locust_plugin import HarnessProcess, RunController, add_option, install, schedule_from_options
 from deliverybench.publisher import PublishOutcome
 
 START_MESSAGE = "deliverybench_burst_start"
@@ -41,18 +41,17 @@ except ImportError:  # pragma: no cover
 
 def _arguments(parser: Any) -> None:
     def add(name: str, **kwargs: Any) -> None:
-        parser.add_argument(f"--{name}", env_var="DELIVERYBENCH_" + name.upper().replace("-", "_"), **kwargs)
+        add_option(parser, name, **kwargs)
 
     add("sign", action="store_true", default=False, help="Sign each POST with Standard Webhooks headers.")
     add("webhook-secret", default=DEFAULT_SECRET, is_secret=True, help="Secret for --sign.")
     add("burst-timeout", type=float, default=10.0, help="Seconds before a POST counts as timed out.")
-    add("max-in-flight", type=int, default=10_000, help="Most requests pending per process (queued or sent).")
 
 
 def _sender(harness: HarnessProcess, opts: Any, connections: int) -> BurstSender:
     return BurstSender(BurstOptions(
         url=opts.subscribe_url, schedule=schedule_from_options(opts), stream=opts.stream,
-        payload_bytes=opts.payload_bytes, connections=connections, max_in_flight=opts.max_in_flight,
+        payload_bytes=opts.payload_bytes, connections=connections,
         timeout_s=opts.burst_timeout, secret=opts.webhook_secret if opts.sign else None,
     ), lambda: harness.recorder)
 

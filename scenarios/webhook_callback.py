@@ -27,7 +27,7 @@ from deliverybench.callback_receiver import (
     ReceiverBehaviour,
     parse_delay,
 )
-from deliverybench.locust_plugin import HarnessProcess, RunController, install
+from deliverybench.locust_plugin import HarnessProcess, RunController, add_option, install
 
 try:
     from targets.callback_server import DEFAULT_SECRET
@@ -37,7 +37,7 @@ except ImportError:  # pragma: no cover - the built-in targets ship with the har
 
 def _arguments(parser: Any) -> None:
     def add(name: str, **kwargs: Any) -> None:
-        parser.add_argument(f"--{name}", env_var="DELIVERYBENCH_" + name.upper().replace("-", "_"), **kwargs)
+        add_option(parser, name, **kwargs)
 
     add("webhook-secret", default=DEFAULT_SECRET, is_secret=True,
         help="Standard Webhooks secret to verify signatures (default: the built-in target's test secret).")

@@ -1,0 +1,93 @@
+"""The burst client's keep-alive pool against real aiohttp servers on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+from aiohttp import web
+
+from deliverybench.http_post import Job, PostPool
+
+
+async def _serve(handler: web.RequestHandler) -> tuple[web.AppRunner, str]:  # type: ignore[type-arg]
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return runner, f"http://127.0.0.1:{port}/hook?x=1"
+
+
+def _run(handler, jobs: int, *, size: int = 4, timeout_s: float = 5.0, url: str | None = None
+         ) -> tuple[Counter, list[tuple[int, int | str]]]:  # type: ignore[no-untyped-def, type-arg]
+    outcomes: list[tuple[int, int | str]] = []
+
+    async def main() -> None:
+        runner, served = await _serve(handler)
+        try:
+            pool = PostPool(url or served, size=size, timeout_s=timeout_s,
+                            on_result=lambda job, outcome, sent, done: outcomes.append((job[0], outcome)))
+            for i in range(jobs):
+                pool.submit((i, 0, b'{"id":%d}' % i, b"x-test: %d\r\n" % i))
+            await asyncio.wait_for(pool.drain(), 30)
+            pool.close()
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(main())
+    return Counter(outcome for _, outcome in outcomes), outcomes
+
+
+def test_every_post_arrives_once_with_its_body_and_headers() -> None:
+    seen: list[tuple[bytes, str, str]] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        seen.append((await request.read(), request.headers["x-test"], request.path_qs))
+        return web.Response(status=202, text="accepted")
+
+    counts, outcomes = _run(handler, 200)
+    assert counts == {202: 200}
+    assert sorted(i for i, _ in outcomes) == list(range(200))
+    assert sorted(seen) == sorted((b'{"id":%d}' % i, str(i), "/hook?x=1") for i in range(200))
+
+
+def test_status_codes_chunked_bodies_and_connection_close_are_handled() -> None:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        i = int((await request.read())[6:-1])
+        if i % 3 == 0:
+            response = web.StreamResponse(status=500)
+            response.enable_chunked_encoding()
+            await response.prepare(request)
+            await response.write(b"chunk one")
+            await response.write(b"chunk two")
+            await response.write_eof()
+            return response
+        if i % 3 == 1:
+            return web.Response(status=200, headers={"Connection": "close"})
+        return web.Response(status=201, text="x" * 10_000)
+
+    counts, _ = _run(handler, 90, size=3)
+    assert counts == {500: 30, 200: 30, 201: 30}
+
+
+def test_a_consumer_that_does_not_answer_times_out() -> None:
+    async def handler(request: web.Request) -> web.Response:
+        if int((await request.read())[6:-1]) < 2:
+            await asyncio.sleep(3)
+        return web.Response(status=200)
+
+    counts, outcomes = _run(handler, 6, size=2, timeout_s=0.3)
+    assert counts == {"timeout": 2, 200: 4}
+    assert sorted(i for i, o in outcomes if o == "timeout") == [0, 1]
+
+
+def test_a_refused_consumer_fails_every_job_instead_of_hanging() -> None:
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(status=200)
+
+    counts, outcomes = _run(handler, 25, url="http://127.0.0.1:9/hook")
+    assert counts == {"connection": 25}
+    assert len(outcomes) == 25
