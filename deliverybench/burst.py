@@ -26,7 +26,7 @@ from typing import Callable
 
 from .core.event import Event, encode_event
 from .core.schedule import Schedule, offsets_ns
-from .http_post import Job, PostPool
+from .http_post import Job, Outcome, PostPool
 from .process_recorder import ProcessRecorder
 
 __all__ = ["BurstOptions", "BurstSender", "CONSUMER"]
@@ -88,12 +88,12 @@ class BurstSender:
                 sent = time.time_ns()
                 body = encode_event(Event(event_id, due, opts.stream), sent, opts.payload_bytes)
                 self._recorder_ref().counters["attempted"] += 1
-                pool.submit((event_id, due, body, self._signature_lines(event_id, body)))
+                pool.submit(((event_id, due), b"", body, self._signature_lines(event_id, body)))
             await pool.drain()
         finally:
             pool.close()
 
-    def _on_result(self, job: Job, outcome: int | str, sent_ns: int, done_ns: int) -> None:
+    def _on_result(self, job: Job, outcome: Outcome, sent_ns: int, done_ns: int, _retry_after: str | None) -> None:
         recorder = self._recorder_ref()
         counters = recorder.counters
         if outcome == "timeout":
@@ -111,5 +111,5 @@ class BurstSender:
             return
         record = recorder.subscribers.get(CONSUMER)
         if record is not None:
-            event_id, due_ns = job[0], job[1]
+            event_id, due_ns = job[0]
             recorder.record_delivery(record, event_id, due_ns, sent_ns, done_ns, "ack")

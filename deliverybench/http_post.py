@@ -12,6 +12,8 @@ stays aiohttp's.
 A :class:`PostPool` owns ``size`` such connections to one origin and feeds
 them from a queue; every request ends in exactly one outcome reported to
 ``on_result``: a status code, ``"timeout"``, or ``"connection"``.
+:class:`PostClient` puts an awaitable face on one pool per origin, for the
+callback target's dispatcher.
 """
 
 from __future__ import annotations
@@ -20,17 +22,19 @@ import asyncio
 import ssl
 import time
 from collections import deque
-from typing import Callable
+from typing import Any, Callable, Optional, Union
 from urllib.parse import urlsplit
 
 from aiohttp.http_parser import HttpResponseParser
 
-__all__ = ["PostPool", "Job", "ResultCallback"]
+__all__ = ["PostPool", "PostClient", "Job", "ResultCallback", "Outcome"]
 
-#: (event id, due_ns, body, extra header lines)
-Job = tuple[int, int, bytes, bytes]
-#: (job, outcome: HTTP status or "timeout"/"connection", sent_ns, done_ns)
-ResultCallback = Callable[[Job, "int | str", int, int], None]
+#: (caller's token, request target or b"" for the pool's URL, body, extra header lines)
+Job = tuple[Any, bytes, bytes, bytes]
+#: an HTTP status, or "timeout" / "connection"
+Outcome = Union[int, str]
+#: (job, outcome, sent_ns, done_ns, Retry-After header or None)
+ResultCallback = Callable[[Job, Outcome, int, int, Optional[str]], None]
 
 
 class _Connection(asyncio.Protocol):
@@ -58,7 +62,9 @@ class _Connection(asyncio.Protocol):
         self.job = job
         self.sent_ns = time.time_ns()
         body = job[2]
-        self.transport.write(b"%b%d\r\n%b\r\n%b" % (self.pool.head, len(body), job[3], body))
+        pool = self.pool
+        self.transport.write(b"POST %b HTTP/1.1\r\n%bContent-Length: %d\r\n%b\r\n%b"
+                             % (job[1] or pool.target, pool.head, len(body), job[3], body))
         self._timer = self.pool.loop.call_later(self.pool.timeout_s, self._timed_out)
 
     def data_received(self, data: bytes) -> None:
@@ -68,15 +74,15 @@ class _Connection(asyncio.Protocol):
             self._finish("connection", close=True)
             return
         for message, _payload in messages:
-            self._finish(message.code, close=message.should_close)
+            self._finish(message.code, close=message.should_close, retry_after=message.headers.get("Retry-After"))
 
-    def _finish(self, outcome: int | str, *, close: bool) -> None:
+    def _finish(self, outcome: Outcome, *, close: bool, retry_after: str | None = None) -> None:
         job, self.job = self.job, None
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         if job is not None:
-            self.pool.on_result(job, outcome, self.sent_ns, time.time_ns())
+            self.pool.on_result(job, outcome, self.sent_ns, time.time_ns(), retry_after)
         if close:
             self._close()
         else:
@@ -97,7 +103,7 @@ class _Connection(asyncio.Protocol):
             job, self.job = self.job, None
             if self._timer is not None:
                 self._timer.cancel()
-            self.pool.on_result(job, "connection", self.sent_ns, time.time_ns())
+            self.pool.on_result(job, "connection", self.sent_ns, time.time_ns(), None)
         if self.transport is not None:
             self.transport = None
             self.pool.lost(self)
@@ -119,11 +125,10 @@ class PostPool:
         self.host = parts.hostname
         self.port = parts.port or (443 if parts.scheme == "https" else 80)
         self.ssl = ssl.create_default_context() if parts.scheme == "https" else None
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        self.target = request_target(url)
         host_header = parts.netloc.rsplit("@", 1)[-1]
-        # Everything up to the Content-Length value; the length and extra header lines follow per request.
-        self.head = (f"POST {target} HTTP/1.1\r\nHost: {host_header}\r\nContent-Type: {content_type}\r\n"
-                     "Content-Length: ").encode()
+        # The headers every request to this origin shares; Content-Length and extra lines follow.
+        self.head = f"Host: {host_header}\r\nContent-Type: {content_type}\r\n".encode()
         self.size = max(1, size)
         self.timeout_s = timeout_s
         self.on_result = on_result
@@ -196,7 +201,7 @@ class PostPool:
     def _fail_queued(self) -> None:
         now = time.time_ns()
         while self.queue:
-            self.on_result(self.queue.popleft(), "connection", now, now)
+            self.on_result(self.queue.popleft(), "connection", now, now, None)
 
     def idle(self, conn: _Connection) -> None:
         if self.closed or conn.transport is None:
@@ -212,3 +217,55 @@ class PostPool:
         if conn in self._idle:
             self._idle.remove(conn)
         self._pump()
+
+
+def request_target(url: str) -> bytes:
+    """The path and query of ``url``, as sent on the request line."""
+    parts = urlsplit(url)
+    return ((parts.path or "/") + (f"?{parts.query}" if parts.query else "")).encode()
+
+
+def origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rsplit('@', 1)[-1]}/"
+
+
+class PostClient:
+    """``await post(url, body, header_lines)`` over one :class:`PostPool` per origin.
+
+    Returns ``(outcome, retry_after)``. Connections are opened as requests
+    need them, up to ``connections_per_origin``; callers bound concurrency.
+    """
+
+    def __init__(self, *, connections_per_origin: int, timeout_s: float,
+                 content_type: str = "application/json") -> None:
+        self.connections_per_origin = connections_per_origin
+        self.timeout_s = timeout_s
+        self.content_type = content_type
+        self._pools: dict[str, PostPool] = {}
+
+    def _pool(self, url: str) -> PostPool:
+        key = origin(url)
+        pool = self._pools.get(key)
+        if pool is None or pool.closed:
+            pool = self._pools[key] = PostPool(key, size=self.connections_per_origin, timeout_s=self.timeout_s,
+                                               on_result=_settle, content_type=self.content_type,
+                                               max_connect_failures=1)
+        return pool
+
+    async def post(self, url: str, body: bytes, header_lines: bytes = b"",
+                   target: bytes | None = None) -> tuple[Outcome, str | None]:
+        future: asyncio.Future[tuple[Outcome, str | None]] = asyncio.get_running_loop().create_future()
+        self._pool(url).submit((future, target if target is not None else request_target(url), body, header_lines))
+        return await future
+
+    def close(self) -> None:
+        for pool in self._pools.values():
+            pool.close()
+        self._pools.clear()
+
+
+def _settle(job: Job, outcome: Outcome, _sent: int, _done: int, retry_after: str | None) -> None:
+    future = job[0]
+    if not future.done():
+        future.set_result((outcome, retry_after))

@@ -7,7 +7,7 @@ from collections import Counter
 
 from aiohttp import web
 
-from deliverybench.http_post import Job, PostPool
+from deliverybench.http_post import PostClient, PostPool
 
 
 async def _serve(handler: web.RequestHandler) -> tuple[web.AppRunner, str]:  # type: ignore[type-arg]
@@ -29,9 +29,9 @@ def _run(handler, jobs: int, *, size: int = 4, timeout_s: float = 5.0, url: str 
         runner, served = await _serve(handler)
         try:
             pool = PostPool(url or served, size=size, timeout_s=timeout_s,
-                            on_result=lambda job, outcome, sent, done: outcomes.append((job[0], outcome)))
+                            on_result=lambda job, outcome, sent, done, _ra: outcomes.append((job[0], outcome)))
             for i in range(jobs):
-                pool.submit((i, 0, b'{"id":%d}' % i, b"x-test: %d\r\n" % i))
+                pool.submit((i, b"", b'{"id":%d}' % i, b"x-test: %d\r\n" % i))
             await asyncio.wait_for(pool.drain(), 30)
             pool.close()
         finally:
@@ -91,3 +91,25 @@ def test_a_refused_consumer_fails_every_job_instead_of_hanging() -> None:
     counts, outcomes = _run(handler, 25, url="http://127.0.0.1:9/hook")
     assert counts == {"connection": 25}
     assert len(outcomes) == 25
+
+
+def test_client_posts_to_many_paths_of_one_origin_and_reports_retry_after() -> None:
+    async def handler(request: web.Request) -> web.Response:
+        if request.path.endswith("/busy"):
+            return web.Response(status=503, headers={"Retry-After": "7"})
+        return web.Response(status=200, text=request.path)
+
+    async def main() -> list[tuple[object, object]]:
+        runner, url = await _serve(handler)
+        base = url.split("/hook")[0]
+        client = PostClient(connections_per_origin=4, timeout_s=5)
+        try:
+            return list(await asyncio.gather(*(client.post(f"{base}/sub/{i}", b"{}") for i in range(20)),
+                                             client.post(f"{base}/sub/busy", b"{}")))
+        finally:
+            client.close()
+            await runner.cleanup()
+
+    results = asyncio.run(main())
+    assert results[:20] == [(200, None)] * 20
+    assert results[20] == (503, "7")
