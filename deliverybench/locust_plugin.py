@@ -128,6 +128,7 @@ class HarnessProcess:
         self.sampler.add_self("harness")
         self.pending_samples: list[Any] = []
         self._flusher: gevent.Greenlet | None = None
+        self._flusher_stop = gevent.event.Event()
         self._counter = 0
         self.prefix = f"{socket.gethostname()}:{os.getpid()}"
         self.sessions: dict[str, Any] = {}
@@ -181,34 +182,46 @@ class HarnessProcess:
 
     def start_flusher(self) -> None:
         if self._flusher is None or self._flusher.dead:
-            self._flusher = gevent.spawn(self._flush_forever)
+            self._flusher_stop = gevent.event.Event()
+            self._flusher = gevent.spawn(self._flush_forever, self._flusher_stop)
 
     def stop_flusher(self) -> None:
+        """Stop the once-a-second flush, letting one in progress finish."""
         if self._flusher is not None:
-            self._flusher.kill(block=False)
+            self._flusher_stop.set()
+            self._flusher.join(timeout=10)
             self._flusher = None
 
-    def _flush_forever(self) -> None:
-        while True:
-            gevent.sleep(1.0)
-            try:
-                self.flush(final=False)
-            except gevent.Timeout:
-                log.warning("event-loop thread did not answer a flush within 5 s")
+    def _flush_forever(self, stop: gevent.event.Event) -> None:
+        while not stop.wait(1.0):
+            self.flush(final=False)
 
     def flush(self, *, final: bool) -> None:
-        """Move what the loop thread finished into Locust's stats and the pending payload."""
+        """Move what the loop thread finished into Locust's stats and the pending payload.
+
+        The loop thread hands its payload over through the inbox, and the
+        hub absorbs it whether or not anyone is still waiting: a taken
+        payload can never be dropped by a timeout or a killed greenlet.
+        """
         now = time.time_ns()
         self.pending_gauges.append((now // NS, self.recorder.connected, self.prefix))
         self.pending_samples.extend(self.sampler.sample(connections=self.recorder.connected))
         if self._loop is None:
             return
+        absorbed = gevent.event.Event()
+        inbox = self.inbox
 
-        def take(reply: Callable[[Any], None]) -> None:
-            reply(self.recorder.take_payload(final=final))
+        def take() -> None:
+            payload = self.recorder.take_payload(final=final)
+            inbox.post(self._absorb_then_set, payload, absorbed)
 
-        payload = self.wait_from_loop(take, timeout=5.0)
+        self.loop.call(take)
+        if not absorbed.wait(timeout=10.0):
+            log.warning("event-loop thread did not hand over its data within 10 s")
+
+    def _absorb_then_set(self, payload: Mapping[str, Any], absorbed: gevent.event.Event) -> None:
         self._absorb(payload)
+        absorbed.set()
 
     def _absorb(self, payload: Mapping[str, Any]) -> None:
         from .locust_stats import feed_locust_stats
@@ -560,10 +573,7 @@ def _wire(environment: Environment, harness: HarnessProcess | None, controller: 
             harness.status_active = False
             harness.stop_flusher()
             gevent.sleep(0.2)  # let close requests from on_stop reach the loop first
-            try:
-                harness.flush(final=True)
-            except gevent.Timeout:
-                log.error("event-loop thread did not hand over its final data")
+            harness.flush(final=True)
             payload = harness.take_pending()
             if isinstance(runner, WorkerRunner):
                 runner.send_message(FINAL_MESSAGE, payload_to_wire(payload))

@@ -20,6 +20,7 @@ thread.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sys
 import threading
@@ -143,4 +144,7 @@ class GeventInbox:
         queue = self._queue
         while queue:
             fn, args = queue.popleft()
-            fn(*args)
+            try:
+                fn(*args)
+            except Exception:  # one failing callback must not strand the others in the queue
+                logging.getLogger("deliverybench").exception("callback from the event-loop thread failed")

@@ -43,6 +43,9 @@ def summary_table(document: Mapping[str, Any]) -> str:
             notes.append(f"{name}: HARNESS SATURATED - {mode['harness']['reason']}")
         if audit and not audit.get("balanced", True):
             notes.append(f"{name}: audit does not balance (expected != delivered_unique + lost)")
+        if audit and not audit.get("recorded_matches", True):
+            notes.append(f"{name}: {audit.get('recorded')} deliveries recorded but the subscribers' audit counts "
+                         f"{audit.get('delivered_unique', 0) + audit.get('unexpected', 0)}: some data was lost in transit")
     widths = [max(len(c), *(len(r[i]) for r in rows)) if rows else len(c) for i, c in enumerate(columns)]
     lines = ["  ".join(c.rjust(w) if i > 1 else c.ljust(w) for i, (c, w) in enumerate(zip(columns, widths)))]
     lines.append("  ".join("-" * w for w in widths))

@@ -211,7 +211,7 @@ def test_run_bench_three_modes_side_by_side(tmp_path: Path) -> None:
     for name, mode in doc["modes"].items():
         assert mode["status"] == "ok", (name, mode["failure"])
         assert mode["audit"]["delivered_unique"] == 20 * 10 and mode["audit"]["lost"] == 0, name
-        assert mode["audit"]["balanced"]
+        assert mode["audit"]["balanced"] and mode["audit"]["recorded_matches"]
     table = [line for line in proc.stdout.splitlines() if line.split()[:1] in (["push"], ["callback"], ["poll"])]
     assert len(table) == 3
     assert (tmp_path / "run" / "report.html").is_file()

@@ -165,7 +165,9 @@ def build_mode_result(
         "series": {"columns": list(SERIES_COLUMNS), "rows": per_second_series(
             recorder, published_due_ns=published_due_ns, published_ok=published_ok,
             gauges=gauges, errors_per_second=errors_per_second, metric=headline)},
-        "audit": audit_totals.to_dict(),
+        "audit": {**audit_totals.to_dict(), "recorded": deliveries,
+                  # every recorded delivery must be a first arrival of some subscriber's id
+                  "recorded_matches": deliveries == audit_totals.delivered_unique + audit_totals.unexpected},
         "fanout": {
             "columns": ["id", "due_ns", "fanout_ms"],
             "rows": [[i, due, fanout_recorder_ms[i] if i < len(fanout_recorder_ms) else None]

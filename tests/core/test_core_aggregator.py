@@ -173,6 +173,7 @@ def test_build_audit_and_fanout() -> None:
         "published": 9, "publish_failed": 1, "subscribers": 4, "subscribers_full": 4,
         "expected": 36, "delivered_unique": 35, "lost": 1, "duplicates": 1, "out_of_order": 0,
         "unexpected": 1, "arrivals": 37, "subscribers_with_loss": 1, "balanced": True,
+        "recorded": 36, "recorded_matches": True,
     }
     assert audit["expected"] == audit["published"] * audit["subscribers"]
     # fan-out: last subscriber (s3) is 4 ms late; id 2 was missed by s3 and id 6 expected by nobody
