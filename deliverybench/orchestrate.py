@@ -11,6 +11,7 @@ with ``status: failed`` and the reason, and the other modes still run.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -78,8 +79,18 @@ def _locust_command(config: RunConfig, mode: str, urls: dict[str, str], results:
         if config.webhook_secret:
             cmd += ["--webhook-secret", config.webhook_secret]
     if config.processes > 1:
-        cmd += ["--processes", str(config.processes)]
+        # A private master port on loopback: with Locust's default (*:5557) the workers of
+        # another run on the same machine could join this master.
+        port = str(_free_port())
+        cmd += ["--processes", str(config.processes), "--master-bind-host", "127.0.0.1",
+                "--master-bind-port", port, "--master-host", "127.0.0.1", "--master-port", port]
     return cmd + list(config.extra_locust_args)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def _start_target(config: RunConfig, mode: str) -> tuple[Any, dict[str, str]]:

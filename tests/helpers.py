@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -27,6 +28,12 @@ def run_locust(scenario: str, tmp: Path, *args: str, users: int, timeout: float 
     cmd = [sys.executable, "-m", "locust", "-f", str(SCENARIOS / scenario), "--headless",
            "-u", str(users), "-r", str(max(users, 1)), "-t", "120s", "--only-summary",
            "--results", str(results), "--csv", str(tmp / "locust"), *args]
+    if "--processes" in args:  # a private master port, so no other run's workers can join
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = str(probe.getsockname()[1])
+        cmd += ["--master-bind-host", "127.0.0.1", "--master-bind-port", port,
+                "--master-host", "127.0.0.1", "--master-port", port]
     proc = subprocess.run(cmd, cwd=tmp, env=env(), capture_output=True, text=True, timeout=timeout)
     assert results.is_file(), f"no results written (exit {proc.returncode}):\n{proc.stderr[-3000:]}"
     return proc, json.loads(results.read_text())
