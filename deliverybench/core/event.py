@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Any, Iterable
 
 __all__ = [
     "Event",
@@ -143,16 +143,16 @@ def decode_head(data: bytes | str) -> EventHead:
         raise MalformedEvent(f"not JSON: {exc}") from None
     if not isinstance(obj, dict):
         raise MalformedEvent("event is not a JSON object")
-    event_id, due_ns = obj.get("id"), obj.get("due_ns")
-    if not _is_int(event_id) or not _is_int(due_ns):
+    fields: dict[str, Any] = obj
+    if not _is_int(fields.get("id")) or not _is_int(fields.get("due_ns")):
         raise MalformedEvent("event lacks an integer id or due_ns")
-    if event_id < 0:
+    if fields["id"] < 0:
         raise MalformedEvent("event id is negative")
     sent = obj.get("sent_ns")
     stream = obj.get("stream")
     return EventHead(
-        event_id,
-        due_ns,
+        fields["id"],
+        fields["due_ns"],
         sent if _is_int(sent) else None,
         stream if isinstance(stream, str) else None,
     )

@@ -75,7 +75,7 @@ def mean(h: HdrHistogram) -> float:
     nonzero = np.nonzero(counts)[0]
     # Python integers: exact however large the counts, like hdrh's own sum.
     weighted = sum(int(c) * int(v) for c, v in zip(counts[nonzero].tolist(), median[nonzero].tolist()))
-    return float(weighted) / total
+    return float(weighted) / float(total)
 
 
 def recorded(h: HdrHistogram) -> tuple[np.ndarray, np.ndarray]:

@@ -60,7 +60,7 @@ def new_histogram() -> HdrHistogram:
 
 def encode_histogram(histogram: HdrHistogram) -> str:
     """Compressed, base64 HdrHistogram V2 encoding (readable by other HDR libraries)."""
-    return histogram.encode().decode("ascii")
+    return str(histogram.encode().decode("ascii"))
 
 
 def decode_histogram(encoded: str) -> HdrHistogram:

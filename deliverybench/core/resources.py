@@ -9,7 +9,7 @@ figures measure the harness rather than the target and must be flagged.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 __all__ = ["Sample", "RoleCost", "SaturationVerdict", "role_costs", "harness_saturation", "SAMPLE_COLUMNS"]
 
@@ -38,10 +38,10 @@ class Sample:
                 self.rss_bytes, self.connections]
 
     @classmethod
-    def from_row(cls, row: Sequence[object]) -> "Sample":
+    def from_row(cls, row: Sequence[Any]) -> "Sample":
         t_s, role, pid, cpu_s, pct, rss, *rest = row
-        conns = int(rest[0]) if rest else -1  # type: ignore[call-overload]
-        return cls(float(t_s), str(role), int(pid), float(cpu_s), float(pct), int(rss), conns)  # type: ignore[arg-type]
+        conns = int(rest[0]) if rest else -1
+        return cls(float(t_s), str(role), int(pid), float(cpu_s), float(pct), int(rss), conns)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,9 +80,9 @@ def role_costs(samples: Sequence[Sample]) -> dict[str, RoleCost]:
     for role in sorted({s.role for s in samples}):
         per_pid = _by_pid(samples, role)
         cpu = sum(rows[-1].cpu_s - rows[0].cpu_s for rows in per_pid.values())
-        rss_by_time: dict[float, int] = {}
+        rss_by_time: dict[int, int] = {}
         for rows in per_pid.values():
-            per_second: dict[float, int] = {}
+            per_second: dict[int, int] = {}
             for s in rows:  # one reading per process per second, or a double flush doubles it
                 key = round(s.t_s)
                 per_second[key] = max(per_second.get(key, 0), s.rss_bytes)
@@ -135,9 +135,10 @@ def harness_saturation(
         busy = sum(1 for p in readings if p >= threshold_percent) / len(readings)
         if busy > worst[0] or worst[1] is None:
             worst = (busy, pid)
-    busy, pid = worst
-    if pid is None:
+    busy, busiest = worst
+    if busiest is None:
         return SaturationVerdict(False, "no harness samples", None, 0.0)
+    pid = busiest
     if busy > max_busy_fraction:
         return SaturationVerdict(
             True,

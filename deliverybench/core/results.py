@@ -131,9 +131,10 @@ def build_mode_result(
 
     Everything time-like is passed in; the function reads no clock.
     """
-    error_rows = [[int(sec), str(kind), int(n)] for sec, kind, n in errors_series]
+    error_triples = [(int(sec), str(kind), int(n)) for sec, kind, n in errors_series]
+    error_rows = [list(row) for row in error_triples]
     errors_per_second: dict[int, int] = {}
-    for sec, _, n in error_rows:
+    for sec, _, n in error_triples:
         errors_per_second[sec] = errors_per_second.get(sec, 0) + n
     fanout_recorder_ms = [None if v is None else _ms(v // 1000) for v in fanout_ns]
     summary = {metric: summarize(recorder.total(metric)) for metric in recorder.metrics()}
@@ -274,4 +275,4 @@ def loads(text: str) -> dict[str, Any]:
     except json.JSONDecodeError as exc:
         raise ResultsFormatError(f"results file is not JSON: {exc}") from None
     validate(doc)
-    return doc
+    return dict(doc)
