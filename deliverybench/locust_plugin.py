@@ -131,7 +131,6 @@ class HarnessProcess:
         self._flusher_stop = gevent.event.Event()
         self._counter = 0
         self.prefix = f"{socket.gethostname()}:{os.getpid()}"
-        self.sessions: dict[str, Any] = {}
         self.status_active = False
         _warm_histogram_tables()
 
