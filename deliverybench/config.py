@@ -145,7 +145,7 @@ def build_parser() -> configargparse.ArgumentParser:
     push.add_argument("--echo-interval", type=float, default=0.0, help="Seconds between echo round trips per session (0: off).")
     push.add_argument("--source-addresses", default="", help="Comma-separated local addresses (127.0.0.2,...) to go past ~28k sessions.")
     callback = parser.add_argument_group("Callback mode (the harness as webhook receiver)")
-    callback.add_argument("--webhook-secret", default="", help="Standard Webhooks secret of an external target (default: the built-in target's test secret).")
+    callback.add_argument("--webhook-secret", default="", help="Standard Webhooks secret (given to the built-in callback target too; default: its documented test secret). Passed on by environment, never written to results.")
     callback.add_argument("--ack-delay", default="0", help="Receiver acknowledgement delay: MS, exp:MEAN_MS or uniform:LOW,HIGH.")
     callback.add_argument("--fail-ratio", type=float, default=0.0, help="Share of first attempts the receiver fails, to exercise retries.")
     callback.add_argument("--fail-status", type=int, default=500, help="HTTP status of simulated failures.")

@@ -43,6 +43,7 @@ from .gc_tuning import settle_gc
 from .loop_thread import GeventInbox, LoopThread
 from .machine import git_commit, machine_facts, package_versions
 from .process_recorder import ProcessRecorder, empty_payload
+from .redact import redact_argv, redact_config
 from .publisher import Publisher, PublisherOptions
 from .sampling import ProcessSampler
 
@@ -437,11 +438,11 @@ class RunController:
             stream_start_ns=stream_start, ended_ns=ended, join_grace_ns=int(opts.join_grace * NS),
             drain_ns=int(opts.drain * NS), status=status, failure=failure, extra=extra,
         )
-        config = {k: v for k, v in sorted(vars(opts).items()) if _plain(v)}
+        config = redact_config({k: v for k, v in sorted(vars(opts).items()) if _plain(v)})
         document = new_document(
             run_id=Path(self._results_path()).parent.name, config=config, machine=machine_facts(),
             packages=package_versions(), commit=git_commit(), started_ns=self.started_ns, ended_ns=ended,
-            modes={self.mode: result}, command=["locust", *sys.argv[1:]],
+            modes={self.mode: result}, command=redact_argv(["locust", *sys.argv[1:]]),
         )
         path = results_file.write(document, self._results_path())
         self.results_path = path

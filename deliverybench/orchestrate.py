@@ -25,6 +25,7 @@ from .core.audit import AuditTotals
 from .core.recording import Recorder
 from .core.results import build_mode_result, merge_documents, new_document
 from .machine import git_commit, machine_facts, package_versions
+from .redact import redact_argv, redact_config
 
 __all__ = ["ModeRun", "run_modes", "SCENARIOS", "REPO_ROOT"]
 
@@ -70,14 +71,10 @@ def _locust_command(config: RunConfig, mode: str, urls: dict[str, str], results:
     if mode == "callback":
         cmd += ["--ack-delay", config.ack_delay, "--fail-ratio", str(config.fail_ratio),
                 "--fail-status", str(config.fail_status)]
-        if config.webhook_secret:
-            cmd += ["--webhook-secret", config.webhook_secret]
     if mode == "burst":
         cmd += ["--burst-timeout", str(config.burst_timeout)]
         if config.sign:
             cmd.append("--sign")
-        if config.webhook_secret:
-            cmd += ["--webhook-secret", config.webhook_secret]
     if config.processes > 1:
         # A private master port on loopback: with Locust's default (*:5557) the workers of
         # another run on the same machine could join this master.
@@ -121,6 +118,8 @@ def _start_target(config: RunConfig, mode: str) -> tuple[Any, dict[str, str]]:
     kwargs: dict[str, Any] = {}
     if config.target_delay_ms:
         kwargs["delay_ms"] = config.target_delay_ms
+    if name == "callback" and config.webhook_secret:
+        kwargs["secret"] = config.webhook_secret
     target = cls(**kwargs)
     target.start()
     urls = {"ingress": target.ingress_url or "", mode: target.egress_url(mode) or "",
@@ -136,7 +135,7 @@ def _failed_document(config: RunConfig, mode: str, failure: str, started_ns: int
         recorder=Recorder(), audit_totals=AuditTotals(), published_due_ns=[], published_ok=[],
         stream_start_ns=started_ns, started_ns=started_ns, ended_ns=now, status="failed", failure=failure,
     )
-    return new_document(run_id=mode, config=config.to_dict(), machine=machine_facts(),
+    return new_document(run_id=mode, config=redact_config(config.to_dict()), machine=machine_facts(),
                         packages=package_versions(), commit=git_commit(), started_ns=started_ns, ended_ns=now,
                         modes={mode: result})
 
@@ -163,6 +162,8 @@ def run_mode(config: RunConfig, mode: str, run_dir: Path, say: Callable[[str], N
             return ModeRun(mode, results, log_path, None, _failed_document(config, mode, f"target: {exc}", started))
         cmd = _locust_command(config, mode, urls, results)
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+        if config.webhook_secret:  # by environment: a secret on a command line shows in `ps`
+            env["DELIVERYBENCH_WEBHOOK_SECRET"] = config.webhook_secret
         timeout = config.settle + config.duration + config.drain + 240 + config.subscribers / config.spawn_rate
         with open(log_path, "w") as log:
             try:
@@ -196,7 +197,7 @@ def run_modes(config: RunConfig, run_dir: Path, say: Callable[[str], None]) -> d
             say(f"  {mode}: {result['status']}: {result.get('failure')}")
         documents.append(run.document)
     merged = merge_documents(documents, run_id=run_dir.name)
-    merged["config"] = {**config.to_dict(), "locust": merged.get("config", {})}
-    merged["run"]["command"] = ["run_bench.py", *sys.argv[1:]]
+    merged["config"] = redact_config({**config.to_dict(), "locust": merged.get("config", {})})
+    merged["run"]["command"] = redact_argv(["run_bench.py", *sys.argv[1:]])
     return merged
 

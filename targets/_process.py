@@ -60,9 +60,11 @@ class ServerProcess:
             before killing the child.
     """
 
-    def __init__(self, module: str, args: list[str], *, ready_timeout_s: float = 15.0) -> None:
+    def __init__(self, module: str, args: list[str], *, ready_timeout_s: float = 15.0,
+                 env: dict[str, str] | None = None) -> None:
         self.module = module
         self.args = list(args)
+        self.extra_env = dict(env or {})  # e.g. secrets, which must not show in the process list
         self.ready_timeout_s = ready_timeout_s
         self.urls: dict[str, str] = {}
         self.log_path: Path | None = None
@@ -86,6 +88,7 @@ class ServerProcess:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
         env.setdefault("PYTHONUNBUFFERED", "1")
+        env.update(self.extra_env)
         try:
             self._proc = subprocess.Popen(
                 [sys.executable, "-m", self.module, *self.args],

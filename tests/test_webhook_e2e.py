@@ -217,3 +217,15 @@ def test_run_bench_three_modes_side_by_side(tmp_path: Path) -> None:
     assert (tmp_path / "run" / "report.html").is_file()
     assert "report:" in proc.stdout
     assert os.path.getsize(tmp_path / "run" / "report.html") > 10_000
+
+
+def test_callback_target_secret_goes_by_environment_not_argv(tmp_path: Path) -> None:
+    secret = "whsec_" + "b3duLXNlY3JldC1mb3ItdGhpcy10ZXN0LW9ubHk="
+    with CallbackTarget(secret=secret) as target:
+        cmdline = Path(f"/proc/{target.pids()[0]}/cmdline").read_bytes()
+        assert secret.encode() not in cmdline
+        _, doc = run_locust("webhook_callback.py", tmp_path, *_callback_args(target), "--rate", "5",
+                            "--duration", "1", "--drain", "1", "--webhook-secret", secret, users=3)
+    cb = _mode(doc, "callback")
+    assert cb["audit"]["delivered_unique"] == 15 and cb["extra"].get("rejected_signature", 0) == 0
+    assert secret not in json.dumps(doc)  # never written into the results either
