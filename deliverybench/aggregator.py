@@ -158,6 +158,8 @@ class RunAggregator:
             started_ns=started_ns,
             ended_ns=ended_ns,
             fanout_ns=fanout,
+            fanout_expected=expected,
+            fanout_received=self.fanout.count,
             gauges=dict(self.gauges),
             errors=dict(self.errors),
             errors_series=[(sec, kind, n) for (sec, kind), n in sorted(self.error_series.items())],

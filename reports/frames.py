@@ -381,7 +381,11 @@ def fanout_frame(refs: Sequence[ModeRef]) -> pd.DataFrame:
         df = pd.DataFrame(rows, columns=list(fan.get("columns") or ["id", "due_ns", "fanout_ms"]))
         df["fanout_ms"] = pd.to_numeric(df["fanout_ms"], errors="coerce").astype("float64")
         df["t_s"] = (df["due_ns"].astype("int64") - int(ref.stream_start_s * NS_PER_S)) / NS_PER_S
-        df["incomplete"] = df["fanout_ms"].isna()
+        if "expected" in df.columns:  # events nobody was expected to get are not incomplete
+            expected = pd.to_numeric(df["expected"], errors="coerce").fillna(1)
+            df["incomplete"] = df["fanout_ms"].isna() & (expected > 0)
+        else:
+            df["incomplete"] = df["fanout_ms"].isna()
         df["run"], df["mode"], df["label"] = ref.run, ref.mode, ref.label
         frames.append(df)
     columns = ["run", "mode", "label", "id", "due_ns", "t_s", "fanout_ms", "incomplete"]

@@ -448,9 +448,9 @@ def fanout(data: ReportData) -> dict[str, Any]:
     sec["tables"] = [table(stats, cols, table_id="fanout-table")]
     incomplete = int(stats["incomplete"].sum())
     sec["incomplete"] = incomplete
-    sec["notes"].append(f"{incomplete:,} event{'s have' if incomplete != 1 else ' has'} no fan-out time (null): "
-                        "an expected subscriber never got it — or nobody was expected to, as for a refused "
-                        "publish; the results document does not tell these apart." if incomplete
+    sec["notes"].append(f"{incomplete:,} event{'s' if incomplete != 1 else ''} never reached every expected "
+                        "subscriber (no fan-out time). Events nobody was expected to get, such as refused "
+                        "publishes, are not counted here." if incomplete
                         else "Every event reached every expected subscriber.")
     if dropped:
         sec["notes"].append(f"Plot shows {len(sample):,} of {len(fan):,} events (an even sample per mode plus the "

@@ -119,6 +119,8 @@ def build_mode_result(
     started_ns: int,
     ended_ns: int,
     fanout_ns: Sequence[int | None] = (),
+    fanout_expected: Sequence[int] = (),
+    fanout_received: Mapping[int, int] | None = None,
     gauges: Mapping[int, int] | None = None,
     errors: Mapping[str, int] | None = None,
     errors_series: Iterable[tuple[int, str, int]] = (),
@@ -170,8 +172,12 @@ def build_mode_result(
                   # every recorded delivery must be a first arrival of some subscriber's id
                   "recorded_matches": deliveries == audit_totals.delivered_unique + audit_totals.unexpected},
         "fanout": {
-            "columns": ["id", "due_ns", "fanout_ms"],
-            "rows": [[i, due, fanout_recorder_ms[i] if i < len(fanout_recorder_ms) else None]
+            # expected: subscribers that should get the event; received: how many did.
+            # fanout_ms is null when expected == 0 or received < expected.
+            "columns": ["id", "due_ns", "fanout_ms", "expected", "received"],
+            "rows": [[i, due, fanout_recorder_ms[i] if i < len(fanout_recorder_ms) else None,
+                      fanout_expected[i] if i < len(fanout_expected) else None,
+                      (fanout_received or {}).get(i, 0)]
                      for i, due in enumerate(published_due_ns)],
         },
         "errors": dict(sorted((errors or {}).items())),

@@ -179,6 +179,9 @@ def test_build_audit_and_fanout() -> None:
     # fan-out: last subscriber (s3) is 4 ms late; id 2 was missed by s3 and id 6 expected by nobody
     fanout = [row[2] for row in result["fanout"]["rows"]]
     assert fanout == [4.0, 4.0, None, 4.0, 4.0, 4.0, None, 4.0, 4.0, 4.0]
+    rows = result["fanout"]["rows"]
+    assert [row[3] for row in rows] == [4, 4, 4, 4, 4, 4, 0, 4, 4, 4]  # id 6: publish refused
+    assert [row[4] for row in rows] == [4, 4, 3, 4, 4, 4, 1, 4, 4, 4]  # id 2 missed by s3; id 6 reached s0
     assert result["summary"]["fanout"]["count"] == 8
     assert result["summary"]["fanout"]["max"] == 4.001  # 4000 µs: HDR bucket 4000..4001
     assert result["throughput"]["published"] == 9

@@ -110,9 +110,11 @@ def test_build_mode_result_fields() -> None:
     assert [row[0] for row in result["series"]["rows"]] == [S, S + 1, S + 2, S + 3, S + 4]
     assert [row[-1] for row in result["series"]["rows"]] == [0, 3, 0, 0, 1]  # errors per second summed
     assert result["audit"]["expected"] == 14 and result["audit"]["balanced"] is True
-    assert result["fanout"]["columns"] == ["id", "due_ns", "fanout_ms"]
-    assert result["fanout"]["rows"] == [[0, DUE[0], 5.123], [1, DUE[1], None], [2, DUE[2], 7.0]] + [
-        [i, DUE[i], None] for i in range(3, 8)
+    assert result["fanout"]["columns"] == ["id", "due_ns", "fanout_ms", "expected", "received"]
+    # no per-event expected/received counts were given to this build: None and 0
+    assert result["fanout"]["rows"] == [[0, DUE[0], 5.123, None, 0], [1, DUE[1], None, None, 0],
+                                        [2, DUE[2], 7.0, None, 0]] + [
+        [i, DUE[i], None, None, 0] for i in range(3, 8)
     ]
     assert list(result["errors"]) == ["closed_1006", "connect_refused", "timeout"]
     assert result["errors_series"] == {"columns": ["second", "kind", "count"],
