@@ -28,6 +28,10 @@ Delivery model, and why:
   then creates the delivery task. A retry waiting out its back-off keeps its
   outstanding slot but gives back its request slot, so a failing subscriber
   slows the others only once it has used up all outstanding slots.
+* No subscriber can starve the others: at most
+  ``--max-in-flight-per-subscription`` deliveries to one subscription are
+  under way at once; the rest wait in that subscription's own line, holding
+  no request slot, so a hung receiver costs its share and nothing more.
 * ``webhook-id`` is ``msg_<n>_<subscription id>``, where ``n`` is this
   target's publication counter, not the event's ``id``: event ids restart at
   0 per stream, and a receiver deduplicates by ``webhook-id``. It is stable
@@ -122,6 +126,7 @@ class Settings:
     retry_schedule: tuple[float, ...] = (0.05, 0.1, 0.2, 0.4, 0.8)
     jitter: float = 0.2
     max_in_flight: int = 256
+    max_in_flight_per_subscription: int = 32
     max_outstanding: int = 8192
     connection_limit: int = 1024
     delay_ms: float = 0.0
@@ -141,6 +146,8 @@ class Subscription:
     attempts: int = 0
     delivered: int = 0
     give_ups: int = 0
+    in_flight: int = 0  # deliveries started and not finished (attempting or waiting to retry)
+    backlog: deque["_QueuedEvent"] = field(default_factory=deque)  # waiting for in_flight to drop
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -349,9 +356,16 @@ class Dispatcher:
                 await asyncio.sleep(wait)
             targets = self._active
             self._fanout_remaining = len(targets)
+            cap = self.settings.max_in_flight_per_subscription
             for sub in targets:
                 if not self._outstanding.try_take():
                     await self._outstanding.take()
+                if sub.in_flight >= cap:
+                    # A slow or hung subscriber waits in its own line, holding its outstanding
+                    # slot but no request slot, so it cannot starve the others.
+                    sub.backlog.append(event)
+                    self._fanout_remaining -= 1
+                    continue
                 if not self._slots.try_take():
                     try:
                         await self._slots.take()
@@ -359,10 +373,38 @@ class Dispatcher:
                         self._outstanding.give()
                         raise
                 self._fanout_remaining -= 1
-                task = loop.create_task(self._deliver(event, sub))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                sub.in_flight += 1
+                self._spawn(self._deliver(event, sub))
             self._fanout_remaining = 0
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _next_from_backlog(self, sub: Subscription) -> None:
+        """One of ``sub``'s deliveries ended: start its next waiting one, if any."""
+        if not sub.backlog:
+            return
+        if not sub.active:
+            while sub.backlog:
+                sub.backlog.popleft()
+                self.counters.abandoned += 1
+                self._outstanding.give()
+            return
+        event = sub.backlog.popleft()
+        sub.in_flight += 1
+        self._spawn(self._deliver_when_slot_free(event, sub))
+
+    async def _deliver_when_slot_free(self, event: _QueuedEvent, sub: Subscription) -> None:
+        """A backlogged delivery: holds its outstanding slot, still needs a request slot."""
+        try:
+            await self._slots.take()
+        except BaseException:
+            sub.in_flight -= 1
+            self._outstanding.give()
+            raise
+        await self._deliver(event, sub)
 
     async def _deliver(self, event: _QueuedEvent, sub: Subscription) -> None:
         """Attempt, back off, retry until delivered, given up, or the subscription is gone.
@@ -391,6 +433,8 @@ class Dispatcher:
                     self.counters.retry_waiting -= 1
         finally:
             self._outstanding.give()
+            sub.in_flight -= 1
+            self._next_from_backlog(sub)
 
     def _header_lines(self, event: _QueuedEvent, msg_id: str, attempt: int) -> bytes:
         now = int(time.time())
@@ -472,7 +516,8 @@ class Dispatcher:
             "in_flight": c.in_flight,
             # first attempts not yet started (estimated with today's subscribers
             # for events still queued) plus retries waiting for their next attempt
-            "pending": queued * active + self._fanout_remaining + c.retry_waiting,
+            "pending": queued * active + self._fanout_remaining + c.retry_waiting
+            + sum(len(s.backlog) for s in self._subs.values()),
             "queued_events": queued,
             "retry_waiting": c.retry_waiting,
         }
@@ -583,6 +628,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--jitter", type=float, default=0.2, help="± fraction applied to each scheduled delay (default 0.2)")
     p.add_argument("--max-in-flight", type=_positive_int, default=256, help="requests in flight at once (default 256)")
+    p.add_argument("--max-in-flight-per-subscription", type=_positive_int, default=32,
+                   help="deliveries under way to one subscription at once; the rest wait in its own line, "
+                        "so a hung subscriber cannot starve the others (default 32)")
     p.add_argument(
         "--max-outstanding",
         type=_positive_int,
@@ -615,6 +663,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         retry_schedule=args.retry_schedule,
         jitter=args.jitter,
         max_in_flight=args.max_in_flight,
+        max_in_flight_per_subscription=args.max_in_flight_per_subscription,
         max_outstanding=args.max_outstanding,
         connection_limit=args.connection_limit,
         delay_ms=max(args.delay_ms, 0.0),

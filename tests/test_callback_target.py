@@ -139,7 +139,8 @@ class Receiver:
     async def start(self) -> Receiver:
         app = web.Application()
         app.router.add_post("/hook", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
+        # a short shutdown: a receiver that is deliberately hanging must not hold up teardown
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
@@ -465,3 +466,24 @@ def test_delay_ms_holds_fan_out() -> None:
         assert r.hits[0].at - sent >= 0.28
 
     run(scenario, receiver, target_args=("--delay-ms", "300"))
+
+
+def test_a_hung_subscriber_does_not_starve_the_others() -> None:
+    """With 8 request slots and at most 2 deliveries per subscription, a subscriber that never
+    answers holds 2 slots; the healthy one gets every event without waiting for its timeouts."""
+    hung, healthy = Receiver(delay_first_s=30.0), Receiver()
+    published = events(30)
+
+    async def scenario(target: Target, session: aiohttp.ClientSession, slow: Receiver, fast: Receiver) -> None:
+        await subscribe(session, target, slow.url)
+        await subscribe(session, target, fast.url)
+        started = time.monotonic()
+        await publish(session, target, published)
+        await eventually(lambda: len(fast.hits) == len(published), timeout_s=5.0)
+        assert time.monotonic() - started < 5.0  # far below the 10 s per-attempt timeout
+        assert len(slow.hits) == 2  # only its per-subscription share is ever in flight
+        s = await stats(session, target)
+        assert s["in_flight"] == 2 and s["pending"] >= len(published) - 2
+
+    run(scenario, hung, healthy, target_args=("--timeout-s", "10", "--max-in-flight", "8",
+                                              "--max-in-flight-per-subscription", "2"))
