@@ -25,10 +25,28 @@ import configargparse
 
 from .core.schedule import SCHEDULE_KINDS, Schedule
 
-__all__ = ["RunConfig", "ConfigError", "build_parser", "resolve", "MODES", "ENV_PREFIX"]
+__all__ = ["RunConfig", "ConfigError", "build_parser", "resolve", "schedule_from_options", "MODES", "ENV_PREFIX"]
 
 MODES = ("push", "callback", "poll", "burst")
 ENV_PREFIX = "DELIVERYBENCH_"
+
+
+def schedule_from_options(options: Any) -> Schedule:
+    """The stream's schedule from options named as on the command line.
+
+    Shared by ``run_bench.py``'s :class:`RunConfig` and the locustfiles' parsed
+    Locust options, which use the same names.
+    """
+    return Schedule(
+        kind=options.schedule,
+        rate=options.rate,
+        duration_s=options.duration,
+        burst_size=options.burst_size,
+        burst_interval_s=options.burst_interval,
+        rate_end=options.rate_end or None,
+        seed=options.seed,
+        max_events=options.max_events or None,
+    )
 
 
 class ConfigError(Exception):
@@ -77,9 +95,7 @@ class RunConfig:
     extra_locust_args: tuple[str, ...] = field(default_factory=tuple)
 
     def schedule_obj(self) -> Schedule:
-        return Schedule(kind=self.schedule, rate=self.rate, duration_s=self.duration,  # type: ignore[arg-type]
-                        burst_size=self.burst_size, burst_interval_s=self.burst_interval,
-                        rate_end=self.rate_end or None, seed=self.seed, max_events=self.max_events or None)
+        return schedule_from_options(self)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)

@@ -37,9 +37,11 @@ from locust.runners import MasterRunner, WorkerRunner
 
 from . import results_file
 from .aggregator import RunAggregator, payload_to_wire
+from .config import schedule_from_options
+from .core.audit import PublishedLog
 from .core.results import new_document
 from .core.schedule import SCHEDULE_KINDS, Schedule
-from .gc_tuning import settle_gc
+from .process_tuning import raise_open_files_limit, settle_gc
 from .loop_thread import GeventInbox, LoopThread
 from .machine import git_commit, machine_facts, package_versions
 from .process_recorder import ProcessRecorder, empty_payload
@@ -47,7 +49,7 @@ from .redact import redact_argv, redact_config
 from .publisher import Publisher, PublisherOptions
 from .sampling import ProcessSampler
 
-__all__ = ["install", "HarnessProcess", "RunController", "add_arguments", "add_option", "MODE_TARGETS"]
+__all__ = ["install", "schedule_from_options", "HarnessProcess", "RunController", "add_arguments", "add_option", "MODE_TARGETS"]
 
 log = logging.getLogger("deliverybench")
 NS = 1_000_000_000
@@ -101,19 +103,6 @@ def add_arguments(parser: Any) -> None:
         help="Headless: stay up after the stream ends instead of quitting.")
 
 
-def schedule_from_options(options: Any) -> Schedule:
-    return Schedule(
-        kind=options.schedule,
-        rate=options.rate,
-        duration_s=options.duration,
-        burst_size=options.burst_size,
-        burst_interval_s=options.burst_interval,
-        rate_end=options.rate_end or None,
-        seed=options.seed,
-        max_events=options.max_events or None,
-    )
-
-
 class HarnessProcess:
     """The measuring half of one Locust process that runs users."""
 
@@ -151,9 +140,6 @@ class HarnessProcess:
     def new_subscriber_name(self) -> str:
         self._counter += 1
         return f"{self.prefix}:{self._counter}"
-
-    def call_in_loop(self, fn: Callable[..., Any], *args: Any) -> None:
-        self.loop.call(fn, *args)
 
     def wait_from_loop(self, start: Callable[[Callable[[Any], None]], None], timeout: float) -> Any:
         """Run ``start(reply)`` in the loop thread; block this greenlet until it replies."""
@@ -264,6 +250,7 @@ class RunController:
         self.target: Any = None
         self.target_info: dict[str, Any] = {}
         self.publisher: Publisher | None = None
+        self.publisher_outcome: Any = None
         self._greenlet: gevent.Greenlet | None = None
         self.started_ns = 0
         self.results_path: Path | None = None
@@ -403,9 +390,7 @@ class RunController:
         self.written = True
         opts = self.options
         ended = time.time_ns()
-        outcome = getattr(self, "publisher_outcome", None)
-        from .core.audit import PublishedLog
-
+        outcome = self.publisher_outcome
         log_ = outcome.log if outcome is not None else PublishedLog()
         if outcome is None and self.publisher is not None:
             log_ = self.publisher.outcome.log
@@ -461,18 +446,6 @@ class RunController:
         return self.results_path
 
 
-def _raise_open_files_limit() -> None:
-    """Every session is a socket: allow as many as the hard limit does."""
-    try:
-        import resource
-
-        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        if soft < hard:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    except (ImportError, ValueError, OSError):
-        pass
-
-
 def _warm_histogram_tables() -> None:
     """Build the histogram index tables now, not on the hub during the stream."""
     from .core import hdr_fast
@@ -507,7 +480,7 @@ def install(mode: str, *, events: Any = locust_events,
 
     @events.init.add_listener
     def on_init(environment: Environment, **_kw: Any) -> None:
-        _raise_open_files_limit()
+        raise_open_files_limit()
         runner = environment.runner
         harness = controller = None
         if not isinstance(runner, MasterRunner):

@@ -15,7 +15,7 @@ from collections import Counter
 from typing import Any
 
 from .core.audit import FanoutTracker, SubscriberRecord
-from .core.event import EVENT_PREFIX, MalformedEvent, decode_head
+from .core.event import MalformedEvent, read_head
 from .core.recording import NS_PER_S, Recorder
 
 __all__ = ["ProcessRecorder", "empty_payload"]
@@ -74,29 +74,15 @@ class ProcessRecorder:
         pass (a Python ``record_value`` call per sample cost ~2 µs each).
         """
         self.frames += 1
-        if data.startswith(EVENT_PREFIX):
-            # Canonical events: read id, due_ns and sent_ns by splitting, not by parsing JSON.
-            parts = data.split(b",", 3)
-            if (len(parts) == 4 and parts[1].startswith(b'"due_ns":') and parts[2].startswith(b'"sent_ns":')
-                    and parts[0][6:].isdigit()):
-                try:
-                    event_id, due_ns, sent_ns = int(parts[0][6:]), int(parts[1][9:]), int(parts[2][10:])
-                except ValueError:
-                    return self._on_event_slow(record, data, receive_ns, metric, first_attempt)
-                return self.record_delivery(record, event_id, due_ns, sent_ns, receive_ns, metric, first_attempt)
-        elif data.startswith(_ECHO_PREFIX):
+        if data.startswith(_ECHO_PREFIX):
             self._on_echo(data, receive_ns)
             return False
-        return self._on_event_slow(record, data, receive_ns, metric, first_attempt)
-
-    def _on_event_slow(self, record: SubscriberRecord, data: bytes, receive_ns: int, metric: str,
-                       first_attempt: bool) -> bool:
         try:
-            head = decode_head(data)
+            event_id, due_ns, sent_ns = read_head(data)
         except MalformedEvent:
             self.error("malformed_event", receive_ns)
             return False
-        return self.record_delivery(record, head.id, head.due_ns, head.sent_ns, receive_ns, metric, first_attempt)
+        return self.record_delivery(record, event_id, due_ns, sent_ns, receive_ns, metric, first_attempt)
 
     def record_delivery(self, record: SubscriberRecord, event_id: int, due_ns: int, sent_ns: int | None,
                  receive_ns: int, metric: str = "delivery", first_attempt: bool = False) -> bool:

@@ -68,16 +68,6 @@ def scan_frames(data: bytes) -> tuple[list[tuple[int, int]] | None, bool]:
     return spans, False
 
 
-def complete_data_frames(data: bytes) -> list[tuple[int, int]] | None:
-    """Payload spans if ``data`` is only whole data frames, else None."""
-    return scan_frames(data)[0]
-
-
-def _has_partial_frame(data: bytes) -> bool:
-    """True unless ``data`` is a whole number of frames (of any kind)."""
-    return scan_frames(data)[1]
-
-
 class _StampingConnection(ClientConnection):
     """ClientConnection that timestamps arrivals and short-cuts data frames.
 

@@ -69,4 +69,4 @@ class PollSubscriber(User):
     def on_stop(self) -> None:
         poller = getattr(self, "poller", None)
         if poller is not None:
-            self.harness.call_in_loop(poller.stop, time.time_ns())
+            self.harness.loop.call(poller.stop, time.time_ns())

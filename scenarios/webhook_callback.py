@@ -149,4 +149,4 @@ class CallbackSubscriber(User):
 
             asyncio.get_running_loop().create_task(unsubscribe())
 
-        harness.call_in_loop(stop)
+        harness.loop.call(stop)

@@ -70,4 +70,4 @@ class PushSubscriber(User):
     def on_stop(self) -> None:
         session = getattr(self, "session", None)
         if session is not None:
-            self.harness.call_in_loop(session.stop, time.time_ns())
+            self.harness.loop.call(session.stop, time.time_ns())

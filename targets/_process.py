@@ -18,7 +18,6 @@ import asyncio
 import atexit
 import json
 import os
-import resource
 import selectors
 import signal
 import subprocess
@@ -36,7 +35,6 @@ __all__ = [
     "REPO_ROOT",
     "ServerProcess",
     "announce_ready",
-    "raise_fd_limit",
     "url_for",
     "wait_for_signal",
 ]
@@ -270,23 +268,6 @@ def announce_ready(urls: Mapping[str, str]) -> None:
     line = json.dumps({"ready": True, "pid": os.getpid(), "urls": dict(urls)}, separators=(",", ":"))
     sys.stdout.write(line + "\n")
     sys.stdout.flush()
-
-
-def raise_fd_limit() -> int:
-    """Lift the soft RLIMIT_NOFILE to the hard limit; returns the new soft limit.
-
-    Every subscriber is a socket, and the usual soft limit of 1024 would cap a
-    target far below what it can hold.
-    """
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or hard > soft:
-        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-            return target
-        except (ValueError, OSError):
-            pass
-    return soft
 
 
 async def wait_for_signal() -> signal.Signals:

@@ -59,7 +59,6 @@ import json
 import logging
 import os
 import random
-import resource
 import secrets
 import signal
 import sys
@@ -75,7 +74,7 @@ from aiohttp import web
 from standardwebhooks.webhooks import Webhook
 from yarl import URL
 
-from deliverybench.gc_tuning import settle_gc
+from deliverybench.process_tuning import raise_open_files_limit, settle_gc
 from deliverybench.http_post import PostClient, request_target
 from deliverybench.core.event import MalformedEvent, decode_head, split_batch
 from targets.event_buffer import EventBuffer, poll_handler
@@ -671,26 +670,6 @@ def _settings(args: argparse.Namespace) -> Settings:
     )
 
 
-def _raise_nofile_limit() -> None:
-    """Soft RLIMIT_NOFILE up to the hard limit: every subscriber connection is a descriptor."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != hard:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-        except (ValueError, OSError) as exc:
-            log.warning("could not raise RLIMIT_NOFILE from %s to %s: %s", soft, hard, exc)
-
-
-def _tune_gc() -> None:
-    """Freeze start-up objects out of GC scans and collect the young generation rarely.
-
-    See :mod:`deliverybench.gc_tuning`: this is the single largest CPU saving for
-    the dispatcher, and it also removes the tens-of-ms full collections that
-    would otherwise show up as latency spikes.
-    """
-    settle_gc()
-
-
 def _ready_line(host: str, port: int) -> str:
     netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     base = f"http://{netloc}"
@@ -716,7 +695,7 @@ async def serve(args: argparse.Namespace) -> None:
         site = web.TCPSite(runner, args.host, args.port, backlog=4096)
         await site.start()
         port = runner.addresses[0][1]
-        _tune_gc()
+        settle_gc()  # see deliverybench/process_tuning.py: the dispatcher's largest CPU saving
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -735,7 +714,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         stream=sys.stderr, level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    _raise_nofile_limit()
+    raise_open_files_limit()
     uvloop.run(serve(args))
     return 0
 

@@ -41,8 +41,8 @@ from websockets.asyncio.server import ServerConnection, broadcast, serve
 from websockets.exceptions import ConnectionClosed
 
 from deliverybench.core.event import MalformedEvent, decode_head, split_batch
-from deliverybench.gc_tuning import settle_gc
-from targets._process import announce_ready, raise_fd_limit, url_for, wait_for_signal
+from deliverybench.process_tuning import raise_open_files_limit, settle_gc
+from targets._process import announce_ready, url_for, wait_for_signal
 from targets.event_buffer import EventBuffer, poll_handler
 
 __all__ = ["PushServer", "main"]
@@ -224,7 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("websockets").setLevel(logging.WARNING)  # one line per connection is too many
-    raise_fd_limit()
+    raise_open_files_limit()
     uvloop.run(run(args))
     return 0
 

@@ -25,8 +25,8 @@ from typing import Sequence
 import uvloop
 from aiohttp import web
 
-from deliverybench.gc_tuning import settle_gc
-from targets._process import announce_ready, raise_fd_limit, url_for, wait_for_signal
+from deliverybench.process_tuning import raise_open_files_limit, settle_gc
+from targets._process import announce_ready, url_for, wait_for_signal
 
 __all__ = ["SinkServer", "main"]
 
@@ -115,7 +115,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    raise_fd_limit()
+    raise_open_files_limit()
     uvloop.run(run(args))
     return 0
 

@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 from websockets.frames import Frame, Opcode
 
-from deliverybench.push_client import _has_partial_frame, complete_data_frames
+from deliverybench.push_client import scan_frames
+
+
+def complete_data_frames(data: bytes) -> list[tuple[int, int]] | None:
+    return scan_frames(data)[0]
+
+
+def partial(data: bytes) -> bool:
+    return scan_frames(data)[1]
 
 
 def wire(*frames: Frame, mask: bool = False) -> bytes:
@@ -19,7 +27,7 @@ def test_whole_data_frames_are_cut_into_their_payloads(sizes: list[int]) -> None
     spans = complete_data_frames(data)
     assert spans is not None
     assert [data[a:b] for a, b in spans] == payloads
-    assert not _has_partial_frame(data)
+    assert not partial(data)
 
 
 def test_anything_else_goes_to_websockets() -> None:
@@ -30,9 +38,9 @@ def test_anything_else_goes_to_websockets() -> None:
     for data in (event + ping, fragment, masked, event[:-1], event + event[:3]):
         assert complete_data_frames(data) is None
     # Whole control frames leave websockets' parser clean: the fast path may stay on.
-    assert not _has_partial_frame(event + ping)
-    assert not _has_partial_frame(masked)
+    assert not partial(event + ping)
+    assert not partial(masked)
     # A cut frame leaves state inside websockets: the fast path must turn off.
-    assert _has_partial_frame(event[:-1])
-    assert _has_partial_frame(event + event[:1])
-    assert _has_partial_frame(wire(Frame(Opcode.BINARY, b"y" * 70000))[:9])
+    assert partial(event[:-1])
+    assert partial(event + event[:1])
+    assert partial(wire(Frame(Opcode.BINARY, b"y" * 70000))[:9])

@@ -240,16 +240,25 @@ class AuditTotals:
         return out
 
 
-def _expected_mask(
-    record: SubscriberRecord, log: PublishedLog, ok_mask: int, join_grace_ns: int, drain_ns: int, end_ns: int
-) -> int:
-    mask = 0
+def _expected_ranges(record: SubscriberRecord, log: PublishedLog, join_grace_ns: int, drain_ns: int,
+                     end_ns: int) -> list[tuple[int, int]]:
+    """Id ranges ``[lo, hi)`` expected of ``record``, merged so overlapping windows count once."""
+    ranges = []
     for start, stop in record.windows:
         assert start is not None
         window_end = (stop if stop is not None else end_ns) - drain_ns
         lo, hi = log.expected_range(start + join_grace_ns, window_end)
         if hi > lo:
-            mask |= ((1 << (hi - lo)) - 1) << lo
+            ranges.append((lo, hi))
+    return _merge_ranges(ranges)
+
+
+def _expected_mask(
+    record: SubscriberRecord, log: PublishedLog, ok_mask: int, join_grace_ns: int, drain_ns: int, end_ns: int
+) -> int:
+    mask = 0
+    for lo, hi in _expected_ranges(record, log, join_grace_ns, drain_ns, end_ns):
+        mask |= ((1 << (hi - lo)) - 1) << lo
     return mask & ok_mask
 
 
@@ -306,14 +315,7 @@ def expected_per_event(
     """How many subscribers were expected to get each event id."""
     diff = [0] * (log.attempted + 1)
     for record in records:
-        ranges = []
-        for start, stop in record.windows:
-            assert start is not None
-            window_end = (stop if stop is not None else end_ns) - drain_ns
-            lo, hi = log.expected_range(start + join_grace_ns, window_end)
-            if hi > lo:
-                ranges.append((lo, hi))
-        for lo, hi in _merge_ranges(ranges):  # overlapping windows count a subscriber once
+        for lo, hi in _expected_ranges(record, log, join_grace_ns, drain_ns, end_ns):
             diff[lo] += 1
             diff[hi] -= 1
     counts, running = [], 0

@@ -38,6 +38,7 @@ __all__ = [
     "encode_event",
     "encode_batch",
     "decode_head",
+    "read_head",
     "split_batch",
     "min_event_size",
 ]
@@ -106,37 +107,27 @@ def split_batch(body: bytes) -> list[bytes]:
     return [line for line in body.split(b"\n") if line.strip()]
 
 
-def _int_after(data: bytes, key: bytes, start: int) -> tuple[int, int]:
-    if not data.startswith(key, start):
-        raise MalformedEvent("unexpected key order")
-    begin = start + len(key)
-    end = data.index(b",", begin)
-    return int(data[begin:end]), end + 1
-
-
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def decode_head(data: bytes | str) -> EventHead:
-    """Read ``id``, ``due_ns`` and ``sent_ns`` from an encoded event.
+def _canonical_head(raw: bytes) -> tuple[int, int, int] | None:
+    """``(id, due_ns, sent_ns)`` read by splitting the canonical prefix, or None."""
+    if not raw.startswith(EVENT_PREFIX):
+        return None
+    parts = raw.split(b",", 3)
+    if len(parts) != 4 or not parts[1].startswith(_DUE_KEY) or not parts[2].startswith(_SENT_KEY):
+        return None
+    digits = parts[0][6:]
+    if not digits.isdigit():  # no sign, no underscores, no spaces: ids count from 0
+        return None
+    try:
+        return int(digits), int(parts[1][len(_DUE_KEY):]), int(parts[2][len(_SENT_KEY):])
+    except ValueError:
+        return None
 
-    The fast path slices the canonical prefix; anything else is parsed as
-    JSON. Raises :class:`MalformedEvent` when the data is not an event.
-    """
-    raw = data.encode() if isinstance(data, str) else data
-    if raw.startswith(EVENT_PREFIX):
-        try:
-            end = raw.index(b",", 6)
-            digits = raw[6:end]
-            if not digits.isdigit():  # no sign, no underscores, no spaces: ids count from 0
-                raise MalformedEvent("id is not a plain non-negative integer")
-            event_id = int(digits)
-            due_ns, pos = _int_after(raw, _DUE_KEY, end + 1)
-            sent_ns, _ = _int_after(raw, _SENT_KEY, pos)
-            return EventHead(event_id, due_ns, sent_ns)
-        except (ValueError, MalformedEvent):
-            pass  # not canonical after all: parse it properly below
+
+def _json_head(raw: bytes) -> EventHead:
     try:
         obj = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -156,3 +147,29 @@ def decode_head(data: bytes | str) -> EventHead:
         sent if _is_int(sent) else None,
         stream if isinstance(stream, str) else None,
     )
+
+
+def read_head(raw: bytes) -> tuple[int, int, int | None]:
+    """``(id, due_ns, sent_ns)`` of an encoded event, without building an object.
+
+    The receive hot paths call this once per delivery. Raises
+    :class:`MalformedEvent` when the data is not an event.
+    """
+    head = _canonical_head(raw)
+    if head is not None:
+        return head
+    parsed = _json_head(raw)
+    return parsed.id, parsed.due_ns, parsed.sent_ns
+
+
+def decode_head(data: bytes | str) -> EventHead:
+    """Read ``id``, ``due_ns`` and ``sent_ns`` from an encoded event.
+
+    The fast path splits the canonical prefix; anything else is parsed as
+    JSON. Raises :class:`MalformedEvent` when the data is not an event.
+    """
+    raw = data.encode() if isinstance(data, str) else data
+    head = _canonical_head(raw)
+    if head is not None:
+        return EventHead(*head)
+    return _json_head(raw)
