@@ -303,6 +303,7 @@ class RunController:
         self.started_ns = time.time_ns()
         self.written = False
         self.stopping_by_us = False
+        self.publisher, self.publisher_outcome = None, None  # a re-run from the web UI starts clean
         self.sampler = ProcessSampler()
         self.sampler.add_self("harness")
         for pid in _pids(self.options.target_pids):
