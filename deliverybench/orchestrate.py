@@ -149,6 +149,7 @@ def _tail(path: Path, lines: int = 5) -> str:
 
 
 def run_mode(config: RunConfig, mode: str, run_dir: Path, say: Callable[[str], None]) -> ModeRun:
+    run_dir = run_dir.resolve()  # Locust runs with run_dir as its cwd: paths it is given must not be relative
     results = run_dir / f"{mode}.results.json"
     log_path = run_dir / f"{mode}.locust.log"
     started = time.time_ns()

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from helpers import locust_csv_row, run_bench, run_locust
+from helpers import REPO, env, locust_csv_row, run_bench, run_locust
 from targets.builtin import PushTarget
 
 
@@ -109,6 +111,16 @@ def test_run_bench_end_to_end(tmp_path: Path) -> None:
     assert doc["config"]["subscribers"] == 30
     assert doc["run"]["status"] == "ok"
     assert doc["packages"]["locust"] != "not installed"
+
+
+def test_run_bench_with_a_relative_out_folder(tmp_path: Path) -> None:
+    """The README's plain `python run_bench.py` writes under the relative bench-out/."""
+    proc = subprocess.run([sys.executable, str(REPO / "run_bench.py"), "--modes", "push", "-u", "5", "--rate", "5",
+                           "--duration", "1", "--drain", "1", "--no-report", "--run-id", "rel"],
+                          cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    doc = json.loads((tmp_path / "bench-out" / "rel" / "results.json").read_text())
+    assert doc["modes"]["push"]["audit"]["delivered_unique"] == 5 * 5
 
 
 @pytest.mark.parametrize("args, message", [
