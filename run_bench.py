@@ -28,7 +28,7 @@ def _say(line: str) -> None:
 def _report(argv: list[str]) -> int:
     import argparse
 
-    from deliverybench.results_file import ResultsFileError, read
+    from deliverybench.adapters.results_file import ResultsFileError, read
 
     parser = argparse.ArgumentParser(prog="run_bench.py report", description="Render an HTML report from results files.")
     parser.add_argument("results", nargs="+", help="results.json files; several are compared")
@@ -52,7 +52,7 @@ def _report(argv: list[str]) -> int:
 def main(argv: list[str]) -> int:
     if argv[:1] == ["report"]:
         return _report(argv[1:])
-    from deliverybench.config import ConfigError, resolve
+    from deliverybench.cli.config import ConfigError, resolve
 
     try:
         config = resolve(argv)
@@ -60,9 +60,9 @@ def main(argv: list[str]) -> int:
         print(f"run_bench.py: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
 
-    from deliverybench import results_file
-    from deliverybench.orchestrate import run_modes
-    from deliverybench.summary import summary_table
+    from deliverybench.adapters import results_file
+    from deliverybench.cli.orchestrate import run_modes
+    from deliverybench.cli.summary import summary_table
 
     run_id = config.run_id or time.strftime("%Y%m%d-%H%M%S")
     run_dir = Path(config.out) / run_id

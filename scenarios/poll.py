@@ -17,13 +17,8 @@ from typing import Any, Mapping
 from locust import User, constant, task
 from locust.exception import StopUser
 
-from deliverybench.locust_plugin import HarnessProcess, RunController, add_option, install
-from deliverybench.poll_client import PollOptions, Poller
-
-
-def _arguments(parser: Any) -> None:
-    add_option(parser, "poll-interval", type=float, default=1.0, help="Seconds between polls per subscriber.")
-    add_option(parser, "poll-limit", type=int, default=1000, help="Most events asked for per poll.")
+from deliverybench.harness.locust_plugin import HarnessProcess, RunController, install
+from deliverybench.adapters.poll_client import PollOptions, Poller
 
 
 def _poll_cost(controller: RunController) -> Mapping[str, Any]:
@@ -32,7 +27,7 @@ def _poll_cost(controller: RunController) -> Mapping[str, Any]:
     return {"requests": requests, "requests_per_delivery": round(requests / delivered, 4) if delivered else None}
 
 
-install("poll", extra_arguments=_arguments, extra_results=_poll_cost)
+install("poll", extra_results=_poll_cost)
 
 
 class PollSubscriber(User):
@@ -45,8 +40,6 @@ class PollSubscriber(User):
         opts = self.environment.parsed_options
         if not opts.subscribe_url:
             raise StopUser("no --subscribe-url (poll URL) given")
-        if opts.poll_interval <= 0:
-            raise StopUser("--poll-interval must be positive")
         self.harness = harness
         name = harness.new_subscriber_name()
         options = PollOptions(url=opts.subscribe_url, interval_s=opts.poll_interval, limit=opts.poll_limit,

@@ -11,7 +11,7 @@ cannot keep up shows as latency, never as a slower stream. Optional Standard
 Webhooks signing with ``--sign`` (secret from ``--webhook-secret``).
 
 This uses a lean keep-alive client on the harness's event-loop thread
-(``deliverybench/http_post.py``) rather than Locust's FastHttpUser or aiohttp's
+(``deliverybench/adapters/http_post.py``) rather than Locust's FastHttpUser or aiohttp's
 ClientSession: ``benchmarks/webhook_capacity.py`` measures them side by side.
 """
 
@@ -25,11 +25,11 @@ from locust import User, constant, task
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
-from deliverybench.burst import BurstOptions, BurstSender
+from deliverybench.adapters.burst import BurstOptions, BurstSender
 from deliverybench.core.audit import PublishedLog
 from deliverybench.core.schedule import Schedule, offsets_ns
-from deliverybench.locust_plugin import HarnessProcess, RunController, add_option, install, schedule_from_options
-from deliverybench.publisher import PublishOutcome
+from deliverybench.harness.locust_plugin import HarnessProcess, RunController, install, schedule_from_options
+from deliverybench.harness.publisher import PublishOutcome
 
 START_MESSAGE = "deliverybench_burst_start"
 
@@ -39,20 +39,11 @@ except ImportError:  # pragma: no cover
     DEFAULT_SECRET = ""
 
 
-def _arguments(parser: Any) -> None:
-    def add(name: str, **kwargs: Any) -> None:
-        add_option(parser, name, **kwargs)
-
-    add("sign", action="store_true", default=False, help="Sign each POST with Standard Webhooks headers.")
-    add("webhook-secret", default=DEFAULT_SECRET, is_secret=True, help="Secret for --sign.")
-    add("burst-timeout", type=float, default=10.0, help="Seconds before a POST counts as timed out.")
-
-
 def _sender(harness: HarnessProcess, opts: Any, connections: int) -> BurstSender:
     return BurstSender(BurstOptions(
         url=opts.subscribe_url, schedule=schedule_from_options(opts), stream=opts.stream,
         payload_bytes=opts.payload_bytes, connections=connections,
-        timeout_s=opts.burst_timeout, secret=opts.webhook_secret if opts.sign else None,
+        timeout_s=opts.burst_timeout, secret=(opts.webhook_secret or DEFAULT_SECRET) if opts.sign else None,
     ), lambda: harness.recorder)
 
 
@@ -112,7 +103,7 @@ def _burst_extra(controller: RunController) -> Mapping[str, Any]:
             "timeouts": counters.get("timeouts", 0), "connection_errors": counters.get("connection_errors", 0)}
 
 
-install("burst", extra_arguments=_arguments, extra_results=_burst_extra, stream_runner=_run_stream,
+install("burst", extra_results=_burst_extra, stream_runner=_run_stream,
         on_ready=_on_ready)
 
 

@@ -7,7 +7,7 @@ With no ``--publish-url``/``--subscribe-url`` the master starts the built-in
 callback target. ``--subscribe-url`` is the target's subscription API
 (``POST {"url": ...}`` -> ``{"id": ...}``, ``DELETE .../<id>``). Every
 process serves its users' callback URLs from one aiohttp receiver on its
-event-loop thread (see ``deliverybench/callback_receiver.py``).
+event-loop thread (see ``deliverybench/adapters/callback_receiver.py``).
 """
 
 from __future__ import annotations
@@ -21,33 +21,14 @@ from typing import Any, Mapping
 from locust import User, constant, task
 from locust.exception import StopUser
 
-from deliverybench.callback_receiver import (
-    CallbackReceiver,
-    CallbackSubscriptions,
-    ReceiverBehaviour,
-    parse_delay,
-)
-from deliverybench.locust_plugin import HarnessProcess, RunController, add_option, install
+from deliverybench.adapters.callback_receiver import CallbackReceiver, CallbackSubscriptions, ReceiverBehaviour
+from deliverybench.core.delay import parse_delay
+from deliverybench.harness.locust_plugin import HarnessProcess, RunController, install
 
 try:
     from targets.callback_server import DEFAULT_SECRET
 except ImportError:  # pragma: no cover - the built-in targets ship with the harness
     DEFAULT_SECRET = ""
-
-
-def _arguments(parser: Any) -> None:
-    def add(name: str, **kwargs: Any) -> None:
-        add_option(parser, name, **kwargs)
-
-    add("webhook-secret", default=DEFAULT_SECRET, is_secret=True,
-        help="Standard Webhooks secret to verify signatures (default: the built-in target's test secret).")
-    add("ack-delay", default="0", help="Receiver acknowledgement delay: MS, exp:MEAN_MS or uniform:LOW,HIGH.")
-    add("fail-ratio", type=float, default=0.0, help="Share of first attempts the receiver answers with --fail-status.")
-    add("fail-status", type=int, default=500, help="Status for simulated failures.")
-    add("timeout-ratio", type=float, default=0.0, help="Share of first attempts held past the target's timeout.")
-    add("timeout-hold", type=float, default=20.0, help="Seconds a simulated timeout holds the request.")
-    add("receiver-host", default="127.0.0.1", help="Address the callback receiver binds.")
-    add("receiver-advertise-host", default="", help="Host put in callback URLs (default: --receiver-host).")
 
 
 def _target_stats(controller: RunController) -> Mapping[str, Any]:
@@ -58,7 +39,7 @@ def _target_stats(controller: RunController) -> Mapping[str, Any]:
         return {"webhook": json.loads(response.read())}
 
 
-install("callback", extra_arguments=_arguments, extra_results=_target_stats)
+install("callback", extra_results=_target_stats)
 
 
 def _process_side(harness: HarnessProcess, opts: Any) -> tuple[CallbackReceiver, CallbackSubscriptions]:
@@ -66,7 +47,7 @@ def _process_side(harness: HarnessProcess, opts: Any) -> tuple[CallbackReceiver,
     side = getattr(harness, "callback_side", None)
     if side is None:
         behaviour = ReceiverBehaviour(
-            secret=opts.webhook_secret, ack_delay=parse_delay(opts.ack_delay), fail_ratio=opts.fail_ratio,
+            secret=opts.webhook_secret or DEFAULT_SECRET, ack_delay=parse_delay(opts.ack_delay), fail_ratio=opts.fail_ratio,
             fail_status=opts.fail_status, timeout_ratio=opts.timeout_ratio, timeout_hold_s=opts.timeout_hold,
         )
         receiver = CallbackReceiver(lambda: harness.recorder, behaviour, host=opts.receiver_host,

@@ -10,7 +10,7 @@ With no ``--publish-url``/``--subscribe-url`` the master starts the built-in
 push target itself. Once every user is connected the master publishes the
 open-model stream, waits ``--drain`` seconds, stops the test and writes the
 results file (``--results``). Sessions live in a uvloop thread, not in the
-user's greenlet: see ``deliverybench/loop_thread.py`` for why.
+user's greenlet: see ``deliverybench/harness/loop_thread.py`` for why.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from typing import Any
 from locust import User, constant, task
 from locust.exception import StopUser
 
-from deliverybench.locust_plugin import HarnessProcess, install
-from deliverybench.push_client import PushSession, PushSessionOptions
+from deliverybench.harness.locust_plugin import HarnessProcess, install
+from deliverybench.adapters.push_client import PushSession, PushSessionOptions
 
 install("push")
 

@@ -21,9 +21,12 @@ import warnings
 from types import TracebackType
 from typing import Any, ClassVar
 
+from deliverybench.core.options import MODES as CORE_MODES
+
 __all__ = [
     "ENTRY_POINT_GROUP",
     "MODES",
+    "BUILTIN_FOR_MODE",
     "Target",
     "TargetError",
     "available_targets",
@@ -35,8 +38,11 @@ ENTRY_POINT_GROUP = "deliverybench.targets"
 
 #: Egress modes a target may offer: a WebSocket URL to subscribe to, a
 #: subscription API for webhook callbacks, an NDJSON poll URL, and a consumer
-#: endpoint the harness itself POSTs bursts at.
-MODES = ("push", "callback", "poll", "burst")
+#: endpoint the harness itself POSTs bursts at. (Declared once, in the core.)
+MODES = CORE_MODES
+
+#: the built-in target that serves each mode when no URL is given
+BUILTIN_FOR_MODE: dict[str, str] = {"push": "push", "callback": "callback", "poll": "push", "burst": "sink"}
 
 _HEALTH_TIMEOUT_S = 2.0
 

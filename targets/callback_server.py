@@ -15,7 +15,7 @@ and read the single JSON ready line it prints on stdout (logs go to stderr).
 Delivery model, and why:
 
 * Keep-alive connection pools, one per receiver origin
-  (:class:`deliverybench.http_post.PostClient`: bare asyncio protocols with
+  (:class:`deliverybench.adapters.http_post.PostClient`: bare asyncio protocols with
   aiohttp's C response parser). A new TCP connection per webhook would
   measure the kernel's handshake rather than the dispatcher, and aiohttp's
   ``ClientSession`` alone took ~70 % of the dispatcher's CPU.
@@ -74,8 +74,8 @@ from aiohttp import web
 from standardwebhooks.webhooks import Webhook
 from yarl import URL
 
-from deliverybench.process_tuning import raise_open_files_limit, settle_gc
-from deliverybench.http_post import PostClient, request_target
+from deliverybench.adapters.process_tuning import raise_open_files_limit, settle_gc
+from deliverybench.adapters.http_post import PostClient, request_target
 from deliverybench.core.event import MalformedEvent, decode_head, split_batch
 from targets.event_buffer import EventBuffer, poll_handler
 
@@ -283,7 +283,7 @@ class Dispatcher:
     async def start(self) -> None:
         """Open the pooled HTTP client and start the fan-out loop."""
         # A keep-alive pool per receiver origin with aiohttp's C response parser: the
-        # dispatcher spent ~70 % of its CPU inside ClientSession (deliverybench/http_post.py).
+        # dispatcher spent ~70 % of its CPU inside ClientSession (deliverybench/adapters/http_post.py).
         self._client = PostClient(connections_per_origin=self.settings.connection_limit,
                                   timeout_s=self.settings.timeout_s)
         self._loop_task = asyncio.create_task(self._fan_out_loop(), name="fan-out")
@@ -695,7 +695,7 @@ async def serve(args: argparse.Namespace) -> None:
         site = web.TCPSite(runner, args.host, args.port, backlog=4096)
         await site.start()
         port = runner.addresses[0][1]
-        settle_gc()  # see deliverybench/process_tuning.py: the dispatcher's largest CPU saving
+        settle_gc()  # see deliverybench/adapters/process_tuning.py: the dispatcher's largest CPU saving
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

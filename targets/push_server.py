@@ -41,7 +41,7 @@ from websockets.asyncio.server import ServerConnection, broadcast, serve
 from websockets.exceptions import ConnectionClosed
 
 from deliverybench.core.event import MalformedEvent, decode_head, split_batch
-from deliverybench.process_tuning import raise_open_files_limit, settle_gc
+from deliverybench.adapters.process_tuning import raise_open_files_limit, settle_gc
 from targets._process import announce_ready, url_for, wait_for_signal
 from targets.event_buffer import EventBuffer, poll_handler
 

@@ -25,7 +25,7 @@ from typing import Sequence
 import uvloop
 from aiohttp import web
 
-from deliverybench.process_tuning import raise_open_files_limit, settle_gc
+from deliverybench.adapters.process_tuning import raise_open_files_limit, settle_gc
 from targets._process import announce_ready, url_for, wait_for_signal
 
 __all__ = ["SinkServer", "main"]

@@ -7,7 +7,7 @@ from collections import Counter
 
 from aiohttp import web
 
-from deliverybench.http_post import PostClient, PostPool
+from deliverybench.adapters.http_post import PostClient, PostPool
 
 
 async def _serve(handler: web.RequestHandler) -> tuple[web.AppRunner, str]:  # type: ignore[type-arg]

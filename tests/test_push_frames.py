@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from websockets.frames import Frame, Opcode
 
-from deliverybench.push_client import scan_frames
+from deliverybench.adapters.push_client import scan_frames
 
 
 def complete_data_frames(data: bytes) -> list[tuple[int, int]] | None:

@@ -1,4 +1,4 @@
-"""deliverybench.aggregator: merging per-process payloads exactly, as the master does."""
+"""deliverybench.harness.aggregator: merging per-process payloads exactly, as the master does."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import msgpack
 import pytest
 
-from deliverybench.aggregator import RunAggregator, payload_from_wire, payload_to_wire
+from deliverybench.harness.aggregator import RunAggregator, payload_from_wire, payload_to_wire
 from deliverybench.core.audit import FanoutTracker, PublishedLog, SubscriberRecord
 from deliverybench.core.recording import Recorder
 from deliverybench.core.resources import Sample

@@ -1,4 +1,4 @@
-"""deliverybench.process_recorder: the per-process receive path, fed synthetic frames."""
+"""deliverybench.core.process_recorder: the per-process receive path, fed synthetic frames."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from deliverybench.aggregator import RunAggregator, payload_from_wire, payload_to_wire
+from deliverybench.harness.aggregator import RunAggregator, payload_from_wire, payload_to_wire
 from deliverybench.core.audit import PublishedLog
 from deliverybench.core.event import Event, encode_event
-from deliverybench.process_recorder import ProcessRecorder, empty_payload
+from deliverybench.core.process_recorder import ProcessRecorder, empty_payload
 
 NS = 1_000_000_000
 MS = 1_000_000

@@ -63,7 +63,7 @@ def package_versions() -> dict[str, str]:
 
 def git_commit(path: Path | None = None) -> str | None:
     """The commit of the source tree (with ``-dirty`` if modified), or None."""
-    cwd = path or Path(__file__).resolve().parent.parent
+    cwd = path or Path(__file__).resolve().parents[2]
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True,
                                 timeout=5, check=True).stdout.strip()

@@ -35,74 +35,32 @@ from locust import events as locust_events
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
-from . import results_file
+from ..adapters import results_file
+from ..adapters.machine import git_commit, machine_facts, package_versions
+from ..adapters.process_tuning import raise_open_files_limit, settle_gc
+from ..adapters.sampling import ProcessSampler
+from ..core.audit import PublishedLog
+from ..core.options import MODES, schedule_from
+from ..core.process_recorder import ProcessRecorder, empty_payload
+from ..core.redact import redact_argv, redact_config
+from ..core.results import new_document
+from ..core.schedule import Schedule
 from .aggregator import RunAggregator, payload_to_wire
-from .config import schedule_from_options
-from .core.audit import PublishedLog
-from .core.results import new_document
-from .core.schedule import SCHEDULE_KINDS, Schedule
-from .process_tuning import raise_open_files_limit, settle_gc
+from .locust_options import add_options, check_form
 from .loop_thread import GeventInbox, LoopThread
-from .machine import git_commit, machine_facts, package_versions
-from .process_recorder import ProcessRecorder, empty_payload
-from .redact import redact_argv, redact_config
 from .publisher import Publisher, PublisherOptions
-from .sampling import ProcessSampler
 
-__all__ = ["install", "schedule_from_options", "HarnessProcess", "RunController", "add_arguments", "add_option", "MODE_TARGETS"]
+
+def schedule_from_options(options: Any) -> Schedule:
+    """The stream's schedule from Locust's parsed options (same names as the table)."""
+    return schedule_from(vars(options))
+
+__all__ = ["install", "schedule_from_options", "HarnessProcess", "RunController"]
 
 log = logging.getLogger("deliverybench")
 NS = 1_000_000_000
 FINAL_MESSAGE = "deliverybench_final"
 STATUS_MESSAGE = "deliverybench_status"
-#: which built-in target serves a mode when no URL is given
-MODE_TARGETS = {"push": "push", "callback": "callback", "poll": "push", "burst": "sink"}
-
-
-def _env(name: str) -> str:
-    return f"DELIVERYBENCH_{name.upper()}"
-
-
-def add_option(parser: Any, name: str, **kwargs: Any) -> None:
-    """A Locust option ``--name`` with its ``DELIVERYBENCH_NAME`` environment twin."""
-    parser.add_argument(f"--{name}", env_var=_env(name.replace("-", "_")), **kwargs)
-
-
-def add_arguments(parser: Any) -> None:
-    """deliverybench's options, shown in ``locust --help`` and the web UI."""
-    def add(name: str, **kwargs: Any) -> None:
-        add_option(parser, name, **kwargs)
-
-    add("publish-url", default="", help="Target ingress: events are POSTed here. Empty: start the built-in target.")
-    add("subscribe-url", default="", help="Target egress for this mode (ws:// URL, subscription API, poll URL or consumer URL).")
-    add("stats-url", default="", include_in_web_ui=False, help="Optional target /stats URL read at the end of the run.")
-    add("target-pids", default="", include_in_web_ui=False, help="Comma-separated pids of the target, sampled for cost.")
-    add("target-name", default="", include_in_web_ui=False, help="Name of the target, for the results file.")
-    add("target-delay-ms", type=float, default=0.0, help="Built-in target only, for tests: hold each event this long.")
-    add("rate", type=float, default=5.0, help="Events per second (start rate for --schedule ramp). Default 5.")
-    add("duration", type=float, default=20.0, help="Seconds of event stream. Default 20.")
-    add("schedule", default="constant", choices=SCHEDULE_KINDS, help="constant | burst | poisson | ramp.")
-    add("burst-size", type=int, default=100, help="Events per burst (--schedule burst).")
-    add("burst-interval", type=float, default=1.0, help="Seconds between bursts (--schedule burst).")
-    add("rate-end", type=float, default=0.0, help="Final rate of --schedule ramp.")
-    add("seed", type=int, default=0, help="Seed for --schedule poisson.")
-    add("max-events", type=int, default=0, help="Cap on events published (0: no cap).")
-    add("payload-bytes", type=int, default=256, help="Size of each encoded event. Default 256.")
-    add("stream", default="s", help="Stream name written into events.")
-    add("drain", type=float, default=3.0, help="Seconds to wait after the last due time for deliveries. Default 3.")
-    add("settle", type=float, default=1.0, help="Seconds to wait after all subscribers connected before publishing.")
-    add("settle-timeout", type=float, default=60.0, help="Longest wait for subscribers to connect.")
-    add("join-grace", type=float, default=0.05, help="Events due this soon after a subscriber joined are not expected of it.")
-    add("results", default="", help="Results file to write (default bench-out/<mode>-<time>/results.json).")
-    add("echo-interval", type=float, default=0.0, help="Push: seconds between echo round trips per session (0: off).")
-    add("source-addresses", default="", help="Push: comma-separated local addresses (127.0.0.2,...) to spread sessions past the ephemeral-port limit.")
-    add("open-timeout", type=float, default=10.0, help="Seconds to open a subscription.")
-    add("ping-interval", type=float, default=0.0,
-        help="Push: client keepalive ping interval in seconds (0: off; servers ping their clients).")
-    add("no-autoquit", action="store_true", default=False, include_in_web_ui=False,
-        help="Headless: stay up after the stream ends instead of quitting.")
-
-
 class HarnessProcess:
     """The measuring half of one Locust process that runs users."""
 
@@ -198,7 +156,7 @@ class HarnessProcess:
         inbox = self.inbox
 
         def take() -> None:
-            payload = self.recorder.take_payload(final=final)
+            payload = self.recorder.take_payload(final=final, now_ns=time.time_ns())
             inbox.post(self._absorb_then_set, payload, absorbed)
 
         self.loop.call(take)
@@ -275,9 +233,9 @@ class RunController:
                                 "urls": {"ingress": getattr(opts, "publish_url", ""),
                                          self.mode: getattr(opts, "subscribe_url", "")}}
             return
-        from targets import get_target
+        from targets import BUILTIN_FOR_MODE, get_target
 
-        name = MODE_TARGETS[self.mode]
+        name = BUILTIN_FOR_MODE[self.mode]
         cls = get_target(name)
         kwargs: dict[str, Any] = {}
         if opts.target_delay_ms and name in ("push", "callback", "sink"):
@@ -449,8 +407,8 @@ class RunController:
 
 def _warm_histogram_tables() -> None:
     """Build the histogram index tables now, not on the hub during the stream."""
-    from .core import hdr_fast
-    from .core.recording import new_histogram
+    from ..core import hdr_fast
+    from ..core.recording import new_histogram
 
     hdr_fast.value_tables(new_histogram())
 
@@ -465,23 +423,22 @@ def _pids(text: str) -> list[int]:
 
 
 def install(mode: str, *, events: Any = locust_events,
-            extra_arguments: Callable[[Any], None] | None = None,
             extra_results: Callable[[RunController], Mapping[str, Any]] | None = None,
             stream_runner: Callable[[RunController, Schedule], Any] | None = None,
             on_ready: Callable[[Environment], None] | None = None) -> None:
     """Register deliverybench's listeners for a scenario of ``mode``."""
-    if mode not in MODE_TARGETS:
+    if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}")
 
     @events.init_command_line_parser.add_listener
     def _(parser: Any) -> None:
-        add_arguments(parser)
-        if extra_arguments is not None:
-            extra_arguments(parser)
+        add_options(parser, mode)
 
     @events.init.add_listener
-    def on_init(environment: Environment, **_kw: Any) -> None:
+    def on_init(environment: Environment, web_ui: Any = None, **_kw: Any) -> None:
         raise_open_files_limit()
+        if web_ui is not None:
+            _check_swarm_form(web_ui, environment, mode)
         runner = environment.runner
         harness = controller = None
         if not isinstance(runner, MasterRunner):
@@ -497,6 +454,22 @@ def install(mode: str, *, events: Any = locust_events,
         _wire(environment, harness, controller)
         if on_ready is not None:
             on_ready(environment)
+
+
+def _check_swarm_form(web_ui: Any, environment: Environment, mode: str) -> None:
+    """Refuse a web UI start whose form values the option table rejects, with the same one line."""
+    from flask import jsonify, request
+
+    @web_ui.app.before_request
+    def check() -> Any:
+        if request.method != "POST" or request.path.rstrip("/") != "/swarm":
+            return None
+        current = vars(environment.parsed_options) if environment.parsed_options is not None else {}
+        problem = check_form(request.form, current, mode)
+        if problem is None:
+            return None
+        log.error("web UI: %s", problem)
+        return jsonify({"success": False, "message": problem, "host": environment.host})
 
 
 def _wire(environment: Environment, harness: HarnessProcess | None, controller: RunController | None) -> None:

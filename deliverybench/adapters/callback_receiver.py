@@ -27,44 +27,11 @@ from typing import Any
 from aiohttp import web
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from .core.audit import SubscriberRecord
-from .process_recorder import ProcessRecorder
+from ..core.audit import SubscriberRecord
+from ..core.delay import DelaySpec, parse_delay
+from ..core.process_recorder import ProcessRecorder
 
 __all__ = ["ReceiverBehaviour", "CallbackReceiver", "parse_delay", "DelaySpec"]
-
-
-@dataclass(frozen=True, slots=True)
-class DelaySpec:
-    """An acknowledgement delay: ``5`` (ms), ``exp:5`` (mean ms) or ``uniform:2,10``."""
-
-    kind: str = "fixed"
-    a: float = 0.0
-    b: float = 0.0
-
-    def draw_s(self, rng: random.Random) -> float:
-        if self.kind == "exp":
-            return rng.expovariate(1.0 / self.a) / 1000.0 if self.a > 0 else 0.0
-        if self.kind == "uniform":
-            return rng.uniform(self.a, self.b) / 1000.0
-        return self.a / 1000.0
-
-
-def parse_delay(text: str) -> DelaySpec:
-    """Parse ``--ack-delay``; raises ValueError with a one-line reason."""
-    text = (text or "0").strip()
-    try:
-        if text.startswith("exp:"):
-            spec = DelaySpec("exp", float(text[4:]))
-        elif text.startswith("uniform:"):
-            low, high = (float(x) for x in text[8:].split(","))
-            spec = DelaySpec("uniform", low, high)
-        else:
-            spec = DelaySpec("fixed", float(text))
-    except ValueError:
-        raise ValueError(f"ack delay {text!r}: use MS, exp:MEAN_MS or uniform:LOW_MS,HIGH_MS") from None
-    if spec.a < 0 or spec.b < 0 or (spec.kind == "uniform" and spec.b < spec.a):
-        raise ValueError(f"ack delay {text!r} must be non-negative (and LOW <= HIGH)")
-    return spec
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,8 +23,8 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 
-from .core.audit import SubscriberRecord
-from .process_recorder import ProcessRecorder
+from ..core.audit import SubscriberRecord
+from ..core.process_recorder import ProcessRecorder
 
 __all__ = ["PushSessionOptions", "PushSession", "STAMPING_SUPPORTED"]
 

@@ -5,18 +5,17 @@ Every receive path (WebSocket frames, webhook POSTs, poll responses) calls
 timestamp it took before parsing. Everything here is mutated only in the loop
 thread; :meth:`take_payload` (also run in the loop thread) moves what is ready
 into a plain-data *payload* that travels to whoever aggregates (the master's
-:class:`~deliverybench.aggregator.RunAggregator`, or the same process).
+:class:`~deliverybench.harness.aggregator.RunAggregator`, or the same process).
 """
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from typing import Any
 
-from .core.audit import FanoutTracker, SubscriberRecord
-from .core.event import MalformedEvent, read_head
-from .core.recording import NS_PER_S, Recorder
+from .audit import FanoutTracker, SubscriberRecord
+from .event import MalformedEvent, read_head
+from .recording import NS_PER_S, Recorder
 
 __all__ = ["ProcessRecorder", "empty_payload"]
 
@@ -128,13 +127,12 @@ class ProcessRecorder:
         self.error_series[(at_ns // NS_PER_S, kind)] += count
 
     # -- hand-over ---------------------------------------------------------
-    def take_payload(self, *, final: bool, now_ns: int | None = None) -> dict[str, Any]:
+    def take_payload(self, *, final: bool, now_ns: int) -> dict[str, Any]:
         """Move out completed seconds (all of them when ``final``) and retired records.
 
         On ``final`` every subscriber still present is included too, with
         its open window closed at ``now_ns``.
         """
-        now_ns = time.time_ns() if now_ns is None else now_ns
         self.fold_buffer()
         recorder = self.recorder.take(None if final else now_ns // NS_PER_S)
         subscribers = self.finished

@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
-from .core.results import ResultsFormatError, dumps, loads
+from ..core.results import ResultsFormatError, dumps, loads
 
 __all__ = ["write", "read", "ResultsFileError"]
 

@@ -14,7 +14,7 @@ from typing import Iterable
 
 import psutil
 
-from .core.resources import Sample
+from ..core.resources import Sample
 
 __all__ = ["ProcessSampler"]
 

@@ -16,8 +16,8 @@ from typing import Any
 from hdrh.histogram import HdrHistogram
 from locust.stats import RequestStats, StatsEntry
 
-from .core import hdr_fast
-from .core.recording import Recorder
+from ..core import hdr_fast
+from ..core.recording import Recorder
 
 __all__ = ["feed_locust_stats", "LOCUST_ENTRY_NAMES"]
 

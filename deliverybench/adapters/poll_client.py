@@ -19,8 +19,8 @@ from typing import Any, Callable
 
 import aiohttp
 
-from .core.event import MalformedEvent, decode_head, split_batch
-from .process_recorder import ProcessRecorder
+from ..core.event import MalformedEvent, decode_head, split_batch
+from ..core.process_recorder import ProcessRecorder
 
 __all__ = ["PollOptions", "Poller", "shared_session"]
 

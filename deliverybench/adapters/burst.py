@@ -24,10 +24,10 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable
 
-from .core.event import Event, encode_event
-from .core.schedule import Schedule, offsets_ns
+from ..core.event import Event, encode_event
+from ..core.schedule import Schedule, offsets_ns
 from .http_post import Job, Outcome, PostPool
-from .process_recorder import ProcessRecorder
+from ..core.process_recorder import ProcessRecorder
 
 __all__ = ["BurstOptions", "BurstSender", "CONSUMER"]
 

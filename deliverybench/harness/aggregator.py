@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any, Iterable, Mapping
 
-from .core.audit import (
+from ..core.audit import (
     FanoutTracker,
     PublishedLog,
     SubscriberRecord,
@@ -21,9 +21,9 @@ from .core.audit import (
     expected_per_event,
     fanout_times_ns,
 )
-from .core.recording import Recorder
-from .core.resources import Sample
-from .core.results import build_mode_result
+from ..core.recording import Recorder
+from ..core.resources import Sample
+from ..core.results import build_mode_result
 
 __all__ = ["payload_to_wire", "payload_from_wire", "RunAggregator"]
 

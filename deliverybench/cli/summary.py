@@ -4,12 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-__all__ = ["summary_table", "headline_metric"]
+from ..core.metrics import headline_metric
 
-
-def headline_metric(mode: str) -> str:
-    """Burst runs time acknowledgements; every other mode times deliveries."""
-    return "ack" if mode == "burst" else "delivery"
+__all__ = ["summary_table"]
 
 
 def _ms(value: Any) -> str:

@@ -24,9 +24,9 @@ import gevent
 from geventhttpclient import HTTPClient
 from geventhttpclient.url import URL
 
-from .core.audit import PublishedLog
-from .core.event import Event, encode_batch
-from .core.schedule import Schedule, offsets_ns
+from ..core.audit import PublishedLog
+from ..core.event import Event, encode_batch
+from ..core.schedule import Schedule, offsets_ns
 
 __all__ = ["PublisherOptions", "PublishOutcome", "Publisher"]
 

@@ -19,27 +19,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from . import results_file
+from ..adapters import results_file
+from ..adapters.machine import git_commit, machine_facts, package_versions
+from ..core.audit import AuditTotals
+from ..core.options import ENV_PREFIX, OPTIONS, locust_argv
+from ..core.recording import Recorder
+from ..core.redact import redact_argv, redact_config
+from ..core.results import build_mode_result, merge_documents, new_document
 from .config import RunConfig
-from .core.audit import AuditTotals
-from .core.recording import Recorder
-from .core.results import build_mode_result, merge_documents, new_document
-from .machine import git_commit, machine_facts, package_versions
-from .redact import redact_argv, redact_config
 
 __all__ = ["ModeRun", "run_modes", "SCENARIOS", "REPO_ROOT"]
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = {
     "push": REPO_ROOT / "scenarios" / "ws_push.py",
     "callback": REPO_ROOT / "scenarios" / "webhook_callback.py",
     "poll": REPO_ROOT / "scenarios" / "poll.py",
     "burst": REPO_ROOT / "scenarios" / "webhook_burst.py",
 }
-#: built-in target per mode
-BUILTIN_TARGETS = {"push": "push", "callback": "callback", "poll": "push", "burst": "sink"}
-
-
 @dataclass
 class ModeRun:
     mode: str
@@ -50,31 +47,22 @@ class ModeRun:
 
 
 def _locust_command(config: RunConfig, mode: str, urls: dict[str, str], results: Path) -> list[str]:
+    """``locust -f <scenario> --headless`` with every option of the table handed on.
+
+    The values come from :func:`~deliverybench.core.options.locust_argv`
+    (one place for every option); the URLs, pids and results path are the
+    target's, which this run started or attached to.
+    """
     bound_s = config.settle + config.duration + config.drain + 120 + config.subscribers / config.spawn_rate
     cmd = [
         sys.executable, "-m", "locust", "-f", str(SCENARIOS[mode]), "--headless",
-        "-u", str(config.subscribers), "-r", str(config.spawn_rate), "-t", f"{int(bound_s)}s",
-        "--stop-timeout", "5", "--only-summary", "--loglevel", "INFO", "--exit-code-on-error", "0",
+        "-t", f"{int(bound_s)}s", "--stop-timeout", "5", "--only-summary", "--loglevel", "INFO",
+        "--exit-code-on-error", "0",
+        *locust_argv(config.values, mode),
         "--publish-url", urls.get("ingress", ""), "--subscribe-url", urls.get(mode, ""),
         "--stats-url", urls.get("stats", ""), "--target-pids", urls.get("pids", ""),
-        "--target-name", urls.get("name", ""),
-        "--rate", str(config.rate), "--duration", str(config.duration), "--schedule", config.schedule,
-        "--burst-size", str(config.burst_size), "--burst-interval", str(config.burst_interval),
-        "--rate-end", str(config.rate_end), "--seed", str(config.seed), "--max-events", str(config.max_events),
-        "--payload-bytes", str(config.payload_bytes), "--drain", str(config.drain),
-        "--settle", str(config.settle), "--join-grace", str(config.join_grace), "--results", str(results),
+        "--target-name", urls.get("name", ""), "--results", str(results),
     ]
-    if mode == "push":
-        cmd += ["--echo-interval", str(config.echo_interval), "--source-addresses", config.source_addresses]
-    if mode == "poll":
-        cmd += ["--poll-interval", str(config.poll_interval)]
-    if mode == "callback":
-        cmd += ["--ack-delay", config.ack_delay, "--fail-ratio", str(config.fail_ratio),
-                "--fail-status", str(config.fail_status)]
-    if mode == "burst":
-        cmd += ["--burst-timeout", str(config.burst_timeout)]
-        if config.sign:
-            cmd.append("--sign")
     if config.processes > 1:
         # A private master port on loopback: with Locust's default (*:5557) the workers of
         # another run on the same machine could join this master.
@@ -111,9 +99,9 @@ def _start_target(config: RunConfig, mode: str) -> tuple[Any, dict[str, str]]:
         if mode == "push":
             relay.start()
         return None, {"ingress": config.publish_url, mode: egress, "name": "relay"}
-    from targets import get_target
+    from targets import BUILTIN_FOR_MODE, get_target
 
-    name = BUILTIN_TARGETS[mode] if config.target in ("builtin", "relay") else config.target
+    name = BUILTIN_FOR_MODE[mode] if config.target in ("builtin", "relay") else config.target
     cls = get_target(name)
     kwargs: dict[str, Any] = {}
     if config.target_delay_ms:
@@ -162,9 +150,13 @@ def run_mode(config: RunConfig, mode: str, run_dir: Path, say: Callable[[str], N
         except TargetError as exc:
             return ModeRun(mode, results, log_path, None, _failed_document(config, mode, f"target: {exc}", started))
         cmd = _locust_command(config, mode, urls, results)
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
-        if config.webhook_secret:  # by environment: a secret on a command line shows in `ps`
-            env["DELIVERYBENCH_WEBHOOK_SECRET"] = config.webhook_secret
+        # The handed-on flags are the one truth: the user's DELIVERYBENCH_* variables
+        # must not reach Locust behind them (only the secret travels this way).
+        env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
+        env = {**env, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+        for option in OPTIONS:  # secrets go by environment: a command line shows in `ps`
+            if option.handoff == "env" and mode in option.modes and getattr(config, option.dest):
+                env[option.env_var] = str(getattr(config, option.dest))
         timeout = config.settle + config.duration + config.drain + 240 + config.subscribers / config.spawn_rate
         with open(log_path, "w") as log:
             try:

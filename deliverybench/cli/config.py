@@ -1,0 +1,302 @@
+"""``run_bench.py``'s configuration: the option table read from file, environment and argv.
+
+Resolved once, lowest precedence first: each option's default, a TOML file
+(``--config bench.toml``: keys at the top level or in a ``[deliverybench]``
+table, spelt ``spawn-rate`` or ``spawn_rate``), ``DELIVERYBENCH_*``
+environment variables, then the command line -- the order Locust uses for its
+``LOCUST_*`` twins. Every option comes from the one table in
+:mod:`deliverybench.core.options`; this module only reads the three sources,
+checks the combination with the same :func:`~deliverybench.core.options.validate`
+the locustfiles use, and freezes the result into a :class:`RunConfig`.
+
+Bad input raises :class:`ConfigError` with one line for the user (never a
+secret's value); ``run_bench.py`` turns it into exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+from ..core.options import (
+    DEFAULT_MODES,
+    ENV_PREFIX,
+    MODES,
+    OPTIONS,
+    Option,
+    OptionError,
+    by_dest,
+    flags_for_help,
+    run_options,
+    schedule_from,
+    url_of,
+    validate,
+)
+from ..core.schedule import Schedule
+
+__all__ = ["RunConfig", "ConfigError", "build_parser", "resolve", "MODES", "ENV_PREFIX", "TOML_TABLE"]
+
+ConfigError = OptionError
+TOML_TABLE = "deliverybench"
+
+
+class RunConfig:
+    """Everything one ``run_bench.py`` run needs: one value per run option, frozen.
+
+    Attributes are the options' ``dest`` names (``config.spawn_rate``);
+    ``extra_locust_args`` are the arguments given after ``--``; ``given``
+    names the options some source set explicitly.
+    """
+
+    __slots__ = ("_values", "extra_locust_args", "given")
+
+    def __init__(self, values: Mapping[str, Any], *, extra_locust_args: Sequence[str] = (),
+                 given: frozenset[str] = frozenset()) -> None:
+        object.__setattr__(self, "_values", dict(values))
+        object.__setattr__(self, "extra_locust_args", tuple(extra_locust_args))
+        object.__setattr__(self, "given", given)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("RunConfig is frozen; use replace()")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RunConfig) and self._values == other._values and \
+            self.extra_locust_args == other.extra_locust_args
+
+    def __repr__(self) -> str:
+        return f"RunConfig({self._values!r})"
+
+    @property
+    def values(self) -> Mapping[str, Any]:
+        return dict(self._values)
+
+    def replace(self, **changes: Any) -> "RunConfig":
+        """A copy with ``changes`` applied and checked again."""
+        values = {**self._values, **changes}
+        validate(values)
+        return RunConfig(values, extra_locust_args=self.extra_locust_args, given=self.given | set(changes))
+
+    def schedule_obj(self) -> Schedule:
+        return schedule_from(self._values)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {k: list(v) if isinstance(v, tuple) else v for k, v in self._values.items()}
+        out["extra_locust_args"] = list(self.extra_locust_args)
+        return out
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse prints usage plus error; we owe the user one clear line and exit 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise ConfigError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``run_bench.py`` parser, every option from the table.
+
+    Values are kept as given (``default=SUPPRESS``) so that :func:`resolve`
+    knows which source set what, and parses every source the same way.
+    Abbreviations are off: ``--webhook-sec`` must not silently mean
+    ``--webhook-secret``.
+    """
+    parser = _OneLineParser(
+        prog="run_bench.py",
+        usage="run_bench.py [OPTIONS] [-- LOCUST_OPTIONS]\n       run_bench.py report RESULTS... [-o FILE]",
+        description="Run one event stream through WebSocket push, webhook callback and polling against a "
+                    "target, and compare latency, completeness and cost.",
+        epilog="Every option can also be set in the --config TOML file (top level or a [deliverybench] table) "
+               f"or as {ENV_PREFIX}<OPTION> in the environment (command line > environment > file > default). "
+               "Subcommand: run_bench.py report RESULTS... [-o FILE] re-renders reports. "
+               "Options after -- go to Locust unchanged.",
+        allow_abbrev=False,
+        argument_default=argparse.SUPPRESS,
+    )
+    groups: dict[str, Any] = {}
+    for option in run_options():
+        group = groups.get(option.group)
+        if group is None:
+            group = groups[option.group] = parser.add_argument_group(option.group)
+        shown = _default_text(option)
+        default = "" if option.kind is bool or not shown else f" (default: {shown})"
+        help_text = f"{option.help}{default} [{option.env_var}]"
+        if option.kind is bool:
+            action = "store_false" if option.negate else "store_true"
+            group.add_argument(*flags_for_help(option), dest=option.dest, action=action, help=help_text)
+        else:
+            group.add_argument(*flags_for_help(option), dest=option.dest, metavar=_metavar(option),
+                               help=help_text)
+    return parser
+
+
+def _default_text(option: Option) -> str:
+    value = option.default
+    if option.secret:
+        return "the built-in test secret"
+    if isinstance(value, tuple):
+        return ",".join(value)
+    return str(value)
+
+
+def _metavar(option: Option) -> str:
+    if option.choices:
+        return "{" + ",".join(option.choices) + "}"
+    if option.name.endswith("url"):
+        return "URL"
+    return {int: "N", float: "X", tuple: "A,B"}.get(option.kind, "TEXT")
+
+
+def resolve(argv: Sequence[str], env: Mapping[str, str] | None = None) -> RunConfig:
+    """Parse and check ``argv`` (without the program name) into a :class:`RunConfig`."""
+    env = os.environ if env is None else env
+    cli_args, extra = build_parser().parse_known_args(list(argv))
+    locust_extra = _split_extra(extra)
+    cli = vars(cli_args)
+    values = {o.dest: o.default for o in run_options()}
+    labels: dict[str, str] = {}
+    given: set[str] = set()
+    config_path = cli.get("config") or env.get(by_dest("config").env_var, "")
+    if config_path:
+        for dest, (value, label) in _file_values(Path(config_path)).items():
+            values[dest], labels[dest] = value, label
+            given.add(dest)
+    for dest, (value, label) in _env_values(env).items():
+        values[dest], labels[dest] = value, label
+        given.add(dest)
+    for dest, raw in cli.items():
+        option = by_dest(dest)
+        values[dest] = raw if option.kind is bool else option.parse(raw)
+        labels[dest] = f"--{option.name}"
+        given.add(dest)
+    if config_path:
+        values["config"] = str(config_path)
+    if values["target"] == "relay" and "modes" not in given and values["modes"] == DEFAULT_MODES:
+        values["modes"] = _relay_modes(values)
+    validate(values, labels=labels)
+    config = RunConfig(values, extra_locust_args=locust_extra, given=frozenset(given))
+    _check_target(config, labels)
+    return config
+
+
+def _split_extra(extra: Sequence[str]) -> tuple[str, ...]:
+    """Anything after ``--`` goes to Locust verbatim; anything else unknown is an error."""
+    extra = list(extra)
+    if not extra:
+        return ()
+    if extra[0] == "--":
+        return tuple(extra[1:])
+    shown = extra[0].split("=", 1)[0]  # never echo a value: it may be a secret
+    raise ConfigError(f"unrecognized argument {shown!r} (see --help; pass Locust options after --)")
+
+
+def _spellings() -> dict[str, Option]:
+    names: dict[str, Option] = {}
+    for option in run_options():
+        names[option.name] = option
+        names[option.dest] = option
+    return names
+
+
+def _file_values(path: Path) -> dict[str, tuple[Any, str]]:
+    """Options from a TOML file: keys at the top level or in ``[deliverybench]``, either spelling."""
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    spellings = _spellings()
+    found: dict[str, tuple[Any, str]] = {}
+
+    def take(items: Iterator[tuple[str, Any]], where: str) -> None:
+        for key, raw in items:
+            label = f"{path.name}: {where}{key}"
+            if isinstance(raw, dict):
+                raise ConfigError(f"{path.name}: table [{where}{key}] is not used; put options at the top level "
+                                  f"or under [{TOML_TABLE}]")
+            option = spellings.get(key)
+            if option is None or option.dest == "config":
+                raise ConfigError(f"{label} is not an option (see run_bench.py --help)")
+            if option.dest in found:
+                raise ConfigError(f"{label} is set twice")
+            found[option.dest] = (option.parse(raw, source=label), label)
+
+    take(((k, v) for k, v in data.items() if k != TOML_TABLE), "")
+    table = data.get(TOML_TABLE, {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path.name}: {TOML_TABLE} must be a table")
+    take(iter(table.items()), f"{TOML_TABLE}.")
+    return found
+
+
+def _env_values(env: Mapping[str, str]) -> dict[str, tuple[Any, str]]:
+    """Options from ``DELIVERYBENCH_*`` variables; a typo is an error, a locustfile-only option is not."""
+    known = {o.env_var: o for o in OPTIONS}
+    found: dict[str, tuple[Any, str]] = {}
+    for name, raw in env.items():
+        if not name.startswith(ENV_PREFIX) or name == by_dest("config").env_var:
+            continue
+        option = known.get(name)
+        if option is None:
+            raise ConfigError(f"environment variable {name} is not an option (see run_bench.py --help)")
+        if option.scope == "locust":
+            continue  # meant for `locust -f`; run_bench.py sets these itself
+        found[option.dest] = (option.parse(raw, source=name), name)
+    return found
+
+
+def _relay_modes(values: Mapping[str, Any]) -> tuple[str, ...]:
+    """With ``--target relay`` and no ``--modes``: the modes whose egress URLs were given."""
+    chosen = [mode for mode, dest in (("push", "subscribe_url"), ("callback", "callback_url"),
+                                      ("poll", "poll_url")) if values.get(dest)]
+    return tuple(chosen) or DEFAULT_MODES
+
+
+#: the option naming each mode's egress on run_bench.py, and the schemes it takes
+EGRESS_OPTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "push": ("subscribe_url", ("ws", "wss")),
+    "poll": ("poll_url", ("http", "https")),
+    "callback": ("callback_url", ("http", "https")),
+}
+
+
+def _check_target(config: RunConfig, labels: Mapping[str, str]) -> None:
+    if config.modes == ("burst",):
+        return  # bursts need only a consumer: --consumer-url or the built-in sink
+    urls = ("publish_url", "subscribe_url", "poll_url", "callback_url")
+    if config.target == "builtin":
+        if any(getattr(config, dest) for dest in urls):
+            raise ConfigError("URLs given with --target builtin; use --target relay for an external target")
+        return
+    if config.target == "relay":
+        if not config.publish_url:
+            raise ConfigError("--target relay needs --publish-url")
+        for mode in config.modes:
+            if mode == "burst":
+                continue
+            dest, schemes = EGRESS_OPTIONS[mode]
+            value = getattr(config, dest)
+            flag = f"--{by_dest(dest).name}"
+            if not value:
+                raise ConfigError(f"--target relay with mode {mode} needs {flag}")
+            found = url_of(*schemes)(value)
+            if found is not None:
+                raise ConfigError(f"{labels.get(dest, flag)} {found} for mode {mode} (got {value!r})")
+        return
+    from targets import TargetError, get_target
+
+    try:
+        get_target(config.target)
+    except TargetError as exc:
+        raise ConfigError(str(exc)) from None

@@ -1,0 +1,500 @@
+"""The option table: every run option declared once, with its type, default, help and checks.
+
+Locust keeps one argument parser from which its web UI form, environment
+variables and config files all derive; deliverybench keeps one *table*. From
+each :class:`Option` come
+
+* the ``run_bench.py`` command line, its TOML keys and its
+  ``DELIVERYBENCH_*`` environment twins (``deliverybench.cli.config``);
+* the locustfiles' own options, their environment twins and the web UI form
+  (``deliverybench.harness.locust_options``);
+* the flags ``run_bench.py`` hands to each mode's Locust (:func:`locust_argv`);
+* the validation (:func:`validate`), run the same way on every path, so a bad
+  value gets the same one line whether it came through ``run_bench.py``,
+  ``locust -f`` or the web UI.
+
+Adding an option is one entry in :data:`OPTIONS`; ``tests/test_options.py``
+walks the table and checks every option reaches Locust and round-trips.
+
+Everything here is pure: values in, values or one-line :class:`OptionError`
+messages out.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Literal, Mapping, Sequence
+from urllib.parse import urlsplit
+
+from .delay import parse_delay
+from .schedule import SCHEDULE_KINDS, Schedule
+
+__all__ = [
+    "MODES",
+    "DEFAULT_MODES",
+    "ENV_PREFIX",
+    "Option",
+    "OptionError",
+    "OPTIONS",
+    "by_dest",
+    "run_options",
+    "locust_options",
+    "locust_argv",
+    "validate",
+    "schedule_from",
+    "secret_dests",
+    "secret_flags",
+]
+
+#: every delivery mode, in the order the report shows them
+MODES: tuple[str, ...] = ("push", "callback", "poll", "burst")
+#: what ``run_bench.py`` runs when ``--modes`` is not given
+DEFAULT_MODES: tuple[str, ...] = ("push", "callback", "poll")
+ENV_PREFIX = "DELIVERYBENCH_"
+
+#: ``run``: run_bench.py only; ``locust``: locustfiles only; ``both``
+Scope = Literal["run", "locust", "both"]
+#: how run_bench.py hands an option to Locust: ``value`` as a flag; ``env`` by
+#: environment (secrets: a command line shows in ``ps``); ``target``: computed
+#: from the target run_bench.py started (URLs, pids, results path); ``never``
+Handoff = Literal["value", "env", "target", "never"]
+#: a check returns what is wrong with a value ("must be positive"), or None
+Check = Callable[[Any], "str | None"]
+
+
+class OptionError(ValueError):
+    """A bad option value or combination; the message is one line for the user."""
+
+
+# -- checks ------------------------------------------------------------------------------
+
+def positive(value: Any) -> str | None:
+    return None if value > 0 else "must be positive"
+
+
+def non_negative(value: Any) -> str | None:
+    return None if value >= 0 else "cannot be negative"
+
+
+def between(low: float, high: float) -> Check:
+    def check(value: Any) -> str | None:
+        return None if low <= value <= high else f"must be between {low:g} and {high:g}"
+    return check
+
+
+def at_least(low: int) -> Check:
+    def check(value: Any) -> str | None:
+        return None if value >= low else f"must be at least {low}"
+    return check
+
+
+def url_of(*schemes: str) -> Check:
+    """Empty (not given) or a URL with one of ``schemes`` and a host."""
+    def check(value: Any) -> str | None:
+        if not value:
+            return None
+        try:
+            parts = urlsplit(str(value))
+            parts.port  # noqa: B018 -- raises ValueError for a bad port
+        except ValueError:
+            return "is not a valid URL"
+        if parts.scheme not in schemes or not parts.hostname:
+            return "must be a " + " or ".join(f"{s}://" for s in schemes) + " URL"
+        return None
+    return check
+
+
+def address_list(value: Any) -> str | None:
+    for part in (p.strip() for p in str(value).split(",")):
+        if not part:
+            continue
+        try:
+            ipaddress.ip_address(part)
+        except ValueError:
+            return f"must be comma-separated IP addresses ({part!r} is not one)"
+    return None
+
+
+def delay_spec(value: Any) -> str | None:
+    try:
+        parse_delay(str(value))
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def mode_list(value: Any) -> str | None:
+    modes = tuple(value)
+    if not modes:
+        return "is empty"
+    unknown = [m for m in modes if m not in MODES]
+    if unknown:
+        return f"names an unknown mode {unknown[0]!r}; use one or more of {', '.join(MODES)}"
+    if len(set(modes)) != len(modes):
+        return "lists a mode twice"
+    return None
+
+
+def pid_list(value: Any) -> str | None:
+    if all(p.strip().isdigit() for p in str(value).split(",") if p.strip()):
+        return None
+    return "must be comma-separated process ids"
+
+
+# -- the option --------------------------------------------------------------------------
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    """One option, declared once.
+
+    Args:
+        name: the long flag without dashes (``spawn-rate``); the TOML key
+            (either spelling), attribute (``spawn_rate``) and environment
+            variable (``DELIVERYBENCH_SPAWN_RATE``) derive from it.
+        kind: ``bool``, ``int``, ``float``, ``str`` or ``tuple`` (a
+            comma-separated list of strings).
+        default: the value when nothing sets it.
+        help: one sentence for ``--help`` and the web UI.
+        group: the heading it is listed under.
+        modes: the modes it applies to: the locustfile of each registers it,
+            and run_bench.py hands it to that mode's Locust.
+        scope: who accepts it (``run``, ``locust`` or ``both``).
+        handoff: how run_bench.py passes it on (see :data:`Handoff`).
+        short: a one-letter flag (``-u``).
+        locust_flag: a run option handed to Locust as one of Locust's own
+            flags (``--subscribers`` becomes ``-u``).
+        negate: a boolean that defaults to true, set false by ``--no-<name>``.
+        checks: what a valid value satisfies.
+        choices: the allowed values of a ``str`` option.
+        secret: never echoed, written or put on a command line.
+        web_ui: shown in Locust's web UI form.
+    """
+
+    name: str
+    kind: type
+    default: Any
+    help: str
+    group: str
+    modes: tuple[str, ...] = MODES
+    scope: Scope = "both"
+    handoff: Handoff = "value"
+    short: str | None = None
+    locust_flag: str | None = None
+    negate: bool = False
+    checks: tuple[Check, ...] = ()
+    choices: tuple[str, ...] = ()
+    secret: bool = False
+    web_ui: bool = True
+
+    @property
+    def dest(self) -> str:
+        return self.name.replace("-", "_")
+
+    @property
+    def flag(self) -> str:
+        return f"--no-{self.name}" if self.negate else f"--{self.name}"
+
+    @property
+    def env_var(self) -> str:
+        return ENV_PREFIX + self.dest.upper()
+
+    def parse(self, raw: Any, *, source: str | None = None) -> Any:
+        """Turn ``raw`` (text from argv, environment or a form, or a TOML value) into ``kind``.
+
+        Raises:
+            OptionError: one line naming ``source`` (default: the flag); a
+                secret's value is never part of the message.
+        """
+        where = source or f"--{self.name}"
+        shown = "" if self.secret else f" {raw!r}"
+        kind = self.kind
+        if kind is bool:
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text in _TRUE:
+                return True
+            if text in _FALSE:
+                return False
+            raise OptionError(f"{where}:{shown} is not true or false")
+        if kind is tuple:
+            if isinstance(raw, (list, tuple)):
+                items = [str(x).strip() for x in raw]
+            else:
+                items = [x.strip() for x in str(raw).split(",")]
+            return tuple(x for x in items if x)
+        if kind is int:
+            if isinstance(raw, bool) or isinstance(raw, float):
+                raise OptionError(f"{where}:{shown} is not a whole number")
+            try:
+                return int(str(raw).strip())
+            except ValueError:
+                raise OptionError(f"{where}:{shown} is not a whole number") from None
+        if kind is float:
+            if isinstance(raw, bool):
+                raise OptionError(f"{where}:{shown} is not a number")
+            try:
+                value = float(str(raw).strip()) if not isinstance(raw, (int, float)) else float(raw)
+            except ValueError:
+                raise OptionError(f"{where}:{shown} is not a number") from None
+            if not math.isfinite(value):
+                raise OptionError(f"{where} must be a finite number (got {raw!r})")
+            return value
+        if isinstance(raw, (dict, list, tuple, bool)):
+            raise OptionError(f"{where} must be text")
+        return str(raw)
+
+    def problem(self, value: Any) -> str | None:
+        """What is wrong with an already-parsed ``value``, or None."""
+        if self.choices and value not in self.choices:
+            return f"must be one of {', '.join(self.choices)}"
+        for check in self.checks:
+            found = check(value)
+            if found is not None:
+                return found
+        return None
+
+    def format(self, value: Any) -> list[str]:
+        """The argv tokens that hand ``value`` on (booleans: the flag alone, or nothing)."""
+        flag = self.locust_flag or f"--{self.name}"
+        if self.kind is bool:
+            return [flag] if value else []
+        if self.kind is float:
+            return [flag, repr(float(value))]
+        if self.kind is tuple:
+            return [flag, ",".join(value)]
+        return [flag, str(value)]
+
+
+def _o(name: str, kind: type, default: Any, help: str, group: str, **kw: Any) -> Option:
+    return Option(name, kind, default, help, group, **kw)
+
+
+_COMMON, _STREAM, _TARGET = "Common options", "Event stream", "Target"
+_PUSH, _CALLBACK, _BURST, _POLL = ("Push mode", "Callback mode (the harness as webhook receiver)",
+                                   "Burst mode (the harness as webhook producer)", "Poll mode")
+_PLUMBING = "Set by run_bench.py (or by the master) for each mode"
+_SUBSCRIBING = ("push", "callback", "poll")
+
+#: every option, in the order ``--help`` lists them
+OPTIONS: tuple[Option, ...] = (
+    # -- common (run_bench.py) --
+    _o("config", str, "", "TOML file with options (top level or a [deliverybench] table).", _COMMON,
+       scope="run", handoff="never"),
+    _o("subscribers", int, 500, "Subscribers per mode (Locust users).", _COMMON, scope="run", short="-u",
+       locust_flag="-u", checks=(positive,)),
+    _o("modes", tuple, DEFAULT_MODES, f"Comma-separated modes to run, in order: {', '.join(MODES)}.", _COMMON,
+       scope="run", handoff="never", checks=(mode_list,)),
+    _o("processes", int, 1, "Locust processes running subscribers (>1: master + N workers).", _COMMON,
+       scope="run", handoff="never", checks=(positive,)),
+    _o("spawn-rate", float, 250.0, "Subscribers started per second.", _COMMON, scope="run", short="-r",
+       locust_flag="-r", checks=(positive,)),
+    _o("out", str, "bench-out", "Folder for results; each run gets a subfolder.", _COMMON, scope="run",
+       handoff="never"),
+    _o("run-id", str, "", "Name of the run's subfolder (default: a timestamp).", _COMMON, scope="run",
+       handoff="never"),
+    _o("report", bool, True, "Do not render report.html.", _COMMON, scope="run", handoff="never", negate=True),
+    # -- the stream --
+    _o("rate", float, 5.0, "Events per second (the start rate of --schedule ramp).", _STREAM, checks=(positive,)),
+    _o("duration", float, 20.0, "Seconds of event stream per mode.", _STREAM, checks=(positive,)),
+    _o("schedule", str, "constant", "Open-model schedule of due times.", _STREAM, choices=SCHEDULE_KINDS),
+    _o("burst-size", int, 100, "Events per burst (--schedule burst).", _STREAM, checks=(at_least(1),)),
+    _o("burst-interval", float, 1.0, "Seconds between bursts (--schedule burst).", _STREAM, checks=(positive,)),
+    _o("rate-end", float, 0.0, "Final rate of --schedule ramp.", _STREAM, checks=(non_negative,)),
+    _o("seed", int, 0, "Seed for --schedule poisson.", _STREAM),
+    _o("max-events", int, 0, "Cap on events published (0: no cap).", _STREAM, checks=(non_negative,)),
+    _o("payload-bytes", int, 256, "Encoded size of each event in bytes.", _STREAM,
+       checks=(between(0, 16 * 1024 * 1024),)),
+    _o("stream", str, "s", "Stream name written into events.", _STREAM),
+    _o("drain", float, 3.0, "Seconds to wait for deliveries after the last due time.", _STREAM,
+       checks=(non_negative,)),
+    _o("settle", float, 1.0, "Seconds between all subscribers connected and the first event.", _STREAM,
+       checks=(non_negative,)),
+    _o("settle-timeout", float, 60.0, "Longest wait for subscribers to connect before publishing.", _STREAM,
+       checks=(positive,)),
+    _o("join-grace", float, 0.05, "Events due this soon after a subscriber joined are not expected of it.",
+       _STREAM, checks=(non_negative,)),
+    # -- the target --
+    _o("target", str, "builtin", "'builtin' (start the built-in targets), 'relay' (external, needs the URLs), "
+       "or a registered target name.", _TARGET, scope="run", handoff="never"),
+    _o("publish-url", str, "", "External target's ingress: events are POSTed here. Empty: start the built-in "
+       "target.", _TARGET, handoff="target", checks=(url_of("http", "https"),)),
+    _o("subscribe-url", str, "", "External target's egress: with run_bench.py the WebSocket URL (push); with "
+       "locust -f the egress of its mode (ws:// URL, subscription API, poll URL or consumer URL).", _TARGET,
+       handoff="target", checks=(url_of("ws", "wss", "http", "https"),)),
+    _o("poll-url", str, "", "External target's poll URL (poll mode).", _TARGET, scope="run", handoff="never",
+       checks=(url_of("http", "https"),)),
+    _o("callback-url", str, "", "External target's subscription API (callback mode).", _TARGET, scope="run",
+       handoff="never", checks=(url_of("http", "https"),)),
+    _o("target-delay-ms", float, 0.0, "Built-in targets only, for tests: hold each event this long.", _TARGET,
+       checks=(non_negative,)),
+    # -- push --
+    _o("echo-interval", float, 0.0, "Seconds between echo round trips per session (0: off).", _PUSH,
+       modes=("push",), checks=(non_negative,)),
+    _o("source-addresses", str, "", "Comma-separated local addresses (127.0.0.2,...) to spread sessions past "
+       "the ~28k ephemeral ports of one address.", _PUSH, modes=("push",), checks=(address_list,)),
+    _o("ping-interval", float, 0.0, "Client keepalive ping interval in seconds (0: off; servers ping their "
+       "clients).", _PUSH, modes=("push",), checks=(non_negative,)),
+    _o("open-timeout", float, 10.0, "Seconds to open one subscription.", _COMMON, modes=_SUBSCRIBING,
+       checks=(positive,)),
+    # -- callback --
+    _o("webhook-secret", str, "", "Standard Webhooks secret (default: the built-in callback target's "
+       "documented test secret). Passed on by environment, never written to results.", _CALLBACK,
+       modes=("callback", "burst"), handoff="env", secret=True),
+    _o("ack-delay", str, "0", "Receiver acknowledgement delay: MS, exp:MEAN_MS or uniform:LOW,HIGH.", _CALLBACK,
+       modes=("callback",), checks=(delay_spec,)),
+    _o("fail-ratio", float, 0.0, "Share of first attempts the receiver fails, to exercise retries.", _CALLBACK,
+       modes=("callback",), checks=(between(0, 1),)),
+    _o("fail-status", int, 500, "HTTP status of simulated failures.", _CALLBACK, modes=("callback",),
+       checks=(between(100, 599),)),
+    _o("timeout-ratio", float, 0.0, "Share of first attempts held past the target's timeout.", _CALLBACK,
+       modes=("callback",), checks=(between(0, 1),)),
+    _o("timeout-hold", float, 20.0, "Seconds a simulated timeout holds the request.", _CALLBACK,
+       modes=("callback",), checks=(positive,)),
+    _o("receiver-host", str, "127.0.0.1", "Address the callback receiver binds.", _CALLBACK, modes=("callback",),
+       checks=(address_list,)),
+    _o("receiver-advertise-host", str, "", "Host put in callback URLs (default: --receiver-host).", _CALLBACK,
+       modes=("callback",)),
+    # -- burst --
+    _o("consumer-url", str, "", "Webhook consumer to POST events at (default: the built-in sink).", _BURST,
+       scope="run", handoff="never", checks=(url_of("http", "https"),)),
+    _o("sign", bool, False, "Sign burst POSTs with Standard Webhooks headers (--webhook-secret).", _BURST,
+       modes=("burst",)),
+    _o("burst-timeout", float, 10.0, "Seconds before a burst POST counts as timed out.", _BURST, modes=("burst",),
+       checks=(positive,)),
+    # -- poll --
+    _o("poll-interval", float, 1.0, "Seconds between polls per subscriber.", _POLL, modes=("poll",),
+       checks=(positive,)),
+    _o("poll-limit", int, 1000, "Most events asked for per poll.", _POLL, modes=("poll",), checks=(at_least(1),)),
+    # -- plumbing: what run_bench.py (or the master) sets for each mode --
+    _o("stats-url", str, "", "Target /stats URL read at the end of the run.", _PLUMBING, scope="locust",
+       handoff="target", web_ui=False, checks=(url_of("http", "https"),)),
+    _o("target-pids", str, "", "Comma-separated pids of the target, sampled for cost.", _PLUMBING,
+       scope="locust", handoff="target", web_ui=False, checks=(pid_list,)),
+    _o("target-name", str, "", "Name of the target, for the results file.", _PLUMBING, scope="locust",
+       handoff="target", web_ui=False),
+    _o("results", str, "", "Results file to write (default bench-out/<mode>-<time>/results.json).", _PLUMBING,
+       scope="locust", handoff="target"),
+    _o("no-autoquit", bool, False, "Headless: stay up after the stream ends instead of quitting.", _PLUMBING,
+       scope="locust", handoff="never", web_ui=False),
+)
+
+_BY_DEST: dict[str, Option] = {o.dest: o for o in OPTIONS}
+assert len(_BY_DEST) == len(OPTIONS), "two options share a name"
+
+
+def by_dest(dest: str) -> Option:
+    """The option whose attribute name is ``dest`` (``spawn_rate``)."""
+    return _BY_DEST[dest]
+
+
+def run_options() -> list[Option]:
+    """Options ``run_bench.py`` accepts."""
+    return [o for o in OPTIONS if o.scope in ("run", "both")]
+
+
+def locust_options(mode: str) -> list[Option]:
+    """Options the locustfile of ``mode`` registers with Locust."""
+    return [o for o in OPTIONS if o.scope in ("locust", "both") and mode in o.modes]
+
+
+def secret_dests() -> frozenset[str]:
+    return frozenset(o.dest for o in OPTIONS if o.secret)
+
+
+def secret_flags() -> frozenset[str]:
+    return frozenset(f"--{o.name}" for o in OPTIONS if o.secret)
+
+
+def locust_argv(values: Mapping[str, Any], mode: str) -> list[str]:
+    """The flags that hand ``values`` on to the Locust of ``mode`` (``handoff == "value"``).
+
+    Options computed from the target (URLs, pids, results path), secrets
+    (by environment) and run_bench.py's own options are not among them.
+    """
+    argv: list[str] = []
+    for option in OPTIONS:
+        if option.handoff != "value" or mode not in option.modes:
+            continue
+        if option.scope == "locust" or (option.scope == "run" and option.locust_flag is None):
+            continue
+        argv += option.format(values[option.dest])
+    return argv
+
+
+def schedule_from(values: Mapping[str, Any]) -> Schedule:
+    """The stream's schedule from option values (``run_bench.py``'s or a locustfile's).
+
+    Raises:
+        ValueError: the combination does not make a schedule.
+    """
+    return Schedule(
+        kind=values["schedule"],
+        rate=values["rate"],
+        duration_s=values["duration"],
+        burst_size=values["burst_size"],
+        burst_interval_s=values["burst_interval"],
+        rate_end=values["rate_end"] or None,
+        seed=values["seed"],
+        max_events=values["max_events"] or None,
+    )
+
+
+def _shown(option: Option, value: Any) -> str:
+    if option.secret:
+        return ""
+    if isinstance(value, tuple):
+        value = ",".join(value)
+    return f" (got {value!r})" if not isinstance(value, float) else f" (got {value:g})"
+
+
+def _schedule_problem(values: Mapping[str, Any]) -> str | None:
+    try:
+        schedule_from(values)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+_SCHEDULE_DESTS = ("schedule", "rate", "duration", "burst_size", "burst_interval", "rate_end", "seed",
+                   "max_events")
+
+
+def validate(values: Mapping[str, Any], *, options: Iterable[Option] | None = None,
+             labels: Mapping[str, str] | None = None) -> None:
+    """Check every option's value, then the combinations; raise the first problem.
+
+    Args:
+        values: parsed values by ``dest``; options missing from it are skipped.
+        options: the options to check (default: every option in ``values``).
+        labels: how to name an option in a message (``DELIVERYBENCH_RATE``,
+            ``bench.toml: rate``); default: its flag.
+
+    Raises:
+        OptionError: one line, e.g. ``--rate must be positive (got -5)``.
+    """
+    labels = labels or {}
+    chosen = list(options) if options is not None else [o for o in OPTIONS if o.dest in values]
+    for option in chosen:
+        if option.dest not in values:
+            continue
+        value = values[option.dest]
+        found = option.problem(value)
+        if found is not None:
+            where = labels.get(option.dest, option.flag if option.kind is not bool else f"--{option.name}")
+            raise OptionError(f"{where} {found}{_shown(option, value)}")
+    if all(d in values for d in _SCHEDULE_DESTS):
+        found = _schedule_problem(values)
+        if found is not None:
+            raise OptionError(f"--schedule {values['schedule']}: {found}")
+
+
+def flags_for_help(option: Option) -> Sequence[str]:
+    """The flags a parser registers for ``option``: ``-u``, ``--subscribers``."""
+    return [option.short, option.flag] if option.short else [option.flag]
