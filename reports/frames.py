@@ -212,6 +212,7 @@ def headline_frame(refs: Sequence[ModeRef]) -> pd.DataFrame:
             **_base(ref),
             "status": ref.status,
             "failure": r.get("failure"),
+            "reasons": "; ".join(str(x) for x in r.get("status_reasons") or []) or None,
             "metric": metric,
             "count": _num(summary.get("count")),
             "p50": _num(summary.get("p50")),
@@ -222,6 +223,7 @@ def headline_frame(refs: Sequence[ModeRef]) -> pd.DataFrame:
             "deliveries": deliveries,
             "deliveries_per_s": _num(throughput.get("deliveries_per_s")),
             "published": _num(throughput.get("published", audit.get("published"))),
+            "refused": _num(audit.get("refused")),
             "expected": _num(audit.get("expected")),
             "lost": _num(audit.get("lost")),
             "duplicates": _num(audit.get("duplicates")),
@@ -231,11 +233,12 @@ def headline_frame(refs: Sequence[ModeRef]) -> pd.DataFrame:
             "rate": _num((r.get("params") or {}).get("rate")),
             "saturated": bool(harness.get("saturated")),
             "saturation_reason": harness.get("reason"),
+            "publish_lag_p99": _num(((r.get("summary") or {}).get("publish_lag") or {}).get("p99")),
         })
-    return _frame(rows, ["run", "mode", "label", "status", "failure", "metric", "count", "p50", "p90", "p99",
-                         "p99_9", "max", "deliveries", "deliveries_per_s", "published", "expected", "lost",
-                         "duplicates", "target_cpu_ms_per_1k", "subscribers", "rate", "saturated",
-                         "saturation_reason"])
+    return _frame(rows, ["run", "mode", "label", "status", "failure", "reasons", "metric", "count", "p50", "p90",
+                         "p99", "p99_9", "max", "deliveries", "deliveries_per_s", "published", "refused", "expected",
+                         "lost", "duplicates", "target_cpu_ms_per_1k", "subscribers", "rate", "saturated",
+                         "saturation_reason", "publish_lag_p99"])
 
 
 # --------------------------------------------------------------------------- percentiles
@@ -512,8 +515,9 @@ def cost_frame(refs: Sequence[ModeRef]) -> pd.DataFrame:
 
 # --------------------------------------------------------------------------- audit & extra
 
-AUDIT_COLUMNS = ("published", "publish_failed", "subscribers", "subscribers_full", "expected", "delivered_unique",
-                 "lost", "duplicates", "out_of_order", "unexpected", "arrivals", "subscribers_with_loss")
+AUDIT_COLUMNS = ("scheduled", "published", "accepted", "refused", "subscribers", "subscribers_full",
+                 "subscribers_never_connected", "expected", "delivered_unique", "lost", "duplicates", "out_of_order",
+                 "unexpected", "arrivals", "subscribers_with_loss")
 
 
 def audit_frame(refs: Sequence[ModeRef]) -> pd.DataFrame:
@@ -596,7 +600,8 @@ def trust_frame(refs: Sequence[ModeRef]) -> pd.DataFrame:
     """Reasons not to trust (part of) a measurement: one row per finding.
 
     Columns: label, mode, kind (saturated, status, unbalanced, negative,
-    clamped, publish_failed), severity ("danger" | "warn"), message.
+    clamped), severity ("danger" | "warn"), message. A degraded mode's
+    reasons (loss, refusals, dropped sessions, warnings) are one ``status`` row.
     """
     rows = []
 
@@ -611,8 +616,9 @@ def trust_frame(refs: Sequence[ModeRef]) -> pd.DataFrame:
                 "the harness was saturated, so these latencies measure the harness as much as the target "
                 f"and are not trustworthy. Reason: {harness.get('reason') or 'none given'}")
         if ref.status != "ok":
-            failure = r.get("failure")
-            add(ref, "status", "danger", f"status {ref.status}" + (f": {failure}" if failure else ""))
+            why = "; ".join(x for x in [r.get("failure"), *(r.get("status_reasons") or [])] if x)
+            add(ref, "status", "warn" if ref.status == "degraded" else "danger",
+                f"status {ref.status}" + (f": {why}" if why else ""))
         a = r.get("audit") or {}
         if a and a.get("balanced") is False:
             add(ref, "unbalanced", "danger",
@@ -626,11 +632,6 @@ def trust_frame(refs: Sequence[ModeRef]) -> pd.DataFrame:
         for metric, n in (hist.get("clamped") or {}).items():
             if n:
                 add(ref, "clamped", "warn", f"{int(n):,} {metric} samples were above one hour and were stored as one hour")
-        failed = _num(a.get("publish_failed"))
-        if failed:
-            add(ref, "publish_failed", "warn",
-                f"{int(failed):,} publish{'es were' if failed != 1 else ' was'} refused by the target "
-                "(so not expected from subscribers)")
     return _frame(rows, ["run", "mode", "label", "kind", "severity", "message"])
 
 

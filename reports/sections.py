@@ -316,7 +316,8 @@ def _run_sentences(headline: pd.DataFrame) -> list[str]:
                    "the harness was saturated.")
     not_ok = headline[headline["status"] != "ok"]
     for _, r in not_ok.iterrows():
-        out.append(f"{r['label']} is {r['status']}" + (f": {r['failure']}." if r["failure"] else "."))
+        why = "; ".join(str(x) for x in (r["failure"], r["reasons"]) if isinstance(x, str) and x)
+        out.append(f"{r['label']} is {r['status']}" + (f": {why}." if why else "."))
     return out
 
 
@@ -346,7 +347,8 @@ def headline(data: ReportData) -> dict[str, Any]:
         badges.append(b)
     h["label__badges"] = badges
     h["mode__badges"] = badges
-    h["status__sub"] = [f if isinstance(f, str) and f else None for f in h["failure"]]
+    h["status__sub"] = ["; ".join(x for x in (f, why) if isinstance(x, str) and x) or None
+                        for f, why in zip(h["failure"], h["reasons"])]
     columns = [*_label_columns(data),
                Column("status", "status"),
                Column("p50", "p50 ms", "ms", "low"),
@@ -354,9 +356,11 @@ def headline(data: ReportData) -> dict[str, Any]:
                Column("p99_9", "p99.9 ms", "ms", "low"),
                Column("max", "max ms", "ms", "low"),
                Column("deliveries_per_s", "deliveries/s", "f1", "high"),
+               Column("refused", "refused", "int", "low"),
                Column("lost", "lost", "int", "low"),
                Column("duplicates", "duplicates", "int", "low"),
-               Column("target_cpu_ms_per_1k", "target CPU-ms / 1k deliveries", "f1", "low")]
+               Column("target_cpu_ms_per_1k", "target CPU-ms / 1k deliveries", "f1", "low"),
+               Column("publish_lag_p99", "publisher lag p99 ms", "ms", "low")]
     t = table(h, columns, table_id="headline-table",
               row_class=lambda r: " ".join(c for c in (f"status-{r['status']}", "saturated" if r["saturated"] else "") if c),
               eligible=lambda r: r["status"] != "failed")
@@ -498,12 +502,15 @@ def cost(data: ReportData) -> dict[str, Any]:
 def audit(data: ReportData) -> dict[str, Any]:
     a = data.audit
     cols = [*_label_columns(data),
-            Column("published", "published", "int"), Column("publish_failed", "publish failed", "int"),
+            Column("published", "published", "int"), Column("accepted", "accepted", "int"),
+            Column("refused", "refused", "int", "low"),
             Column("subscribers", "subscribers", "int"), Column("expected", "expected", "int"),
             Column("delivered_unique", "delivered (unique)", "int"), Column("lost", "lost", "int", "low"),
             Column("duplicates", "duplicates", "int", "low"), Column("out_of_order", "out of order", "int", "low"),
             Column("unexpected", "unexpected", "int", "low"), Column("balanced", "balanced", "bool")]
-    tables = [table(a, cols, table_id="audit-table", caption="Audit: expected = delivered (unique) + lost",
+    tables = [table(a, cols, table_id="audit-table",
+                    caption="Audit: published = accepted + refused; expected (of accepted events) = "
+                            "delivered (unique) + lost",
                     row_class=lambda r: "unbalanced" if r["balanced"] is False else "")]
     wh = frames.webhook_frame(data.refs)
     if len(wh):

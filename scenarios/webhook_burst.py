@@ -29,7 +29,7 @@ from deliverybench.adapters.burst import BurstOptions, BurstSender
 from deliverybench.core.audit import PublishedLog
 from deliverybench.core.schedule import Schedule, offsets_ns
 from deliverybench.harness.locust_plugin import HarnessProcess, RunController, install, schedule_from_options
-from deliverybench.harness.publisher import PublishOutcome
+from deliverybench.adapters.publisher import PublishOutcome
 
 START_MESSAGE = "deliverybench_burst_start"
 

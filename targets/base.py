@@ -74,6 +74,9 @@ class Target(abc.ABC):
 
     name: ClassVar[str] = "target"
     kind: ClassVar[str] = "builtin"
+    #: whether the ingress takes NDJSON batches (several events in one POST); an
+    #: external server is sent exactly one event per request unless told otherwise
+    accepts_batches: ClassVar[bool] = False
 
     @abc.abstractmethod
     def start(self, *, timeout_s: float = 15.0) -> None:

@@ -23,6 +23,7 @@ class BuiltinTarget(Target):
     """A Target that is one server process started from this repository."""
 
     kind: ClassVar[str] = "builtin"
+    accepts_batches: ClassVar[bool] = True
     module: ClassVar[str]
     #: egress mode -> key of the server's ready-line ``urls``
     egress_keys: ClassVar[dict[str, str]]

@@ -112,7 +112,7 @@ def test_every_layer_folder_says_what_belongs_there() -> None:
      "imports deliverybench.harness"),
     ("deliverybench.harness.x", "from ..cli.config import resolve\n", "imports deliverybench.cli"),
     ("reports.x", "from deliverybench.adapters import machine\n", "imports deliverybench.adapters"),
-    ("targets.x", "from deliverybench.harness import publisher\n", "imports deliverybench.harness"),
+    ("targets.x", "from deliverybench.harness import locust_plugin\n", "imports deliverybench.harness"),
 ])
 def test_the_checker_catches_a_bad_import(module: str, source: str, expected: str) -> None:
     found = violations(source, module)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import locust_csv_row, run_bench, run_locust
+from helpers import assert_ok, locust_csv_row, run_bench, run_locust
 from targets.builtin import CallbackTarget, SinkTarget
 
 
@@ -35,7 +35,7 @@ def test_callback_every_subscriber_gets_every_event(tmp_path: Path) -> None:
                         "--drain", "2", users=users)
     cb = _mode(doc, "callback")
     n = users * rate * duration
-    assert cb["status"] == "ok", cb["failure"]
+    assert_ok(cb)
     assert cb["audit"]["delivered_unique"] == n and cb["audit"]["lost"] == 0 and cb["audit"]["balanced"]
     assert cb["summary"]["delivery"]["count"] == n
     assert cb["summary"]["first_attempt"]["count"] == n
@@ -124,7 +124,7 @@ def test_burst_accounting_against_builtin_sink(tmp_path: Path) -> None:
                         "--burst-interval", "1", "--duration", "2", "--drain", "1", "--burst-timeout", "5",
                         users=10)
     burst = _mode(doc, "burst")
-    assert burst["status"] == "ok", burst["failure"]
+    assert_ok(burst)
     assert burst["audit"]["published"] == 600
     assert burst["audit"]["delivered_unique"] == 600 and burst["audit"]["lost"] == 0
     assert burst["extra"]["attempted"] == 600 and burst["extra"]["status_classes"] == {"2xx": 600}
@@ -209,7 +209,7 @@ def test_run_bench_three_modes_side_by_side(tmp_path: Path) -> None:
     doc = json.loads((tmp_path / "run" / "results.json").read_text())
     assert list(doc["modes"]) == ["push", "callback", "poll"]
     for name, mode in doc["modes"].items():
-        assert mode["status"] == "ok", (name, mode["failure"])
+        assert_ok(mode)
         assert mode["audit"]["delivered_unique"] == 20 * 10 and mode["audit"]["lost"] == 0, name
         assert mode["audit"]["balanced"] and mode["audit"]["recorded_matches"]
     table = [line for line in proc.stdout.splitlines() if line.split()[:1] in (["push"], ["callback"], ["poll"])]

@@ -27,6 +27,7 @@ from typing import Callable
 from ..core.event import Event, encode_event
 from ..core.schedule import Schedule, offsets_ns
 from .http_post import Job, Outcome, PostPool
+from .pacing import sleep_until
 from ..core.process_recorder import ProcessRecorder
 
 __all__ = ["BurstOptions", "BurstSender", "CONSUMER"]
@@ -82,9 +83,7 @@ class BurstSender:
                 if event_id % count != index:
                     continue
                 due = stream_start_ns + offset
-                wait = (due - time.time_ns()) / 1e9
-                if wait > 0:
-                    await asyncio.sleep(wait)
+                await sleep_until(due)
                 sent = time.time_ns()
                 body = encode_event(Event(event_id, due, opts.stream), sent, opts.payload_bytes)
                 self._recorder_ref().counters["attempted"] += 1

@@ -1,9 +1,18 @@
 """Sampling CPU and memory of harness and target processes with psutil.
 
-Each Locust process samples itself once a second (so a saturated harness can
-be flagged, process by process, even across machines); the process that
-knows the target's pids samples those too. A vanished process simply stops
-producing samples; the absence is visible in the report.
+Each Locust process that runs users samples itself once a second (so a
+saturated harness can be flagged, process by process, even across
+machines); the process that knows the target's pids samples those, and
+itself only when no harness in it already does -- one reading per process
+per second, never two. A vanished process simply stops producing samples;
+the absence is visible in the report.
+
+CPU percent is computed here from consecutive ``cpu_times`` readings over
+the wall time between them, not with psutil's ``cpu_percent``: its first
+reading after priming covers however short a gap there was (a process seen
+at 300 % of a core for one sample), and a reading over a very short gap is
+noise. A gap under half a second gives no percent (0.0) and is marked as
+the first reading of its process, which the saturation check skips.
 """
 
 from __future__ import annotations
@@ -14,40 +23,72 @@ from typing import Iterable
 
 import psutil
 
-from ..core.resources import Sample
+from ..core.resources import MACHINE_ROLE, Sample
 
-__all__ = ["ProcessSampler"]
+__all__ = ["ProcessSampler", "MIN_GAP_S"]
+
+#: shortest gap between two readings that gives a CPU percent
+MIN_GAP_S = 0.5
 
 
 class ProcessSampler:
     """Take :class:`Sample` readings of a fixed set of (role, pid) pairs."""
 
     def __init__(self, targets: Iterable[tuple[str, int]] = ()) -> None:
+        self._machine: tuple[float, float] | None = None
         self._procs: dict[tuple[str, int], psutil.Process] = {}
+        self._last: dict[tuple[str, int], tuple[float, float]] = {}
         for role, pid in targets:
             self.add(role, pid)
 
     def add(self, role: str, pid: int) -> None:
         try:
             proc = psutil.Process(pid)
-            proc.cpu_percent(None)  # prime: the first reading is meaningless
-            self._procs[(role, pid)] = proc
+            times = proc.cpu_times()
         except psutil.Error:
-            pass
+            return
+        self._procs[(role, pid)] = proc
+        self._last[(role, pid)] = (time.time(), times.user + times.system)
 
     def add_self(self, role: str = "harness") -> None:
         self.add(role, os.getpid())
 
+    def add_machine(self) -> None:
+        """Also sample the whole machine: busy CPU over all cores (role ``machine``, pid 0)."""
+        self._machine = (time.time(), _busy_cpu_s())
+
     def sample(self, connections: int = -1) -> list[Sample]:
-        now = time.time()
         out: list[Sample] = []
-        for (role, pid), proc in list(self._procs.items()):
+        for key, proc in list(self._procs.items()):
+            role, pid = key
             try:
                 with proc.oneshot():
                     times = proc.cpu_times()
-                    out.append(Sample(now, role, pid, times.user + times.system, proc.cpu_percent(None),
-                                      proc.memory_info().rss,
-                                      connections if pid == os.getpid() else -1))
+                    rss = proc.memory_info().rss
             except psutil.Error:
-                del self._procs[(role, pid)]
+                del self._procs[key]
+                continue
+            now, cpu_s = time.time(), times.user + times.system
+            last_t, last_cpu = self._last.get(key, (now, cpu_s))
+            gap = now - last_t
+            if gap < MIN_GAP_S:
+                percent = 0.0
+            else:
+                percent = max(0.0, 100.0 * (cpu_s - last_cpu) / gap)
+                self._last[key] = (now, cpu_s)
+            out.append(Sample(now, role, pid, cpu_s, percent, rss, connections if pid == os.getpid() else -1))
+        if self._machine is not None:
+            now, busy = time.time(), _busy_cpu_s()
+            last_t, last_busy = self._machine
+            percent = 0.0
+            if now - last_t >= MIN_GAP_S:
+                percent = max(0.0, 100.0 * (busy - last_busy) / (now - last_t) / (psutil.cpu_count() or 1))
+                self._machine = (now, busy)
+            out.append(Sample(now, MACHINE_ROLE, 0, busy, percent, psutil.virtual_memory().used))
         return out
+
+
+def _busy_cpu_s() -> float:
+    """CPU-seconds all cores have spent busy since boot (everything but idle and iowait)."""
+    t = psutil.cpu_times()
+    return float(sum(t) - t.idle - getattr(t, "iowait", 0.0))

@@ -22,10 +22,12 @@ from typing import Any, Callable
 from ..adapters import results_file
 from ..adapters.machine import git_commit, machine_facts, package_versions
 from ..core.audit import AuditTotals
-from ..core.options import ENV_PREFIX, OPTIONS, locust_argv
+from ..adapters.publisher import MAX_BATCH
+from ..core.options import ENV_PREFIX, OPTIONS, by_dest, locust_argv
 from ..core.recording import Recorder
 from ..core.redact import redact_argv, redact_config
 from ..core.results import build_mode_result, merge_documents, new_document
+from ..core.status import assess
 from .config import RunConfig
 
 __all__ = ["ModeRun", "run_modes", "SCENARIOS", "REPO_ROOT"]
@@ -63,6 +65,9 @@ def _locust_command(config: RunConfig, mode: str, urls: dict[str, str], results:
         "--stats-url", urls.get("stats", ""), "--target-pids", urls.get("pids", ""),
         "--target-name", urls.get("name", ""), "--results", str(results),
     ]
+    if mode in by_dest("publish_batch").modes:
+        batch = config.publish_batch or (MAX_BATCH if urls.get("batches") == "yes" else 1)
+        cmd += ["--publish-batch", str(batch)]
     if config.processes > 1:
         # A private master port on loopback: with Locust's default (*:5557) the workers of
         # another run on the same machine could join this master.
@@ -112,7 +117,7 @@ def _start_target(config: RunConfig, mode: str) -> tuple[Any, dict[str, str]]:
     target.start()
     urls = {"ingress": target.ingress_url or "", mode: target.egress_url(mode) or "",
             "stats": target.stats_url or "", "pids": ",".join(str(p) for p in target.pids()),
-            "name": name}
+            "name": name, "batches": "yes" if target.accepts_batches else "no"}
     return target, urls
 
 
@@ -167,8 +172,10 @@ def run_mode(config: RunConfig, mode: str, run_dir: Path, say: Callable[[str], N
                 code = None
         if results.is_file():
             document = results_file.read(results)
+            result = document["modes"][mode]
             if target is not None and not target.health():
-                document["modes"][mode].setdefault("warnings", []).append("target was not healthy after the run")
+                result.setdefault("warnings", []).append("target was not healthy after the run")
+                result["status"], result["status_reasons"] = assess(result)
         else:
             why = "timed out" if code is None else f"exited with code {code}"
             failure = f"locust {why} without writing results; see {log_path.name}: {_tail(log_path)}"
@@ -187,7 +194,8 @@ def run_modes(config: RunConfig, run_dir: Path, say: Callable[[str], None]) -> d
         run = run_mode(config, mode, run_dir, say)
         result = run.document["modes"][mode]
         if result["status"] != "ok":
-            say(f"  {mode}: {result['status']}: {result.get('failure')}")
+            why = result.get("failure") or "; ".join(result.get("status_reasons") or [])
+            say(f"  {mode}: {result['status']}: {why}")
         documents.append(run.document)
     merged = merge_documents(documents, run_id=run_dir.name)
     merged["config"] = redact_config({**config.to_dict(), "locust": merged.get("config", {})})

@@ -128,33 +128,60 @@ class SubscriberRecord:
 
 @dataclass
 class PublishedLog:
-    """What the publisher really did: due time per id and whether it was accepted."""
+    """What the publisher really did: per scheduled id, when it was due, sent, and accepted.
+
+    An open-model publisher has many requests in flight, so outcomes arrive
+    out of order: :meth:`scheduled` lays out every due time first and
+    :meth:`settle` fills in each event's outcome as it comes back. ``sent_ns``
+    is 0 for an event never sent (the publisher stopped first). Of the events
+    sent (*published*), those the target acknowledged with a 2xx are
+    *accepted*; the rest -- refused with a status, timed out, or never
+    answered -- are *refused*: ``published == accepted + refused`` exactly.
+    Only accepted events are expected of subscribers.
+    """
 
     due_ns: list[int] = field(default_factory=list)
     sent_ns: list[int] = field(default_factory=list)
     ok: list[bool] = field(default_factory=list)
 
+    @classmethod
+    def scheduled(cls, due_ns: Sequence[int]) -> "PublishedLog":
+        """A log of ``len(due_ns)`` events, none sent yet."""
+        n = len(due_ns)
+        return cls(list(due_ns), [0] * n, [False] * n)
+
     def add(self, event_id: int, due_ns: int, sent_ns: int, ok: bool) -> None:
+        """Append the next event, already settled (for publishers that go one at a time)."""
         if event_id != len(self.due_ns):
             raise ValueError(f"events must be logged in id order: got {event_id}, expected {len(self.due_ns)}")
         self.due_ns.append(due_ns)
         self.sent_ns.append(sent_ns)
         self.ok.append(ok)
 
+    def settle(self, event_id: int, sent_ns: int, accepted: bool) -> None:
+        """Record the outcome of scheduled event ``event_id``, sent at ``sent_ns`` (> 0)."""
+        self.sent_ns[event_id] = sent_ns
+        self.ok[event_id] = accepted
+
     @property
-    def attempted(self) -> int:
-        return len(self.ok)
+    def scheduled_count(self) -> int:
+        return len(self.due_ns)
 
     @property
     def published(self) -> int:
+        """Events sent to the target's ingress."""
+        return sum(1 for sent in self.sent_ns if sent)
+
+    @property
+    def accepted(self) -> int:
         return sum(self.ok)
 
+    @property
+    def refused(self) -> int:
+        return self.published - self.accepted
+
     def ok_mask(self) -> int:
-        mask = 0
-        for i, accepted in enumerate(self.ok):
-            if accepted:
-                mask |= 1 << i
-        return mask
+        return int("".join("1" if accepted else "0" for accepted in reversed(self.ok)) or "0", 2)
 
     def expected_range(self, start_ns: int, end_ns: int) -> tuple[int, int]:
         """Ids ``[lo, hi)`` due within ``[start_ns, end_ns]`` (due times are sorted)."""
@@ -215,10 +242,13 @@ class FanoutTracker:
 
 @dataclass
 class AuditTotals:
-    """Run-wide audit figures. ``expected == delivered_unique + lost`` always."""
+    """Run-wide audit figures. ``expected == delivered_unique + lost`` and
+    ``published == accepted + refused``, always."""
 
+    scheduled: int = 0
     published: int = 0
-    publish_failed: int = 0
+    accepted: int = 0
+    refused: int = 0
     subscribers: int = 0
     subscribers_full: int = 0
     expected: int = 0
@@ -229,10 +259,11 @@ class AuditTotals:
     unexpected: int = 0
     arrivals: int = 0
     subscribers_with_loss: int = 0
+    subscribers_never_connected: int = 0
 
     @property
     def balanced(self) -> bool:
-        return self.expected == self.delivered_unique + self.lost
+        return self.expected == self.delivered_unique + self.lost and self.published == self.accepted + self.refused
 
     def to_dict(self) -> dict[str, int | bool]:
         out: dict[str, int | bool] = dict(asdict(self))
@@ -282,10 +313,13 @@ def audit(
         end_ns: When the run ended; closes windows left open.
     """
     ok_mask = log.ok_mask()
-    totals = AuditTotals(published=log.published, publish_failed=log.attempted - log.published)
+    totals = AuditTotals(scheduled=log.scheduled_count, published=log.published, accepted=log.accepted,
+                         refused=log.refused)
     full_mask = ok_mask
     for record in records:
         totals.subscribers += 1
+        if not record.windows:
+            totals.subscribers_never_connected += 1
         expected_mask = _expected_mask(record, log, ok_mask, join_grace_ns, drain_ns, end_ns)
         got = record.received.as_int()
         expected = expected_mask.bit_count()
@@ -313,13 +347,13 @@ def expected_per_event(
     end_ns: int,
 ) -> list[int]:
     """How many subscribers were expected to get each event id."""
-    diff = [0] * (log.attempted + 1)
+    diff = [0] * (log.scheduled_count + 1)
     for record in records:
         for lo, hi in _expected_ranges(record, log, join_grace_ns, drain_ns, end_ns):
             diff[lo] += 1
             diff[hi] -= 1
     counts, running = [], 0
-    for i in range(log.attempted):
+    for i in range(log.scheduled_count):
         running += diff[i]
         counts.append(running if log.ok[i] else 0)
     return counts

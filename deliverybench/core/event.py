@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Iterable
 
 __all__ = [
@@ -71,12 +72,14 @@ class EventHead:
     stream: str | None = None
 
 
+@lru_cache(maxsize=64)
+def _stream_json(stream: str) -> bytes:
+    return json.dumps(stream).encode()
+
+
 def _skeleton(event: Event, sent_ns: int) -> bytes:
-    stream = json.dumps(event.stream)
-    return (
-        f'{{"id":{event.id},"due_ns":{event.due_ns},"sent_ns":{sent_ns},'
-        f'"stream":{stream},"pad":""}}'
-    ).encode()
+    return b'{"id":%d,"due_ns":%d,"sent_ns":%d,"stream":%b,"pad":""}' % (
+        event.id, event.due_ns, sent_ns, _stream_json(event.stream))
 
 
 def min_event_size(event: Event, sent_ns: int) -> int:
@@ -94,7 +97,12 @@ def encode_event(event: Event, sent_ns: int, size: int = 0) -> bytes:
     missing = size - len(body)
     if missing <= 0:
         return body
-    return body[:-2] + b"x" * missing + b'"}'
+    return b"%b%b\"}" % (body[:-2], _pad(missing))
+
+
+@lru_cache(maxsize=256)
+def _pad(n: int) -> bytes:
+    return b"x" * n
 
 
 def encode_batch(events: Iterable[Event], sent_ns: int, size: int = 0) -> bytes:

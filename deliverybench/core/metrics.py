@@ -70,11 +70,8 @@ def metric_value(result: Mapping[str, Any], name: str) -> float | None:
     if name == "deliveries_per_s":
         return _number(result.get("throughput", {}).get("deliveries_per_s"))
     if name in COUNT_METRICS:
-        audit = result.get("audit", {})
-        if not audit:
-            return None
-        value = _number(audit.get(name, 0))
-        return 0.0 if value is None else value
+        # a count the run did not record is unknown, not zero
+        return _number((result.get("audit") or {}).get(name))
     if name == "target_cpu_per_1k":
         cpu = _number(result.get("resources", {}).get("costs", {}).get("target", {}).get("cpu_s"))
         deliveries = _number(result.get("throughput", {}).get("deliveries"))

@@ -276,7 +276,7 @@ def _o(name: str, kind: type, default: Any, help: str, group: str, **kw: Any) ->
     return Option(name, kind, default, help, group, **kw)
 
 
-_COMMON, _STREAM, _TARGET = "Common options", "Event stream", "Target"
+_COMMON, _STREAM, _PUBLISHER, _TARGET = "Common options", "Event stream", "Publisher", "Target"
 _PUSH, _CALLBACK, _BURST, _POLL = ("Push mode", "Callback mode (the harness as webhook receiver)",
                                    "Burst mode (the harness as webhook producer)", "Poll mode")
 _PLUMBING = "Set by run_bench.py (or by the master) for each mode"
@@ -320,6 +320,14 @@ OPTIONS: tuple[Option, ...] = (
        checks=(positive,)),
     _o("join-grace", float, 0.05, "Events due this soon after a subscriber joined are not expected of it.",
        _STREAM, checks=(non_negative,)),
+    # -- the publisher --
+    _o("publish-concurrency", int, 256, "Publisher requests in flight at most (one keep-alive connection each), so "
+       "a stalled request never holds back the next event.", _PUBLISHER, modes=_SUBSCRIBING, checks=(at_least(1),)),
+    _o("publish-batch", int, 0, "Most events per publish request, as NDJSON (0: as the target says -- batches of "
+       "up to 1000 for the built-in targets, one event per request for external ones).", _PUBLISHER,
+       modes=_SUBSCRIBING, handoff="target", checks=(between(0, 1000),)),
+    _o("publish-timeout", float, 10.0, "Seconds before an unanswered publish request counts its events as refused.",
+       _PUBLISHER, modes=_SUBSCRIBING, checks=(positive,)),
     # -- the target --
     _o("target", str, "builtin", "'builtin' (start the built-in targets), 'relay' (external, needs the URLs), "
        "or a registered target name.", _TARGET, scope="run", handoff="never"),

@@ -73,6 +73,16 @@ class ProcessRecorder:
         pass (a Python ``record_value`` call per sample cost ~2 µs each).
         """
         self.frames += 1
+        if b"\n" in data:  # a relay forwarded a batch as one message: every event in it counts
+            new = False
+            for line in data.split(b"\n"):
+                if line.strip():
+                    new = self._on_one(record, line, receive_ns, metric, first_attempt) or new
+            return new
+        return self._on_one(record, data, receive_ns, metric, first_attempt)
+
+    def _on_one(self, record: SubscriberRecord, data: bytes, receive_ns: int, metric: str,
+                first_attempt: bool) -> bool:
         if data.startswith(_ECHO_PREFIX):
             self._on_echo(data, receive_ns)
             return False

@@ -50,6 +50,8 @@ METRICS: Mapping[str, str] = {
     "ack": "acknowledgement - due, for webhook bursts",
     "fanout": "due -> last expected subscriber has the event",
     "poll_request": "duration of one poll request",
+    "publish_lag": "publisher: request written - due (includes waiting for a free connection: back-pressure)",
+    "schedule_lag": "publisher: event handed to the connection pool - due (the harness's own lateness)",
 }
 
 

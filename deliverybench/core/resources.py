@@ -11,9 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
-__all__ = ["Sample", "RoleCost", "SaturationVerdict", "role_costs", "harness_saturation", "SAMPLE_COLUMNS"]
+__all__ = ["Sample", "RoleCost", "SaturationVerdict", "role_costs", "harness_saturation", "one_per_second",
+           "SAMPLE_COLUMNS", "MACHINE_ROLE"]
 
 SAMPLE_COLUMNS = ("t_s", "role", "pid", "cpu_s", "cpu_percent", "rss_bytes", "connections")
+#: the role of whole-machine samples: pid 0, cpu_percent of all cores (100 = every core busy)
+MACHINE_ROLE = "machine"
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +67,22 @@ class RoleCost:
         }
 
 
+def one_per_second(samples: Iterable[Sample]) -> list[Sample]:
+    """At most one sample per (role, pid, wall second): the last one taken in it.
+
+    Processes sample themselves about once a second and once more when they
+    stop; two readings landing in one second would double that second's
+    RSS in sums and make the CPU line zig-zag.
+    """
+    last: dict[tuple[str, int, int], Sample] = {}
+    for s in samples:
+        key = (s.role, s.pid, int(s.t_s))
+        known = last.get(key)
+        if known is None or s.t_s >= known.t_s:
+            last[key] = s
+    return sorted(last.values(), key=lambda s: (s.t_s, s.role, s.pid))
+
+
 def _by_pid(samples: Iterable[Sample], role: str) -> dict[int, list[Sample]]:
     out: dict[int, list[Sample]] = {}
     for s in samples:
@@ -106,10 +125,14 @@ class SaturationVerdict:
     reason: str
     busiest_pid: int | None = None
     busy_fraction: float = 0.0
+    #: share of the machine's samples with every core above the threshold (None: not sampled)
+    machine_busy_fraction: float | None = None
 
     def to_dict(self) -> dict[str, object]:
         return {"saturated": self.saturated, "reason": self.reason, "busiest_pid": self.busiest_pid,
-                "busy_fraction": round(self.busy_fraction, 3)}
+                "busy_fraction": round(self.busy_fraction, 3),
+                "machine_busy_fraction": None if self.machine_busy_fraction is None
+                else round(self.machine_busy_fraction, 3)}
 
 
 def harness_saturation(
@@ -120,13 +143,34 @@ def harness_saturation(
     max_busy_fraction: float = 0.2,
     window: tuple[float, float] | None = None,
 ) -> SaturationVerdict:
-    """Flag a harness process that spent too long near a full core.
+    """Flag a harness that could not keep up: a process near a full core, or a full machine.
 
     One Locust process is one core (one GIL, one event loop): above
     ``threshold_percent`` its receive timestamps queue behind its own work.
     The run is flagged when any harness process is above it in more than
-    ``max_busy_fraction`` of its samples inside ``window`` (seconds).
+    ``max_busy_fraction`` of its samples inside ``window`` (seconds) -- or
+    when the *machine* (role ``machine``, whose ``cpu_percent`` is of all
+    cores together) was that busy that often: then every process waits for
+    a core, and a harness process at 50 % may be starved rather than idle.
     """
+    machine = [s.cpu_percent for rows in _by_pid(samples, MACHINE_ROLE).values() for s in rows[1:]
+               if window is None or window[0] <= s.t_s <= window[1]]
+    machine_busy = (sum(1 for p in machine if p >= threshold_percent) / len(machine)) if machine else None
+    verdict = _process_saturation(samples, role=role, threshold_percent=threshold_percent,
+                                  max_busy_fraction=max_busy_fraction, window=window)
+    if machine_busy is not None and machine_busy > max_busy_fraction and not verdict.saturated:
+        return SaturationVerdict(
+            True, f"every core of the machine was above {threshold_percent:.0f}% busy in {machine_busy:.0%} of "
+                  "the samples; the harness competed for CPU, so its latencies are not trustworthy",
+            verdict.busiest_pid, verdict.busy_fraction, machine_busy)
+    return SaturationVerdict(verdict.saturated, verdict.reason, verdict.busiest_pid, verdict.busy_fraction,
+                             machine_busy)
+
+
+def _process_saturation(
+    samples: Sequence[Sample], *, role: str, threshold_percent: float, max_busy_fraction: float,
+    window: tuple[float, float] | None,
+) -> SaturationVerdict:
     worst: tuple[float, int | None] = (0.0, None)
     for pid, rows in _by_pid(samples, role).items():
         readings = [s.cpu_percent for s in rows[1:] if window is None or window[0] <= s.t_s <= window[1]]

@@ -20,7 +20,8 @@ from typing import Any, Iterable, Mapping, Sequence
 from . import hdr_fast
 from .audit import AuditTotals
 from .recording import Recorder, summarize
-from .resources import Sample, costs_to_dict, harness_saturation, role_costs
+from .resources import Sample, costs_to_dict, harness_saturation, one_per_second, role_costs
+from .status import assess, document_status
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -35,7 +36,7 @@ __all__ = [
     "loads",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 NS_PER_S = 1_000_000_000
 
 SERIES_COLUMNS = (
@@ -116,6 +117,7 @@ def build_mode_result(
     published_due_ns: Sequence[int],
     published_ok: Sequence[bool],
     stream_start_ns: int,
+    published_sent_ns: Sequence[int] | None = None,
     started_ns: int,
     ended_ns: int,
     fanout_ns: Sequence[int | None] = (),
@@ -138,6 +140,7 @@ def build_mode_result(
     errors_per_second: dict[int, int] = {}
     for sec, _, n in error_triples:
         errors_per_second[sec] = errors_per_second.get(sec, 0) + n
+    samples = one_per_second(samples)
     fanout_recorder_ms = [None if v is None else _ms(v // 1000) for v in fanout_ns]
     summary = {metric: summarize(recorder.total(metric)) for metric in recorder.metrics()}
     headline = "delivery" if recorder.count("delivery") or not recorder.count("ack") else "ack"
@@ -148,9 +151,12 @@ def build_mode_result(
     costs = role_costs(samples)
     window = (stream_start_ns / NS_PER_S, ended_ns / NS_PER_S)
     saturation = harness_saturation(samples, window=window)
-    return {
+    accepted = sum(1 for ok in published_ok if ok)
+    published = accepted if published_sent_ns is None else sum(1 for sent in published_sent_ns if sent)
+    result: dict[str, Any] = {
         "mode": mode,
         "status": status,
+        "status_reasons": [],
         "failure": failure,
         "target": dict(target),
         "params": dict(params),
@@ -162,7 +168,8 @@ def build_mode_result(
         "throughput": {
             "deliveries": deliveries,
             "deliveries_per_s": round(deliveries / active_s, 3) if active_s else 0.0,
-            "published": sum(1 for ok in published_ok if ok),
+            "published": published,
+            "accepted": accepted,
             "stream_seconds": round(stream_s, 3),
         },
         "series": {"columns": list(SERIES_COLUMNS), "rows": per_second_series(
@@ -190,6 +197,8 @@ def build_mode_result(
         "harness": saturation.to_dict(),
         "extra": dict(extra or {}),
     }
+    result["status"], result["status_reasons"] = assess(result)
+    return result
 
 
 def new_document(
@@ -205,9 +214,7 @@ def new_document(
     command: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The top-level document around one or more mode results."""
-    statuses = [m.get("status", "ok") for m in modes.values()]
-    status = "ok" if statuses and all(s == "ok" for s in statuses) else (
-        "failed" if not statuses or all(s == "failed" for s in statuses) else "incomplete")
+    status = document_status([str(m.get("status", "ok")) for m in modes.values()])
     return {
         "schema_version": SCHEMA_VERSION,
         "tool": "deliverybench",

@@ -47,8 +47,8 @@ from ..core.results import new_document
 from ..core.schedule import Schedule
 from .aggregator import RunAggregator, payload_to_wire
 from .locust_options import add_options, check_form
-from .loop_thread import GeventInbox, LoopThread
-from .publisher import Publisher, PublisherOptions
+from ..adapters.publisher import MAX_BATCH, PublishOutcome, Publisher, PublisherOptions
+from .loop_thread import GeventInbox, LoopThread, wait_for_coroutine
 
 
 def schedule_from_options(options: Any) -> Schedule:
@@ -92,7 +92,7 @@ class HarnessProcess:
     @property
     def inbox(self) -> GeventInbox:
         if self._inbox is None:
-            self._inbox = GeventInbox()
+            self._inbox = GeventInbox.get()
         return self._inbox
 
     def new_subscriber_name(self) -> str:
@@ -218,6 +218,8 @@ class RunController:
         self._sampler_greenlet: gevent.Greenlet | None = None
         self.local: HarnessProcess | None = None
         self.stopping_by_us = False
+        self.interrupted = False
+        self._interrupt = gevent.event.Event()
         _warm_histogram_tables()
 
     @property
@@ -261,9 +263,13 @@ class RunController:
         self.started_ns = time.time_ns()
         self.written = False
         self.stopping_by_us = False
+        self.interrupted = False
+        self._interrupt = gevent.event.Event()
         self.publisher, self.publisher_outcome = None, None  # a re-run from the web UI starts clean
         self.sampler = ProcessSampler()
-        self.sampler.add_self("harness")
+        if self.local is None:  # a master without users: nobody else samples this process
+            self.sampler.add_self("harness")
+        self.sampler.add_machine()
         for pid in _pids(self.options.target_pids):
             self.sampler.add("target", pid)
         self.samples = []
@@ -289,12 +295,12 @@ class RunController:
         assert runner is not None
         want = runner.target_user_count or runner.user_count
         deadline = time.monotonic() + self.options.settle_timeout
-        while self.connected() < want and time.monotonic() < deadline:
+        while self.connected() < want and time.monotonic() < deadline and not self.interrupted:
             gevent.sleep(0.1)
         if self.connected() < want:
             log.warning("only %d of %d subscribers connected after %.0f s; publishing anyway",
                         self.connected(), want, self.options.settle_timeout)
-        gevent.sleep(self.options.settle)
+        self._interrupt.wait(self.options.settle)
 
     def _run_stream(self) -> None:
         opts = self.options
@@ -303,26 +309,22 @@ class RunController:
         try:
             self._wait_for_subscribers()
             schedule = schedule_from_options(opts)
+            if self.interrupted:
+                return
             if self.stream_runner is not None:
                 outcome = self.stream_runner(self, schedule)
             else:
-                self.publisher = Publisher(
-                    PublisherOptions(ingress_url=opts.publish_url, schedule=schedule, stream=opts.stream,
-                                     payload_bytes=opts.payload_bytes),
-                    on_error=self.aggregator.error,
-                )
-                stream_start = time.time_ns() + 200_000_000
-                log.info("publishing %d events (%s, %.1f/s for %.1f s)", schedule.expected_count, schedule.kind,
-                         schedule.rate, schedule.duration_s)
-                outcome = self.publisher.run(stream_start)
+                outcome = self._publish(schedule)
             failure = outcome.failure
-            if failure is None:
-                gevent.sleep(opts.drain)
+            if failure is None and not self.interrupted:
+                self._interrupt.wait(opts.drain)
         except Exception as exc:  # a bad URL or a dead target must still end in a results file
             log.exception("publisher failed")
             failure = f"publisher failed: {exc}"
         finally:
             self.publisher_outcome = outcome
+        if self.interrupted:
+            return  # on_test_stop writes the results
         self.stopping_by_us = True
         runner = self.environment.runner
         assert runner is not None
@@ -333,15 +335,33 @@ class RunController:
             # rewrites its files every second.
             gevent.spawn_later(2.5 if isinstance(runner, MasterRunner) else 1.5, runner.quit)
 
+    def _publish(self, schedule: Schedule) -> PublishOutcome:
+        """Run the open-model publisher in the loop thread; this greenlet waits for it."""
+        opts = self.options
+        batch = opts.publish_batch or (MAX_BATCH if self.target is not None and self.target.accepts_batches else 1)
+        self.publisher = publisher = Publisher(PublisherOptions(
+            ingress_url=opts.publish_url, schedule=schedule, stream=opts.stream, payload_bytes=opts.payload_bytes,
+            concurrency=opts.publish_concurrency, batch=batch, request_timeout_s=opts.publish_timeout))
+        stream_start = time.time_ns() + 200_000_000
+        log.info("publishing %d events (%s, %.1f/s for %.1f s; %d in flight at most, %d per request)",
+                 schedule.expected_count, schedule.kind, schedule.rate, schedule.duration_s,
+                 opts.publish_concurrency, batch)
+        bound = schedule.duration_s + opts.publish_timeout + 30
+        return wait_for_coroutine(lambda: publisher.run(stream_start), timeout=bound)  # type: ignore[no-any-return]
+
     def on_test_stop(self) -> None:
-        """Stopped from outside (UI, --run-time): write what was measured, marked incomplete."""
+        """Stopped from outside (UI, --run-time, a signal): stop the stream, write what was measured."""
         if self.stopping_by_us or self.written:
             return
-        if self.publisher is not None:
-            self.publisher.stop()
+        self.interrupted = True
+        self._interrupt.set()
+        publisher = self.publisher
+        if publisher is not None:
+            LoopThread.get().call(publisher.stop)
         if self._greenlet is not None and not self._greenlet.dead:
+            self._greenlet.join(timeout=5.0)  # the publisher winds down (bounded), then the greenlet returns
             self._greenlet.kill(block=False)
-        self.write_results(status="incomplete", failure="the test was stopped before the stream and drain ended")
+        self.write_results(status="interrupted", failure="the test was stopped before the stream and drain ended")
 
     def write_results(self, *, status: str, failure: str | None) -> None:
         if self.written:
@@ -350,14 +370,19 @@ class RunController:
         opts = self.options
         ended = time.time_ns()
         outcome = self.publisher_outcome
-        log_ = outcome.log if outcome is not None else PublishedLog()
         if outcome is None and self.publisher is not None:
-            log_ = self.publisher.outcome.log
-        stream_start = outcome.stream_start_ns if outcome is not None else ended
+            outcome = self.publisher.outcome
+        log_ = outcome.log if outcome is not None else PublishedLog()
+        stream_start = outcome.stream_start_ns if outcome is not None and outcome.stream_start_ns else ended
         extra: dict[str, Any] = {}
         if outcome is not None:
+            self._absorb_publisher(outcome)
             extra["publisher"] = {"requests": outcome.requests, "failed_requests": outcome.failed_requests,
-                                  "max_lag_ms": round(outcome.max_lag_ns / 1e6, 3), "errors": outcome.errors}
+                                  "max_lag_ms": round(outcome.max_lag_ns / 1e6, 3), "errors": dict(outcome.errors),
+                                  "peak_in_flight": outcome.peak_in_flight}
+            if self.publisher is not None:
+                extra["publisher"].update(concurrency=self.publisher.options.concurrency,
+                                          batch=self.publisher.options.batch)
         if self.extra_results is not None:
             try:
                 extra.update(self.extra_results(self))
@@ -393,6 +418,17 @@ class RunController:
         log.info("results written to %s (status %s)", path, status)
         if status == "failed":
             self.environment.process_exit_code = 3
+
+    def _absorb_publisher(self, outcome: PublishOutcome) -> None:
+        """The publisher's lag and errors, into the run's histograms and error counts."""
+        recorder = self.aggregator.recorder
+        for second, lags in sorted(outcome.lag_us.items()):
+            recorder.record_many_us("publish_lag", second, lags)
+        for second, lags in sorted(outcome.schedule_lag_us.items()):
+            recorder.record_many_us("schedule_lag", second, lags)
+        for kind, n in outcome.errors.items():
+            self.aggregator.errors[f"publish_{kind}"] += n
+        self.aggregator.error_series.update(outcome.error_series)
 
     def _results_path(self) -> Path:
         if self.results_path is not None:
@@ -509,7 +545,7 @@ def _wire(environment: Environment, harness: HarnessProcess | None, controller: 
 
     @ev.spawning_complete.add_listener
     def on_spawning_complete(user_count: int, **_kw: Any) -> None:
-        if harness is not None:
+        if harness is not None or controller is not None:
             settle_gc()  # every session is open now: freeze them out of full collections
         if controller is not None:
             controller.on_spawning_complete()
@@ -538,7 +574,7 @@ def _wire(environment: Environment, harness: HarnessProcess | None, controller: 
     def on_quitting(environment: Environment, **_kw: Any) -> None:
         if controller is not None:
             if not controller.written and controller.started_ns:
-                controller.write_results(status="incomplete", failure="locust quit before the stream ended")
+                controller.write_results(status="interrupted", failure="locust quit before the stream ended")
             controller.stop_target()
 
 

@@ -27,7 +27,7 @@ import threading
 from collections import deque
 from typing import Any, Callable, Coroutine
 
-__all__ = ["LoopThread", "GeventInbox", "real_thread_start"]
+__all__ = ["LoopThread", "GeventInbox", "real_thread_start", "wait_for_coroutine"]
 
 
 def real_thread_start() -> Callable[..., Any]:
@@ -129,6 +129,17 @@ class GeventInbox:
     events or append to structures the greenlets read.
     """
 
+    _instance: "GeventInbox | None" = None
+    _owner_pid: int = -1
+
+    @classmethod
+    def get(cls) -> "GeventInbox":
+        """This process's inbox (created on first use, in the gevent thread)."""
+        if cls._instance is None or cls._owner_pid != os.getpid():
+            cls._instance = cls()
+            cls._owner_pid = os.getpid()
+        return cls._instance
+
     def __init__(self) -> None:
         import gevent
 
@@ -148,3 +159,26 @@ class GeventInbox:
                 fn(*args)
             except Exception:  # one failing callback must not strand the others in the queue
                 logging.getLogger("deliverybench").exception("callback from the event-loop thread failed")
+
+
+def wait_for_coroutine(make: Callable[[], Coroutine[Any, Any, Any]], timeout: float) -> Any:
+    """Run ``make()`` in the loop thread; block the calling greenlet until it ends.
+
+    Its result is returned and its exception re-raised here; after
+    ``timeout`` seconds ``gevent.Timeout`` is raised (the coroutine goes on).
+    """
+    import gevent.event
+
+    loop, inbox = LoopThread.get(), GeventInbox.get()
+    result: gevent.event.AsyncResult = gevent.event.AsyncResult()
+
+    async def run() -> None:
+        try:
+            value = await make()
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting greenlet
+            inbox.post(result.set_exception, exc)
+        else:
+            inbox.post(result.set, value)
+
+    loop.spawn(run())
+    return result.get(timeout=timeout)

@@ -170,12 +170,13 @@ def test_build_audit_and_fanout() -> None:
     result = build(aggregator)
     audit = result["audit"]
     assert audit == {
-        "published": 9, "publish_failed": 1, "subscribers": 4, "subscribers_full": 4,
+        "scheduled": 10, "published": 10, "accepted": 9, "refused": 1, "subscribers": 4, "subscribers_full": 4,
         "expected": 36, "delivered_unique": 35, "lost": 1, "duplicates": 1, "out_of_order": 0,
-        "unexpected": 1, "arrivals": 37, "subscribers_with_loss": 1, "balanced": True,
-        "recorded": 36, "recorded_matches": True,
+        "unexpected": 1, "arrivals": 37, "subscribers_with_loss": 1, "subscribers_never_connected": 0,
+        "balanced": True, "recorded": 36, "recorded_matches": True,
     }
-    assert audit["expected"] == audit["published"] * audit["subscribers"]
+    assert audit["expected"] == audit["accepted"] * audit["subscribers"]
+    assert audit["published"] == audit["accepted"] + audit["refused"]
     # fan-out: last subscriber (s3) is 4 ms late; id 2 was missed by s3 and id 6 expected by nobody
     fanout = [row[2] for row in result["fanout"]["rows"]]
     assert fanout == [4.0, 4.0, None, 4.0, 4.0, 4.0, None, 4.0, 4.0, 4.0]

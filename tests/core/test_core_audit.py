@@ -130,13 +130,27 @@ def test_published_log_requires_id_order() -> None:
     with pytest.raises(ValueError):
         log.add(0, 3, 3, True)
     log.add(1, 2, 2, False)
-    assert log.attempted == 2 and log.published == 1
+    assert log.published == 2 and log.accepted == 1 and log.refused == 1
     assert log.ok_mask() == 0b01
+
+
+def test_a_scheduled_log_settles_out_of_order() -> None:
+    log = PublishedLog.scheduled([10, 20, 30, 40])
+    assert (log.scheduled_count, log.published, log.accepted, log.refused) == (4, 0, 0, 0)
+    log.settle(2, 35, True)
+    log.settle(0, 15, False)
+    log.settle(1, 25, True)
+    assert (log.published, log.accepted, log.refused) == (3, 2, 1)
+    assert log.ok_mask() == 0b0110
+    assert log.sent_ns == [15, 25, 35, 0]
+    totals = audit(log, [], join_grace_ns=0, drain_ns=0, end_ns=100)
+    assert (totals.scheduled, totals.published, totals.accepted, totals.refused) == (4, 3, 2, 1)
+    assert totals.balanced
 
 
 def test_published_log_counts_and_mask() -> None:
     log = make_log(failed=(3, 7))
-    assert log.attempted == 20 and log.published == 18
+    assert log.published == 20 and log.accepted == 18 and log.refused == 2
     assert log.ok_mask() == ((1 << 20) - 1) & ~(1 << 3) & ~(1 << 7)
 
 
@@ -186,11 +200,11 @@ def test_everyone_present_and_complete() -> None:
     records = [subscriber(f"s{i}", range(N)) for i in range(3)]
     totals = run(log, records)
     assert totals == AuditTotals(
-        published=20, publish_failed=0, subscribers=3, subscribers_full=3, expected=60,
+        scheduled=20, published=20, accepted=20, refused=0, subscribers=3, subscribers_full=3, expected=60,
         delivered_unique=60, lost=0, duplicates=0, out_of_order=0, unexpected=0, arrivals=60,
         subscribers_with_loss=0,
     )
-    assert totals.expected == log.published * 3
+    assert totals.expected == log.accepted * 3
     assert totals.balanced
     assert totals.to_dict()["balanced"] is True
     assert per_event(log, records) == [3] * N
@@ -267,8 +281,8 @@ def test_publish_failures_are_not_expected() -> None:
     got_all = subscriber("a", range(N))  # got 3 and 7 anyway (the publisher timed out, target took it)
     got_published = subscriber("b", [i for i in range(N) if i not in (3, 7)])
     totals = run(log, [got_all, got_published])
-    assert totals.published == 18 and totals.publish_failed == 2
-    assert totals.expected == 36 == log.published * 2
+    assert totals.published == 20 and totals.accepted == 18 and totals.refused == 2
+    assert totals.expected == 36 == log.accepted * 2
     assert totals.delivered_unique == 36 and totals.lost == 0
     assert totals.unexpected == 2
     assert totals.subscribers_full == 2

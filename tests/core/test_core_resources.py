@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 from deliverybench.core.resources import (
+    MACHINE_ROLE,
+    one_per_second,
     SAMPLE_COLUMNS,
     RoleCost,
     Sample,
@@ -106,7 +108,27 @@ def test_saturated_when_busy_fraction_above_limit() -> None:
     assert verdict.busiest_pid == 11
     assert verdict.busy_fraction == pytest.approx(0.4)
     assert "11" in verdict.reason and "40%" in verdict.reason and "not trustworthy" in verdict.reason
-    assert verdict.to_dict() == {"saturated": True, "reason": verdict.reason, "busiest_pid": 11, "busy_fraction": 0.4}
+    assert verdict.to_dict() == {"saturated": True, "reason": verdict.reason, "busiest_pid": 11, "busy_fraction": 0.4,
+                                 "machine_busy_fraction": None}
+
+
+def test_a_full_machine_saturates_the_harness_even_at_half_a_core() -> None:
+    # two harness processes at 50 % each, but the machine (all cores) above 90 % most of the time
+    samples = [Sample(t, "harness", pid, t * 0.5, 50.0, 1) for t in range(10) for pid in (1, 2)]
+    samples += [Sample(t, MACHINE_ROLE, 0, t * 2.0, 97.0 if t % 4 else 60.0, 1) for t in range(10)]
+    verdict = harness_saturation(samples)
+    assert verdict.saturated and "every core of the machine" in verdict.reason
+    assert verdict.machine_busy_fraction == pytest.approx(7 / 9)  # t = 4 and 8 of 1..9 were calm
+    calm = [s for s in samples if s.role != MACHINE_ROLE] + [
+        Sample(t, MACHINE_ROLE, 0, t * 1.0, 55.0, 1) for t in range(10)]
+    assert not harness_saturation(calm).saturated
+
+
+def test_one_sample_per_process_and_second() -> None:
+    samples = [Sample(10.1, "harness", 1, 1.0, 10.0, 5), Sample(10.9, "harness", 1, 1.5, 20.0, 6),
+               Sample(10.5, "target", 1, 3.0, 30.0, 7), Sample(11.2, "harness", 1, 2.0, 30.0, 8)]
+    kept = one_per_second(samples)
+    assert [(s.role, s.t_s) for s in kept] == [("target", 10.5), ("harness", 10.9), ("harness", 11.2)]
 
 
 def test_threshold_is_inclusive_and_fraction_limit_exclusive() -> None:

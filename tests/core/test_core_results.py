@@ -74,7 +74,7 @@ def test_per_second_series_empty() -> None:
 
 
 def make_mode(mode: str = "push", status: str = "ok", **overrides: Any) -> dict[str, Any]:
-    totals = AuditTotals(published=7, publish_failed=1, subscribers=2, subscribers_full=2, expected=14,
+    totals = AuditTotals(scheduled=8, published=8, accepted=7, refused=1, subscribers=2, subscribers_full=2, expected=14,
                          delivered_unique=13, lost=1, arrivals=30)
     samples = [
         Sample(S - 1.0, "harness", 10, 1.0, 0.0, 50 * MS, 0),
@@ -97,10 +97,14 @@ def make_mode(mode: str = "push", status: str = "ok", **overrides: Any) -> dict[
 
 def test_build_mode_result_fields() -> None:
     result = make_mode()
-    assert result["mode"] == "push" and result["status"] == "ok" and result["failure"] is None
+    assert result["mode"] == "push" and result["failure"] is None
+    # one expected delivery was lost and one published event refused: a finding, said in words
+    assert result["status"] == "degraded"
+    assert result["status_reasons"][:2] == ["lost 7.1 % (1 of 14 expected deliveries)",
+                                            "refused 12 % (1 of 8 published events)"]
     assert (result["started_ns"], result["stream_start_ns"], result["ended_ns"]) == (T0 - NS, T0, T0 + 4 * NS)
     assert result["throughput"] == {"deliveries": 30, "deliveries_per_s": 15.0, "published": 7,
-                                    "stream_seconds": 4.0}
+                                    "accepted": 7, "stream_seconds": 4.0}
     assert sorted(result["summary"]) == ["delivery", "service"]
     assert result["summary"]["delivery"]["count"] == 30
     assert result["summary"]["service"] == summarize(make_recorder().total("service"))
@@ -150,9 +154,9 @@ def document(modes: dict[str, dict[str, Any]], run_id: str = "r1", started: int 
 
 def test_new_document_and_round_trip() -> None:
     doc = document({"push": make_mode()})
-    assert doc["schema_version"] == SCHEMA_VERSION == 1
+    assert doc["schema_version"] == SCHEMA_VERSION == 2
     assert doc["tool"] == "deliverybench"
-    assert doc["run"] == {"id": "r1", "status": "ok", "started_ns": T0 - NS, "ended_ns": T0 + 4 * NS,
+    assert doc["run"] == {"id": "r1", "status": "degraded", "started_ns": T0 - NS, "ended_ns": T0 + 4 * NS,
                           "commit": "abc123", "command": ["locust", "-f", "x.py"]}
     text = dumps(doc)
     assert text == json.dumps(doc, separators=(",", ":"))
@@ -165,14 +169,14 @@ def test_new_document_and_round_trip() -> None:
 @pytest.mark.parametrize(
     ("statuses", "expected"),
     [(["ok"], "ok"), (["ok", "ok"], "ok"), (["ok", "failed"], "incomplete"), (["failed", "failed"], "failed"),
-     (["incomplete"], "incomplete"), ([], "failed")],
+     (["interrupted", "ok"], "interrupted"), (["ok", "degraded"], "degraded"), ([], "failed")],
 )
 def test_document_status(statuses: list[str], expected: str) -> None:
     modes = {f"m{i}": {"status": s} for i, s in enumerate(statuses)}
     assert document(modes)["run"]["status"] == expected
 
 
-@pytest.mark.parametrize("version", [0, 2, "1", None])
+@pytest.mark.parametrize("version", [0, 1, 3, "2", None])
 def test_other_schema_version_is_refused_clearly(version: object) -> None:
     doc = document({"push": make_mode()})
     doc["schema_version"] = version
@@ -181,7 +185,7 @@ def test_other_schema_version_is_refused_clearly(version: object) -> None:
         loads(text)
     message = str(info.value)
     assert f"schema_version {version!r}" in message
-    assert "reads version 1" in message
+    assert f"reads version {SCHEMA_VERSION}" in message
     with pytest.raises(ResultsVersionError):
         dumps(doc)
 
@@ -194,8 +198,8 @@ def test_version_error_is_a_format_error() -> None:
 @pytest.mark.parametrize(
     "text",
     ["not json {", "[]", "null", "42", '{"schema_version": 1}', '{"tool": "locust", "schema_version": 1}',
-     '{"tool": "deliverybench", "schema_version": 1, "run": {}, "config": {}}',
-     '{"tool": "deliverybench", "schema_version": 1, "run": [], "config": {}, "modes": {}}'],
+     '{"tool": "deliverybench", "schema_version": 2, "run": {}, "config": {}}',
+     '{"tool": "deliverybench", "schema_version": 2, "run": [], "config": {}, "modes": {}}'],
 )
 def test_not_a_document(text: str) -> None:
     with pytest.raises(ResultsFormatError) as info:
@@ -209,7 +213,7 @@ def test_not_json_message() -> None:
     with pytest.raises(ResultsFormatError, match="not a deliverybench results document"):
         loads("[1]")
     with pytest.raises(ResultsFormatError, match="lacks 'modes'"):
-        loads('{"tool": "deliverybench", "schema_version": 1, "run": {}, "config": {}}')
+        loads('{"tool": "deliverybench", "schema_version": 2, "run": {}, "config": {}}')
 
 
 def test_merge_documents_combines_modes() -> None:

@@ -1,4 +1,10 @@
-"""The open-model publisher: POSTs the schedule into a target's ingress.
+"""The publisher before the open model (kept only as the baseline of ``publisher_rate.py``).
+
+One connection, one request at a time; when late it sends everything already
+due as one NDJSON batch. This is the design that fell behind nchan and let a
+stalled request hold back every later event.
+
+Original description:
 
 It runs as one greenlet on the Locust master (or the single local process),
 however many processes run subscribers, so ids are global and the published
@@ -24,9 +30,9 @@ import gevent
 from geventhttpclient import HTTPClient
 from geventhttpclient.url import URL
 
-from ..core.audit import PublishedLog
-from ..core.event import Event, encode_batch
-from ..core.schedule import Schedule, offsets_ns
+from deliverybench.core.audit import PublishedLog
+from deliverybench.core.event import Event, encode_batch
+from deliverybench.core.schedule import Schedule, offsets_ns
 
 __all__ = ["PublisherOptions", "PublishOutcome", "Publisher"]
 

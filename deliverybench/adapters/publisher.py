@@ -1,0 +1,230 @@
+"""The open-model publisher: each event goes out at its due time, whatever came before.
+
+A closed-loop publisher (one connection, one request at a time) lets a
+stalled request hold back every later event -- and then the stall hides:
+the late events are timed from when they were finally sent, or batched and
+refused. This one is an open model, like wrk2's: every event is a request of
+its own, submitted at its due time to a pool of up to ``concurrency``
+keep-alive connections (:class:`~deliverybench.adapters.http_post.PostPool`,
+bare asyncio protocols with aiohttp's C response parser), so a slow or
+stalled request never delays the next event. If every connection is busy the
+event waits for the first free one, and because latency is counted from the
+due time -- never re-based -- the wait shows as latency. How late each event
+actually went out (*publisher lag*, send − due) is recorded on its own.
+
+The body is made when the request is written, so ``sent_ns`` inside the
+event is the real send time. One event per request is the default; NDJSON
+batches (several events due at once in one request) only when the target
+says it takes them (the built-in targets, or ``--publish-batch`` for an
+external one).
+
+Every request ends in exactly one outcome: a 2xx accepts its events; a
+status, a timeout or a connection error refuses them. After
+``max_consecutive_failures`` refusals in a row (or ``give_up_after_s`` of
+nothing else) the publisher stops and says why -- a vanishing target is
+reported, not hung on. It runs in whatever asyncio loop it is given (the
+harness's loop thread on the Locust master) and reads the clock only to keep
+the schedule.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from functools import partial
+
+from ..core.audit import PublishedLog
+from ..core.event import Event, encode_batch, encode_event
+from ..core.schedule import Schedule, offsets_ns
+from .http_post import Job, Outcome, PostPool
+from .pacing import sleep_until
+
+__all__ = ["PublisherOptions", "PublishOutcome", "Publisher", "MAX_BATCH"]
+
+NS = 1_000_000_000
+#: the largest NDJSON batch sent to a target that takes batches
+MAX_BATCH = 1000
+#: events handed to the pool in one turn of the loop, so receiving is never starved
+_EVENTS_PER_TURN = 1000
+#: the pool is opened, before the stream starts, wide enough for the busiest window this long
+PREWARM_WINDOW_NS = 10_000_000
+
+
+def _peak(due: list[int], window_ns: int) -> int:
+    """The most events due within any ``window_ns`` (due times are sorted)."""
+    best, lo = 0, 0
+    for hi, t in enumerate(due):
+        while t - due[lo] >= window_ns:
+            lo += 1
+        best = max(best, hi - lo + 1)
+    return best
+
+
+@dataclass(frozen=True, slots=True)
+class PublisherOptions:
+    """How to publish.
+
+    Args:
+        ingress_url: where events are POSTed.
+        schedule: when each event is due.
+        concurrency: requests in flight at most (one per keep-alive connection).
+        batch: most events in one request (1: one JSON event per request).
+        request_timeout_s: a request not answered by then refuses its events.
+        max_consecutive_failures: refusals in a row after which publishing stops.
+        give_up_after_s: seconds of nothing but refusals after which publishing stops.
+    """
+
+    ingress_url: str
+    schedule: Schedule
+    stream: str = "s"
+    payload_bytes: int = 256
+    concurrency: int = 256
+    batch: int = 1
+    request_timeout_s: float = 10.0
+    max_consecutive_failures: int = 20
+    give_up_after_s: float = 10.0
+
+
+@dataclass
+class PublishOutcome:
+    """What the publisher did; filled in as it goes (read it after :meth:`Publisher.run`)."""
+
+    log: PublishedLog = field(default_factory=PublishedLog)
+    stream_start_ns: int = 0
+    finished_ns: int = 0
+    requests: int = 0
+    failed_requests: int = 0
+    submitted: int = 0
+    max_lag_ns: int = 0
+    peak_in_flight: int = 0
+    failure: str | None = None
+    errors: Counter[str] = field(default_factory=Counter)
+    #: (second, "publish_<kind>") -> count
+    error_series: Counter[tuple[int, str]] = field(default_factory=Counter)
+    #: send second -> publisher lag (send - due) of each event sent in it, in µs; includes
+    #: waiting for a free connection, i.e. the target's back-pressure
+    lag_us: dict[int, list[int]] = field(default_factory=dict)
+    #: submit second -> schedule lag (handed to the pool - due) in µs: the harness's own lateness
+    schedule_lag_us: dict[int, list[int]] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None
+
+
+def _kind(outcome: Outcome) -> str:
+    return outcome if isinstance(outcome, str) else f"http_{outcome}"
+
+
+class Publisher:
+    """Publish one schedule; :meth:`run` is a coroutine, everything runs in its loop."""
+
+    def __init__(self, options: PublisherOptions) -> None:
+        self.options = options
+        self.outcome = PublishOutcome()
+        self._stopped = False
+        self._pool: PostPool | None = None
+        self._due: list[int] = []
+        self._in_flight = 0
+        self._consecutive = 0
+        self._first_failure_ns: int | None = None
+
+    def stop(self) -> None:
+        """Stop scheduling (call in the publisher's loop); :meth:`run` then winds down."""
+        self._stopped = True
+
+    async def run(self, stream_start_ns: int, *, stop_drain_s: float = 2.0) -> PublishOutcome:
+        """Publish every event at its due time; return when all are answered (or refused).
+
+        Args:
+            stream_start_ns: wall-clock time of the first offset.
+            stop_drain_s: after :meth:`stop` or giving up, how long requests in
+                flight may still finish before they are refused.
+        """
+        opts, out = self.options, self.outcome
+        self._due = due = [stream_start_ns + offset for offset in offsets_ns(opts.schedule)]
+        out.log = PublishedLog.scheduled(due)
+        out.stream_start_ns = stream_start_ns
+        content_type = "application/x-ndjson" if opts.batch > 1 else "application/json"
+        pool = self._pool = PostPool(opts.ingress_url, size=opts.concurrency, timeout_s=opts.request_timeout_s,
+                                     on_result=self._on_result, content_type=content_type)
+        i, n = 0, len(due)
+        try:
+            # connections for the busiest 10 ms of the schedule, opened before it starts
+            await pool.prewarm(max(1, _peak(due, PREWARM_WINDOW_NS)),
+                               within_s=(stream_start_ns - time.time_ns()) / NS)
+            while i < n and not self._stopped:
+                now = time.time_ns()
+                if due[i] > now:
+                    await sleep_until(due[i])
+                    continue
+                j, limit = i, min(n, i + _EVENTS_PER_TURN)
+                while j < limit and due[j] <= now:
+                    j += 1
+                self._submit(pool, i, j, now)
+                i = j
+                if j == limit:
+                    await asyncio.sleep(0)  # a backlog goes out in turns, between the receivers'
+            if self._stopped:
+                try:
+                    await asyncio.wait_for(pool.drain(), stop_drain_s)
+                except asyncio.TimeoutError:
+                    pass
+            else:
+                await pool.drain()  # bounded: every request times itself out
+        finally:
+            pool.abort()  # whatever is still in flight is refused, never left open
+            out.finished_ns = time.time_ns()
+        return out
+
+    def _submit(self, pool: PostPool, lo: int, hi: int, now_ns: int) -> None:
+        due = self._due
+        self.outcome.schedule_lag_us.setdefault(now_ns // NS, []).extend(
+            (now_ns - due[k]) // 1000 for k in range(lo, hi))
+        step = max(1, self.options.batch)
+        for start in range(lo, hi, step):
+            end = min(hi, start + step)
+            pool.submit(((start, end), b"", partial(self._body, start, end), b""))
+            self._in_flight += 1
+        self.outcome.submitted += hi - lo
+        if self._in_flight > self.outcome.peak_in_flight:
+            self.outcome.peak_in_flight = self._in_flight
+
+    def _body(self, lo: int, hi: int, sent_ns: int) -> bytes:
+        opts, due = self.options, self._due
+        if hi - lo == 1:
+            return encode_event(Event(lo, due[lo], opts.stream), sent_ns, opts.payload_bytes)
+        return encode_batch((Event(k, due[k], opts.stream) for k in range(lo, hi)), sent_ns, opts.payload_bytes)
+
+    def _on_result(self, job: Job, outcome: Outcome, sent_ns: int, done_ns: int, _retry_after: str | None) -> None:
+        out, due = self.outcome, self._due
+        lo, hi = job[0]
+        self._in_flight -= 1
+        out.requests += 1
+        accepted = isinstance(outcome, int) and 200 <= outcome < 300
+        lags = out.lag_us.setdefault(sent_ns // NS, [])
+        for k in range(lo, hi):
+            out.log.settle(k, sent_ns, accepted)
+            lags.append((sent_ns - due[k]) // 1000)
+        lag = sent_ns - due[lo]
+        if lag > out.max_lag_ns:
+            out.max_lag_ns = lag
+        if accepted:
+            self._consecutive, self._first_failure_ns = 0, None
+            return
+        kind = _kind(outcome)
+        out.failed_requests += 1
+        out.errors[kind] += 1
+        out.error_series[(done_ns // NS, f"publish_{kind}")] += 1
+        self._consecutive += 1
+        if self._first_failure_ns is None:
+            self._first_failure_ns = done_ns
+        opts = self.options
+        if out.failure is None and (self._consecutive >= opts.max_consecutive_failures
+                                    or done_ns - self._first_failure_ns > opts.give_up_after_s * NS):
+            out.failure = (f"target ingress {opts.ingress_url} failed {self._consecutive} requests in a row "
+                           f"(last: {kind}); stopped publishing after {out.submitted:,} of "
+                           f"{len(due):,} events")
+            self._stopped = True
