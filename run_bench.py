@@ -15,7 +15,6 @@ exit codes.
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 EXIT_OK, EXIT_USAGE, EXIT_FAILED = 0, 2, 3
@@ -60,35 +59,21 @@ def main(argv: list[str]) -> int:
         print(f"run_bench.py: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
 
-    from deliverybench.adapters import results_file
-    from deliverybench.cli.orchestrate import run_modes
-    from deliverybench.cli.summary import summary_table
+    from deliverybench.cli.interrupt import EXIT_CODES, Interrupt
+    from deliverybench.cli.run import run
 
-    run_id = config.run_id or time.strftime("%Y%m%d-%H%M%S")
-    run_dir = Path(config.out) / run_id
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        print(f"run_bench.py: error: cannot create output folder {run_dir}: {exc.strerror}", file=sys.stderr)
-        return EXIT_USAGE
-    _say(f"deliverybench: modes {', '.join(config.modes)}; results in {run_dir}")
-    document = run_modes(config, run_dir, _say)
-    path = results_file.write(document, run_dir / "results.json")
-    _say("")
-    _say(summary_table(document))
-    _say("")
-    _say(f"results: {path}")
-    if config.report:
+    with Interrupt() as interrupt:
         try:
-            from reports import render_report
-
-            report = render_report([document], run_dir / "report.html")
-            _say(f"report:  {report}")
-        except Exception as exc:  # the measurement is written; a report bug must not hide it
-            print(f"run_bench.py: warning: report not rendered: {exc}", file=sys.stderr)
+            outcome = run(config, _say, interrupt)
+        except ConfigError as exc:
+            print(f"run_bench.py: error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+    if outcome.interrupted_by is not None:
+        print(f"run_bench.py: interrupted by {interrupt.signal.name}; what was measured is in "
+              f"{outcome.results_path}", file=sys.stderr)
+        return EXIT_CODES[interrupt.signal]
     # Loss is a finding (a degraded mode exits 0); a mode that measured nothing is a failed run.
-    failed = [name for name, mode in document["modes"].items() if mode.get("status") == "failed"]
-    return EXIT_FAILED if failed else EXIT_OK
+    return EXIT_FAILED if outcome.failed_modes else EXIT_OK
 
 
 if __name__ == "__main__":

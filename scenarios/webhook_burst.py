@@ -53,6 +53,7 @@ def _start_share(environment: Environment, stream_start_ns: int, index: int, cou
     runner = environment.runner
     users = max(1, runner.user_count if runner is not None else 1)
     sender = _sender(harness, environment.parsed_options, users)
+    harness.add_stopper(sender.stop)  # at test stop every attempt still open gets its class
     harness.loop.spawn(sender.run(stream_start_ns, index, count))
 
 
@@ -100,7 +101,8 @@ def _burst_extra(controller: RunController) -> Mapping[str, Any]:
     counters = controller.aggregator.counters
     classes = {k[len("status_"):]: v for k, v in counters.items() if k.startswith("status_")}
     return {"status_classes": classes, "attempted": counters.get("attempted", 0),
-            "timeouts": counters.get("timeouts", 0), "connection_errors": counters.get("connection_errors", 0)}
+            "timeouts": counters.get("timeouts", 0), "connection_errors": counters.get("connection_errors", 0),
+            "unanswered": counters.get("unanswered", 0), "unsent": counters.get("unsent", 0)}
 
 
 install("burst", extra_results=_burst_extra, stream_runner=_run_stream,

@@ -29,6 +29,7 @@ import weakref
 from pathlib import Path
 from typing import IO, Mapping
 
+from deliverybench.adapters.children import child_options
 from targets.base import TargetError
 
 __all__ = [
@@ -95,6 +96,7 @@ class ServerProcess:
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=self._log,
+                **child_options(),  # its own group, and SIGTERM if the harness dies without stopping it
             )
         except OSError as exc:
             self._close_log()

@@ -53,6 +53,8 @@ class BurstSender:
     def __init__(self, options: BurstOptions, recorder_ref: Callable[[], ProcessRecorder]) -> None:
         self.options = options
         self._recorder_ref = recorder_ref
+        self._pool: PostPool | None = None
+        self._stopped = False
         self._webhook = None
         if options.secret:
             from standardwebhooks.webhooks import Webhook
@@ -77,13 +79,16 @@ class BurstSender:
         opts = self.options
         record = self._recorder_ref().subscriber(CONSUMER)
         record.open(stream_start_ns - 1_000_000_000)
-        pool = PostPool(opts.url, size=opts.connections, timeout_s=opts.timeout_s, on_result=self._on_result)
+        pool = self._pool = PostPool(opts.url, size=opts.connections, timeout_s=opts.timeout_s,
+                                     on_result=self._on_result)
         try:
             for event_id, offset in enumerate(offsets_ns(opts.schedule)):
                 if event_id % count != index:
                     continue
                 due = stream_start_ns + offset
                 await sleep_until(due)
+                if self._stopped:
+                    return
                 sent = time.time_ns()
                 body = encode_event(Event(event_id, due, opts.stream), sent, opts.payload_bytes)
                 self._recorder_ref().counters["attempted"] += 1
@@ -92,9 +97,24 @@ class BurstSender:
         finally:
             pool.close()
 
+    def stop(self) -> None:
+        """End now (in the loop thread): every attempt still open gets its class before this returns.
+
+        Written and not yet answered: ``unanswered``; still waiting for a
+        connection: ``unsent`` -- so ``attempted`` always equals the sum of the
+        classes, whatever the timeout and the drain.
+        """
+        self._stopped = True
+        if self._pool is not None:
+            self._pool.abort(in_flight="unanswered", queued="unsent")
+
     def _on_result(self, job: Job, outcome: Outcome, sent_ns: int, done_ns: int, _retry_after: str | None) -> None:
         recorder = self._recorder_ref()
         counters = recorder.counters
+        if outcome in ("unanswered", "unsent"):
+            counters[str(outcome)] += 1
+            recorder.error(f"burst_{outcome}", done_ns)
+            return
         if outcome == "timeout":
             counters["timeouts"] += 1
             recorder.error("timeout", done_ns)

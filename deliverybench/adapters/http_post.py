@@ -33,7 +33,8 @@ __all__ = ["PostPool", "PostClient", "Job", "Body", "ResultCallback", "Outcome"]
 Body = Union[bytes, Callable[[int], bytes]]
 #: (caller's token, request target or b"" for the pool's URL, body, extra header lines)
 Job = tuple[Any, bytes, Body, bytes]
-#: an HTTP status, or "timeout" / "connection"
+#: an HTTP status, or "timeout" / "connection"; when a pool is aborted, "unanswered" (written,
+#: no answer yet) / "unsent" (still waiting for a connection)
 Outcome = Union[int, str]
 #: (job, outcome, sent_ns, done_ns, Retry-After header or None)
 ResultCallback = Callable[[Job, Outcome, int, int, Optional[str]], None]
@@ -97,11 +98,11 @@ class _Connection(asyncio.Protocol):
             transport.abort()
             self.pool.lost(self)
 
-    def abort(self) -> None:
-        """End now: a request in flight is refused ("connection") before this returns."""
+    def abort(self, outcome: Outcome = "connection") -> None:
+        """End now: a request in flight gets ``outcome`` before this returns."""
         job, self.job = self.job, None
         if job is not None:
-            self.pool.on_result(job, "connection", self.sent_ns, time.time_ns(), None)
+            self.pool.on_result(job, outcome, self.sent_ns, time.time_ns(), None)
         transport, self.transport = self.transport, None
         if transport is not None:
             transport.abort()
@@ -148,6 +149,7 @@ class PostPool:
         self._connect_failures = 0
         self._drained: asyncio.Future[None] | None = None
         self._sweeper: asyncio.TimerHandle | None = None
+        self.aborted = False
         #: how often requests are checked against timeout_s: one timer for the pool, not one per
         #: request (a timer armed and cancelled per request was ~10 % of a POST's cost)
         self.sweep_s = min(0.1, timeout_s / 10)
@@ -158,8 +160,8 @@ class PostPool:
         self._pump()
 
     async def drain(self) -> None:
-        """Wait until nothing is queued or in flight."""
-        while self.queue or self._busy():
+        """Wait until nothing is queued or in flight (or the pool was aborted)."""
+        while (self.queue or self._busy()) and not self.aborted:
             self._drained = self.loop.create_future()
             self._pump()
             await self._drained
@@ -171,19 +173,22 @@ class PostPool:
                 conn.transport.close()
         self._idle.clear()
 
-    def abort(self) -> None:
-        """Refuse everything queued or in flight right now, and drop every connection.
+    def abort(self, *, in_flight: Outcome = "connection", queued: Outcome = "connection") -> None:
+        """End everything now and drop every connection.
 
-        Every job still owed an outcome gets ``"connection"`` before this
-        returns, so a caller that aborts can account for every request.
+        Every job still owed an outcome gets one before this returns -- those
+        written and not answered ``in_flight``, those never written ``queued``
+        -- so a caller that aborts can account for every request.
         """
-        self.closed = True
+        self.closed = self.aborted = True
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
-        self._fail_queued()
+        self._fail_queued(queued)
         for conn in list(self._conns):
-            conn.abort()
+            conn.abort(in_flight)
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
         self._conns.clear()
         self._idle.clear()
 
@@ -265,10 +270,10 @@ class PostPool:
         self._connect_failures = 0
         self.idle(conn)
 
-    def _fail_queued(self) -> None:
+    def _fail_queued(self, outcome: Outcome = "connection") -> None:
         now = time.time_ns()
         while self.queue:
-            self.on_result(self.queue.popleft(), "connection", now, now, None)
+            self.on_result(self.queue.popleft(), outcome, now, now, None)
 
     def idle(self, conn: _Connection) -> None:
         if self.closed or conn.transport is None:

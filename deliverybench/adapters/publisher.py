@@ -175,7 +175,8 @@ class Publisher:
             else:
                 await pool.drain()  # bounded: every request times itself out
         finally:
-            pool.abort()  # whatever is still in flight is refused, never left open
+            # whatever is still in flight is refused (unanswered), never left open; what never left stays unsent
+            pool.abort(in_flight="unanswered", queued="unsent")
             out.finished_ns = time.time_ns()
         return out
 
@@ -202,6 +203,8 @@ class Publisher:
         out, due = self.outcome, self._due
         lo, hi = job[0]
         self._in_flight -= 1
+        if outcome == "unsent":  # never written: not published, neither accepted nor refused
+            return
         out.requests += 1
         accepted = isinstance(outcome, int) and 200 <= outcome < 300
         lags = out.lag_us.setdefault(sent_ns // NS, [])

@@ -14,6 +14,7 @@ If a websockets release no longer has the hooks, the session falls back to
 from __future__ import annotations
 
 import asyncio
+import errno
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -256,5 +257,7 @@ def _error_kind(exc: BaseException) -> str:
     if isinstance(exc, InvalidHandshake):
         return "handshake"
     if isinstance(exc, OSError):
+        if exc.errno == errno.EMFILE:
+            return "emfile"  # the open-files limit: the one cause worth its own name
         return f"oserror_{exc.errno}" if exc.errno else "oserror"
     return type(exc).__name__

@@ -11,6 +11,7 @@ with ``status: failed`` and the reason, and the other modes still run.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..adapters import results_file
+from ..adapters.children import child_options, stop_group
 from ..adapters.machine import git_commit, machine_facts, package_versions
 from ..core.audit import AuditTotals
 from ..adapters.publisher import MAX_BATCH
@@ -29,6 +31,7 @@ from ..core.redact import redact_argv, redact_config
 from ..core.results import build_mode_result, merge_documents, new_document
 from ..core.status import assess
 from .config import RunConfig
+from .interrupt import Interrupt
 
 __all__ = ["ModeRun", "run_modes", "SCENARIOS", "REPO_ROOT"]
 
@@ -121,12 +124,13 @@ def _start_target(config: RunConfig, mode: str) -> tuple[Any, dict[str, str]]:
     return target, urls
 
 
-def _failed_document(config: RunConfig, mode: str, failure: str, started_ns: int) -> dict[str, Any]:
+def _failed_document(config: RunConfig, mode: str, failure: str, started_ns: int,
+                     status: str = "failed") -> dict[str, Any]:
     now = time.time_ns()
     result = build_mode_result(
         mode=mode, target={"name": config.target}, params={"subscribers": config.subscribers},
         recorder=Recorder(), audit_totals=AuditTotals(), published_due_ns=[], published_ok=[],
-        stream_start_ns=started_ns, started_ns=started_ns, ended_ns=now, status="failed", failure=failure,
+        stream_start_ns=started_ns, started_ns=started_ns, ended_ns=now, status=status, failure=failure,
     )
     return new_document(run_id=mode, config=redact_config(config.to_dict()), machine=machine_facts(),
                         packages=package_versions(), commit=git_commit(), started_ns=started_ns, ended_ns=now,
@@ -141,7 +145,33 @@ def _tail(path: Path, lines: int = 5) -> str:
     return " | ".join(line.strip() for line in text[-lines:])
 
 
-def run_mode(config: RunConfig, mode: str, run_dir: Path, say: Callable[[str], None]) -> ModeRun:
+#: after asking Locust to stop, how long it has to write what it measured
+STOP_GRACE_S = 20.0
+
+
+def _run_locust(cmd: list[str], run_dir: Path, log_path: Path, env: dict[str, str], timeout: float,
+                interrupt: Interrupt | None) -> int | None:
+    """Run one Locust to the end, or stop it (bounded) when interrupted; nothing of it survives."""
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd, cwd=run_dir, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                stdin=subprocess.DEVNULL, **child_options())
+        deadline = time.monotonic() + timeout
+        try:
+            while proc.poll() is None:
+                if interrupt is not None and interrupt.signal is not None:
+                    # Locust stops the stream, writes the results as interrupted, and exits.
+                    return stop_group(proc, sig=signal.SIGTERM, grace_s=0.0 if interrupt.urgent else STOP_GRACE_S)
+                if time.monotonic() > deadline:
+                    stop_group(proc, sig=signal.SIGTERM, grace_s=STOP_GRACE_S)
+                    return None
+                time.sleep(0.1)
+            return proc.returncode
+        finally:
+            stop_group(proc, grace_s=0.0)  # stragglers of its group (forked workers, servers it started)
+
+
+def run_mode(config: RunConfig, mode: str, run_dir: Path, say: Callable[[str], None],
+             interrupt: Interrupt | None = None) -> ModeRun:
     run_dir = run_dir.resolve()  # Locust runs with run_dir as its cwd: paths it is given must not be relative
     results = run_dir / f"{mode}.results.json"
     log_path = run_dir / f"{mode}.locust.log"
@@ -154,6 +184,10 @@ def run_mode(config: RunConfig, mode: str, run_dir: Path, say: Callable[[str], N
             target, urls = _start_target(config, mode)
         except TargetError as exc:
             return ModeRun(mode, results, log_path, None, _failed_document(config, mode, f"target: {exc}", started))
+        if interrupt is not None and interrupt.signal is not None:
+            return ModeRun(mode, results, log_path, None, _failed_document(
+                config, mode, f"interrupted by {interrupt.signal.name} before the mode started", started,
+                status="interrupted"))
         cmd = _locust_command(config, mode, urls, results)
         # The handed-on flags are the one truth: the user's DELIVERYBENCH_* variables
         # must not reach Locust behind them (only the secret travels this way).
@@ -163,35 +197,46 @@ def run_mode(config: RunConfig, mode: str, run_dir: Path, say: Callable[[str], N
             if option.handoff == "env" and mode in option.modes and getattr(config, option.dest):
                 env[option.env_var] = str(getattr(config, option.dest))
         timeout = config.settle + config.duration + config.drain + 240 + config.subscribers / config.spawn_rate
-        with open(log_path, "w") as log:
-            try:
-                proc = subprocess.run(cmd, cwd=run_dir, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                      timeout=timeout, stdin=subprocess.DEVNULL)
-                code: int | None = proc.returncode
-            except subprocess.TimeoutExpired:
-                code = None
+        code = _run_locust(cmd, run_dir, log_path, env, timeout, interrupt)
+        interrupted = interrupt is not None and interrupt.signal is not None
         if results.is_file():
             document = results_file.read(results)
             result = document["modes"][mode]
+            if interrupted and result.get("status") != "failed":
+                result["status"] = "interrupted"
+                result["failure"] = result.get("failure") or f"interrupted by {interrupt.signal.name}"  # type: ignore[union-attr]
             if target is not None and not target.health():
                 result.setdefault("warnings", []).append("target was not healthy after the run")
-                result["status"], result["status_reasons"] = assess(result)
+            result["status"], result["status_reasons"] = assess(result)
         else:
             why = "timed out" if code is None else f"exited with code {code}"
+            if interrupted:
+                why = f"was interrupted ({interrupt.signal.name})"  # type: ignore[union-attr]
             failure = f"locust {why} without writing results; see {log_path.name}: {_tail(log_path)}"
-            document = _failed_document(config, mode, failure, started)
+            document = _failed_document(config, mode, failure, started,
+                                        status="interrupted" if interrupted else "failed")
         return ModeRun(mode, results, log_path, code, document)
     finally:
         if target is not None:
             target.stop()
 
 
-def run_modes(config: RunConfig, run_dir: Path, say: Callable[[str], None]) -> dict[str, Any]:
-    """Run every configured mode and return the merged results document."""
+def run_modes(config: RunConfig, run_dir: Path, say: Callable[[str], None],
+              interrupt: Interrupt | None = None) -> dict[str, Any]:
+    """Run every configured mode and return the merged results document.
+
+    After an interrupt the mode under way is stopped and kept (``interrupted``)
+    and the modes after it are not started.
+    """
     documents = []
     for mode in config.modes:
+        if interrupt is not None and interrupt.signal is not None:
+            say(f"- {mode}: not started ({interrupt.signal.name})")
+            documents.append(_failed_document(config, mode, f"not started: interrupted by {interrupt.signal.name}",
+                                              time.time_ns(), status="interrupted"))
+            continue
         say(f"- {mode}: {config.subscribers} subscribers, {config.rate:g} events/s for {config.duration:g} s ...")
-        run = run_mode(config, mode, run_dir, say)
+        run = run_mode(config, mode, run_dir, say, interrupt)
         result = run.document["modes"][mode]
         if result["status"] != "ok":
             why = result.get("failure") or "; ".join(result.get("status_reasons") or [])

@@ -20,7 +20,7 @@ def _int(value: Any) -> str:
 def summary_table(document: Mapping[str, Any]) -> str:
     """A fixed-width table, one row per mode, plus warnings underneath."""
     columns = ["mode", "status", "subs", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms", "deliv/s",
-               "published", "refused", "unique", "dup", "lost", "harness cpu s", "target cpu s"]
+               "published", "refused", "unique", "dup", "lost", "errors", "harness cpu s", "target cpu s"]
     rows: list[list[str]] = []
     notes: list[str] = []
     for name, mode in document["modes"].items():
@@ -33,6 +33,7 @@ def summary_table(document: Mapping[str, Any]) -> str:
             f"{mode.get('throughput', {}).get('deliveries_per_s', 0):,.0f}",
             _int(audit.get("published")), _int(audit.get("refused")),
             _int(audit.get("delivered_unique")), _int(audit.get("duplicates")), _int(audit.get("lost")),
+            _int(sum((mode.get("errors") or {}).values())),
             f"{costs.get('harness', {}).get('cpu_s', 0):.2f}", f"{costs.get('target', {}).get('cpu_s', 0):.2f}",
         ])
         if mode.get("failure"):

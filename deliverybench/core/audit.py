@@ -284,13 +284,28 @@ def _expected_ranges(record: SubscriberRecord, log: PublishedLog, join_grace_ns:
     return _merge_ranges(ranges)
 
 
-def _expected_mask(
-    record: SubscriberRecord, log: PublishedLog, ok_mask: int, join_grace_ns: int, drain_ns: int, end_ns: int
-) -> int:
+def _ranges_mask(ranges: Iterable[tuple[int, int]]) -> int:
     mask = 0
-    for lo, hi in _expected_ranges(record, log, join_grace_ns, drain_ns, end_ns):
+    for lo, hi in ranges:
         mask |= ((1 << (hi - lo)) - 1) << lo
-    return mask & ok_mask
+    return mask
+
+
+def _expected_mask(
+    record: SubscriberRecord, log: PublishedLog, ok_mask: int, join_grace_ns: int, drain_ns: int, end_ns: int,
+    got: int = 0,
+) -> int:
+    """The accepted ids this subscriber is held to, plus those it got in the edges of its windows.
+
+    An event due in the first ``join_grace`` or the last ``drain`` of a
+    subscription window is not held against the subscriber -- it may not
+    have been registered yet, or had no time to arrive before it left (a
+    dropped session that reconnects leaves such a tail in every window).
+    If it *did* arrive, it is a delivery of that window, not "unexpected".
+    """
+    strict = _ranges_mask(_expected_ranges(record, log, join_grace_ns, drain_ns, end_ns))
+    whole = _ranges_mask(_expected_ranges(record, log, 0, 0, end_ns))
+    return (strict | (got & whole)) & ok_mask
 
 
 def audit(
@@ -320,8 +335,8 @@ def audit(
         totals.subscribers += 1
         if not record.windows:
             totals.subscribers_never_connected += 1
-        expected_mask = _expected_mask(record, log, ok_mask, join_grace_ns, drain_ns, end_ns)
         got = record.received.as_int()
+        expected_mask = _expected_mask(record, log, ok_mask, join_grace_ns, drain_ns, end_ns, got)
         expected = expected_mask.bit_count()
         unique_expected = (got & expected_mask).bit_count()
         totals.expected += expected
@@ -346,12 +361,23 @@ def expected_per_event(
     drain_ns: int,
     end_ns: int,
 ) -> list[int]:
-    """How many subscribers were expected to get each event id."""
+    """How many subscribers were expected to get each event id (as :func:`audit` counts them)."""
     diff = [0] * (log.scheduled_count + 1)
     for record in records:
-        for lo, hi in _expected_ranges(record, log, join_grace_ns, drain_ns, end_ns):
+        strict = _expected_ranges(record, log, join_grace_ns, drain_ns, end_ns)
+        for lo, hi in strict:
             diff[lo] += 1
             diff[hi] -= 1
+        # events that arrived in the edges of a window count as expected of it too
+        edges = (record.received.as_int() & _ranges_mask(_expected_ranges(record, log, 0, 0, end_ns))
+                 & ~_ranges_mask(strict))
+        while edges:
+            low = edges & -edges
+            i = low.bit_length() - 1
+            if i < log.scheduled_count:
+                diff[i] += 1
+                diff[i + 1] -= 1
+            edges ^= low
     counts, running = [], 0
     for i in range(log.scheduled_count):
         running += diff[i]

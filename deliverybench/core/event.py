@@ -121,7 +121,7 @@ def _is_int(value: object) -> bool:
 
 def _canonical_head(raw: bytes) -> tuple[int, int, int] | None:
     """``(id, due_ns, sent_ns)`` read by splitting the canonical prefix, or None."""
-    if not raw.startswith(EVENT_PREFIX):
+    if not raw.startswith(EVENT_PREFIX) or not raw.endswith(b"}"):  # a cut-off event is not an event
         return None
     parts = raw.split(b",", 3)
     if len(parts) != 4 or not parts[1].startswith(_DUE_KEY) or not parts[2].startswith(_SENT_KEY):

@@ -300,6 +300,8 @@ OPTIONS: tuple[Option, ...] = (
     _o("run-id", str, "", "Name of the run's subfolder (default: a timestamp).", _COMMON, scope="run",
        handoff="never"),
     _o("report", bool, True, "Do not render report.html.", _COMMON, scope="run", handoff="never", negate=True),
+    _o("overwrite", bool, False, "Write into a run folder that already holds a results file.", _COMMON,
+       scope="run", handoff="never"),
     # -- the stream --
     _o("rate", float, 5.0, "Events per second (the start rate of --schedule ramp).", _STREAM, checks=(positive,)),
     _o("duration", float, 20.0, "Seconds of event stream per mode.", _STREAM, checks=(positive,)),

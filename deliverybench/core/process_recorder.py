@@ -17,9 +17,21 @@ from .audit import FanoutTracker, SubscriberRecord
 from .event import MalformedEvent, read_head
 from .recording import NS_PER_S, Recorder
 
-__all__ = ["ProcessRecorder", "empty_payload"]
+__all__ = ["ProcessRecorder", "empty_payload", "CONNECT_FAILURE_KINDS", "DEFAULT_ID_LIMIT", "MAX_EARLY_NS", "MAX_LATE_NS"]
 
 _ECHO_PREFIX = b'{"echo":'
+
+
+#: error kinds that mean a subscriber could not connect (subscribe, start polling)
+CONNECT_FAILURE_KINDS = ("connect_", "subscribe_failed", "poll_start_failed")
+#: ids accepted when the stream's length is not known: 1 Mi ids, 128 KiB of bitmap per subscriber at most
+DEFAULT_ID_LIMIT = 1 << 20
+#: an event due more than this after it arrived is not one of ours (clock skew between machines
+#: is allowed for; a due time from the far future is not)
+MAX_EARLY_NS = 3_600 * 1_000_000_000
+#: an event that arrives more than this after its due time is not one of ours either: the
+#: histograms hold up to an hour, and no run waits a day for a delivery
+MAX_LATE_NS = 24 * 3_600 * 1_000_000_000
 
 
 def empty_payload() -> dict[str, Any]:
@@ -34,10 +46,19 @@ def empty_payload() -> dict[str, Any]:
 
 
 class ProcessRecorder:
-    """Histograms, audit records and error counts of one process."""
+    """Histograms, audit records and error counts of one process.
 
-    def __init__(self, mode: str) -> None:
+    Everything a target sends is untrusted: an event id outside
+    ``[0, id_limit)`` (the stream's length) is counted as ``unexpected_id``
+    and never indexes a bitmap, so no id can make a subscriber allocate;
+    a due or sent time that cannot belong to this run (see
+    :data:`MAX_EARLY_NS`, :data:`MAX_LATE_NS`) is counted as
+    ``malformed_due`` / ``malformed_sent`` and never reaches a histogram.
+    """
+
+    def __init__(self, mode: str, *, id_limit: int = DEFAULT_ID_LIMIT) -> None:
         self.mode = mode
+        self.id_limit = id_limit
         self.recorder = Recorder()
         self.fanout = FanoutTracker()
         self.subscribers: dict[str, SubscriberRecord] = {}
@@ -47,6 +68,9 @@ class ProcessRecorder:
         self.counters: Counter[str] = Counter()
         self.connected = 0
         self.frames = 0
+        #: failed connection attempts since the test started, by kind (never handed over: the
+        #: controller reads them to stop waiting for subscribers that cannot connect)
+        self.connect_failures: Counter[str] = Counter()
         self._buffer: dict[tuple[str, int], list[int]] = {}
 
     # -- subscribers -------------------------------------------------------
@@ -95,7 +119,16 @@ class ProcessRecorder:
 
     def record_delivery(self, record: SubscriberRecord, event_id: int, due_ns: int, sent_ns: int | None,
                  receive_ns: int, metric: str = "delivery", first_attempt: bool = False) -> bool:
-        """Record a decoded arrival (or, for bursts, an acknowledgement); False for a duplicate."""
+        """Record a decoded arrival (or, for bursts, an acknowledgement); False for a duplicate or bad input."""
+        if not 0 <= event_id < self.id_limit:
+            self.error("unexpected_id", receive_ns)
+            return False
+        if not -MAX_EARLY_NS <= receive_ns - due_ns <= MAX_LATE_NS:
+            self.error("malformed_due", receive_ns)
+            return False
+        if sent_ns is not None and not -MAX_EARLY_NS <= receive_ns - sent_ns <= MAX_LATE_NS:
+            self.error("malformed_sent", receive_ns)
+            sent_ns = None
         if not record.received.mark(event_id):
             return False
         second = receive_ns // NS_PER_S
@@ -135,6 +168,8 @@ class ProcessRecorder:
     def error(self, kind: str, at_ns: int, count: int = 1) -> None:
         self.errors[kind] += count
         self.error_series[(at_ns // NS_PER_S, kind)] += count
+        if kind.startswith(CONNECT_FAILURE_KINDS):
+            self.connect_failures[kind] += count
 
     # -- hand-over ---------------------------------------------------------
     def take_payload(self, *, final: bool, now_ns: int) -> dict[str, Any]:

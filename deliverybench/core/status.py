@@ -27,10 +27,13 @@ SCHEDULE_LAG_METRIC = "schedule_lag"
 #: error kinds, by prefix, and how to say how many there were
 _ERROR_FAMILIES: tuple[tuple[str, str], ...] = (
     ("closed_", "{n:,} sessions dropped"),
+    ("connect_emfile", "{n:,} connections refused by the open-files limit (EMFILE: raise ulimit -n or use "
+                       "--processes)"),
     ("connect_", "{n:,} connection attempts failed"),
     ("subscribe_failed", "{n:,} subscriptions failed"),
     ("poll_start_failed", "{n:,} pollers could not start"),
     ("malformed_", "{n:,} malformed messages"),
+    ("unexpected_id", "{n:,} events with ids outside the stream"),
     ("rejected_", "{n:,} deliveries with a bad signature or timestamp"),
 )
 

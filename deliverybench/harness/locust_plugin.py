@@ -26,6 +26,7 @@ import os
 import socket
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -33,7 +34,7 @@ import gevent
 import gevent.event
 from locust import events as locust_events
 from locust.env import Environment
-from locust.runners import MasterRunner, WorkerRunner
+from locust.runners import STATE_RUNNING, STATE_SPAWNING, MasterRunner, WorkerRunner
 
 from ..adapters import results_file
 from ..adapters.machine import git_commit, machine_facts, package_versions
@@ -41,7 +42,7 @@ from ..adapters.process_tuning import raise_open_files_limit, settle_gc
 from ..adapters.sampling import ProcessSampler
 from ..core.audit import PublishedLog
 from ..core.options import MODES, schedule_from
-from ..core.process_recorder import ProcessRecorder, empty_payload
+from ..core.process_recorder import DEFAULT_ID_LIMIT, ProcessRecorder, empty_payload
 from ..core.redact import redact_argv, redact_config
 from ..core.results import new_document
 from ..core.schedule import Schedule
@@ -60,6 +61,12 @@ __all__ = ["install", "schedule_from_options", "HarnessProcess", "RunController"
 log = logging.getLogger("deliverybench")
 NS = 1_000_000_000
 FINAL_MESSAGE = "deliverybench_final"
+#: seconds after spawning with not one subscriber connected (and connections failing) before giving up
+FAIL_FAST_S = 5.0
+
+
+class NoSubscribers(Exception):
+    """Not one subscriber could connect; the message names the dominant errors."""
 STATUS_MESSAGE = "deliverybench_status"
 class HarnessProcess:
     """The measuring half of one Locust process that runs users."""
@@ -79,6 +86,7 @@ class HarnessProcess:
         self._flusher_stop = gevent.event.Event()
         self._counter = 0
         self.prefix = f"{socket.gethostname()}:{os.getpid()}"
+        self.stoppers: list[Callable[[], None]] = []
         self.status_active = False
         _warm_histogram_tables()
 
@@ -94,6 +102,32 @@ class HarnessProcess:
         if self._inbox is None:
             self._inbox = GeventInbox.get()
         return self._inbox
+
+    def add_stopper(self, stop: Callable[[], None]) -> None:
+        """Run ``stop()`` in the loop thread when the test stops, before the final hand-over.
+
+        For senders (bursts) whose requests may still be in flight: they must
+        settle every attempt before the last payload leaves this process.
+        """
+        self.stoppers.append(stop)
+
+    def run_stoppers(self) -> None:
+        stoppers, self.stoppers = self.stoppers, []
+        if not stoppers or self._loop is None:
+            return
+
+        def run_all(reply: Callable[[Any], None]) -> None:
+            for stop in stoppers:
+                try:
+                    stop()
+                except Exception:  # one broken stopper must not keep the others from running
+                    log.exception("stopping a sender failed")
+            reply(None)
+
+        try:
+            self.wait_from_loop(run_all, timeout=5.0)
+        except gevent.Timeout:
+            log.warning("senders did not stop within 5 s")
 
     def new_subscriber_name(self) -> str:
         self._counter += 1
@@ -115,11 +149,19 @@ class HarnessProcess:
         self.pending = empty_payload()
         self.pending_gauges = []
         self.pending_samples = []
+        fresh = ProcessRecorder(self.mode, id_limit=self._id_limit())
         if self._loop is not None:
-            fresh = ProcessRecorder(self.mode)
             self.loop.call(self._swap_recorder, fresh)
         else:
-            self.recorder = ProcessRecorder(self.mode)
+            self.recorder = fresh
+
+    def _id_limit(self) -> int:
+        """The stream's length: no id from a target at or above it is ever allocated for."""
+        opts = self.environment.parsed_options
+        try:
+            return max(1, schedule_from_options(opts).expected_count)
+        except (AttributeError, KeyError, TypeError, ValueError):
+            return DEFAULT_ID_LIMIT
 
     def _swap_recorder(self, fresh: ProcessRecorder) -> None:
         self.recorder = fresh
@@ -205,6 +247,7 @@ class RunController:
         self.stream_runner = stream_runner
         self.aggregator = RunAggregator(mode)
         self.worker_connected: dict[str, int] = {}
+        self.worker_failures: dict[str, dict[str, int]] = {}
         self.target: Any = None
         self.target_info: dict[str, Any] = {}
         self.publisher: Publisher | None = None
@@ -260,6 +303,7 @@ class RunController:
     def on_test_start(self) -> None:
         self.aggregator = RunAggregator(self.mode)
         self.worker_connected = {}
+        self.worker_failures = {}
         self.started_ns = time.time_ns()
         self.written = False
         self.stopping_by_us = False
@@ -290,12 +334,32 @@ class RunController:
             return self.local.recorder.connected
         return sum(self.worker_connected.values())
 
+    def connect_failures(self) -> Counter[str]:
+        """Failed connection attempts so far, over every process, by kind."""
+        total: Counter[str] = Counter()
+        if self.local is not None:
+            total.update(self.local.recorder.connect_failures)
+        for failures in self.worker_failures.values():
+            total.update(failures)
+        return total
+
     def _wait_for_subscribers(self) -> None:
+        """Wait until every subscriber is connected (at most --settle-timeout), then --settle.
+
+        Hopeless waits end early: when not one subscriber has connected
+        :data:`FAIL_FAST_S` seconds after spawning, and connections are
+        failing, the run stops with the dominant error named.
+        """
         runner = self.environment.runner
         assert runner is not None
         want = runner.target_user_count or runner.user_count
-        deadline = time.monotonic() + self.options.settle_timeout
+        started = time.monotonic()
+        deadline = started + self.options.settle_timeout
         while self.connected() < want and time.monotonic() < deadline and not self.interrupted:
+            failures = self.connect_failures()
+            if self.connected() == 0 and failures and time.monotonic() - started >= FAIL_FAST_S:
+                common = ", ".join(f"{kind} ×{n:,}" for kind, n in failures.most_common(3))
+                raise NoSubscribers(f"no subscriber of {want:,} connected within {FAIL_FAST_S:g} s ({common})")
             gevent.sleep(0.1)
         if self.connected() < want:
             log.warning("only %d of %d subscribers connected after %.0f s; publishing anyway",
@@ -318,6 +382,9 @@ class RunController:
             failure = outcome.failure
             if failure is None and not self.interrupted:
                 self._interrupt.wait(opts.drain)
+        except NoSubscribers as exc:
+            log.error("%s", exc)
+            failure = str(exc)
         except Exception as exc:  # a bad URL or a dead target must still end in a results file
             log.exception("publisher failed")
             failure = f"publisher failed: {exc}"
@@ -518,6 +585,8 @@ def _wire(environment: Environment, harness: HarnessProcess | None, controller: 
 
         def on_status(environment: Environment, msg: Any, **_kw: Any) -> None:
             controller.worker_connected[msg.node_id] = int(msg.data.get("connected", 0))
+            controller.worker_failures[msg.node_id] = {str(k): int(v) for k, v in
+                                                       (msg.data.get("failed") or {}).items()}
 
         runner.register_message(FINAL_MESSAGE, on_final)
         runner.register_message(STATUS_MESSAGE, on_status)
@@ -555,6 +624,7 @@ def _wire(environment: Environment, harness: HarnessProcess | None, controller: 
         if harness is not None:
             harness.status_active = False
             harness.stop_flusher()
+            harness.run_stoppers()  # senders still in flight end now, each attempt in exactly one class
             gevent.sleep(0.2)  # let close requests from on_stop reach the loop first
             harness.flush(final=True)
             payload = harness.take_pending()
@@ -572,14 +642,21 @@ def _wire(environment: Environment, harness: HarnessProcess | None, controller: 
 
     @ev.quitting.add_listener
     def on_quitting(environment: Environment, **_kw: Any) -> None:
+        """Locust is quitting (SIGTERM, Ctrl-C, the UI): stop the test first, so that every
+        process hands over what it measured, then write it as interrupted."""
         if controller is not None:
             if not controller.written and controller.started_ns:
-                controller.write_results(status="interrupted", failure="locust quit before the stream ended")
+                if runner is not None and runner.state in (STATE_SPAWNING, STATE_RUNNING):
+                    runner.stop()  # fires test_stop: final flushes, worker hand-overs, on_test_stop
+                if not controller.written:
+                    controller.write_results(status="interrupted", failure="locust quit before the stream ended")
             controller.stop_target()
 
 
 def _status_loop(runner: WorkerRunner, harness: HarnessProcess) -> None:
     while harness.status_active:
-        runner.send_message(STATUS_MESSAGE, {"connected": harness.recorder.connected})
+        recorder = harness.recorder
+        runner.send_message(STATUS_MESSAGE, {"connected": recorder.connected,
+                                             "failed": dict(recorder.connect_failures)})
         gevent.sleep(0.5)
 

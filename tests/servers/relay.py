@@ -13,7 +13,11 @@ batch arrives as one message holding several events. On purpose, it can:
   forwarded in order (a GC pause, a slow disk, a lock);
 * ``--refuse-every N``: answer every Nth POST 503 and drop it;
 * ``--drop-sessions-at T``: close every WebSocket session T seconds after the
-  first event was published (subscribers reconnect; the run must say so).
+  first event was published (subscribers reconnect; the run must say so);
+* ``--hostile``: after every event, send each session five frames no
+  harness should trust: an id far outside the stream (2⁴⁰), a due time past
+  64 bits, a binary frame that is not UTF-8, a truncated event, and text
+  that is not JSON.
 
 It counts what it did in ``GET /stats``. Binds 127.0.0.1, port 0, and prints
 the ready line of ``targets._process`` so tests start it with
@@ -43,6 +47,7 @@ class Relay:
         self.rejected_batches = 0
         self.stalled = 0
         self.dropped = 0
+        self.hostile_frames = 0
         self.started = 0.0
 
     async def session(self, ws: ServerConnection) -> None:
@@ -71,9 +76,25 @@ class Relay:
             return web.Response(status=503, text="refused on purpose\n")
         broadcast(self.sessions, body.decode(), text=True)
         self.forwarded += 1
+        if args.hostile:
+            self._hostile(body)
         if args.drop_sessions_at > 0 and self.forwarded == 1:
             asyncio.get_running_loop().call_later(args.drop_sessions_at, self._drop_sessions)
         return web.Response(status=202, text="accepted\n")
+
+    def _hostile(self, body: bytes) -> None:
+        head = body.split(b",", 3)
+        real_id = head[0][len(b'{"id":'):]
+        frames = [
+            b'{"id":1099511627776,"due_ns":%b,%b' % (head[1].split(b":", 1)[1], b",".join(head[2:])),
+            b'{"id":%b,"due_ns":%d,%b' % (real_id, 2**70, b",".join(head[2:])),
+            body[: len(body) // 3],
+            b"{not json at all",
+        ]
+        for frame in frames:
+            broadcast(self.sessions, frame.decode(errors="replace"), text=True)
+        broadcast(self.sessions, b"\x00\xff\xfe binary", text=False)
+        self.hostile_frames += 5
 
     def _drop_sessions(self) -> None:
         self.dropped = len(self.sessions)
@@ -83,7 +104,7 @@ class Relay:
     async def stats(self, request: web.Request) -> web.Response:
         return web.json_response({"posts": self.posts, "forwarded": self.forwarded, "refused": self.refused,
                                   "rejected_batches": self.rejected_batches, "stalled": self.stalled,
-                                  "dropped": self.dropped,
+                                  "dropped": self.dropped, "hostile_frames": self.hostile_frames,
                                   "sessions": len(self.sessions)})
 
     async def health(self, request: web.Request) -> web.Response:
@@ -121,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stall-every", type=float, default=0.0, help="seconds between the starts of two stalls")
     p.add_argument("--stall-for", type=float, default=0.0, help="seconds each stall lasts")
     p.add_argument("--refuse-every", type=int, default=0, help="answer every Nth POST 503")
+    p.add_argument("--hostile", action="store_true", help="send untrustworthy frames after every event")
     p.add_argument("--drop-sessions-at", type=float, default=0.0, help="abort every session T s after the first event")
     uvloop.run(run(p.parse_args(argv)))
     return 0
