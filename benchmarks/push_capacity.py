@@ -1,12 +1,22 @@
 """How many WebSocket sessions one harness process holds, and what a delivery costs.
 
 Runs, one after the other, against a fresh built-in push target each
-(``targets.builtin.PushTarget``, a separate process on 127.0.0.1):
+(``targets.builtin.PushTarget``, separate processes on 127.0.0.1; past
+9,000 sessions it is spread over several processes sharing one port with
+``SO_REUSEPORT``, since one process's open-files limit is 20,000 here and the
+harness needs as many):
 
-1. **ours**: one Locust process running ``scenarios/ws_push.py`` headless as a
+1. **current**: one Locust process running ``scenarios/ws_push.py`` headless as a
    real ``locust`` subprocess, with ``--results`` (it publishes the stream
    itself once every subscriber is connected);
-2. **naive**: one Locust process running ``benchmarks/naive_ws_locustfile.py``
+2. **previous**: the same with ``benchmarks/previous_ws_locustfile.py``, the
+   design before the bare-protocol receiver (websockets' asyncio client, a
+   task and a running Locust greenlet per session, a recorder call per
+   message) -- the baseline the current design is measured against;
+3. **floor**: ``benchmarks/_floor_receiver.py``, bare uvloop protocols that only
+   stamp each chunk (no Locust, no parsing, no recording, no pong) -- what any
+   receiver costs on this machine, so the figures above can be read against it;
+4. **naive**: one Locust process running ``benchmarks/naive_ws_locustfile.py``
    (gevent ``User`` + websocket-client + ``json.loads`` + one
    ``events.request.fire`` per message); this script publishes the same stream
    (``encode_batch``, same rate, duration and payload) once the target's
@@ -34,7 +44,9 @@ Measured for each, the same way:
 
 Usage::
 
-    python benchmarks/push_capacity.py                  # 5,000 sessions, 1 event/s for 20 s
+    python benchmarks/push_capacity.py                  # 10,000 sessions, 1 event/s for 20 s
+    python benchmarks/push_capacity.py --sessions 19000 --design current --skip-naive
+    python benchmarks/push_capacity.py --sessions 1000 --rate 10 --skip-naive
     python benchmarks/push_capacity.py --sessions 1000 --naive-sessions 500
     python benchmarks/push_capacity.py --skip-naive
     python benchmarks/push_capacity.py --naive-utf8 both   # naive with and without UTF-8 validation
@@ -68,9 +80,12 @@ from deliverybench.core.event import Event, encode_batch
 from targets.builtin import PushTarget
 
 NS = 1_000_000_000
-GOAL_SESSIONS = 5_000
-GOAL_CPU_US = 20.0
-GOAL_RSS_BYTES = 40_000  # 40 KB, decimal (the stricter reading; 40 KiB = 40,960 B)
+GOAL_CPU_US = 8.0
+GOAL_RSS_BYTES = 12_000  # 12 KB, decimal (the stricter reading; 12 KiB = 12,288 B)
+#: the locustfile of each harness design; "previous" is the design before the bare-protocol receiver
+DESIGNS = {"current": "scenarios/ws_push.py", "previous": "benchmarks/previous_ws_locustfile.py"}
+#: sessions one target process may hold before the benchmark spreads the target over SO_REUSEPORT workers
+SESSIONS_PER_TARGET_PROCESS = 9_000
 
 
 # -- sampling ----------------------------------------------------------------
@@ -289,12 +304,16 @@ def tail(path: Path, lines: int = 15) -> str:
         return ""
 
 
-def run_ours(args: argparse.Namespace, out: Path) -> RunFigures:
-    fig = RunFigures("ours", args.sessions)
-    results = out / "ours-results.json"
-    log_path = out / "ours-locust.log"
+def target_workers(sessions: int) -> int:
+    return max(1, -(-sessions // SESSIONS_PER_TARGET_PROCESS))
+
+
+def run_ours(args: argparse.Namespace, out: Path, design: str) -> RunFigures:
+    fig = RunFigures(design, args.sessions)
+    results = out / f"{design}-results.json"
+    log_path = out / f"{design}-locust.log"
     budget = int(args.connect_timeout + args.duration + args.drain + 60)
-    target = PushTarget()
+    target = PushTarget(workers=target_workers(args.sessions))
     proc = None
     mon = None
     try:
@@ -305,7 +324,7 @@ def run_ours(args: argparse.Namespace, out: Path) -> RunFigures:
                  "--payload-bytes", str(args.payload_bytes), "--drain", str(args.drain),
                  "--settle-timeout", str(args.connect_timeout), "--open-timeout", "10",
                  "--results", str(results)]
-        cmd = locust_cmd("scenarios/ws_push.py", args.sessions, args.spawn_rate, budget, extra)
+        cmd = locust_cmd(DESIGNS[design], args.sessions, args.spawn_rate, budget, extra)
         proc = start_locust(cmd, log_path)
         mon = Monitor(proc.pid, target.pids()[0], target.health_url or "")
         mon.start()
@@ -408,6 +427,52 @@ def _key(d: dict[str, int], rt: float) -> str:
     raise KeyError(rt)
 
 
+def run_floor(args: argparse.Namespace, out: Path) -> RunFigures:
+    """The floor: bare protocols that only stamp each chunk (``_floor_receiver.py``), same stream."""
+    fig = RunFigures("floor", args.sessions)
+    counts = out / "floor-counts.json"
+    log_path = out / "floor.log"
+    target = PushTarget(workers=target_workers(args.sessions))
+    proc = None
+    mon = None
+    try:
+        target.start()
+        cmd = [sys.executable, str(REPO / "benchmarks" / "_floor_receiver.py"), "--url", target.egress_url("push") or "",
+               "--sessions", str(args.sessions), "--out", str(counts),
+               "--seconds", str(args.connect_timeout + args.duration + args.drain + 60)]
+        proc = start_locust(cmd, log_path)
+        mon = Monitor(proc.pid, target.pids()[0], target.health_url or "")
+        mon.start()
+        deadline = time.monotonic() + args.connect_timeout
+        while time.monotonic() < deadline and proc.poll() is None:
+            if (health_subscribers(target.health_url or "") or 0) >= args.sessions:
+                break
+            time.sleep(0.25)
+        time.sleep(args.settle)
+        start_ns, last_due, published, errors = publish_stream(
+            target.ingress_url or "", args.rate, args.duration, args.payload_bytes, "s")
+        fig.published = published
+        end_ns = last_due + int(args.drain * NS)
+        time.sleep(max(0.0, (end_ns - time.time_ns()) / NS) + 0.3)
+        mon.stop()
+        fig.stream_s = published / args.rate if args.rate else 0.0
+        window_figures(fig, mon, start_ns, end_ns)
+        fig.exit_code = end_process(proc, 30)
+    finally:
+        if mon is not None:
+            mon.stop()
+        if proc is not None and proc.poll() is None:
+            end_process(proc, 30)
+        target.stop()
+    if counts.exists():
+        fig.deliveries = int(json.loads(counts.read_text())["deliveries"])
+        fig.expected = published * fig.held_at_publish
+        fig.notes.append("chunks received, server pings included: no parsing, no recording, no pong")
+    else:
+        fig.notes.append(f"no counts written; log tail:\n{tail(log_path)}")
+    return fig
+
+
 def run_naive(args: argparse.Namespace, out: Path, sessions: int, skip_utf8: bool) -> RunFigures:
     label = "naive" + ("(no utf8 check)" if skip_utf8 else "")
     fig = RunFigures(label, sessions)
@@ -415,7 +480,7 @@ def run_naive(args: argparse.Namespace, out: Path, sessions: int, skip_utf8: boo
     json_base = out / f"{tag}-stats"
     log_path = out / f"{tag}-locust.log"
     budget = int(args.connect_timeout + args.duration + args.drain + 60)
-    target = PushTarget()
+    target = PushTarget(workers=target_workers(sessions))
     proc = None
     mon = None
     try:
@@ -500,24 +565,29 @@ def ratio(a: float | None, b: float | None) -> str:
     return f"{a / b:.2f}x"
 
 
-def report(args: argparse.Namespace, ours: RunFigures, naives: list[RunFigures], out: Path) -> None:
-    figs = [ours, *naives]
+def report(args: argparse.Namespace, figs: list[RunFigures], out: Path) -> None:
+    """One table: every design side by side, then current / each other design."""
+    ours = next((f for f in figs if f.label == "current"), figs[0])
+    others = [f for f in figs if f is not ours]
     w = 22
     print()
     print(f"push capacity: {args.sessions:,} sessions (naive: {args.naive_sessions:,}), {args.rate:g} event/s "
           f"for {args.duration:g} s, {args.payload_bytes} B payload, drain {args.drain:g} s, "
-          f"{psutil.cpu_count()} cores; out: {out}")
+          f"{psutil.cpu_count()} cores, one harness process; target: built-in push target in "
+          f"{target_workers(args.sessions)} process(es) sharing one port (SO_REUSEPORT); out: {out}")
     print()
-    header = f"{'':34}" + "".join(f"{f.label:>{w}}" for f in figs)
-    if naives:
-        header += "".join(f"{'ours/' + n.label:>{w + 6}}" for n in naives)
+    header = f"{'':36}" + "".join(f"{f.label:>{w}}" for f in figs)
+    header += "".join(f"{ours.label + '/' + n.label:>{w + 4}}" for n in others)
     print(header)
 
     def row(name: str, values: list[str], ratios: list[str] | None = None) -> None:
-        line = f"{name:34}" + "".join(f"{v:>{w}}" for v in values)
+        line = f"{name:36}" + "".join(f"{v:>{w}}" for v in values)
         if ratios:
-            line += "".join(f"{r:>{w + 6}}" for r in ratios)
+            line += "".join(f"{r:>{w + 4}}" for r in ratios)
         print(line)
+
+    def compare(attr: str) -> list[str]:
+        return [ratio(getattr(ours, attr), getattr(n, attr)) for n in others]
 
     row("sessions requested", [fmt(f.requested) for f in figs])
     row("sessions held (target /health)", [fmt(f.held_at_publish) for f in figs])
@@ -529,17 +599,13 @@ def report(args: argparse.Namespace, ours: RunFigures, naives: list[RunFigures],
     row("deliveries/s (over the stream)", [fmt(f.deliveries_per_s) for f in figs])
     row("harness CPU s (stream+drain)", [fmt(f.cpu_s, ".2f") for f in figs])
     row("  measured window s", [fmt(f.window_s, ".1f") for f in figs])
-    row("harness CPU us/delivery", [fmt(f.cpu_us_per_delivery, ".1f") for f in figs],
-        [ratio(ours.cpu_us_per_delivery, n.cpu_us_per_delivery) for n in naives])
+    row("harness CPU us/delivery", [fmt(f.cpu_us_per_delivery, ".1f") for f in figs], compare("cpu_us_per_delivery"))
     row("harness RSS connected (MB)", [fmt(f.rss_full / 1e6, ".1f") for f in figs])
     row("harness RSS at first sessions (MB)", [fmt(f.rss_first / 1e6, ".1f") + f" @{f.subs_first}" for f in figs])
     row("harness RSS per idle session (KB)", [fmt(None if f.rss_per_session is None else f.rss_per_session / 1000,
-                                                  ".1f") for f in figs],
-        [ratio(ours.rss_per_session, n.rss_per_session) for n in naives])
-    row("delivery latency p50 (ms)", [fmt(f.p50_ms, ".2f") for f in figs],
-        [ratio(ours.p50_ms, n.p50_ms) for n in naives])
-    row("delivery latency p99 (ms)", [fmt(f.p99_ms, ".2f") for f in figs],
-        [ratio(ours.p99_ms, n.p99_ms) for n in naives])
+                                                  ".1f") for f in figs], compare("rss_per_session"))
+    row("delivery latency p50 (ms)", [fmt(f.p50_ms, ".2f") for f in figs], compare("p50_ms"))
+    row("delivery latency p99 (ms)", [fmt(f.p99_ms, ".2f") for f in figs], compare("p99_ms"))
     row("delivery latency mean (ms)", [fmt(f.mean_ms, ".2f") for f in figs])
     row("target CPU s (same window)", [fmt(f.target_cpu_s, ".2f") for f in figs])
     row("target CPU us/delivery", [fmt(f.target_cpu_us_per_delivery, ".1f") for f in figs])
@@ -559,22 +625,27 @@ def report(args: argparse.Namespace, ours: RunFigures, naives: list[RunFigures],
     cpu = ours.cpu_us_per_delivery
     rss = ours.rss_per_session
     goals = [
-        (f">= {GOAL_SESSIONS:,} sessions held by one harness process", held >= GOAL_SESSIONS, f"{held:,}"),
+        (f"all {args.sessions:,} sessions held by one harness process", held >= args.sessions, f"{held:,}"),
         (f"<= {GOAL_CPU_US:g} us harness CPU per delivery", cpu is not None and cpu <= GOAL_CPU_US,
          fmt(cpu, ".1f") + " us"),
         (f"<= {GOAL_RSS_BYTES / 1000:g} KB per idle session", rss is not None and rss <= GOAL_RSS_BYTES,
          fmt(None if rss is None else rss / 1000, ".1f") + " KB"),
     ]
-    print("goals (ours):")
+    print(f"goals ({ours.label}):")
     for name, ok, value in goals:
         print(f"  {'PASS' if ok else 'MISS'}  {name:52} measured {value}")
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--sessions", type=int, default=5000, help="sessions for our harness (default 5000)")
+    p.add_argument("--sessions", type=int, default=10000, help="sessions for our harness (default 10000)")
     p.add_argument("--naive-sessions", type=int, default=None, help="sessions for the naive user (default: --sessions)")
     p.add_argument("--skip-naive", action="store_true", help="measure our harness only")
+    p.add_argument("--design", choices=("current", "previous", "both"), default="both",
+                   help="our harness as shipped (current), the design before it (previous: websockets' asyncio "
+                        "client, a task and a running greenlet per session), or both (default)")
+    p.add_argument("--skip-floor", action="store_true",
+                   help="do not measure the floor (bare protocols that only stamp: what any receiver costs here)")
     p.add_argument("--naive-utf8", choices=("validate", "skip", "both"), default="validate",
                    help="naive run(s): websocket-client defaults (validate UTF-8 in pure Python), "
                         "skip_utf8_validation=True, or both (default: validate)")
@@ -595,11 +666,22 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out or f"/tmp/push_capacity-{time.strftime('%Y%m%d-%H%M%S')}")
     out.mkdir(parents=True, exist_ok=True)
 
-    print(f"[ours] {args.sessions:,} sessions ...", flush=True)
-    ours = run_ours(args, out)
-    print(f"[ours] done: held {ours.held_at_publish:,}, {ours.deliveries:,} deliveries, "
-          f"{fmt(ours.cpu_us_per_delivery, '.1f')} us/delivery", flush=True)
-    naives: list[RunFigures] = []
+    figs: list[RunFigures] = []
+    designs = ["current", "previous"] if args.design == "both" else [args.design]
+    for design in designs:
+        if figs:
+            time.sleep(2)
+        print(f"[{design}] {args.sessions:,} sessions ...", flush=True)
+        fig = run_ours(args, out, design)
+        print(f"[{design}] done: held {fig.held_at_publish:,}, {fig.deliveries:,} deliveries, "
+              f"{fmt(fig.cpu_us_per_delivery, '.1f')} us/delivery", flush=True)
+        figs.append(fig)
+    if not args.skip_floor:
+        time.sleep(2)
+        print(f"[floor] {args.sessions:,} bare sessions ...", flush=True)
+        fig = run_floor(args, out)
+        print(f"[floor] done: {fig.deliveries:,} chunks, {fmt(fig.cpu_us_per_delivery, '.1f')} us each", flush=True)
+        figs.append(fig)
     if not args.skip_naive:
         variants = {"validate": [False], "skip": [True], "both": [False, True]}[args.naive_utf8]
         for skip in variants:
@@ -608,8 +690,8 @@ def main(argv: list[str] | None = None) -> int:
             n = run_naive(args, out, args.naive_sessions, skip)
             print(f"[{n.label}] done: held {n.held_at_publish:,}, {n.deliveries:,} deliveries, "
                   f"{fmt(n.cpu_us_per_delivery, '.1f')} us/delivery", flush=True)
-            naives.append(n)
-    report(args, ours, naives, out)
+            figs.append(n)
+    report(args, figs, out)
     return 0
 
 

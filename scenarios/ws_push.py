@@ -9,8 +9,19 @@ Run it like any locustfile::
 With no ``--publish-url``/``--subscribe-url`` the master starts the built-in
 push target itself. Once every user is connected the master publishes the
 open-model stream, waits ``--drain`` seconds, stops the test and writes the
-results file (``--results``). Sessions live in a uvloop thread, not in the
+results file (``--results``). Sessions live in a uvloop thread as bare
+asyncio protocols (``deliverybench/adapters/ws_receiver.py``), not in the
 user's greenlet: see ``deliverybench/harness/loop_thread.py`` for why.
+
+**Why the user never runs a greenlet.** A gevent greenlet parked in a
+Locust task loop holds a saved C stack of ~8 KB; with the user object it was
+~13 KB of every session, more than the session itself. A
+:class:`PushSubscriber` is still one Locust user per subscriber -- spawned by
+Locust at the spawn rate, counted in the user count and the UI, stopped by
+Locust -- but its greenlet is added to Locust's group without being started
+(``start()`` below): the session is opened in the loop thread at spawn time,
+and ``stop()`` closes it. Nothing in the user blocks, so nothing needs a
+stack.
 """
 
 from __future__ import annotations
@@ -18,56 +29,81 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from locust import User, constant, task
-from locust.exception import StopUser
+from gevent import Greenlet
+from gevent.pool import Group
+from locust import User, task
+from locust.user.users import LOCUST_STATE_STOPPING, LOCUST_STATE_WAITING
 
+from deliverybench.adapters.ws_receiver import PushSession, PushSessionOptions
 from deliverybench.harness.locust_plugin import HarnessProcess, install
-from deliverybench.adapters.push_client import PushSession, PushSessionOptions
 
 install("push")
 
 
+def _parked(user: "PushSubscriber") -> None:
+    """The body of a user greenlet that is never started (see the module docstring)."""
+
+
 class PushSubscriber(User):
-    """Holds one WebSocket session open and lets the loop thread record what arrives."""
+    """Holds one WebSocket session open; the loop thread records what arrives."""
 
-    wait_time = constant(3600)
+    def start(self, group: Group) -> Greenlet:
+        """Open the session (in the loop thread) and join Locust's group without a running greenlet."""
+        greenlet = Greenlet(_parked, self)
+        group.add(greenlet)
+        self._group, self._greenlet = group, greenlet
+        self._state = LOCUST_STATE_WAITING  # Locust may stop (kill) it at once: nothing is running
+        self._open_session()
+        return greenlet
 
-    def on_start(self) -> None:
+    def _open_session(self) -> None:
         harness: HarnessProcess = self.environment.deliverybench_harness  # type: ignore[attr-defined]
         opts = self.environment.parsed_options
         url = opts.subscribe_url or self.host
+        self.harness, self.session = harness, None
         if not url:
-            raise StopUser("no --subscribe-url (or --host) to subscribe to")
-        addresses = [a.strip() for a in (opts.source_addresses or "").split(",") if a.strip()]
-        self.harness = harness
-        self.subscriber = harness.new_subscriber_name()
-        index = int(self.subscriber.rsplit(":", 1)[1])
-        session_options = PushSessionOptions(
-            url=url,
-            open_timeout_s=opts.open_timeout,
-            local_addr=addresses[index % len(addresses)] if addresses else None,
-            echo_interval_s=opts.echo_interval,
-            ping_interval_s=opts.ping_interval or None,
-        )
-        name = self.subscriber
-
-        def start(reply: Any) -> None:
-            session = PushSession(name, harness.recorder, session_options,
-                                  notify=lambda ok, error: reply((ok, error, session)))
-            session.start()
-
-        ok, error, self.session = harness.wait_from_loop(start, timeout=opts.open_timeout + 5)
-        if not ok:
-            # Counted in the error series already; the session keeps retrying in the loop thread.
             self.environment.events.request.fire(
                 request_type="push", name="connect", response_time=0, response_length=0,
-                exception=ConnectionError(error), context={})
+                exception=ConnectionError("no --subscribe-url (or --host) to subscribe to"), context={})
+            return
+        addresses = [a.strip() for a in (opts.source_addresses or "").split(",") if a.strip()]
+        name = harness.new_subscriber_name()
+        index = int(name.rsplit(":", 1)[1])
+        options = PushSessionOptions(
+            url=url, open_timeout_s=opts.open_timeout,
+            local_addr=addresses[index % len(addresses)] if addresses else None,
+            echo_interval_s=opts.echo_interval, ping_interval_s=opts.ping_interval or None)
+        inbox, events = harness.inbox, self.environment.events
+
+        def failed_first(ok: bool, error: str | None) -> None:
+            if not ok:  # counted in the error series already; the session keeps retrying
+                inbox.post(events.request.fire, request_type="push", name="connect", response_time=0,
+                           response_length=0, exception=ConnectionError(error), context={})
+
+        def begin() -> None:
+            self.session = PushSession(name, harness.recorder, options, notify=failed_first)
+            self.session.start()
+
+        harness.loop.call(begin)
+
+    def stop(self, force: bool = False) -> bool:
+        """Close the session as of now, then leave Locust's group."""
+        if self._state != LOCUST_STATE_STOPPING:
+            self._state = LOCUST_STATE_STOPPING
+            at_ns = time.time_ns()
+            harness = getattr(self, "harness", None)
+            if harness is not None:
+                harness.loop.call(self._close_session, at_ns)
+        self._group.killone(self._greenlet)
+        return True
+
+    def _close_session(self, at_ns: int) -> None:
+        if self.session is not None:
+            self.session.stop(at_ns)
 
     @task
-    def hold(self) -> None:
-        """Nothing to do in the greenlet: deliveries are handled in the loop thread."""
+    def hold(self) -> None:  # pragma: no cover - never runs: the greenlet is never started
+        """Locust requires a task; sessions are handled in the loop thread."""
 
-    def on_stop(self) -> None:
-        session = getattr(self, "session", None)
-        if session is not None:
-            self.harness.loop.call(session.stop, time.time_ns())
+    def context(self) -> dict[str, Any]:
+        return {}

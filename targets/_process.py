@@ -66,6 +66,8 @@ class ServerProcess:
         self.extra_env = dict(env or {})  # e.g. secrets, which must not show in the process list
         self.ready_timeout_s = ready_timeout_s
         self.urls: dict[str, str] = {}
+        #: further processes of the server (workers it started), announced in its ready line
+        self.extra_pids: list[int] = []
         self.log_path: Path | None = None
         self._pid: int | None = None
         self._proc: subprocess.Popen[bytes] | None = None
@@ -204,6 +206,8 @@ class ServerProcess:
             raise TargetError(f"{self.module} sent a ready line without a urls object: {line[:200]!r}")
         pid = msg.get("pid")
         self._pid = pid if isinstance(pid, int) else None
+        pids = msg.get("pids")
+        self.extra_pids = [p for p in pids if isinstance(p, int) and p != self._pid] if isinstance(pids, list) else []
         self.urls = dict(urls)
         return True
 
@@ -265,9 +269,15 @@ def url_for(scheme: str, host: str, port: int, path: str = "/") -> str:
     return f"{scheme}://{host}:{port}{path}"
 
 
-def announce_ready(urls: Mapping[str, str]) -> None:
-    """Print the one ready line on stdout and flush it; logs belong on stderr."""
-    line = json.dumps({"ready": True, "pid": os.getpid(), "urls": dict(urls)}, separators=(",", ":"))
+def announce_ready(urls: Mapping[str, str], *, pids: list[int] | None = None) -> None:
+    """Print the one ready line on stdout and flush it; logs belong on stderr.
+
+    ``pids`` are every process of the server (its own first), when it has workers.
+    """
+    msg: dict[str, object] = {"ready": True, "pid": os.getpid(), "urls": dict(urls)}
+    if pids:
+        msg["pids"] = list(pids)
+    line = json.dumps(msg, separators=(",", ":"))
     sys.stdout.write(line + "\n")
     sys.stdout.flush()
 

@@ -91,8 +91,9 @@ class BuiltinTarget(Target):
         return self._url("stats")
 
     def pids(self) -> list[int]:
-        pid = self._proc.pid if self._proc is not None and self._proc.alive else None
-        return [pid] if pid is not None else []
+        if self._proc is None or not self._proc.alive or self._proc.pid is None:
+            return []
+        return [self._proc.pid, *self._proc.extra_pids]
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "options": self.options()}
@@ -105,23 +106,27 @@ class PushTarget(BuiltinTarget):
         host: address to bind.
         delay_ms: TEST ONLY -- hold every event this long before delivery.
         buffer: events kept for polling.
+        workers: processes holding WebSocket sessions (one port, SO_REUSEPORT), for more
+            sessions than one process's open-files limit allows.
     """
 
     name: ClassVar[str] = "push"
     module: ClassVar[str] = "targets.push_server"
     egress_keys: ClassVar[dict[str, str]] = {"push": "push", "poll": "poll"}
 
-    def __init__(self, *, host: str = "127.0.0.1", delay_ms: float = 0.0, buffer: int = 10_000) -> None:
+    def __init__(self, *, host: str = "127.0.0.1", delay_ms: float = 0.0, buffer: int = 10_000,
+                 workers: int = 1) -> None:
         super().__init__(host=host)
         self.delay_ms = delay_ms
         self.buffer = buffer
+        self.workers = workers
 
     def server_args(self) -> list[str]:
         return [*super().server_args(), "--port", "0", "--ws-port", "0",
-                "--delay-ms", repr(float(self.delay_ms)), "--buffer", str(self.buffer)]
+                "--delay-ms", repr(float(self.delay_ms)), "--buffer", str(self.buffer), "--workers", str(self.workers)]
 
     def options(self) -> dict[str, Any]:
-        return {**super().options(), "delay_ms": self.delay_ms, "buffer": self.buffer}
+        return {**super().options(), "delay_ms": self.delay_ms, "buffer": self.buffer, "workers": self.workers}
 
 
 class CallbackTarget(BuiltinTarget):

@@ -24,6 +24,15 @@ clocks cannot be trusted across machines.
 ``--delay-ms D`` is for tests only: it holds every event D ms before it is
 delivered (to push and poll alike), so a test can check that the harness
 reports a latency it knows in advance.
+
+``--workers N`` spreads the WebSocket sessions over N processes sharing one
+port (``SO_REUSEPORT``: the kernel hands each new connection to one of
+them), for more sessions than one process's open-files limit allows. This
+process keeps the HTTP side; every event it delivers is also written,
+length-prefixed, down a pipe to each worker, which broadcasts it to its own
+sessions. Workers report their session counts back, so ``/health`` and
+``/stats`` count every session, and the ready line names every pid so the
+harness charges all of them to the target.
 """
 
 from __future__ import annotations
@@ -31,6 +40,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
+import subprocess
 import sys
 from collections import deque
 from typing import Sequence
@@ -41,6 +52,7 @@ from websockets.asyncio.server import ServerConnection, broadcast, serve
 from websockets.exceptions import ConnectionClosed
 
 from deliverybench.core.event import MalformedEvent, decode_head, split_batch
+from deliverybench.adapters.children import child_options, stop_group
 from deliverybench.adapters.process_tuning import raise_open_files_limit, settle_gc
 from targets._process import announce_ready, url_for, wait_for_signal
 from targets.event_buffer import EventBuffer, poll_handler
@@ -73,6 +85,9 @@ class PushServer:
         self.echoed = 0
         self._held: deque[tuple[float, list[int], list[bytes]]] = deque()
         self._timer: asyncio.TimerHandle | None = None
+        self.worker_pipes: list[asyncio.WriteTransport] = []
+        self.worker_sessions: list[int] = []
+        self.worker_tasks: list[asyncio.Task[None]] = []
 
     # -- WebSocket side ----------------------------------------------------
 
@@ -96,7 +111,15 @@ class PushServer:
         for event_id, raw in zip(ids, raws):
             append(event_id, raw)
             broadcast(conns, raw, text=True)
-        self.frames_sent += len(raws) * len(conns)
+        self.frames_sent += len(raws) * (len(conns) + sum(self.worker_sessions))
+        if self.worker_pipes:
+            packet = b"".join(len(raw).to_bytes(4, "big") + raw for raw in raws)
+            for pipe in self.worker_pipes:
+                pipe.write(packet)
+
+    def sessions(self) -> int:
+        """Open sessions in this process and every worker."""
+        return len(self.subscribers) + sum(self.worker_sessions)
 
     def hold(self, ids: list[int], raws: list[bytes]) -> None:
         # One timer and a FIFO, not a timer per batch, so held events keep
@@ -143,7 +166,7 @@ class PushServer:
         return web.json_response({"accepted": len(raws)}, status=202)
 
     async def health(self, request: web.Request) -> web.Response:
-        return web.json_response({"ok": True, "subscribers": len(self.subscribers)})
+        return web.json_response({"ok": True, "subscribers": self.sessions()})
 
     async def stats(self, request: web.Request) -> web.Response:
         return web.json_response(
@@ -151,7 +174,8 @@ class PushServer:
                 "published": self.published,
                 "held": sum(len(ids) for _, ids, _ in self._held),
                 "frames_sent": self.frames_sent,
-                "subscribers": len(self.subscribers),
+                "subscribers": self.sessions(),
+                "workers": 1 + len(self.worker_pipes),
                 "connections_total": self.connections_total,
                 "echoed": self.echoed,
                 "last_id": self.buffer.last_id,
@@ -176,14 +200,18 @@ async def run(args: argparse.Namespace) -> None:
         compression=None,  # events are small and latency-bound; deflate costs per frame
         max_size=_MAX_FRAME,
         close_timeout=2,
+        reuse_port=args.workers > 1,
     )
     runner = web.AppRunner(server.app(), access_log=None, handle_signals=False)
     await runner.setup()
+    workers: list[subprocess.Popen[bytes]] = []
     try:
         site = web.TCPSite(runner, args.host, args.port, backlog=4096)
         await site.start()
         http_port = runner.addresses[0][1]
         ws_port = ws_server.sockets[0].getsockname()[1]
+        for _ in range(args.workers - 1):
+            workers.append(await _start_worker(server, args.host, ws_port))
         settle_gc()  # keep full collections out of the measured latencies
         announce_ready(
             {
@@ -192,16 +220,78 @@ async def run(args: argparse.Namespace) -> None:
                 "poll": url_for("http", args.host, http_port, "/events"),
                 "health": url_for("http", args.host, http_port, "/health"),
                 "stats": url_for("http", args.host, http_port, "/stats"),
-            }
+            },
+            pids=[os.getpid(), *(w.pid for w in workers)] if workers else None,
         )
-        log.info("push server ready: http %s, ws %s", http_port, ws_port)
+        log.info("push server ready: http %s, ws %s, %d worker(s)", http_port, ws_port, len(workers))
         sig = await wait_for_signal()
         log.info("%s: shutting down", sig.name)
     finally:
         server.cancel_held()
+        for pipe in server.worker_pipes:
+            pipe.close()
+        for worker in workers:
+            stop_group(worker, grace_s=3.0)
         ws_server.close()
         await ws_server.wait_closed()
         await runner.cleanup()
+
+
+async def _start_worker(server: PushServer, host: str, ws_port: int) -> "subprocess.Popen[bytes]":
+    """A worker process holding sessions on the same port; events reach it down its stdin."""
+    proc = subprocess.Popen([sys.executable, "-m", "targets.push_server", "--worker", "--host", host,
+                             "--ws-port", str(ws_port)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            **child_options())
+    assert proc.stdin is not None and proc.stdout is not None
+    loop = asyncio.get_running_loop()
+    pipe, _ = await loop.connect_write_pipe(asyncio.Protocol, proc.stdin)
+    slot = len(server.worker_sessions)
+    server.worker_sessions.append(0)
+    server.worker_pipes.append(pipe)  # type: ignore[arg-type]
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), proc.stdout)
+
+    async def counts() -> None:
+        while line := await reader.readline():
+            if line.strip() == b"ready":
+                ready.set()
+            elif line.strip().isdigit():
+                server.worker_sessions[slot] = int(line)
+
+    ready = asyncio.Event()
+    server.worker_tasks.append(loop.create_task(counts()))  # a task nobody holds may be collected
+    await asyncio.wait_for(ready.wait(), 15)
+    return proc
+
+
+async def run_worker(args: argparse.Namespace) -> None:
+    """A worker: sessions on the shared port, events from stdin, its session count to stdout."""
+    server = PushServer()
+    ws_server = await serve(server.session, args.host, args.ws_port, compression=None, max_size=_MAX_FRAME,
+                            close_timeout=2, reuse_port=True)
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=_MAX_BODY)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin.buffer)
+    out = sys.stdout.buffer
+
+    def report() -> None:
+        out.write(b"%d\n" % len(server.subscribers))
+        out.flush()
+        loop.call_later(0.25, report)
+
+    settle_gc()
+    out.write(b"ready\n")
+    out.flush()
+    report()
+    try:
+        while True:
+            head = await reader.readexactly(4)
+            raw = await reader.readexactly(int.from_bytes(head, "big"))
+            broadcast(server.subscribers, raw, text=True)
+    except (asyncio.IncompleteReadError, ConnectionError):
+        pass  # the main process is gone: so are we
+    finally:
+        ws_server.close()
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -212,7 +302,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--delay-ms", type=float, default=0.0,
                    help="TEST ONLY: hold every event this long before delivering it (default: 0)")
     p.add_argument("--buffer", type=int, default=10_000, help="events kept for GET /events (default: 10000)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="processes holding WebSocket sessions on one port (SO_REUSEPORT; default: 1)")
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.workers < 1:
+        p.error("--workers must be >= 1")
     if args.delay_ms < 0:
         p.error("--delay-ms must be >= 0")
     if args.buffer < 1:
@@ -225,7 +320,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("websockets").setLevel(logging.WARNING)  # one line per connection is too many
     raise_open_files_limit()
-    uvloop.run(run(args))
+    uvloop.run(run_worker(args) if args.worker else run(args))
     return 0
 
 

@@ -35,6 +35,8 @@ __all__ = [
     "Event",
     "EventHead",
     "EVENT_PREFIX",
+    "WARMUP_STREAM",
+    "WARMUP_MARK",
     "MalformedEvent",
     "encode_event",
     "encode_batch",
@@ -45,6 +47,10 @@ __all__ = [
 ]
 
 EVENT_PREFIX = b'{"id":'
+#: the stream name of warm-up events: sent and delivered like the rest, dropped by every receiver
+WARMUP_STREAM = "__warmup__"
+#: how a warm-up event reads in its encoded form (the harness always writes this exact spelling)
+WARMUP_MARK = b'"stream":"__warmup__"'
 _DUE_KEY = b'"due_ns":'
 _SENT_KEY = b'"sent_ns":'
 

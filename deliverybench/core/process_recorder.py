@@ -14,7 +14,8 @@ from collections import Counter
 from typing import Any
 
 from .audit import FanoutTracker, SubscriberRecord
-from .event import MalformedEvent, read_head
+from .event import WARMUP_MARK, MalformedEvent, read_head
+from .intake import Intake
 from .recording import NS_PER_S, Recorder
 
 __all__ = ["ProcessRecorder", "empty_payload", "CONNECT_FAILURE_KINDS", "DEFAULT_ID_LIMIT", "MAX_EARLY_NS", "MAX_LATE_NS"]
@@ -71,6 +72,9 @@ class ProcessRecorder:
         #: failed connection attempts since the test started, by kind (never handed over: the
         #: controller reads them to stop waiting for subscribers that cannot connect)
         self.connect_failures: Counter[str] = Counter()
+        self._intake: Intake | None = None
+        self._retired: list[int] = []
+        self._handed: set[int] = set()
         self._buffer: dict[tuple[str, int], list[int]] = {}
 
     # -- subscribers -------------------------------------------------------
@@ -79,6 +83,20 @@ class ProcessRecorder:
         if record is None:
             record = self.subscribers[name] = SubscriberRecord(name)
         return record
+
+    @property
+    def intake(self) -> Intake:
+        """The batched columns push sessions append to (see :mod:`deliverybench.core.intake`)."""
+        if self._intake is None:
+            self._intake = Intake(id_limit=self.id_limit)
+        return self._intake
+
+    def retire_index(self, index: int) -> None:
+        """An intake subscriber is gone for good: its record travels with the next payload."""
+        self._retired.append(index)
+
+    def on_echo(self, data: bytes, receive_ns: int) -> None:
+        self._on_echo(data, receive_ns)
 
     def retire(self, name: str) -> None:
         """A subscriber is gone for good: its record can travel now."""
@@ -109,6 +127,8 @@ class ProcessRecorder:
                 first_attempt: bool) -> bool:
         if data.startswith(_ECHO_PREFIX):
             self._on_echo(data, receive_ns)
+            return False
+        if WARMUP_MARK in data:  # the run's warm-up: delivered, never recorded
             return False
         try:
             event_id, due_ns, sent_ns = read_head(data)
@@ -152,10 +172,12 @@ class ProcessRecorder:
         return True
 
     def fold_buffer(self) -> None:
-        """Move buffered latencies into the histograms."""
+        """Move buffered latencies (and the intake's columns) into the histograms."""
         buffer, self._buffer = self._buffer, {}
         for (metric, second), values in buffer.items():
             self.recorder.record_many_us(metric, second, values)
+        if self._intake is not None:
+            self._intake.fold(self.recorder, self.fanout, self.errors, self.error_series)
 
     def _on_echo(self, data: bytes, receive_ns: int) -> None:
         try:
@@ -187,6 +209,16 @@ class ProcessRecorder:
                 record.close(now_ns)
                 subscribers.append(record)
             self.subscribers = {}
+        intake = self._intake
+        if intake is not None:
+            retired, self._retired = self._retired, []
+            if final:
+                for index in range(len(intake.names)):
+                    intake.close(index, now_ns)
+                retired += range(len(intake.names))
+            fresh = [i for i in dict.fromkeys(retired) if i not in self._handed]
+            self._handed.update(fresh)
+            subscribers.extend(intake.records(fresh))
         payload = {
             "recorder": recorder,
             "fanout": self.fanout.take() if final else FanoutTracker(),

@@ -120,7 +120,7 @@ class Recorder:
         The hot paths buffer plain integers and hand them over here once a
         second: one vectorised pass instead of a Python call per sample.
         """
-        if not values_us:
+        if len(values_us) == 0:
             return
         values = np.asarray(values_us, dtype=np.int64)
         negative = int(np.count_nonzero(values < 0))

@@ -1,4 +1,10 @@
-"""A push subscriber's WebSocket session, running in the loop thread.
+"""The previous push session design, kept only as ``push_capacity.py --design previous``.
+
+websockets' asyncio ``ClientConnection`` with a task per session, a
+whole-frame fast path, and one recorder call per message. Replaced by
+``deliverybench/adapters/ws_receiver.py``.
+
+Original description: a push subscriber's WebSocket session, running in the loop thread.
 
 The session stamps the time when bytes arrive (``data_received``) and hands
 each complete data frame straight to the recorder from ``process_event``,
@@ -24,8 +30,8 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 
-from ..core.audit import SubscriberRecord
-from ..core.process_recorder import ProcessRecorder
+from deliverybench.core.audit import SubscriberRecord
+from deliverybench.core.process_recorder import ProcessRecorder
 
 __all__ = ["PushSessionOptions", "PushSession", "STAMPING_SUPPORTED"]
 

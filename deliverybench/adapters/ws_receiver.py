@@ -1,0 +1,525 @@
+"""A push subscriber's WebSocket session as a bare asyncio Protocol: no task, no queue, no copies.
+
+Measured on the development machine (10,000 sessions, 1 event/s, 256 B
+frames), websockets' asyncio ``ClientConnection`` with a task per session
+cost ~10 KB and 1-3 µs per message more than a bare uvloop
+``asyncio.Protocol``, and picows (Cython) ~7.5 µs and ~9 KB; the bare
+protocol is the floor (~5.5 µs, 2.5 KB). So a session here is:
+
+* :class:`PushReceiver` -- one ``asyncio.Protocol`` per connection. Bytes are
+  stamped the moment they arrive (``data_received``), before any parsing.
+  Whole, final, unmasked text/binary frames -- every frame a target sends
+  when nothing is wrong -- are cut out of the chunk right here and their
+  event head (id, due, sent) appended to the process's
+  :class:`~deliverybench.core.intake.Intake` columns; a frame split across
+  chunks waits in a small buffer.
+* Everything else goes to websockets' own sans-I/O
+  :class:`~websockets.client.ClientProtocol`, one whole frame at a time so it
+  is always at a frame boundary: the opening handshake, pings (a whole,
+  valid ping is answered with the library's ``send_pong``; any other control
+  frame goes through its parser), close frames (it completes the closing handshake), fragmented
+  messages (it checks the sequence; the fragments are joined here), masked or
+  RSV frames and frames over ``max_size`` (it fails the connection with the
+  right close code). Protocol correctness stays in the library.
+* :class:`PushSession` -- the subscriber: connects, reconnects after a drop,
+  keeps its subscription windows, sends echo probes, closes politely.
+
+Nothing here knows about Locust; it runs in whatever loop it is started in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import time
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Callable
+from urllib.parse import urlsplit
+
+from websockets.client import ClientProtocol
+from websockets.exceptions import InvalidHandshake, InvalidURI
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Response
+from websockets.protocol import State
+from websockets.uri import parse_uri
+
+from ..core.event import EVENT_PREFIX, WARMUP_MARK, MalformedEvent, read_head
+from ..core.process_recorder import ProcessRecorder
+
+__all__ = ["PushSessionOptions", "PushSession", "PushReceiver"]
+
+#: one logger for every session's protocol (websockets makes one per connection otherwise)
+_LOGGER = logging.getLogger("deliverybench.ws")
+_ECHO = b'{"echo":'
+_DUE = b'"due_ns":'
+_SENT = b'"sent_ns":'
+_HEADERS_END = b"\r\n\r\n"
+_MAX_HANDSHAKE = 64 * 1024
+_CLOSE_WAIT_S = 2.0
+_MIN64, _MAX64 = -(2**63), 2**63 - 1
+#: whole-frame chunks already read, and their (id, due, sent): the same event reaches every
+#: session of the process as the same bytes, so each is read once, not once per session.
+#: Bounded (cleared when full), so no input can make it grow; the loop thread alone uses it.
+_HEADS: dict[bytes, tuple[int, int, int]] = {}
+_HEADS_KEPT = 4096
+#: what the cache holds for a warm-up event: delivered, dropped
+_WARMUP = (-1, -1, -1)
+
+
+@dataclass(frozen=True, slots=True)
+class PushSessionOptions:
+    url: str
+    open_timeout_s: float = 10.0
+    local_addr: str | None = None
+    echo_interval_s: float = 0.0
+    reconnect_delay_s: float = 1.0
+    max_reconnects: int = 10
+    #: largest message accepted (websockets' default); a larger frame fails the connection (1009)
+    max_size: int = 2**20
+    #: client keepalive pings (off: servers ping their clients, and a ping per session is a large
+    #: share of the harness's CPU at low event rates)
+    ping_interval_s: float | None = None
+
+
+class PushReceiver(asyncio.Protocol):
+    """One WebSocket connection of a :class:`PushSession` (see the module docstring)."""
+
+    __slots__ = ("session", "transport", "proto", "buf", "opened", "fragments", "_close_timer", "appenders",
+                 "index")
+
+    def __init__(self, session: "PushSession") -> None:
+        self.session = session
+        self.appenders = session.recorder.intake.appenders
+        self.index = session.index
+        self.transport: asyncio.Transport | None = None
+        self.proto = ClientProtocol(session.uri, max_size=session.options.max_size, logger=_LOGGER)
+        self.buf = b""
+        self.opened = False
+        self.fragments: list[bytes] | None = None
+        self._close_timer: asyncio.TimerHandle | None = None
+
+    # -- asyncio callbacks ----------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        proto = self.proto
+        proto.send_request(proto.connect())
+        self._flush()
+
+    def data_received(self, data: bytes) -> None:
+        rx_ns = time.time_ns()
+        # The hot path. Every session receives the same bytes for the same event, so a chunk seen
+        # before (the same whole frame, byte for byte) is not read again: its head is looked up.
+        head = _HEADS.get(data)
+        if head is not None and not self.buf and self.opened:
+            if head is _WARMUP:
+                return
+            add_sub, add_id, add_due, add_sent, add_rx = self.appenders
+            add_id(head[0])
+            add_due(head[1])
+            add_sent(head[2])
+            add_sub(self.index)
+            add_rx(rx_ns)
+            return
+        # First sight: is the chunk exactly one whole, final, unmasked text frame holding one
+        # canonical event? (What every message is when nothing is wrong.)
+        n = len(data)
+        if not self.buf and n > 4 and data[0] == 0x81 and self.opened:
+            b1 = data[1]
+            if (b1 == 126 and ((data[2] << 8) | data[3]) == n - 4) or (b1 < 126 and b1 == n - 2):
+                at = 4 if b1 == 126 else 2
+                parts = data.split(b",", 3)
+                if (len(parts) == 4 and parts[0][at:at + 6] == EVENT_PREFIX and parts[1][:9] == _DUE
+                        and parts[2][:10] == _SENT and data[-1] == 125 and b"\n" not in parts[3]):
+                    try:
+                        head = (int(parts[0][at + 6:]), int(parts[1][9:]), int(parts[2][10:]))
+                    except ValueError:  # not plain digits after all: the careful path decides
+                        self.session.message(data[at:], rx_ns)
+                        return
+                    if all(_MIN64 <= v <= _MAX64 for v in head):
+                        if len(_HEADS) >= _HEADS_KEPT:
+                            _HEADS.clear()
+                        if parts[3].startswith(WARMUP_MARK):
+                            _HEADS[data] = _WARMUP
+                            return
+                        _HEADS[data] = head
+                        self.data_received_known(head, rx_ns)
+                        return
+                    self.session.message(data[at:], rx_ns)  # beyond 64 bits: counted by field there
+                    return
+        self._walk(data, rx_ns)
+
+    def data_received_known(self, head: tuple[int, int, int], rx_ns: int) -> None:
+        add_sub, add_id, add_due, add_sent, add_rx = self.appenders
+        add_id(head[0])
+        add_due(head[1])
+        add_sent(head[2])
+        add_sub(self.index)
+        add_rx(rx_ns)
+
+    def _walk(self, data: bytes, rx_ns: int) -> None:
+        """Any other chunk: several frames, part of one, control frames, the handshake."""
+        if self.buf:
+            data, self.buf = self.buf + data, b""
+        if not self.opened:
+            data = self._handshake(data, rx_ns)
+            if not data:
+                return
+        max_size = self.session.options.max_size
+        n, i = len(data), 0
+        while i < n:
+            if n - i < 2:
+                break
+            b0, b1 = data[i], data[i + 1]
+            length, head = b1 & 0x7F, 2
+            if length == 126:
+                if n - i < 4:
+                    break
+                length, head = (data[i + 2] << 8) | data[i + 3], 4
+            elif length == 127:
+                if n - i < 10:
+                    break
+                length, head = int.from_bytes(data[i + 2:i + 10], "big"), 10
+            if b0 == 0x89 and length <= 125 and not b1 & 0x80:
+                # a whole, unmasked ping (the server's keepalive, every ~20 s per session): the
+                # library builds the pong; reading the frame through its parser costs 2.5x as much
+                end = i + head + length
+                if end > n:
+                    break
+                self.proto.send_pong(data[i + head:end])
+                self._flush()
+                i = end
+                continue
+            if b1 & 0x80 or length > max_size or (b0 != 0x81 and b0 != 0x82):
+                # masked, too big, control, fragment or RSV: the library's job, one frame at a time
+                end = i + head + (length + 4 if b1 & 0x80 else length)
+                if length > max_size:
+                    end = i + head  # the header is enough for it to refuse
+                if end > n:
+                    break
+                self._slow(data[i:end], rx_ns)
+                if self.transport is None or self.proto.state is not State.OPEN:
+                    return
+                i = end
+                continue
+            end = i + head + length
+            if end > n:
+                break
+            self.session.message(data[i + head:end], rx_ns)
+            i = end
+        if i < n:
+            self.buf = data[i:]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._close_timer is not None:
+            self._close_timer.cancel()
+            self._close_timer = None
+        transport, self.transport = self.transport, None
+        if transport is not None:
+            self.session.lost(self, exc)
+
+    # -- everything that is not a whole data frame --------------------------------------------
+    def _handshake(self, data: bytes, rx_ns: int) -> bytes:
+        end = data.find(_HEADERS_END)
+        if end < 0:
+            if len(data) > _MAX_HANDSHAKE:
+                self.session.refused(self, "handshake", "no end of the HTTP response headers")
+                self.abort()
+            else:
+                self.buf = data
+            return b""
+        proto = self.proto
+        proto.receive_data(data[:end + 4])  # the response alone: the protocol stays at a frame boundary
+        for event in proto.events_received():
+            if isinstance(event, Response):
+                break
+        self._flush()
+        if proto.state is not State.OPEN:
+            exc = proto.handshake_exc
+            reason = str(exc) if exc is not None else "the handshake did not complete"
+            self.session.refused(self, "handshake", reason)
+            self.abort()
+            return b""
+        self.opened = True
+        self.session.opened(self, rx_ns)
+        return data[end + 4:]
+
+    def _slow(self, frame_bytes: bytes, rx_ns: int) -> None:
+        proto = self.proto
+        proto.receive_data(frame_bytes)
+        for event in proto.events_received():
+            if not isinstance(event, Frame):
+                continue
+            opcode = event.opcode
+            if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
+                if event.fin:
+                    self.session.message(bytes(event.data), rx_ns)
+                else:
+                    self.fragments = [bytes(event.data)]
+            elif opcode is Opcode.CONT and self.fragments is not None:
+                self.fragments.append(bytes(event.data))
+                if event.fin:
+                    message, self.fragments = b"".join(self.fragments), None
+                    self.session.message(message, rx_ns)
+            elif opcode is Opcode.CLOSE:
+                self.session.close_received(proto.close_rcvd.code if proto.close_rcvd is not None else None)
+        self._flush()
+        if proto.close_expected():
+            self._expect_close()
+
+    def _flush(self) -> None:
+        transport = self.transport
+        if transport is None:
+            return
+        for chunk in self.proto.data_to_send():
+            if chunk:
+                transport.write(chunk)
+            elif transport.can_write_eof():
+                transport.write_eof()
+            else:
+                transport.close()
+
+    def _expect_close(self) -> None:
+        if self._close_timer is None and self.transport is not None:
+            self._close_timer = asyncio.get_running_loop().call_later(_CLOSE_WAIT_S, self.abort)
+
+    # -- sending ---------------------------------------------------------------------------------
+    def send_text(self, data: bytes) -> None:
+        if self.transport is not None and self.proto.state is State.OPEN:
+            self.proto.send_text(data)
+            self._flush()
+
+    def close(self, code: int = 1000) -> None:
+        """Start the closing handshake; the connection is aborted if the server does not finish it."""
+        if self.transport is None:
+            return
+        if self.opened and self.proto.state is State.OPEN:
+            self.proto.send_close(code)
+            self._flush()
+            self._expect_close()
+        else:
+            self.abort()
+
+    def abort(self) -> None:
+        transport = self.transport
+        if transport is not None:
+            transport.abort()
+
+
+class PushSession:
+    """One subscriber: connect, receive until stopped, reconnect if dropped.
+
+    ``notify(ok, error)`` is called (in the loop thread) once, after the
+    first connection attempt, so the Locust side knows whether it connected.
+    All methods run in the loop thread.
+    """
+
+    __slots__ = ("name", "recorder", "options", "uri", "index", "_notify", "_stopping", "_receiver",
+                 "_attempts", "_echo", "_timer", "_host", "_port", "_closed_by_server", "_started")
+
+    def __init__(self, name: str, recorder: ProcessRecorder, options: PushSessionOptions,
+                 notify: Callable[[bool, str | None], None]) -> None:
+        self.name = name
+        self.recorder = recorder
+        self.options = options
+        self.uri = parse_uri(options.url)
+        self.index = recorder.intake.add(name)
+        self._notify: Callable[[bool, str | None], None] | None = notify
+        self._stopping = False
+        self._receiver: PushReceiver | None = None
+        self._attempts = 0
+        self._echo: asyncio.TimerHandle | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._closed_by_server: int | None = None
+        self._started = 0
+        parts = urlsplit(options.url)
+        self._host = parts.hostname or ""
+        self._port = parts.port or (443 if parts.scheme == "wss" else 80)
+
+    # -- life cycle ---------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._connect()
+
+    def stop(self, at_ns: int) -> None:
+        """Unsubscribe as of ``at_ns`` (when the user asked), then close."""
+        self._stopping = True
+        self.recorder.intake.close(self.index, at_ns)
+        for timer in (self._timer, self._echo):
+            if timer is not None:
+                timer.cancel()
+        self._timer = self._echo = None
+        receiver, self._receiver = self._receiver, None
+        if receiver is not None:
+            if receiver.opened:
+                self.recorder.connected -= 1
+            receiver.close()
+        self.recorder.retire_index(self.index)
+        self._tell(False, "stopped before connecting")
+
+    def _connect(self) -> None:
+        if self._stopping:
+            return
+        self._attempts += 1
+        self._closed_by_server = None
+        loop = asyncio.get_running_loop()
+        kwargs: dict[str, Any] = {}
+        if self.options.local_addr:
+            kwargs["local_addr"] = (self.options.local_addr, 0)
+        if self.uri.secure:
+            kwargs["ssl"] = True
+            kwargs["server_hostname"] = self.uri.host
+        self._started = time.time_ns()
+        receiver = self._receiver = PushReceiver(self)
+        connecting = asyncio.ensure_future(loop.create_connection(lambda: receiver, self._host, self._port, **kwargs))
+        self._timer = loop.call_later(self.options.open_timeout_s, self._open_timed_out, receiver, connecting)
+        connecting.add_done_callback(partial(self._connected, receiver))
+
+    def _connected(self, receiver: PushReceiver, fut: "asyncio.Future[Any]") -> None:
+        if fut.cancelled() or receiver is not self._receiver:
+            return
+        exc = fut.exception()
+        if exc is not None:
+            self._cancel_timer()
+            self._failed(_error_kind(exc), str(exc) or type(exc).__name__)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _open_timed_out(self, receiver: PushReceiver, connecting: "asyncio.Future[Any]") -> None:
+        if receiver.opened:
+            return
+        connecting.cancel()
+        receiver.abort()
+        self._failed("timeout", f"not open within {self.options.open_timeout_s:g} s")
+
+    # -- called by the receiver -----------------------------------------------------------------------
+    def opened(self, receiver: PushReceiver, at_ns: int) -> None:
+        self._cancel_timer()
+        if self._stopping:
+            receiver.close()
+            return
+        recorder = self.recorder
+        recorder.recorder.record("connect", at_ns - self._started, at_ns)
+        recorder.intake.open(self.index, at_ns)
+        recorder.connected += 1
+        self._attempts = 0
+        if self.options.echo_interval_s > 0:
+            self._schedule_echo()
+        self._tell(True, None)
+
+    def refused(self, receiver: PushReceiver, kind: str, reason: str) -> None:
+        if receiver is not self._receiver:
+            return
+        self._cancel_timer()
+        self._failed(kind, reason)
+
+    def lost(self, receiver: PushReceiver, exc: Exception | None) -> None:
+        if receiver is not self._receiver:
+            return
+        self._receiver = None
+        if self._stopping:
+            return
+        if not receiver.opened:
+            self._cancel_timer()
+            self._failed("handshake" if exc is None else _error_kind(exc), "connection closed during the handshake")
+            return
+        now = time.time_ns()
+        self.recorder.connected -= 1
+        self.recorder.intake.close(self.index, now)
+        code = self._closed_by_server if self._closed_by_server is not None else "abnormal"
+        self.recorder.error(f"closed_{code}", now)
+        if self._echo is not None:
+            self._echo.cancel()
+            self._echo = None
+        self._retry()
+
+    def close_received(self, code: int | None) -> None:
+        self._closed_by_server = code
+
+    def message(self, data: bytes, rx_ns: int) -> None:
+        """A message off the hot path: echo replies, batches, non-canonical events."""
+        if data.startswith(_ECHO):
+            self.recorder.on_echo(data, rx_ns)
+            return
+        lines = data.split(b"\n") if b"\n" in data else [data]
+        intake = self.recorder.intake
+        for line in lines:
+            if not line.strip() or WARMUP_MARK in line:
+                continue
+            try:
+                event_id, due, sent = read_head(line)
+            except MalformedEvent:
+                self.malformed(rx_ns)
+                continue
+            try:
+                intake.ids.append(event_id)
+                intake.due.append(due)
+                intake.sent.append(-1 if sent is None else sent)
+            except OverflowError:
+                self.realign(rx_ns)
+                continue
+            intake.sub.append(self.index)
+            intake.rx.append(rx_ns)
+
+    def malformed(self, rx_ns: int) -> None:
+        self.recorder.error("malformed_event", rx_ns)
+
+    def realign(self, rx_ns: int, kind: str | None = None, *, count: bool = True) -> None:
+        """A value was not a 64-bit integer: drop this delivery's partial columns, count it by field."""
+        intake = self.recorder.intake
+        n = len(intake.sub)
+        # appended in the order id, due, sent: the first column not grown is the one that failed
+        kind = kind or ("unexpected_id" if len(intake.ids) == n else "malformed_due" if len(intake.due) == n
+                        else "malformed_sent")
+        for column in (intake.ids, intake.due, intake.sent):
+            del column[n:]
+        if count:
+            self.recorder.error(kind, rx_ns)
+
+    # -- internals -----------------------------------------------------------------------------------
+    def _failed(self, kind: str, reason: str) -> None:
+        now = time.time_ns()
+        self.recorder.error(f"connect_{kind}", now)
+        self._receiver = None
+        self._tell(False, f"{kind}: {reason}")
+        self._retry()
+
+    def _retry(self) -> None:
+        if self._stopping or self._attempts > self.options.max_reconnects:
+            return
+        self._timer = asyncio.get_running_loop().call_later(self.options.reconnect_delay_s, self._connect)
+
+    def _tell(self, ok: bool, error: str | None) -> None:
+        if self._notify is not None:
+            notify, self._notify = self._notify, None
+            notify(ok, error)
+
+    def _schedule_echo(self) -> None:
+        self._echo = asyncio.get_running_loop().call_later(self.options.echo_interval_s, self._send_echo)
+
+    def _send_echo(self) -> None:
+        receiver = self._receiver
+        if receiver is None or self._stopping:
+            return
+        self.recorder.counters["echo_sent"] += 1
+        receiver.send_text(b'{"echo":%d}' % time.time_ns())
+        self._schedule_echo()
+
+
+def _error_kind(exc: BaseException) -> str:
+    if isinstance(exc, asyncio.TimeoutError):
+        return "timeout"
+    if isinstance(exc, ConnectionRefusedError):
+        return "refused"
+    if isinstance(exc, InvalidURI):
+        return "bad_uri"
+    if isinstance(exc, InvalidHandshake):
+        return "handshake"
+    if isinstance(exc, OSError):
+        if exc.errno == errno.EMFILE:
+            return "emfile"  # the open-files limit: the one cause worth its own name
+        return f"oserror_{exc.errno}" if exc.errno else "oserror"
+    return type(exc).__name__
