@@ -4,11 +4,17 @@
     python run_bench.py                       # built-in targets, defaults, a few minutes
     python run_bench.py -u 2000 --rate 10 --modes push,callback
     python run_bench.py --target relay --publish-url http://h:8080/pub --subscribe-url ws://h:8080/ws --modes push
+    python run_bench.py --profile ci --baseline baseline.json --slo 'push.p99<=50ms,*.lost==0'
+    python run_bench.py compare baseline.json bench-out/RUN/results.json -o gate/
+    python run_bench.py sweep --modes push,callback --subscribers 100:20000 --rate 10 --slo 'p99<=50ms,lost==0'
     python run_bench.py report bench-out/*/results.json -o compare.html
 
-Exit codes: 0 done, 2 bad usage or configuration, 3 the run failed (a target
-did not start or vanished, nothing was delivered); whatever was measured is
-written either way. This file is the only place that turns outcomes into
+Exit codes: 0 done (or no regression); 1 a regression, or an objective
+(--slo) broken; 2 bad usage or configuration; 3 the run failed (a target did
+not start or vanished, nothing was delivered); 4 not comparable with the
+baseline; 130 / 143 interrupted by SIGINT / SIGTERM. A sweep exits 0 when
+done, 1 when --require is not met, 2 on bad usage, 3 when not one point ran. Whatever was measured
+is written either way. This file is the only place that turns outcomes into
 exit codes.
 """
 
@@ -17,7 +23,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-EXIT_OK, EXIT_USAGE, EXIT_FAILED = 0, 2, 3
+EXIT_OK, EXIT_REGRESSION, EXIT_USAGE, EXIT_FAILED, EXIT_NOT_COMPARABLE = 0, 1, 2, 3, 4
+#: what each gate outcome exits with
+GATE_EXIT = {"pass": EXIT_OK, "regression": EXIT_REGRESSION, "not_comparable": EXIT_NOT_COMPARABLE,
+             "failed": EXIT_FAILED}
 
 
 def _say(line: str) -> None:
@@ -48,9 +57,64 @@ def _report(argv: list[str]) -> int:
     return EXIT_OK
 
 
+def _compare(argv: list[str]) -> int:
+    from deliverybench.adapters.results_file import ResultsFileError, read
+    from deliverybench.cli.compare import evaluate
+    from deliverybench.cli.config import ConfigError, add_table_options, one_line_parser, parse_table_args
+    from deliverybench.core.options import by_dest
+
+    options = [by_dest(d) for d in ("slo", "gate", "tolerance", "strict_machine")]
+    parser = one_line_parser(prog="run_bench.py compare",
+                             description="Compare two results files (each may hold several repeats): the CI gate.")
+    parser.add_argument("baseline", help="the baseline results file")
+    parser.add_argument("new", help="the new results file")
+    parser.add_argument("-o", "--output", help="folder for comparison.json, comparison.md, junit.xml and "
+                                               "report.html (default: the new file's folder)")
+    add_table_options(parser, options)
+    try:
+        args, values = parse_table_args(parser, argv, options)
+        baseline, new = read(args.baseline), read(args.new)
+    except (ConfigError, ResultsFileError) as exc:
+        print(f"run_bench.py compare: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    out = Path(getattr(args, "output", None) or Path(args.new).parent)
+    result = evaluate(new, out, values=values, baseline_doc=baseline,
+                      reproduce=["python", "run_bench.py", "compare", *argv])
+    return _say_gate(result)
+
+
+def _say_gate(result: "object") -> int:
+    kind = getattr(result, "kind")
+    for line in getattr(result, "lines"):
+        _say(line)
+    for path in getattr(result, "outputs"):
+        _say(f"gate:    {path}")
+    _say(f"verdict: {kind.replace('_', ' ')}")
+    return GATE_EXIT[kind]
+
+
+def _sweep(argv: list[str]) -> int:
+    from deliverybench.cli.config import ConfigError
+    from deliverybench.cli.interrupt import EXIT_CODES
+    from deliverybench.cli.sweep import run_sweep
+
+    try:
+        outcome = run_sweep(argv)
+    except ConfigError as exc:
+        print(f"run_bench.py sweep: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if outcome.kind == "interrupted":
+        return EXIT_CODES[outcome.signal]
+    return {"done": EXIT_OK, "short": EXIT_REGRESSION, "all_failed": EXIT_FAILED}[outcome.kind]
+
+
 def main(argv: list[str]) -> int:
     if argv[:1] == ["report"]:
         return _report(argv[1:])
+    if argv[:1] == ["sweep"]:
+        return _sweep(argv[1:])
+    if argv[:1] == ["compare"]:
+        return _compare(argv[1:])
     from deliverybench.cli.config import ConfigError, resolve
 
     try:
@@ -59,9 +123,18 @@ def main(argv: list[str]) -> int:
         print(f"run_bench.py: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
 
+    from deliverybench.adapters.results_file import ResultsFileError, read, write
+    from deliverybench.cli.compare import evaluate
     from deliverybench.cli.interrupt import EXIT_CODES, Interrupt
     from deliverybench.cli.run import run
 
+    baseline = None
+    if config.baseline:
+        try:
+            baseline = read(config.baseline)  # before the run: a bad baseline must not cost one
+        except ResultsFileError as exc:
+            print(f"run_bench.py: error: --baseline: {exc}", file=sys.stderr)
+            return EXIT_USAGE
     with Interrupt() as interrupt:
         try:
             outcome = run(config, _say, interrupt)
@@ -72,8 +145,16 @@ def main(argv: list[str]) -> int:
         print(f"run_bench.py: interrupted by {interrupt.signal.name}; what was measured is in "
               f"{outcome.results_path}", file=sys.stderr)
         return EXIT_CODES[interrupt.signal]
-    # Loss is a finding (a degraded mode exits 0); a mode that measured nothing is a failed run.
-    return EXIT_FAILED if outcome.failed_modes else EXIT_OK
+    if config.save_baseline:
+        _say(f"baseline: {write(outcome.document, config.save_baseline)}")
+    if outcome.failed_modes:
+        return EXIT_FAILED  # a mode that measured nothing: no verdict can rest on it
+    if baseline is not None or config.slo:
+        result = evaluate(outcome.document, outcome.run_dir, values=config.values, baseline_doc=baseline,
+                          reproduce=["python", "run_bench.py", *argv], report=config.report)
+        return _say_gate(result)
+    # Loss is a finding (a degraded mode exits 0).
+    return EXIT_OK
 
 
 if __name__ == "__main__":

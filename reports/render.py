@@ -104,13 +104,16 @@ def write_exports(data: ReportData, directory: Path) -> list[Path]:
     return written
 
 
-def render_report(docs: Sequence[Mapping[str, Any]] | Mapping[str, Any], out_path: str | Path) -> Path:
+def render_report(docs: Sequence[Mapping[str, Any]] | Mapping[str, Any], out_path: str | Path, *,
+                  baseline: Mapping[str, Any] | None = None, comparison: Mapping[str, Any] | None = None) -> Path:
     """Write the HTML report and the exports; return the report's path.
 
     ``out_path`` is either the HTML file to write (``….html``) or a
     directory, which gets ``report.html``. The exports go beside the HTML.
+    With ``baseline`` and ``comparison`` (the gate's ``comparison.json``) the
+    report shows the baseline section.
     """
-    data = ReportData(_normalise(docs))
+    data = ReportData(_normalise(docs), baseline=baseline, comparison=comparison)
     out = Path(out_path)
     html_path = out if out.suffix.lower() in (".html", ".htm") else out / REPORT_NAME
     html_path.parent.mkdir(parents=True, exist_ok=True)

@@ -35,10 +35,14 @@ __all__ = ["ReportData", "SECTIONS", "build_sections", "table", "verdict_sentenc
 class ReportData:
     """The documents of one report and every frame built from them (each built once, on first use)."""
 
-    def __init__(self, docs: Sequence[Mapping[str, Any]]):
+    def __init__(self, docs: Sequence[Mapping[str, Any]], *, baseline: Mapping[str, Any] | None = None,
+                 comparison: Mapping[str, Any] | None = None):
         self.docs = list(docs)
         self.refs: list[ModeRef] = frames.mode_refs(self.docs)
         self.multi = len(self.docs) > 1
+        #: the baseline document and the gate's comparison.json, when the report compares with one
+        self.baseline = baseline
+        self.comparison = comparison
 
     @cached_property
     def headline(self) -> pd.DataFrame:
@@ -589,9 +593,53 @@ def metadata(data: ReportData) -> dict[str, Any]:
     return _section("metadata", "Run metadata", runs=runs)
 
 
+_VERDICT_CLASS = {"regression": "bad", "improvement": "good", "unchanged": "", "inconclusive": "warn",
+                  "not_comparable": "warn"}
+
+
 def baseline(data: ReportData) -> dict[str, Any]:
-    """Placeholder: deltas against a baseline document (issue to come)."""
-    return _section("baseline", "Against the baseline", visible=False)
+    """The CI gate's verdict against a baseline: deltas, intervals, verdicts; both spectra on one chart."""
+    comparison = data.comparison
+    if data.baseline is None or not comparison:
+        return _section("baseline", "Against the baseline", visible=False)
+    rows = []
+    for mode, mc in (comparison.get("modes") or {}).items():
+        for metric in (mc.get("metrics") or {}).values():
+            interval = metric.get("interval")
+            shown = "-" if not interval else (
+                f"{fmt(interval[0], 'f2')} … {fmt(interval[1], 'f2')}" if metric.get("method") == "difference"
+                else f"×{fmt(interval[0], 'f2')} … ×{fmt(interval[1], 'f2')}")
+            rows.append({"mode": mode, "metric": metric.get("label"), "gated": "yes" if metric.get("gated") else "",
+                         "baseline": (metric.get("baseline") or {}).get("estimate"),
+                         "new": (metric.get("new") or {}).get("estimate"), "delta_pct": metric.get("delta_pct"),
+                         "interval": shown, "verdict": str(metric.get("verdict", "")).replace("_", " "),
+                         "words": metric.get("words") or ""})
+        if not mc.get("comparable", True):
+            rows.append({"mode": mode, "metric": "—", "gated": "", "baseline": None, "new": None, "delta_pct": None,
+                         "interval": "-", "verdict": "not comparable",
+                         "words": "; ".join(str(r) for r in mc.get("reasons") or [])})
+    frame = pd.DataFrame(rows)
+    cols = [Column("mode", "mode"), Column("metric", "metric"), Column("gated", "gated"),
+            Column("baseline", "baseline", "f2"), Column("new", "new", "f2"), Column("delta_pct", "Δ %", "f1"),
+            Column("interval", "interval"), Column("verdict", "verdict"), Column("words", "why")]
+    both = ReportData([data.baseline, *data.docs])
+    fig = figures.spectrum_svg(both.spectrum)
+    outcome = str(comparison.get("outcome", "")).replace("_", " ")
+    sentences = [f"Against baseline run {(comparison.get('baseline') or {}).get('id')}: {outcome}."]
+    summary = comparison.get("summary") or {}
+    for key, words in (("regressions", "regressed"), ("improvements", "improved"), ("inconclusive", "undecided")):
+        if summary.get(key):
+            sentences.append(f"{words.capitalize()}: {', '.join(summary[key])}.")
+    sec = _section("baseline", "Against the baseline", sentences=sentences,
+                   tables=[table(frame, cols, table_id="baseline-table",
+                                 row_class=lambda r: _VERDICT_CLASS.get(str(r["verdict"]).replace(" ", "_"), ""))]
+                   if len(frame) else [],
+                   figures=[f for f in [_figure(fig, "Latency by percentile, the baseline and this run on one chart.",
+                                                "fig-baseline-spectrum")] if f])
+    sec["notes"] += [str(w) for w in comparison.get("warnings") or []]
+    sec["notes"].append("A metric regresses only when it is worse by more than its tolerance and the interval "
+                        "excludes no change; the run is the unit of replication (see comparison.md).")
+    return sec
 
 
 def sweep(data: ReportData) -> dict[str, Any]:

@@ -44,6 +44,17 @@ MODES = CORE_MODES
 #: the built-in target that serves each mode when no URL is given
 BUILTIN_FOR_MODE: dict[str, str] = {"push": "push", "callback": "callback", "poll": "push", "burst": "sink"}
 
+#: which built-in targets take which test-only knob (``--target-delay-ms``, ``--target-capacity``)
+_TEST_KNOBS: dict[str, tuple[str, ...]] = {"push": ("delay_ms", "capacity"), "callback": ("delay_ms", "capacity"),
+                                           "sink": ("delay_ms",)}
+
+
+def test_knobs(name: str, *, delay_ms: float = 0.0, capacity: float = 0.0) -> dict[str, float]:
+    """The constructor arguments of built-in target ``name`` for the test-only knobs that are set."""
+    given = {"delay_ms": delay_ms, "capacity": capacity}
+    return {k: float(given[k]) for k in _TEST_KNOBS.get(name, ()) if given[k]}
+
+
 _HEALTH_TIMEOUT_S = 2.0
 
 # Where the built-in names live; imported only when asked for so that a

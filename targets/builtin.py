@@ -105,6 +105,7 @@ class PushTarget(BuiltinTarget):
     Args:
         host: address to bind.
         delay_ms: TEST ONLY -- hold every event this long before delivery.
+        capacity: TEST ONLY -- at most this many deliveries per second (a known capacity, N* = capacity / rate).
         buffer: events kept for polling.
         workers: processes holding WebSocket sessions (one port, SO_REUSEPORT), for more
             sessions than one process's open-files limit allows.
@@ -115,18 +116,21 @@ class PushTarget(BuiltinTarget):
     egress_keys: ClassVar[dict[str, str]] = {"push": "push", "poll": "poll"}
 
     def __init__(self, *, host: str = "127.0.0.1", delay_ms: float = 0.0, buffer: int = 10_000,
-                 workers: int = 1) -> None:
+                 workers: int = 1, capacity: float = 0.0) -> None:
         super().__init__(host=host)
         self.delay_ms = delay_ms
+        self.capacity = capacity
         self.buffer = buffer
         self.workers = workers
 
     def server_args(self) -> list[str]:
         return [*super().server_args(), "--port", "0", "--ws-port", "0",
-                "--delay-ms", repr(float(self.delay_ms)), "--buffer", str(self.buffer), "--workers", str(self.workers)]
+                "--delay-ms", repr(float(self.delay_ms)), "--capacity", repr(float(self.capacity)),
+                "--buffer", str(self.buffer), "--workers", str(self.workers)]
 
     def options(self) -> dict[str, Any]:
-        return {**super().options(), "delay_ms": self.delay_ms, "buffer": self.buffer, "workers": self.workers}
+        return {**super().options(), "delay_ms": self.delay_ms, "capacity": self.capacity, "buffer": self.buffer,
+                "workers": self.workers}
 
 
 class CallbackTarget(BuiltinTarget):
@@ -141,6 +145,7 @@ class CallbackTarget(BuiltinTarget):
         max_in_flight: concurrent deliveries the server allows.
         delay_ms: TEST ONLY -- hold every event this long before delivery.
         buffer: events kept for polling.
+        capacity: TEST ONLY -- at most this many deliveries per second (a known capacity, N* = capacity / rate).
     """
 
     name: ClassVar[str] = "callback"
@@ -157,6 +162,7 @@ class CallbackTarget(BuiltinTarget):
         max_in_flight: int = 256,
         delay_ms: float = 0.0,
         buffer: int = 10_000,
+        capacity: float = 0.0,
     ) -> None:
         super().__init__(host=host)
         self.secret = secret
@@ -164,6 +170,7 @@ class CallbackTarget(BuiltinTarget):
         self.retry_schedule = retry_schedule
         self.max_in_flight = max_in_flight
         self.delay_ms = delay_ms
+        self.capacity = capacity
         self.buffer = buffer
 
     def server_env(self) -> dict[str, str]:
@@ -177,6 +184,7 @@ class CallbackTarget(BuiltinTarget):
             "--retry-schedule", self.retry_schedule,
             "--max-in-flight", str(self.max_in_flight),
             "--delay-ms", repr(float(self.delay_ms)),
+            "--capacity", repr(float(self.capacity)),
             "--buffer", str(self.buffer),
         ]
 
@@ -184,7 +192,7 @@ class CallbackTarget(BuiltinTarget):
         # The secret itself never goes into a results file.
         return {**super().options(), "secret_given": self.secret is not None, "timeout_s": self.timeout_s,
                 "retry_schedule": self.retry_schedule, "max_in_flight": self.max_in_flight,
-                "delay_ms": self.delay_ms, "buffer": self.buffer}
+                "delay_ms": self.delay_ms, "capacity": self.capacity, "buffer": self.buffer}
 
 
 class SinkTarget(BuiltinTarget):

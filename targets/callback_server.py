@@ -78,6 +78,7 @@ from deliverybench.adapters.process_tuning import raise_open_files_limit, settle
 from deliverybench.adapters.http_post import PostClient, request_target
 from deliverybench.core.event import MalformedEvent, decode_head, split_batch
 from targets.event_buffer import EventBuffer, poll_handler
+from targets.service_queue import ServiceQueue
 
 __all__ = [
     "DEFAULT_SECRET",
@@ -129,6 +130,7 @@ class Settings:
     max_outstanding: int = 8192
     connection_limit: int = 1024
     delay_ms: float = 0.0
+    capacity: float = 0.0
     max_queued: int = 10_000
 
 
@@ -264,6 +266,7 @@ class Dispatcher:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.service = ServiceQueue(settings.capacity)
         self._webhook = Webhook(settings.secret)  # raises on a malformed secret
         self._subs: dict[str, Subscription] = {}
         self._active: tuple[Subscription, ...] = ()
@@ -336,7 +339,8 @@ class Dispatcher:
         """Queue one validated event for fan-out; waits while the queue is full."""
         self._seq += 1
         self.counters.published += 1
-        ready_at = asyncio.get_running_loop().time() + self.settings.delay_ms / 1000.0
+        ready_at = self.service.release_at(asyncio.get_running_loop().time() + self.settings.delay_ms / 1000.0,
+                                           len(self._active))
         item = _QueuedEvent(self._seq, text, raw, ready_at)
         try:
             self._queue.put_nowait(item)
@@ -638,6 +642,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--connection-limit", type=_positive_int, default=1024, help="pooled connections (default 1024)")
     p.add_argument("--delay-ms", type=float, default=0.0, help="test only: hold each event before fan-out (default 0)")
+    p.add_argument("--capacity", type=float, default=0.0,
+                   help="test only: at most this many deliveries per second, one event at a time (default 0, none)")
     p.add_argument("--buffer", type=_positive_int, default=10_000, help="events kept for GET /events (default 10000)")
     p.add_argument(
         "--max-queued", type=_positive_int, default=10_000, help="events queued for fan-out before /publish waits (default 10000)"
@@ -648,6 +654,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         p.error("--jitter must be in [0, 1)")
     if args.timeout_s <= 0:
         p.error("--timeout-s must be > 0")
+    if not args.capacity >= 0:
+        p.error("--capacity must be >= 0")
     try:
         Webhook(args.secret)
     except Exception as exc:  # the library raises several types for a bad secret
@@ -666,6 +674,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         max_outstanding=args.max_outstanding,
         connection_limit=args.connection_limit,
         delay_ms=max(args.delay_ms, 0.0),
+        capacity=args.capacity,
         max_queued=args.max_queued,
     )
 

@@ -56,6 +56,7 @@ from deliverybench.adapters.children import child_options, stop_group
 from deliverybench.adapters.process_tuning import raise_open_files_limit, settle_gc
 from targets._process import announce_ready, url_for, wait_for_signal
 from targets.event_buffer import EventBuffer, poll_handler
+from targets.service_queue import ServiceQueue
 
 __all__ = ["PushServer", "main"]
 
@@ -71,12 +72,14 @@ class PushServer:
     Args:
         delay_ms: test-only hold before each event is delivered.
         buffer: how many recent events ``GET /events`` retains.
+        capacity: test-only limit, deliveries per second (:class:`ServiceQueue`; 0: none).
     """
 
-    def __init__(self, *, delay_ms: float = 0.0, buffer: int = 10_000) -> None:
+    def __init__(self, *, delay_ms: float = 0.0, buffer: int = 10_000, capacity: float = 0.0) -> None:
         if delay_ms < 0:
             raise ValueError("delay_ms must be >= 0")
         self.delay_s = delay_ms / 1000.0
+        self.service = ServiceQueue(capacity)
         self.buffer = EventBuffer(buffer)
         self.subscribers: set[ServerConnection] = set()
         self.published = 0
@@ -123,9 +126,11 @@ class PushServer:
 
     def hold(self, ids: list[int], raws: list[bytes]) -> None:
         # One timer and a FIFO, not a timer per batch, so held events keep
-        # their publication order whatever the loop does with equal deadlines.
+        # their publication order whatever the loop does with equal deadlines
+        # (the service queue's release times never decrease).
         loop = asyncio.get_running_loop()
-        self._held.append((loop.time() + self.delay_s, ids, raws))
+        at = self.service.release_at(loop.time() + self.delay_s, len(raws) * self.sessions())
+        self._held.append((at, ids, raws))
         if self._timer is None:
             self._timer = loop.call_at(self._held[0][0], self._release)
 
@@ -159,7 +164,7 @@ class PushServer:
         except (UnicodeDecodeError, MalformedEvent) as exc:
             return web.json_response({"error": f"not an event or NDJSON batch of events: {exc}"}, status=400)
         self.published += len(raws)
-        if self.delay_s > 0:
+        if self.delay_s > 0 or self.service.capacity > 0:
             self.hold(ids, raws)
         else:
             self.deliver(ids, raws)
@@ -192,7 +197,7 @@ class PushServer:
 
 
 async def run(args: argparse.Namespace) -> None:
-    server = PushServer(delay_ms=args.delay_ms, buffer=args.buffer)
+    server = PushServer(delay_ms=args.delay_ms, buffer=args.buffer, capacity=args.capacity)
     ws_server = await serve(
         server.session,
         args.host,
@@ -301,6 +306,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--ws-port", type=int, default=0, help="WebSocket port; 0 picks a free one (default: 0)")
     p.add_argument("--delay-ms", type=float, default=0.0,
                    help="TEST ONLY: hold every event this long before delivering it (default: 0)")
+    p.add_argument("--capacity", type=float, default=0.0,
+                   help="TEST ONLY: serve at most this many deliveries per second, one event at a time "
+                        "(a known capacity for sweeps; default: 0, no limit)")
     p.add_argument("--buffer", type=int, default=10_000, help="events kept for GET /events (default: 10000)")
     p.add_argument("--workers", type=int, default=1,
                    help="processes holding WebSocket sessions on one port (SO_REUSEPORT; default: 1)")
@@ -310,6 +318,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         p.error("--workers must be >= 1")
     if args.delay_ms < 0:
         p.error("--delay-ms must be >= 0")
+    if not args.capacity >= 0:
+        p.error("--capacity must be >= 0")
     if args.buffer < 1:
         p.error("--buffer must be >= 1")
     return args

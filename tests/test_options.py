@@ -35,7 +35,8 @@ from deliverybench.core.redact import REDACTED, redact_argv, redact_config
 from deliverybench.harness.locust_options import add_options, check_form
 from helpers import REPO, env
 
-_TEXT_CANDIDATES = ("ws://127.0.0.1:9/x", "http://127.0.0.1:9/x", "127.0.0.2", "exp:5", "7", "12,34", "sample")
+_TEXT_CANDIDATES = ("ws://127.0.0.1:9/x", "http://127.0.0.1:9/x", "127.0.0.2", "exp:5", "7", "12,34", "p99<=50ms",
+                    "sample")
 
 
 def sample_value(option: Option) -> Any:
@@ -51,7 +52,7 @@ def sample_value(option: Option) -> Any:
     elif option.kind is float:
         candidates = (option.default + 0.5, option.default * 0.5 + 0.25, 0.75)
     elif option.kind is tuple:
-        candidates = (("poll", "push"), ("burst",))
+        candidates = (("poll", "push"), ("burst",), ("push.p99", "lost"), ("p99=0.2", "push.p50=0.05"))
     else:
         candidates = _TEXT_CANDIDATES
     for value in candidates:
@@ -129,7 +130,7 @@ def test_every_handed_option_reaches_locust_and_round_trips(mode: str) -> None:
     values.update(changed)
     config = RunConfig(values)
     cmd = _locust_command(config, mode, {"ingress": "http://127.0.0.1:9/publish", mode: "ws://127.0.0.1:9/"},
-                          Path("/tmp/r.json"))
+                          Path("/tmp/r.json"), Path("/tmp/r.live.json"))
     argv = cmd[cmd.index(str(SCENARIOS[mode])) + 1:]
     parsed = vars(locust_parser(mode).parse_args(argv))
     for dest, value in changed.items():
@@ -137,7 +138,7 @@ def test_every_handed_option_reaches_locust_and_round_trips(mode: str) -> None:
         locust_dest = {"-u": "num_users", "-r": "spawn_rate"}.get(option.locust_flag or "", dest)
         assert parsed[locust_dest] == value, f"--{option.name} did not reach Locust ({mode})"
     assert parsed["publish_url"] == "http://127.0.0.1:9/publish"
-    assert parsed["results"] == "/tmp/r.json"
+    assert parsed["results"] == "/tmp/r.json" and parsed["live_file"] == "/tmp/r.live.json"
     # nothing that does not apply to this mode is handed on
     assert set(locust_argv(values, mode)) <= set(argv)
     for option in OPTIONS:

@@ -36,8 +36,8 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from ..core.audit import PublishedLog
-from ..core.event import Event, encode_batch, encode_event
-from ..core.schedule import Schedule, offsets_ns
+from ..core.event import WARMUP_STREAM, Event, encode_batch, encode_event
+from ..core.schedule import Schedule, offsets_ns, quiet_moment_ns
 from .http_post import Job, Outcome, PostPool
 from .pacing import sleep_until
 
@@ -50,6 +50,8 @@ MAX_BATCH = 1000
 _EVENTS_PER_TURN = 1000
 #: the pool is opened, before the stream starts, wide enough for the busiest window this long
 PREWARM_WINDOW_NS = 10_000_000
+#: gaps between due events narrower than this hold no room for the once-a-second book-keeping
+QUIET_GAP_NS = 20_000_000
 
 
 def _peak(due: list[int], window_ns: int) -> int:
@@ -85,6 +87,10 @@ class PublisherOptions:
     request_timeout_s: float = 10.0
     max_consecutive_failures: int = 20
     give_up_after_s: float = 10.0
+    #: a schedule published first, as stream ``__warmup__``, then a gap, then the real one: warms the
+    #: target and the harness the same way, and is dropped by every receiver
+    warmup: Schedule | None = None
+    warmup_gap_s: float = 0.5
 
 
 @dataclass
@@ -92,6 +98,8 @@ class PublishOutcome:
     """What the publisher did; filled in as it goes (read it after :meth:`Publisher.run`)."""
 
     log: PublishedLog = field(default_factory=PublishedLog)
+    #: the first ids of the log that were the warm-up
+    warmup_events: int = 0
     stream_start_ns: int = 0
     finished_ns: int = 0
     requests: int = 0
@@ -127,9 +135,17 @@ class Publisher:
         self._stopped = False
         self._pool: PostPool | None = None
         self._due: list[int] = []
+        self._warmup = 0
         self._in_flight = 0
         self._consecutive = 0
         self._first_failure_ns: int | None = None
+
+    def quiet_moment_ns(self, after_ns: int, min_gap_ns: int = QUIET_GAP_NS) -> int | None:
+        """When, at or after ``after_ns``, this process can pause for a few ms without delaying the stream.
+
+        Read from any thread: the due list is built once and never changed.
+        """
+        return quiet_moment_ns(self._due, after_ns, min_gap_ns=min_gap_ns)
 
     def stop(self) -> None:
         """Stop scheduling (call in the publisher's loop); :meth:`run` then winds down."""
@@ -144,7 +160,11 @@ class Publisher:
                 flight may still finish before they are refused.
         """
         opts, out = self.options, self.outcome
-        self._due = due = [stream_start_ns + offset for offset in offsets_ns(opts.schedule)]
+        warmup = [stream_start_ns + offset for offset in offsets_ns(opts.warmup)] if opts.warmup else []
+        if warmup:
+            stream_start_ns += round((opts.warmup.duration_s + opts.warmup_gap_s) * NS)  # type: ignore[union-attr]
+        self._warmup = out.warmup_events = len(warmup)
+        self._due = due = warmup + [stream_start_ns + offset for offset in offsets_ns(opts.schedule)]
         out.log = PublishedLog.scheduled(due)
         out.stream_start_ns = stream_start_ns
         content_type = "application/x-ndjson" if opts.batch > 1 else "application/json"
@@ -154,7 +174,7 @@ class Publisher:
         try:
             # connections for the busiest 10 ms of the schedule, opened before it starts
             await pool.prewarm(max(1, _peak(due, PREWARM_WINDOW_NS)),
-                               within_s=(stream_start_ns - time.time_ns()) / NS)
+                               within_s=((due[0] if due else stream_start_ns) - time.time_ns()) / NS)
             while i < n and not self._stopped:
                 now = time.time_ns()
                 if due[i] > now:
@@ -181,12 +201,14 @@ class Publisher:
         return out
 
     def _submit(self, pool: PostPool, lo: int, hi: int, now_ns: int) -> None:
-        due = self._due
+        due, w = self._due, self._warmup
         self.outcome.schedule_lag_us.setdefault(now_ns // NS, []).extend(
-            (now_ns - due[k]) // 1000 for k in range(lo, hi))
+            (now_ns - due[k]) // 1000 for k in range(max(lo, w), hi))
         step = max(1, self.options.batch)
         for start in range(lo, hi, step):
             end = min(hi, start + step)
+            if start < w < end:
+                end = w  # a request is all warm-up or none of it
             pool.submit(((start, end), b"", partial(self._body, start, end), b""))
             self._in_flight += 1
         self.outcome.submitted += hi - lo
@@ -195,9 +217,10 @@ class Publisher:
 
     def _body(self, lo: int, hi: int, sent_ns: int) -> bytes:
         opts, due = self.options, self._due
+        stream = WARMUP_STREAM if lo < self._warmup else opts.stream
         if hi - lo == 1:
-            return encode_event(Event(lo, due[lo], opts.stream), sent_ns, opts.payload_bytes)
-        return encode_batch((Event(k, due[k], opts.stream) for k in range(lo, hi)), sent_ns, opts.payload_bytes)
+            return encode_event(Event(lo, due[lo], stream), sent_ns, opts.payload_bytes)
+        return encode_batch((Event(k, due[k], stream) for k in range(lo, hi)), sent_ns, opts.payload_bytes)
 
     def _on_result(self, job: Job, outcome: Outcome, sent_ns: int, done_ns: int, _retry_after: str | None) -> None:
         out, due = self.outcome, self._due
@@ -210,7 +233,8 @@ class Publisher:
         lags = out.lag_us.setdefault(sent_ns // NS, [])
         for k in range(lo, hi):
             out.log.settle(k, sent_ns, accepted)
-            lags.append((sent_ns - due[k]) // 1000)
+            if k >= self._warmup:
+                lags.append((sent_ns - due[k]) // 1000)
         lag = sent_ns - due[lo]
         if lag > out.max_lag_ns:
             out.max_lag_ns = lag

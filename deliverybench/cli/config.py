@@ -26,6 +26,7 @@ from ..core.options import (
     ENV_PREFIX,
     MODES,
     OPTIONS,
+    PROFILES,
     Option,
     OptionError,
     by_dest,
@@ -37,7 +38,8 @@ from ..core.options import (
 )
 from ..core.schedule import Schedule
 
-__all__ = ["RunConfig", "ConfigError", "build_parser", "resolve", "MODES", "ENV_PREFIX", "TOML_TABLE"]
+__all__ = ["RunConfig", "ConfigError", "build_parser", "resolve", "add_table_options", "parse_table_args",
+           "one_line_parser", "MODES", "ENV_PREFIX", "TOML_TABLE"]
 
 ConfigError = OptionError
 TOML_TABLE = "deliverybench"
@@ -101,6 +103,11 @@ class _OneLineParser(argparse.ArgumentParser):
         raise ConfigError(message)
 
 
+def one_line_parser(**kwargs: Any) -> argparse.ArgumentParser:
+    """An argparse parser whose errors are one-line :class:`ConfigError` s, abbreviations off."""
+    return _OneLineParser(allow_abbrev=False, argument_default=argparse.SUPPRESS, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``run_bench.py`` parser, every option from the table.
 
@@ -111,18 +118,27 @@ def build_parser() -> argparse.ArgumentParser:
     """
     parser = _OneLineParser(
         prog="run_bench.py",
-        usage="run_bench.py [OPTIONS] [-- LOCUST_OPTIONS]\n       run_bench.py report RESULTS... [-o FILE]",
+        usage="run_bench.py [OPTIONS] [-- LOCUST_OPTIONS]\n       run_bench.py compare BASELINE NEW [-o DIR] "
+              "[gate options]\n       run_bench.py sweep [--modes M] [--subscribers N,N|LOW:HIGH] [--rate R] [--slo SLO] "
+              "[options]\n       run_bench.py report RESULTS... [-o FILE]",
         description="Run one event stream through WebSocket push, webhook callback and polling against a "
                     "target, and compare latency, completeness and cost.",
         epilog="Every option can also be set in the --config TOML file (top level or a [deliverybench] table) "
                f"or as {ENV_PREFIX}<OPTION> in the environment (command line > environment > file > default). "
-               "Subcommand: run_bench.py report RESULTS... [-o FILE] re-renders reports. "
+               "Subcommands: run_bench.py compare BASELINE NEW (the CI gate on two results files); "
+               "run_bench.py report RESULTS... [-o FILE] re-renders reports. "
                "Options after -- go to Locust unchanged.",
         allow_abbrev=False,
         argument_default=argparse.SUPPRESS,
     )
+    add_table_options(parser, run_options())
+    return parser
+
+
+def add_table_options(parser: argparse.ArgumentParser, options: Sequence[Option]) -> None:
+    """Register ``options`` (raw values, ``default=SUPPRESS``), grouped as the table groups them."""
     groups: dict[str, Any] = {}
-    for option in run_options():
+    for option in options:
         group = groups.get(option.group)
         if group is None:
             group = groups[option.group] = parser.add_argument_group(option.group)
@@ -135,7 +151,22 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             group.add_argument(*flags_for_help(option), dest=option.dest, metavar=_metavar(option),
                                help=help_text)
-    return parser
+
+
+def parse_table_args(parser: argparse.ArgumentParser, argv: Sequence[str], options: Sequence[Option]
+                     ) -> tuple[argparse.Namespace, dict[str, Any]]:
+    """Parse ``argv`` with ``parser``; the table options among it, parsed and checked like ``resolve`` does."""
+    args = parser.parse_args(list(argv))
+    raw = vars(args)
+    values = {o.dest: o.default for o in options}
+    labels = {}
+    for option in options:
+        if option.dest in raw:
+            value = raw.pop(option.dest)
+            values[option.dest] = value if option.kind is bool else option.parse(value)
+            labels[option.dest] = f"--{option.name}"
+    validate(values, options=options, labels=labels)
+    return argparse.Namespace(**raw), values
 
 
 def _default_text(option: Option) -> str:
@@ -165,11 +196,17 @@ def resolve(argv: Sequence[str], env: Mapping[str, str] | None = None) -> RunCon
     labels: dict[str, str] = {}
     given: set[str] = set()
     config_path = cli.get("config") or env.get(by_dest("config").env_var, "")
-    if config_path:
-        for dest, (value, label) in _file_values(Path(config_path)).items():
-            values[dest], labels[dest] = value, label
-            given.add(dest)
-    for dest, (value, label) in _env_values(env).items():
+    from_file = _file_values(Path(config_path)) if config_path else {}
+    from_env = _env_values(env)
+    profile = cli.get("profile") or (from_env.get("profile") or from_file.get("profile") or ("", ""))[0]
+    if profile:  # lowest after the defaults: the file, environment and command line still win
+        if profile not in PROFILES:
+            raise ConfigError(f"--profile must be one of {', '.join(sorted(PROFILES))} (got {profile!r})")
+        values.update(PROFILES[profile])
+    for dest, (value, label) in from_file.items():
+        values[dest], labels[dest] = value, label
+        given.add(dest)
+    for dest, (value, label) in from_env.items():
         values[dest], labels[dest] = value, label
         given.add(dest)
     for dest, raw in cli.items():

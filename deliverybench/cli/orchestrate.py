@@ -10,6 +10,7 @@ with ``status: failed`` and the reason, and the other modes still run.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -28,10 +29,12 @@ from ..adapters.publisher import MAX_BATCH
 from ..core.options import ENV_PREFIX, OPTIONS, by_dest, locust_argv
 from ..core.recording import Recorder
 from ..core.redact import redact_argv, redact_config
+from ..core.repeats import merge_repeats
 from ..core.results import build_mode_result, merge_documents, new_document
 from ..core.status import assess
 from .config import RunConfig
 from .interrupt import Interrupt
+from .progress import Progress
 
 __all__ = ["ModeRun", "run_modes", "SCENARIOS", "REPO_ROOT"]
 
@@ -51,7 +54,7 @@ class ModeRun:
     document: dict[str, Any]
 
 
-def _locust_command(config: RunConfig, mode: str, urls: dict[str, str], results: Path) -> list[str]:
+def _locust_command(config: RunConfig, mode: str, urls: dict[str, str], results: Path, live: Path) -> list[str]:
     """``locust -f <scenario> --headless`` with every option of the table handed on.
 
     The values come from :func:`~deliverybench.core.options.locust_argv`
@@ -66,7 +69,7 @@ def _locust_command(config: RunConfig, mode: str, urls: dict[str, str], results:
         *locust_argv(config.values, mode),
         "--publish-url", urls.get("ingress", ""), "--subscribe-url", urls.get(mode, ""),
         "--stats-url", urls.get("stats", ""), "--target-pids", urls.get("pids", ""),
-        "--target-name", urls.get("name", ""), "--results", str(results),
+        "--target-name", urls.get("name", ""), "--results", str(results), "--live-file", str(live),
     ]
     if mode in by_dest("publish_batch").modes:
         batch = config.publish_batch or (MAX_BATCH if urls.get("batches") == "yes" else 1)
@@ -107,13 +110,11 @@ def _start_target(config: RunConfig, mode: str) -> tuple[Any, dict[str, str]]:
         if mode == "push":
             relay.start()
         return None, {"ingress": config.publish_url, mode: egress, "name": "relay"}
-    from targets import BUILTIN_FOR_MODE, get_target
+    from targets import BUILTIN_FOR_MODE, get_target, test_knobs
 
     name = BUILTIN_FOR_MODE[mode] if config.target in ("builtin", "relay") else config.target
     cls = get_target(name)
-    kwargs: dict[str, Any] = {}
-    if config.target_delay_ms:
-        kwargs["delay_ms"] = config.target_delay_ms
+    kwargs: dict[str, Any] = test_knobs(name, delay_ms=config.target_delay_ms, capacity=config.target_capacity)
     if name == "callback" and config.webhook_secret:
         kwargs["secret"] = config.webhook_secret
     target = cls(**kwargs)
@@ -149,32 +150,64 @@ def _tail(path: Path, lines: int = 5) -> str:
 STOP_GRACE_S = 20.0
 
 
+#: a watcher reads the live file each second; a reason it returns stops the mode early
+Watch = Callable[[dict[str, Any]], "str | None"]
+
+
+def _read_live(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def _run_locust(cmd: list[str], run_dir: Path, log_path: Path, env: dict[str, str], timeout: float,
-                interrupt: Interrupt | None) -> int | None:
-    """Run one Locust to the end, or stop it (bounded) when interrupted; nothing of it survives."""
+                interrupt: Interrupt | None, live_path: Path | None = None,
+                watch: Watch | None = None) -> tuple[int | None, str | None]:
+    """Run one Locust to the end, or stop it (bounded) when interrupted or when ``watch`` says so.
+
+    Returns its exit code (None: timed out) and the watcher's reason if it
+    stopped the mode early. Nothing of the Locust survives.
+    """
     with open(log_path, "w") as log:
         proc = subprocess.Popen(cmd, cwd=run_dir, stdout=log, stderr=subprocess.STDOUT, env=env,
                                 stdin=subprocess.DEVNULL, **child_options())
         deadline = time.monotonic() + timeout
+        next_look = time.monotonic() + 1.0
         try:
             while proc.poll() is None:
                 if interrupt is not None and interrupt.signal is not None:
                     # Locust stops the stream, writes the results as interrupted, and exits.
-                    return stop_group(proc, sig=signal.SIGTERM, grace_s=0.0 if interrupt.urgent else STOP_GRACE_S)
+                    return stop_group(proc, sig=signal.SIGTERM,
+                                      grace_s=0.0 if interrupt.urgent else STOP_GRACE_S), None
                 if time.monotonic() > deadline:
                     stop_group(proc, sig=signal.SIGTERM, grace_s=STOP_GRACE_S)
-                    return None
+                    return None, None
+                if watch is not None and live_path is not None and time.monotonic() >= next_look:
+                    next_look += 1.0
+                    live = _read_live(live_path)
+                    reason = watch(live) if live is not None else None
+                    if reason:
+                        return stop_group(proc, sig=signal.SIGTERM, grace_s=STOP_GRACE_S), reason
                 time.sleep(0.1)
-            return proc.returncode
+            return proc.returncode, None
         finally:
             stop_group(proc, grace_s=0.0)  # stragglers of its group (forked workers, servers it started)
 
 
 def run_mode(config: RunConfig, mode: str, run_dir: Path, say: Callable[[str], None],
-             interrupt: Interrupt | None = None) -> ModeRun:
+             interrupt: Interrupt | None = None, *, tag: str = "", watch: Watch | None = None) -> ModeRun:
+    """One run of ``mode``: a fresh target (or the external one) and a Locust; ``tag`` names its files.
+
+    ``watch`` sees the live file every second (progress lines, a sweep's
+    early stop); a reason it returns stops the mode, which is kept as
+    ``interrupted`` with ``stopped_early`` set to that reason.
+    """
     run_dir = run_dir.resolve()  # Locust runs with run_dir as its cwd: paths it is given must not be relative
-    results = run_dir / f"{mode}.results.json"
-    log_path = run_dir / f"{mode}.locust.log"
+    results = run_dir / f"{mode}{tag}.results.json"
+    log_path = run_dir / f"{mode}{tag}.locust.log"
+    live_path = run_dir / f"{mode}{tag}.live.json"
     started = time.time_ns()
     target = None
     try:
@@ -188,7 +221,7 @@ def run_mode(config: RunConfig, mode: str, run_dir: Path, say: Callable[[str], N
             return ModeRun(mode, results, log_path, None, _failed_document(
                 config, mode, f"interrupted by {interrupt.signal.name} before the mode started", started,
                 status="interrupted"))
-        cmd = _locust_command(config, mode, urls, results)
+        cmd = _locust_command(config, mode, urls, results, live_path)
         # The handed-on flags are the one truth: the user's DELIVERYBENCH_* variables
         # must not reach Locust behind them (only the secret travels this way).
         env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
@@ -197,7 +230,7 @@ def run_mode(config: RunConfig, mode: str, run_dir: Path, say: Callable[[str], N
             if option.handoff == "env" and mode in option.modes and getattr(config, option.dest):
                 env[option.env_var] = str(getattr(config, option.dest))
         timeout = config.settle + config.duration + config.drain + 240 + config.subscribers / config.spawn_rate
-        code = _run_locust(cmd, run_dir, log_path, env, timeout, interrupt)
+        code, stopped_early = _run_locust(cmd, run_dir, log_path, env, timeout, interrupt, live_path, watch)
         interrupted = interrupt is not None and interrupt.signal is not None
         if results.is_file():
             document = results_file.read(results)
@@ -205,6 +238,10 @@ def run_mode(config: RunConfig, mode: str, run_dir: Path, say: Callable[[str], N
             if interrupted and result.get("status") != "failed":
                 result["status"] = "interrupted"
                 result["failure"] = result.get("failure") or f"interrupted by {interrupt.signal.name}"  # type: ignore[union-attr]
+            elif stopped_early and result.get("status") != "failed":
+                result["status"] = "interrupted"
+                result["stopped_early"] = stopped_early
+                result["failure"] = f"stopped early: {stopped_early}"
             if target is not None and not target.health():
                 result.setdefault("warnings", []).append("target was not healthy after the run")
             result["status"], result["status_reasons"] = assess(result)
@@ -221,12 +258,32 @@ def run_mode(config: RunConfig, mode: str, run_dir: Path, say: Callable[[str], N
             target.stop()
 
 
+def _watcher(mode: str, progress: Progress | None,
+             stop_when: Callable[[str, dict[str, Any]], str | None] | None) -> Watch | None:
+    if progress is None and stop_when is None:
+        return None
+
+    def watch(live: dict[str, Any]) -> str | None:
+        if progress is not None:
+            progress.live(mode, live)
+        return stop_when(mode, live) if stop_when is not None else None
+    return watch
+
+
+def _headline(result: dict[str, Any]) -> str:
+    summary = (result.get("summary") or {}).get("ack" if result.get("mode") == "burst" else "delivery") or {}
+    p99 = summary.get("p99")
+    return "" if p99 is None else f", p99 {p99:,.2f} ms, lost {int((result.get('audit') or {}).get('lost', 0)):,}"
+
+
 def run_modes(config: RunConfig, run_dir: Path, say: Callable[[str], None],
-              interrupt: Interrupt | None = None) -> dict[str, Any]:
+              interrupt: Interrupt | None = None, *, progress: Progress | None = None,
+              stop_when: Callable[[str, dict[str, Any]], str | None] | None = None) -> dict[str, Any]:
     """Run every configured mode and return the merged results document.
 
     After an interrupt the mode under way is stopped and kept (``interrupted``)
-    and the modes after it are not started.
+    and the modes after it are not started. ``progress`` shows each mode's
+    live file; ``stop_when(mode, live)`` may stop a mode early with a reason.
     """
     documents = []
     for mode in config.modes:
@@ -235,13 +292,31 @@ def run_modes(config: RunConfig, run_dir: Path, say: Callable[[str], None],
             documents.append(_failed_document(config, mode, f"not started: interrupted by {interrupt.signal.name}",
                                               time.time_ns(), status="interrupted"))
             continue
-        say(f"- {mode}: {config.subscribers} subscribers, {config.rate:g} events/s for {config.duration:g} s ...")
-        run = run_mode(config, mode, run_dir, say, interrupt)
-        result = run.document["modes"][mode]
+        say(f"- {mode}: {config.subscribers} subscribers, {config.rate:g} events/s for {config.duration:g} s"
+            + (f", {config.repeats} repeats" if config.repeats > 1 else "") + " ...")
+        runs = []
+        for repeat in range(1, config.repeats + 1):
+            if repeat > 1 and interrupt is not None and interrupt.signal is not None:
+                break
+            if progress is not None:
+                progress.status(f"{mode}: starting target" + (f" (repeat {repeat} of {config.repeats})"
+                                                               if config.repeats > 1 else ""), phase="starting")
+            run = run_mode(config, mode, run_dir, say, interrupt, tag=f".r{repeat}" if config.repeats > 1 else "",
+                           watch=_watcher(mode, progress, stop_when))
+            if progress is not None:
+                progress.clear()
+            runs.append(run)
+            if config.repeats > 1:
+                result = run.document["modes"][mode]
+                say(f"  {mode} repeat {repeat}: {result['status']}" + _headline(result))
+        document = runs[0].document
+        if len(runs) > 1:
+            document["modes"][mode] = merge_repeats([r.document["modes"][mode] for r in runs])
+        result = document["modes"][mode]
         if result["status"] != "ok":
             why = result.get("failure") or "; ".join(result.get("status_reasons") or [])
             say(f"  {mode}: {result['status']}: {why}")
-        documents.append(run.document)
+        documents.append(document)
     merged = merge_documents(documents, run_id=run_dir.name)
     merged["config"] = redact_config({**config.to_dict(), "locust": merged.get("config", {})})
     merged["run"]["command"] = redact_argv(["run_bench.py", *sys.argv[1:]])

@@ -20,9 +20,10 @@ from .config import ConfigError, RunConfig
 from .interrupt import Interrupt
 from .limits import open_files_problem
 from .orchestrate import run_modes
+from .progress import Progress
 from .summary import summary_table
 
-__all__ = ["RunOutcome", "run", "make_run_dir"]
+__all__ = ["RunOutcome", "run", "make_run_dir", "unique_folder"]
 
 RESULTS_NAME = "results.json"
 
@@ -58,20 +59,38 @@ def make_run_dir(config: RunConfig) -> Path:
                 raise ConfigError(f"{run_dir} already holds a results file; choose another --run-id or pass "
                                   "--overwrite")
             return run_dir
-        for _ in range(100):  # two runs started in the same second get two folders
-            run_dir = out / f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
-            try:
-                run_dir.mkdir()
-                return run_dir
-            except FileExistsError:
-                continue
+        return unique_folder(out)
     except OSError as exc:
         raise ConfigError(f"cannot create output folder under {out}: {exc.strerror or exc}") from None
-    raise ConfigError(f"cannot find a free run folder name under {out}")
 
 
-def run(config: RunConfig, say: Callable[[str], None], interrupt: Interrupt | None = None) -> RunOutcome:
+def unique_folder(out: Path, prefix: str = "") -> Path:
+    """A new folder ``out/<prefix><time>-<random>``: two runs started in the same second get two.
+
+    Raises:
+        OSError: ``out`` cannot be written.
+        ConfigError: no free name was found.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    for _ in range(100):
+        path = out / f"{prefix}{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+    raise ConfigError(f"cannot find a free folder name under {out}")
+
+
+def run(config: RunConfig, say: Callable[[str], None], interrupt: Interrupt | None = None, *,
+        progress: Progress | None = None,
+        stop_when: Callable[[str, dict[str, Any]], str | None] | None = None, quiet: bool = False) -> RunOutcome:
     """Run every mode of ``config``; write results and report.
+
+    Args:
+        progress: the live line (default: a new one on stdout).
+        stop_when: ``(mode, live) -> reason``: stops a mode early (a sweep's clearly failed point).
+        quiet: leave out the summary table (a sweep prints one line per point instead).
 
     Raises:
         ConfigError: the run cannot start as configured (nothing is written).
@@ -81,19 +100,21 @@ def run(config: RunConfig, say: Callable[[str], None], interrupt: Interrupt | No
         raise ConfigError(problem)
     run_dir = make_run_dir(config)
     say(f"deliverybench: modes {', '.join(config.modes)}; results in {run_dir}")
-    document = run_modes(config, run_dir, say, interrupt)
+    document = run_modes(config, run_dir, say, interrupt, progress=progress or Progress(), stop_when=stop_when)
     path = results_file.write(document, run_dir / RESULTS_NAME)
-    say("")
-    say(summary_table(document))
-    say("")
-    say(f"results: {path}")
+    if not quiet:
+        say("")
+        say(summary_table(document))
+        say("")
+        say(f"results: {path}")
     report = None
     if config.report:
         try:
             from reports import render_report
 
             report = render_report([document], run_dir / "report.html")
-            say(f"report:  {report}")
+            if not quiet:
+                say(f"report:  {report}")
         except Exception as exc:  # the measurement is written; a report bug must not hide it
             print(f"run_bench.py: warning: report not rendered: {exc}", file=sys.stderr)
     return RunOutcome(document, run_dir, path, report,

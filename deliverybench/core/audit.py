@@ -315,6 +315,7 @@ def audit(
     join_grace_ns: int,
     drain_ns: int,
     end_ns: int,
+    first_id: int = 0,
 ) -> AuditTotals:
     """Compute the audit totals.
 
@@ -326,16 +327,22 @@ def audit(
         drain_ns: Events due within this long before unsubscribing are not
             expected (they had no time to arrive).
         end_ns: When the run ended; closes windows left open.
+        first_id: ids below it were the warm-up: published like the rest,
+            dropped by the receivers, and left out of every count here.
     """
-    ok_mask = log.ok_mask()
-    totals = AuditTotals(scheduled=log.scheduled_count, published=log.published, accepted=log.accepted,
-                         refused=log.refused)
+    measured = ~((1 << first_id) - 1)
+    ok_mask = log.ok_mask() & measured
+    sent = log.sent_ns[first_id:]
+    published = sum(1 for t in sent if t)
+    accepted = sum(log.ok[first_id:])
+    totals = AuditTotals(scheduled=log.scheduled_count - first_id, published=published, accepted=accepted,
+                         refused=published - accepted)
     full_mask = ok_mask
     for record in records:
         totals.subscribers += 1
         if not record.windows:
             totals.subscribers_never_connected += 1
-        got = record.received.as_int()
+        got = record.received.as_int() & measured
         expected_mask = _expected_mask(record, log, ok_mask, join_grace_ns, drain_ns, end_ns, got)
         expected = expected_mask.bit_count()
         unique_expected = (got & expected_mask).bit_count()
@@ -360,6 +367,7 @@ def expected_per_event(
     join_grace_ns: int,
     drain_ns: int,
     end_ns: int,
+    first_id: int = 0,
 ) -> list[int]:
     """How many subscribers were expected to get each event id (as :func:`audit` counts them)."""
     diff = [0] * (log.scheduled_count + 1)
@@ -381,7 +389,7 @@ def expected_per_event(
     counts, running = [], 0
     for i in range(log.scheduled_count):
         running += diff[i]
-        counts.append(running if log.ok[i] else 0)
+        counts.append(running if log.ok[i] and i >= first_id else 0)
     return counts
 
 

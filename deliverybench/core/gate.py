@@ -60,7 +60,7 @@ from .fingerprint import fingerprint_diff, fingerprint_key, machine_diff, worklo
 from .metrics import (COUNT_METRICS, HIGHER_IS_BETTER, LATENCY_METRICS, METRIC_NAMES, headline_metric, metric_value,
                       runs_of)
 from .recording import Recorder
-from .status import PUBLISHER_LAG_LIMIT_MS, SCHEDULE_LAG_METRIC
+from .status import PUBLISHER_LAG_LIMIT_MS, schedule_lag_p99
 
 __all__ = [
     "COMPARISON_VERSION",
@@ -687,7 +687,7 @@ def _untrusted(side: str, runs: Sequence[Mapping[str, Any]], result: Mapping[str
         harness = run.get("harness")
         if isinstance(harness, Mapping) and harness.get("saturated"):
             reasons.append(f"{which}'s harness was saturated ({harness.get('reason', 'no reason given')})")
-        lag = _number(((run.get("summary") or {}).get(SCHEDULE_LAG_METRIC) or {}).get("p99"))
+        lag = schedule_lag_p99(run)
         if lag is not None and lag > PUBLISHER_LAG_LIMIT_MS:
             reasons.append(f"{which}'s publisher was behind schedule (lag p99 {lag:.1f} ms > "
                            f"{PUBLISHER_LAG_LIMIT_MS:g} ms), so its latencies include the harness's own delay")

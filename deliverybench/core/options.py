@@ -35,6 +35,7 @@ __all__ = [
     "MODES",
     "DEFAULT_MODES",
     "ENV_PREFIX",
+    "PROFILES",
     "Option",
     "OptionError",
     "OPTIONS",
@@ -134,6 +135,43 @@ def mode_list(value: Any) -> str | None:
         return f"names an unknown mode {unknown[0]!r}; use one or more of {', '.join(MODES)}"
     if len(set(modes)) != len(modes):
         return "lists a mode twice"
+    return None
+
+
+def slo_spec(value: Any) -> str | None:
+    if not value:
+        return None
+    from .slo import SloError, parse_slo
+
+    try:
+        parse_slo(str(value))
+    except SloError as exc:
+        return str(exc).split(": ", 1)[-1] if str(exc).startswith("--slo") else str(exc)
+    return None
+
+
+def gate_specs(value: Any) -> str | None:
+    from .gate import parse_gate_spec
+
+    for spec in value:
+        try:
+            parse_gate_spec(spec)
+        except ValueError as exc:
+            return str(exc).split(": ", 1)[-1]
+    return None
+
+
+def tolerance_specs(value: Any) -> str | None:
+    from .gate import parse_gate_spec
+
+    for item in value:
+        key, sep, number = item.partition("=")
+        try:
+            parse_gate_spec(key)
+            if not sep or not math.isfinite(float(number)) or float(number) < 0:
+                raise ValueError
+        except ValueError:
+            return f"needs [MODE.]METRIC=NUMBER items, e.g. p99=0.2 ({item!r} is not one)"
     return None
 
 
@@ -277,6 +315,7 @@ def _o(name: str, kind: type, default: Any, help: str, group: str, **kw: Any) ->
 
 
 _COMMON, _STREAM, _PUBLISHER, _TARGET = "Common options", "Event stream", "Publisher", "Target"
+_GATE = "CI gate (compare with a baseline; absolute objectives)"
 _PUSH, _CALLBACK, _BURST, _POLL = ("Push mode", "Callback mode (the harness as webhook receiver)",
                                    "Burst mode (the harness as webhook producer)", "Poll mode")
 _PLUMBING = "Set by run_bench.py (or by the master) for each mode"
@@ -302,6 +341,23 @@ OPTIONS: tuple[Option, ...] = (
     _o("report", bool, True, "Do not render report.html.", _COMMON, scope="run", handoff="never", negate=True),
     _o("overwrite", bool, False, "Write into a run folder that already holds a results file.", _COMMON,
        scope="run", handoff="never"),
+    _o("profile", str, "", "A named set of defaults: 'ci' is small enough for a CI job (push and callback, "
+       "100 subscribers, 20 events/s, 20 s after a 2 s warm-up, 5 repeats).", _COMMON, scope="run", handoff="never", choices=("", "ci")),
+    _o("repeats", int, 1, "Independent runs of each mode (a fresh target and Locust each); the run is what the "
+       "CI gate compares.", _GATE, scope="run", handoff="never", checks=(between(1, 50),)),
+    _o("baseline", str, "", "A results file to compare this run with (writes comparison.json, comparison.md, "
+       "junit.xml; exit 1 on a regression, 4 if not comparable).", _GATE, scope="run", handoff="never"),
+    _o("save-baseline", str, "", "Also write the results to this path, to compare later runs with.", _GATE,
+       scope="run", handoff="never"),
+    _o("slo", str, "", "Absolute objectives, checked with or without a baseline: "
+       "'push.p99<=50ms,*.lost==0' (exit 1 when broken).", _GATE, scope="run", handoff="never",
+       checks=(slo_spec,)),
+    _o("gate", tuple, ("*.p99", "*.lost", "*.deliveries_per_s"), "The [MODE.]METRIC that can fail the job; the "
+       "rest are shown.", _GATE, scope="run", handoff="never", checks=(gate_specs,)),
+    _o("tolerance", tuple, (), "Tolerances overriding the defaults: p99=0.2,push.p50=0.05 (fractions; events for "
+       "lost/refused/duplicates).", _GATE, scope="run", handoff="never", checks=(tolerance_specs,)),
+    _o("strict-machine", bool, False, "Refuse (not comparable) instead of warning when the machines differ.", _GATE,
+       scope="run", handoff="never"),
     # -- the stream --
     _o("rate", float, 5.0, "Events per second (the start rate of --schedule ramp).", _STREAM, checks=(positive,)),
     _o("duration", float, 20.0, "Seconds of event stream per mode.", _STREAM, checks=(positive,)),
@@ -314,6 +370,8 @@ OPTIONS: tuple[Option, ...] = (
     _o("payload-bytes", int, 256, "Encoded size of each event in bytes.", _STREAM,
        checks=(between(0, 16 * 1024 * 1024),)),
     _o("stream", str, "s", "Stream name written into events.", _STREAM),
+    _o("warmup", float, 0.0, "Seconds of warm-up stream before the measured one: published and delivered the same "
+       "way, left out of every figure.", _STREAM, modes=_SUBSCRIBING, checks=(non_negative,)),
     _o("drain", float, 3.0, "Seconds to wait for deliveries after the last due time.", _STREAM,
        checks=(non_negative,)),
     _o("settle", float, 1.0, "Seconds between all subscribers connected and the first event.", _STREAM,
@@ -344,6 +402,9 @@ OPTIONS: tuple[Option, ...] = (
        handoff="never", checks=(url_of("http", "https"),)),
     _o("target-delay-ms", float, 0.0, "Built-in targets only, for tests: hold each event this long.", _TARGET,
        checks=(non_negative,)),
+    _o("target-capacity", float, 0.0, "Built-in push and callback targets only, for tests: serve at most this many "
+       "deliveries per second, one event at a time, so the true capacity at --rate R is this / R subscribers "
+       "(0: no limit).", _TARGET, checks=(non_negative,)),
     # -- push --
     _o("echo-interval", float, 0.0, "Seconds between echo round trips per session (0: off).", _PUSH,
        modes=("push",), checks=(non_negative,)),
@@ -391,9 +452,22 @@ OPTIONS: tuple[Option, ...] = (
        handoff="target", web_ui=False),
     _o("results", str, "", "Results file to write (default bench-out/<mode>-<time>/results.json).", _PLUMBING,
        scope="locust", handoff="target"),
+    _o("live-file", str, "", "JSON file rewritten every second with the run's progress (phase, subscribers, "
+       "events, deliveries, p99 so far), for run_bench.py's progress line.", _PLUMBING, scope="locust",
+       handoff="target", web_ui=False),
     _o("no-autoquit", bool, False, "Headless: stay up after the stream ends instead of quitting.", _PLUMBING,
        scope="locust", handoff="never", web_ui=False),
 )
+
+#: named sets of defaults (``--profile``), applied before the file, the environment and the command line
+PROFILES: dict[str, dict[str, Any]] = {
+    # 5 repeats of 20 s: 5 vs 5 is the smallest rank test that can reach p < 0.05 with room to spare;
+    # 20 s, not 8: a run's p99 rests on 1 % of its deliveries, and in 8 s one slow second of a shared
+    # machine is that 1 % (per-run p99 spread 5.9-21 ms at 8 s, 5.4-8.4 ms at 20 s on the 2-core box).
+    # Poll (whose latency is its interval) is left to plain runs.
+    "ci": {"modes": ("push", "callback"), "subscribers": 100, "rate": 20.0, "duration": 20.0,
+           "warmup": 2.0, "drain": 2.0, "settle": 0.5, "repeats": 5},
+}
 
 _BY_DEST: dict[str, Option] = {o.dest: o for o in OPTIONS}
 assert len(_BY_DEST) == len(OPTIONS), "two options share a name"

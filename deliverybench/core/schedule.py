@@ -12,12 +12,13 @@ optionally by ``max_events``.
 
 from __future__ import annotations
 
+import bisect
 import math
 import random
 from dataclasses import dataclass
-from typing import Iterator, Literal
+from typing import Iterator, Literal, Sequence
 
-__all__ = ["Schedule", "ScheduleKind", "SCHEDULE_KINDS", "offsets_ns", "due_times_ns"]
+__all__ = ["Schedule", "ScheduleKind", "SCHEDULE_KINDS", "offsets_ns", "due_times_ns", "quiet_moment_ns"]
 
 ScheduleKind = Literal["constant", "burst", "poisson", "ramp"]
 SCHEDULE_KINDS: tuple[str, ...] = ("constant", "burst", "poisson", "ramp")
@@ -137,3 +138,37 @@ def offsets_ns(schedule: Schedule) -> Iterator[int]:
 def due_times_ns(schedule: Schedule, start_ns: int) -> list[int]:
     """Absolute due times for a stream starting at ``start_ns``."""
     return [start_ns + offset for offset in offsets_ns(schedule)]
+
+
+def quiet_moment_ns(due: Sequence[int], after_ns: int, *, min_gap_ns: int, look_ahead: int = 64) -> int | None:
+    """The middle of the first gap of at least ``min_gap_ns`` between due times, at or after ``after_ns``.
+
+    Why: a harness process does its once-a-second book-keeping (handing
+    over what was measured, sampling resources) in a few milliseconds that
+    hold up the event loop. Done while an event is due or its deliveries
+    are arriving, that pause lands in the publisher's lag and in the
+    measured latency of every delivery of that event -- at low rates one
+    event is several per cent of a run and moves its p99. Done in the
+    middle of a gap it touches nothing.
+
+    ``due`` is sorted. Returns ``after_ns`` itself when it already lies in
+    the middle half of a wide gap, ``None`` when the next ``look_ahead``
+    gaps are all narrower (a dense stream: the pause then delays a few
+    events of many and the caller should not wait) or the stream is over.
+    """
+    if not due or after_ns >= due[-1]:
+        return None
+    k = bisect.bisect_right(due, after_ns)  # due[k-1] <= after_ns < due[k]
+    if k == 0:
+        return None  # before the stream: nothing to avoid yet
+    for i in range(k, min(len(due), k + look_ahead)):
+        lo, hi = due[i - 1], due[i]
+        gap = hi - lo
+        if gap < min_gap_ns:
+            continue
+        if i == k and lo + gap // 4 <= after_ns <= hi - gap // 4:
+            return after_ns
+        middle = lo + gap // 2
+        if middle >= after_ns:
+            return middle
+    return None

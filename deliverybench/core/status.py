@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-__all__ = ["STATUSES", "PUBLISHER_LAG_LIMIT_MS", "SCHEDULE_LAG_METRIC", "assess", "document_status"]
+__all__ = ["STATUSES", "PUBLISHER_LAG_LIMIT_MS", "SCHEDULE_LAG_METRIC", "MIN_LAG_EVENTS", "schedule_lag_p99",
+           "assess", "document_status"]
 
 #: every status a mode can have
 STATUSES = ("ok", "degraded", "failed", "interrupted")
@@ -23,6 +24,19 @@ STATUSES = ("ok", "degraded", "failed", "interrupted")
 PUBLISHER_LAG_LIMIT_MS = 5.0
 #: the summary metric that limit applies to
 SCHEDULE_LAG_METRIC = "schedule_lag"
+#: a lag p99 says the publisher could not keep up only when it rests on this many events (ten of
+#: them beyond it). Over the 160 events of the CI profile it is the second-worst event: a few ms of
+#: scheduler jitter on a shared machine, which a saturated harness shows as CPU saturation anyway.
+MIN_LAG_EVENTS = 1000
+
+
+def schedule_lag_p99(result: Mapping[str, Any]) -> float | None:
+    """The run's schedule-lag p99 in ms, when it rests on enough events to mean anything."""
+    lag = (result.get("summary") or {}).get(SCHEDULE_LAG_METRIC) or {}
+    p99, count = lag.get("p99"), lag.get("count") or 0
+    if isinstance(p99, (int, float)) and not isinstance(p99, bool) and count >= MIN_LAG_EVENTS:
+        return float(p99)
+    return None
 
 #: error kinds, by prefix, and how to say how many there were
 _ERROR_FAMILIES: tuple[tuple[str, str], ...] = (
@@ -103,10 +117,8 @@ def assess(result: Mapping[str, Any]) -> tuple[str, list[str]]:
     harness = result.get("harness") or {}
     if harness.get("saturated"):
         reasons.append("harness saturated")
-    lag_summary = (result.get("summary") or {}).get(SCHEDULE_LAG_METRIC) or {}
-    lag = lag_summary.get("p99")
-    # a p99 says something about the schedule only over enough events (of 20, it is the worst one)
-    if isinstance(lag, (int, float)) and lag > PUBLISHER_LAG_LIMIT_MS and (lag_summary.get("count") or 0) >= 100:
+    lag = schedule_lag_p99(result)
+    if lag is not None and lag > PUBLISHER_LAG_LIMIT_MS:
         reasons.append(f"publisher behind its schedule (schedule lag p99 {lag:,.1f} ms)")
     for warning in result.get("warnings") or ():
         reasons.append(str(warning))

@@ -50,7 +50,7 @@ import numpy as np
 from scipy import optimize, stats
 
 from .metrics import metric_value, runs_of
-from .status import SCHEDULE_LAG_METRIC
+from .status import schedule_lag_p99
 from .slo import (
     MODES,
     SloClause,
@@ -1110,8 +1110,7 @@ def judge_point(
             invalid.append(f"{tag(i)}harness saturated: {harness.get('reason') or 'no reason recorded'}")
             advice.append(_per_process_advice(run))
             headline = headline or "harness saturated"
-        lag = (run.get("summary") or {}).get(SCHEDULE_LAG_METRIC) or {}
-        lag_p99 = lag.get("p99")
+        lag_p99 = schedule_lag_p99(run)
         if _is_number(lag_p99) and lag_p99 > lag_limit:
             invalid.append(f"{tag(i)}publisher lagged its schedule: p99 lag {format_number(lag_p99)} ms "
                            f"> {format_number(lag_limit)} ms")

@@ -134,11 +134,17 @@ class RunAggregator:
         status: str,
         failure: str | None,
         extra: Mapping[str, Any] | None = None,
+        first_id: int = 0,
     ) -> dict[str, Any]:
-        """The JSON-ready mode result (see docs/results-schema.md)."""
+        """The JSON-ready mode result (see docs/results-schema.md).
+
+        ``first_id``: the log's first ids were a warm-up, left out of every figure.
+        """
         records: Iterable[SubscriberRecord] = list(self.subscribers.values())
-        totals = audit(log, records, join_grace_ns=join_grace_ns, drain_ns=drain_ns, end_ns=ended_ns)
-        expected = expected_per_event(log, records, join_grace_ns=join_grace_ns, drain_ns=drain_ns, end_ns=ended_ns)
+        totals = audit(log, records, join_grace_ns=join_grace_ns, drain_ns=drain_ns, end_ns=ended_ns,
+                       first_id=first_id)
+        expected = expected_per_event(log, records, join_grace_ns=join_grace_ns, drain_ns=drain_ns, end_ns=ended_ns,
+                                      first_id=first_id)
         fanout = fanout_times_ns(log, self.fanout, expected)
         recorder = Recorder()
         recorder.merge(self.recorder)  # build() stays repeatable: fan-out goes into a copy
@@ -153,7 +159,8 @@ class RunAggregator:
             recorder=recorder,
             audit_totals=totals,
             published_due_ns=log.due_ns,
-            published_ok=log.ok,
+            published_ok=[ok and i >= first_id for i, ok in enumerate(log.ok)],
+            published_sent_ns=[0 if i < first_id else t for i, t in enumerate(log.sent_ns)],
             stream_start_ns=stream_start_ns,
             started_ns=started_ns,
             ended_ns=ended_ns,

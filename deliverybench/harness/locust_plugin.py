@@ -39,6 +39,9 @@ from locust.runners import STATE_RUNNING, STATE_SPAWNING, MasterRunner, WorkerRu
 from ..adapters import results_file
 from ..adapters.machine import git_commit, machine_facts, package_versions
 from ..adapters.process_tuning import raise_open_files_limit, settle_gc
+from . import quiet
+from .live import LiveWriter
+from .quiet import wait_for_quiet
 from ..adapters.sampling import ProcessSampler
 from ..core.audit import PublishedLog
 from ..core.options import MODES, schedule_from
@@ -63,6 +66,8 @@ NS = 1_000_000_000
 FINAL_MESSAGE = "deliverybench_final"
 #: seconds after spawning with not one subscriber connected (and connections failing) before giving up
 FAIL_FAST_S = 5.0
+#: the publisher's own event-loop thread (see :class:`~.loop_thread.LoopThread`)
+PUBLISHER_LOOP = "publisher"
 
 
 class NoSubscribers(Exception):
@@ -159,7 +164,12 @@ class HarnessProcess:
         """The stream's length: no id from a target at or above it is ever allocated for."""
         opts = self.environment.parsed_options
         try:
-            return max(1, schedule_from_options(opts).expected_count)
+            schedule = schedule_from_options(opts)
+            warmup = getattr(opts, "warmup", 0) or 0
+            if warmup:  # the warm-up's events come first, at the same rate
+                schedule = dataclasses.replace(schedule, duration_s=schedule.duration_s + warmup,
+                                               max_events=None)
+            return max(1, schedule.expected_count)
         except (AttributeError, KeyError, TypeError, ValueError):
             return DEFAULT_ID_LIMIT
 
@@ -180,7 +190,9 @@ class HarnessProcess:
 
     def _flush_forever(self, stop: gevent.event.Event) -> None:
         while not stop.wait(1.0):
-            self.flush(final=False)
+            wait_for_quiet()
+            if not stop.is_set():
+                self.flush(final=False)
 
     def flush(self, *, final: bool) -> None:
         """Move what the loop thread finished into Locust's stats and the pending payload.
@@ -198,7 +210,13 @@ class HarnessProcess:
         inbox = self.inbox
 
         def take() -> None:
-            payload = self.recorder.take_payload(final=final, now_ns=time.time_ns())
+            recorder = self.recorder
+            try:
+                payload = recorder.take_payload(final=final, now_ns=time.time_ns())
+            except Exception:  # a bug here must show in the results, not silently cost the data
+                log.exception("handing over what was measured failed")
+                recorder.error("harness_internal_error", time.time_ns())
+                payload = empty_payload()
             inbox.post(self._absorb_then_set, payload, absorbed)
 
         self.loop.call(take)
@@ -260,6 +278,8 @@ class RunController:
         self.samples: list[Any] = []
         self._sampler_greenlet: gevent.Greenlet | None = None
         self.local: HarnessProcess | None = None
+        self.phase = "starting"
+        self.live: LiveWriter | None = None
         self.stopping_by_us = False
         self.interrupted = False
         self._interrupt = gevent.event.Event()
@@ -278,14 +298,11 @@ class RunController:
                                 "urls": {"ingress": getattr(opts, "publish_url", ""),
                                          self.mode: getattr(opts, "subscribe_url", "")}}
             return
-        from targets import BUILTIN_FOR_MODE, get_target
+        from targets import BUILTIN_FOR_MODE, get_target, test_knobs
 
         name = BUILTIN_FOR_MODE[self.mode]
         cls = get_target(name)
-        kwargs: dict[str, Any] = {}
-        if opts.target_delay_ms and name in ("push", "callback", "sink"):
-            kwargs["delay_ms"] = opts.target_delay_ms
-        self.target = cls(**kwargs)
+        self.target = cls(**test_knobs(name, delay_ms=opts.target_delay_ms, capacity=opts.target_capacity))
         self.target.start()
         opts.publish_url = self.target.ingress_url or ""
         opts.subscribe_url = self.target.egress_url(self.mode) or ""
@@ -319,9 +336,25 @@ class RunController:
         self.samples = []
         if self._sampler_greenlet is None or self._sampler_greenlet.dead:
             self._sampler_greenlet = gevent.spawn(self._sample_forever)
+        self.phase = "connecting"
+        if getattr(self.options, "live_file", "") and self.live is None:
+            runner = self.environment.runner
+            self.live = LiveWriter(self.options.live_file, self.environment, self.mode, self._live_snapshot,
+                                   report_lag=6 if isinstance(runner, MasterRunner) else 3)
+        if self.live is not None:
+            self.live.start()
+
+    def _live_snapshot(self) -> dict[str, Any]:
+        """The controller's part of the live file."""
+        runner = self.environment.runner
+        outcome = self.publisher.outcome if self.publisher is not None else self.publisher_outcome
+        published = max(0, outcome.submitted - outcome.warmup_events) if outcome is not None else 0
+        return {"phase": self.phase, "connected": self.connected(),
+                "subscribers": int(getattr(runner, "target_user_count", 0) or 0), "published": published}
 
     def _sample_forever(self) -> None:
         while True:
+            wait_for_quiet()
             self.samples.extend(self.sampler.sample())
             gevent.sleep(1.0)
 
@@ -375,12 +408,14 @@ class RunController:
             schedule = schedule_from_options(opts)
             if self.interrupted:
                 return
+            self.phase = "streaming"
             if self.stream_runner is not None:
                 outcome = self.stream_runner(self, schedule)
             else:
                 outcome = self._publish(schedule)
             failure = outcome.failure
             if failure is None and not self.interrupted:
+                self.phase = "draining"
                 self._interrupt.wait(opts.drain)
         except NoSubscribers as exc:
             log.error("%s", exc)
@@ -406,15 +441,23 @@ class RunController:
         """Run the open-model publisher in the loop thread; this greenlet waits for it."""
         opts = self.options
         batch = opts.publish_batch or (MAX_BATCH if self.target is not None and self.target.accepts_batches else 1)
+        warmup = (dataclasses.replace(schedule, duration_s=opts.warmup, max_events=None)
+                  if getattr(opts, "warmup", 0) else None)
         self.publisher = publisher = Publisher(PublisherOptions(
             ingress_url=opts.publish_url, schedule=schedule, stream=opts.stream, payload_bytes=opts.payload_bytes,
-            concurrency=opts.publish_concurrency, batch=batch, request_timeout_s=opts.publish_timeout))
+            concurrency=opts.publish_concurrency, batch=batch, request_timeout_s=opts.publish_timeout,
+            warmup=warmup))
         stream_start = time.time_ns() + 200_000_000
         log.info("publishing %d events (%s, %.1f/s for %.1f s; %d in flight at most, %d per request)",
                  schedule.expected_count, schedule.kind, schedule.rate, schedule.duration_s,
                  opts.publish_concurrency, batch)
-        bound = schedule.duration_s + opts.publish_timeout + 30
-        return wait_for_coroutine(lambda: publisher.run(stream_start), timeout=bound)  # type: ignore[no-any-return]
+        bound = schedule.duration_s + getattr(opts, "warmup", 0) + opts.publish_timeout + 30
+        quiet.follow(publisher.quiet_moment_ns)
+        try:
+            return wait_for_coroutine(lambda: publisher.run(stream_start), timeout=bound,  # type: ignore[no-any-return]
+                                      role=PUBLISHER_LOOP)
+        finally:
+            quiet.forget()
 
     def on_test_stop(self) -> None:
         """Stopped from outside (UI, --run-time, a signal): stop the stream, write what was measured."""
@@ -424,7 +467,7 @@ class RunController:
         self._interrupt.set()
         publisher = self.publisher
         if publisher is not None:
-            LoopThread.get().call(publisher.stop)
+            LoopThread.get(PUBLISHER_LOOP).call(publisher.stop)
         if self._greenlet is not None and not self._greenlet.dead:
             self._greenlet.join(timeout=5.0)  # the publisher winds down (bounded), then the greenlet returns
             self._greenlet.kill(block=False)
@@ -434,6 +477,10 @@ class RunController:
         if self.written:
             return
         self.written = True
+        self.phase = "writing"
+        if self.live is not None:
+            self.live.stop()
+            self.live = None
         opts = self.options
         ended = time.time_ns()
         outcome = self.publisher_outcome
@@ -469,10 +516,14 @@ class RunController:
             "join_grace_s": opts.join_grace,
             "processes": max(1, self.aggregator.processes()),
         }
+        warmup_events = getattr(outcome, "warmup_events", 0) if outcome is not None else 0
+        if warmup_events:
+            params["warmup_s"] = opts.warmup
+            params["warmup_events"] = warmup_events
         result = self.aggregator.build(
             log=log_, target=self.target_info, params=params, started_ns=self.started_ns,
             stream_start_ns=stream_start, ended_ns=ended, join_grace_ns=int(opts.join_grace * NS),
-            drain_ns=int(opts.drain * NS), status=status, failure=failure, extra=extra,
+            drain_ns=int(opts.drain * NS), status=status, failure=failure, extra=extra, first_id=warmup_events,
         )
         config = redact_config({k: v for k, v in sorted(vars(opts).items()) if _plain(v)})
         document = new_document(
@@ -509,11 +560,24 @@ class RunController:
 
 
 def _warm_histogram_tables() -> None:
-    """Build the histogram index tables now, not on the hub during the stream."""
+    """Build the histogram index tables and run one fold now, not in the loop thread mid-stream.
+
+    numpy's first pass over each kind of operation costs ~10 ms; during a
+    stream that pause would land in the measured latencies.
+    """
     from ..core import hdr_fast
-    from ..core.recording import new_histogram
+    from ..core.audit import FanoutTracker
+    from ..core.intake import Intake
+    from ..core.recording import Recorder, new_histogram
 
     hdr_fast.value_tables(new_histogram())
+    intake = Intake(id_limit=8)
+    intake.add("warm-up")
+    now = time.time_ns()
+    for column, value in ((intake.sub, 0), (intake.ids, 1), (intake.due, now - 1000), (intake.sent, now - 500),
+                          (intake.rx, now)):
+        column.append(value)
+    intake.fold(Recorder(), FanoutTracker(), Counter(), Counter())
 
 
 def _plain(value: Any) -> bool:

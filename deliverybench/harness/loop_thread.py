@@ -52,9 +52,17 @@ def _new_loop() -> asyncio.AbstractEventLoop:
 
 
 class LoopThread:
-    """The process's event-loop thread; :meth:`get` starts it on first use."""
+    """An event-loop thread of this process; :meth:`get` starts it on first use.
 
-    _instance: "LoopThread | None" = None
+    There are two, by role: ``"sessions"`` (every subscriber and receiver)
+    and ``"publisher"`` (the open-model publisher, in the process that
+    publishes). Apart, a burst of fan-out arriving on the sessions' loop --
+    a hundred messages handled in one turn of the loop, a few ms -- can
+    never hold back an event that is due, and the publisher's sends never
+    delay an arrival stamp.
+    """
+
+    _instances: "dict[str, LoopThread]" = {}
     _owner_pid: int = -1
 
     def __init__(self) -> None:
@@ -66,17 +74,20 @@ class LoopThread:
             raise RuntimeError("event-loop thread did not start")
 
     @classmethod
-    def get(cls) -> "LoopThread":
-        """The loop thread of *this* process (a forked child starts its own)."""
-        if cls._instance is None or cls._owner_pid != os.getpid():
-            cls._instance = cls()
+    def get(cls, role: str = "sessions") -> "LoopThread":
+        """The loop thread of *this* process for ``role`` (a forked child starts its own)."""
+        if cls._owner_pid != os.getpid():
+            cls._instances = {}
             cls._owner_pid = os.getpid()
-        return cls._instance
+        thread = cls._instances.get(role)
+        if thread is None:
+            thread = cls._instances[role] = cls()
+        return thread
 
     @classmethod
-    def running(cls) -> "LoopThread | None":
-        if cls._instance is not None and cls._owner_pid == os.getpid():
-            return cls._instance
+    def running(cls, role: str = "sessions") -> "LoopThread | None":
+        if cls._owner_pid == os.getpid():
+            return cls._instances.get(role)
         return None
 
     def _run(self) -> None:
@@ -161,15 +172,16 @@ class GeventInbox:
                 logging.getLogger("deliverybench").exception("callback from the event-loop thread failed")
 
 
-def wait_for_coroutine(make: Callable[[], Coroutine[Any, Any, Any]], timeout: float) -> Any:
-    """Run ``make()`` in the loop thread; block the calling greenlet until it ends.
+def wait_for_coroutine(make: Callable[[], Coroutine[Any, Any, Any]], timeout: float, *,
+                       role: str = "sessions") -> Any:
+    """Run ``make()`` in the ``role`` loop thread; block the calling greenlet until it ends.
 
     Its result is returned and its exception re-raised here; after
     ``timeout`` seconds ``gevent.Timeout`` is raised (the coroutine goes on).
     """
     import gevent.event
 
-    loop, inbox = LoopThread.get(), GeventInbox.get()
+    loop, inbox = LoopThread.get(role), GeventInbox.get()
     result: gevent.event.AsyncResult = gevent.event.AsyncResult()
 
     async def run() -> None:

@@ -185,7 +185,7 @@ def test_build_audit_and_fanout() -> None:
     assert [row[4] for row in rows] == [4, 4, 3, 4, 4, 4, 1, 4, 4, 4]  # id 2 missed by s3; id 6 reached s0
     assert result["summary"]["fanout"]["count"] == 8
     assert result["summary"]["fanout"]["max"] == 4.001  # 4000 µs: HDR bucket 4000..4001
-    assert result["throughput"]["published"] == 9
+    assert result["throughput"]["published"] == 10 and result["throughput"]["accepted"] == 9
     assert result["errors"] == {"closed_1006": 2, "connect_refused": 1}
     assert result["errors_series"]["rows"] == [[S, "closed_1006", 1], [S + 1, "closed_1006", 1],
                                                [S + 1, "connect_refused", 1]]

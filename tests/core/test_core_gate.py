@@ -527,7 +527,7 @@ def test_publisher_behind_schedule_or_interrupted_is_inconclusive() -> None:
     rng = np.random.default_rng(23)
     base = make_doc({"push": runs(rng, 5)})
     lagging = runs(rng, 5, factor=1.5)
-    lagging[0]["summary"]["schedule_lag"] = {"p99": 40.0}
+    lagging[0]["summary"]["schedule_lag"] = {"p99": 40.0, "count": 5000}
     c = compare(base, make_doc({"push": lagging}))
     assert "new run 1's publisher was behind schedule (lag p99 40.0 ms" in c.modes[0].untrusted[0]
     assert metric(c, "push", "p99").verdict == "inconclusive" and c.outcome == "pass"

@@ -218,3 +218,31 @@ def test_schedule_is_frozen() -> None:
     with pytest.raises(AttributeError):
         schedule.rate = 1.0  # type: ignore[misc]
     assert schedule.expected_count == 100  # defaults: 5/s for 20 s
+
+
+# -- quiet moments: where once-a-second book-keeping delays nothing ---------------------------
+
+from deliverybench.core.schedule import quiet_moment_ns  # noqa: E402
+
+MS = 1_000_000
+
+
+def test_quiet_moment_is_the_middle_of_the_next_wide_gap() -> None:
+    due = [0, 50 * MS, 100 * MS, 150 * MS]
+    assert quiet_moment_ns(due, 1 * MS, min_gap_ns=20 * MS) == 25 * MS
+    assert quiet_moment_ns(due, 30 * MS, min_gap_ns=20 * MS) == 30 * MS  # already in the middle half
+    assert quiet_moment_ns(due, 45 * MS, min_gap_ns=20 * MS) == 75 * MS  # too close to the next event
+
+
+def test_no_quiet_moment_in_a_dense_stream_or_outside_it() -> None:
+    dense = list(range(0, 1000 * MS, MS))  # 1,000 events/s
+    assert quiet_moment_ns(dense, 10 * MS, min_gap_ns=20 * MS) is None
+    due = [100 * MS, 200 * MS]
+    assert quiet_moment_ns(due, 50 * MS, min_gap_ns=20 * MS) is None  # before the first event
+    assert quiet_moment_ns(due, 250 * MS, min_gap_ns=20 * MS) is None  # after the last
+    assert quiet_moment_ns([], 0, min_gap_ns=20 * MS) is None
+
+
+def test_quiet_moment_skips_narrow_gaps_to_a_wide_one() -> None:
+    due = [0, 5 * MS, 10 * MS, 60 * MS]
+    assert quiet_moment_ns(due, 1 * MS, min_gap_ns=20 * MS) == 35 * MS

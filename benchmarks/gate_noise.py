@@ -1,0 +1,176 @@
+"""Does the CI gate raise false alarms, and does it catch real slow-downs? Counted, on this machine.
+
+Three pools of CI-profile push runs are measured (each run an ordinary
+``run_bench.py`` repeat: fresh built-in target, fresh Locust, warm-up
+discarded):
+
+* **A** -- the target as it is (``--pool`` runs);
+* **B** -- the target's test knob ``--target-delay-ms`` set to +30 % of A's
+  median p99;
+* **C** -- the same knob at +10 %.
+
+Then ``--comparisons`` gate decisions are drawn per scenario, each K runs
+against K runs exactly as ``run_bench.py --profile ci --baseline`` decides
+(:func:`deliverybench.core.gate.compare` on two documents of K repeats), for
+each K of ``--per-side`` (default: the CI profile's own ``--repeats``, 5, and 7):
+
+* A vs A (two disjoint halves of a random draw): every regression is a false alarm;
+* A vs B: every regression is a detection (+30 % is beyond the 15 % p99 tolerance);
+* A vs C: +10 % is inside the tolerance -- counted as detected, unchanged or
+  inconclusive, to show where the gate stands.
+
+The comparisons of one scenario share runs (they are drawn from one pool),
+so they are not independent trials; the runs within a comparison are.
+Every run is bounded; only 127.0.0.1 is used. Takes ~25 minutes on 2 cores.
+
+    python benchmarks/gate_noise.py
+    python benchmarks/gate_noise.py --pool 12 --comparisons 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from deliverybench.core.gate import compare  # noqa: E402
+from deliverybench.core.metrics import metric_value  # noqa: E402
+from deliverybench.core.repeats import merge_repeats  # noqa: E402
+
+from deliverybench.core.options import PROFILES  # noqa: E402
+
+PER_SIDE = int(PROFILES["ci"]["repeats"])  # the CI profile's --repeats
+
+
+def pool(out: Path, name: str, runs: int, delay_ms: float, *, reuse: bool = False) -> dict[str, Any]:
+    """``runs`` CI-profile push runs as one results document (its repeats are the runs).
+
+    With ``reuse``, a pool already measured in ``out`` is read instead of run again.
+    """
+    if reuse and (out / name / "results.json").is_file():
+        doc = json.loads((out / name / "results.json").read_text())
+        print(f"[{name}] reused {out / name}", flush=True)
+        return doc
+    cmd = [sys.executable, str(REPO / "run_bench.py"), "--profile", "ci", "--modes", "push", "--repeats", str(runs),
+           "--out", str(out), "--run-id", name, "--no-report", "--overwrite"]
+    if delay_ms:
+        cmd += ["--target-delay-ms", f"{delay_ms:.3f}"]
+    started = time.monotonic()
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=runs * 120 + 120)
+    if proc.returncode not in (0, 1):
+        raise SystemExit(f"pool {name} failed (exit {proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+    doc = json.loads((out / name / "results.json").read_text())
+    repeats = doc["modes"]["push"].get("repeats") or [doc["modes"]["push"]]
+    broken = [i + 1 for i, r in enumerate(repeats) if metric_value(r, "p99") is None]
+    if broken:
+        raise SystemExit(f"pool {name}: runs {broken} measured nothing (see {out / name}); not counting around them")
+    print(f"[{name}] {len(repeats)} runs in {time.monotonic() - started:.0f} s; p99 per run (ms): "
+          + ", ".join(f"{metric_value(r, 'p99'):.2f}" for r in repeats), flush=True)
+    return doc
+
+
+def document(template: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str, Any]:
+    doc = dict(template)
+    doc["modes"] = {"push": merge_repeats(runs)}
+    return doc
+
+
+def decide(base_doc: dict[str, Any], base_runs: list[dict[str, Any]], new_doc: dict[str, Any],
+           new_runs: list[dict[str, Any]]) -> str:
+    comparison = compare(document(base_doc, base_runs), document(new_doc, new_runs))
+    verdicts = {m.metric: m.verdict for m in comparison.metrics if m.mode == "push"}
+    if comparison.outcome == "regression":
+        return "regression"
+    return str(verdicts.get("p99", "inconclusive"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--pool", type=int, default=21, help="runs in pool A (default 21; B and C get 14 each)")
+    p.add_argument("--comparisons", type=int, default=10, help="gate decisions per scenario (default 10)")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--per-side", default=f"{PER_SIDE},7",
+                   help="runs per side of each decision, comma-separated (default: the CI profile's repeats, and 7)")
+    p.add_argument("--out", default="", help="folder for the pools' results (default /tmp/gate_noise-<time>)")
+    p.add_argument("--reuse", action="store_true", help="read pools already measured in --out instead of running them")
+    args = p.parse_args(argv)
+    try:
+        sides = sorted({int(k) for k in args.per_side.split(",")})
+    except ValueError:
+        p.error(f"--per-side takes whole numbers separated by commas, not {args.per_side!r}")
+    most = max(sides)
+    if min(sides) < 1 or args.pool < 2 * most:
+        p.error(f"--per-side must be at least 1 and --pool at least {2 * most}")
+    out = Path(args.out or f"/tmp/gate_noise-{time.strftime('%Y%m%d-%H%M%S')}")
+    out.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(args.seed)
+
+    a_doc = pool(out, "A", args.pool, 0.0, reuse=args.reuse)
+    a_runs = a_doc["modes"]["push"]["repeats"]
+    p99s = sorted(metric_value(r, "p99") or 0.0 for r in a_runs)
+    median = p99s[len(p99s) // 2]
+    b_doc = pool(out, "B", 2 * most, 0.30 * median, reuse=args.reuse)
+    c_doc = pool(out, "C", 2 * most, 0.10 * median, reuse=args.reuse)
+    for k in sides:
+        report(k, args.comparisons, rng, a_doc, b_doc, c_doc, median, out)
+    return 0
+
+
+def report(per_side: int, comparisons: int, rng: random.Random, a_doc: dict[str, Any], b_doc: dict[str, Any],
+           c_doc: dict[str, Any], median: float, out: Path) -> None:
+    """Draw ``comparisons`` decisions of ``per_side`` vs ``per_side`` runs per scenario; print the table."""
+    a_runs = a_doc["modes"]["push"]["repeats"]
+    scenarios = {"A vs A (identical)": (a_doc, b_doc, None), "A vs B (+30 % p99)": (a_doc, b_doc, "B"),
+                 "A vs C (+10 % p99)": (a_doc, c_doc, "C")}
+    rows = []
+    for name, (base_doc, new_doc, which) in scenarios.items():
+        counts: Counter[str] = Counter()
+        new_runs_pool = new_doc["modes"]["push"]["repeats"]
+        for _ in range(comparisons):
+            if which is None:
+                draw = rng.sample(a_runs, 2 * per_side)
+                base, new = draw[:per_side], draw[per_side:]
+                counts[decide(a_doc, base, a_doc, new)] += 1
+            else:
+                base = rng.sample(a_runs, per_side)
+                new = rng.sample(new_runs_pool, per_side)
+                counts[decide(base_doc, base, new_doc, new)] += 1
+        rows.append((name, counts))
+
+    print()
+    ci = PROFILES["ci"]
+    print(f"gate noise: CI profile (push, {ci['subscribers']} subscribers, {ci['rate']:g} events/s, {ci['duration']:g} s "
+          f"+ {ci['warmup']:g} s warm-up), {per_side} vs {per_side} "
+          f"runs per decision, {comparisons} decisions per scenario; A's median p99 {median:.2f} ms, "
+          f"so +30 % = {0.30 * median:.2f} ms and +10 % = {0.10 * median:.2f} ms of target delay; out: {out}")
+    print()
+    header = f"{'scenario':24}{'decisions':>10}{'regression':>12}{'unchanged':>11}{'inconclusive':>14}{'improvement':>13}"
+    print(header)
+    for name, counts in rows:
+        print(f"{name:24}{sum(counts.values()):>10}{counts['regression']:>12}{counts['unchanged']:>11}"
+              f"{counts['inconclusive']:>14}{counts['improvement']:>13}")
+    print()
+    false_alarms = rows[0][1]["regression"]
+    detected = rows[1][1]["regression"]
+    print("goals:")
+    print(f"  {'PASS' if false_alarms == 0 else 'MISS'}  0 false regressions among identical runs        "
+          f"measured {false_alarms} of {comparisons}")
+    print(f"  {'PASS' if detected == comparisons else 'MISS'}  every +30 % p99 slow-down detected             "
+          f"measured {detected} of {comparisons}")
+    c = rows[2][1]
+    print(f"  info  +10 % (inside the 15 % tolerance): {c['regression']} called regression, {c['unchanged']} unchanged, "
+          f"{c['inconclusive']} inconclusive")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

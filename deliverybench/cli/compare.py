@@ -1,0 +1,110 @@
+"""The CI gate on the ``run_bench.py`` side: compare, check objectives, write what CI shows.
+
+The decision itself is pure (:func:`deliverybench.core.gate.compare`,
+:func:`deliverybench.core.slo.check`); this module reads results files,
+writes ``comparison.json`` (versioned), ``comparison.md`` (also appended to
+``$GITHUB_STEP_SUMMARY`` when it is set) and ``junit.xml``, re-renders the
+HTML report with its baseline section, and returns a :class:`GateResult`.
+``run_bench.py`` alone turns the result into an exit code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from ..adapters import results_file
+from ..core.gate import GateOptions, compare
+from ..core.gate_report import to_junit_xml, to_markdown
+from ..core.slo import SloOutcome, check, parse_slo
+
+__all__ = ["GateResult", "gate_options", "evaluate", "OUTPUT_NAMES"]
+
+OUTPUT_NAMES = ("comparison.json", "comparison.md", "junit.xml")
+
+
+@dataclass
+class GateResult:
+    """What the gate decided; ``kind`` is what the exit code says.
+
+    ``pass``; ``regression`` (a gated metric regressed or an objective is
+    broken); ``not_comparable``; ``failed`` (the new run measured nothing).
+    """
+
+    kind: str
+    outputs: list[Path] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)
+
+
+def gate_options(values: Mapping[str, Any]) -> GateOptions:
+    """The gate's options from option-table values (``gate``, ``tolerance``, ``strict_machine``)."""
+    tolerances = {}
+    for item in values.get("tolerance") or ():
+        key, _, number = item.partition("=")
+        tolerances[key.strip()] = float(number)
+    return GateOptions(gate=tuple(values.get("gate") or ()) or GateOptions().gate, tolerances=tolerances,
+                       strict_machine=bool(values.get("strict_machine")))
+
+
+def evaluate(new_doc: Mapping[str, Any], out_dir: Path, *, values: Mapping[str, Any],
+             baseline_doc: Mapping[str, Any] | None = None, reproduce: Sequence[str] = (),
+             report: bool = True) -> GateResult:
+    """Compare ``new_doc`` with ``baseline_doc`` (if any), check ``--slo`` (if any), write the outputs."""
+    slo_text = str(values.get("slo") or "")
+    outcomes: list[SloOutcome] = check(parse_slo(slo_text), new_doc) if slo_text else []
+    comparison = compare(baseline_doc, new_doc, options=gate_options(values)) if baseline_doc is not None else None
+    if comparison is None and not outcomes:
+        return GateResult("pass")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    slo_dicts = [o.to_dict() for o in outcomes]
+    command = " ".join(shlex.quote(a) for a in reproduce)
+    markdown = to_markdown(comparison, slo_outcomes=slo_dicts, reproduce=command)
+    data: dict[str, Any] = comparison.to_dict() if comparison is not None else {"comparison_version": 1,
+                                                                                "outcome": "pass", "modes": {}}
+    data["slo"] = slo_dicts
+    outputs = []
+    for name, text in (("comparison.json", json.dumps(data, indent=1, default=str)), ("comparison.md", markdown),
+                       ("junit.xml", to_junit_xml(comparison, slo_outcomes=slo_dicts))):
+        path = out_dir / name
+        path.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+        outputs.append(path)
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary:
+        with open(summary, "a", encoding="utf-8") as handle:
+            handle.write(markdown + "\n")
+    if report and baseline_doc is not None:
+        try:
+            from reports import render_report
+
+            outputs.append(render_report([new_doc], out_dir / "report.html", baseline=baseline_doc,
+                                         comparison=data))
+        except Exception as exc:  # the verdict is written; a report bug must not hide it
+            outputs.append(out_dir / f"(report not rendered: {exc})")
+    broken = [o for o in outcomes if not o.ok]
+    lines = [f"slo: {o.mode} {o.clause}: {o.reason}" for o in broken]
+    if comparison is not None:
+        lines += [f"regression: {m.label}: {m.words}" for m in comparison.regressions]
+        lines += [f"inconclusive: {m.label}: {m.words}" for m in comparison.inconclusive]
+        lines += [f"warning: {w}" for w in comparison.warnings]
+    if comparison is not None and any(side == "new" for side in _failed_sides(comparison.failed_runs)):
+        kind = "failed"
+    elif (comparison is not None and comparison.outcome == "regression") or broken:
+        kind = "regression"
+    elif comparison is not None and comparison.outcome == "not_comparable":
+        kind = "not_comparable"
+    else:
+        kind = "pass"
+    return GateResult(kind, outputs, lines)
+
+
+def _failed_sides(reasons: Sequence[str]) -> list[str]:
+    return ["new" if reason.startswith("new") else "baseline" for reason in reasons]
+
+
+def read(path: str) -> dict[str, Any]:
+    """A results file, or :class:`~deliverybench.adapters.results_file.ResultsFileError` with one line."""
+    return results_file.read(path)
