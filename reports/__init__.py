@@ -5,5 +5,6 @@
 """
 
 from .render import load_results, render_report
+from .sweep import render_sweep_report
 
-__all__ = ["render_report", "load_results"]
+__all__ = ["render_report", "load_results", "render_sweep_report"]

@@ -1,0 +1,304 @@
+"""``run_bench.py sweep``: run the points a capacity sweep asks for, one ordinary run each.
+
+The decisions live in :mod:`deliverybench.core.sweep` (which point next,
+what a point says, the answer); this module is the I/O around them: parse
+the sweep's options, make (or resume) the sweep folder, run each point as a
+plain ``run_bench.py`` run in its own subfolder (results and report as
+usual), judge it, add it to ``sweep.json`` at once -- so a sweep cut short by
+SIGINT, a crash or CI's time limit continues with ``--resume DIR`` where it
+stopped -- and finally write the answer, ``sweep.html`` and the points as
+CSV and Parquet.
+
+A point that has clearly failed (p99 far past the objective, or losing
+events, for several seconds) is stopped early to keep sweeps short; a point
+the harness could not measure is INVALID and ends its search with "at least
+N (harness limit)". ``run_bench.py`` alone turns the outcome into an exit
+code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from ..core.fingerprint import fingerprint_key, workload_fingerprint
+from ..core.options import by_dest
+from ..core.slo import SloClause, format_number
+from ..core.sweep import (
+    PointVerdict,
+    Status,
+    SweepIndexError,
+    SweepPlan,
+    SweepSpec,
+    SweepSpecError,
+    add_point,
+    clearly_failed,
+    judge_point,
+    new_index,
+    parse_require,
+    parse_sweep_spec,
+    point_figures,
+    point_key,
+    require_met,
+    resume_plan,
+    spec_of,
+    with_answers,
+)
+from .config import ConfigError, RunConfig, one_line_parser, resolve
+from .interrupt import Interrupt
+from .progress import Progress
+from .run import run, unique_folder
+
+__all__ = ["SweepOutcome", "run_sweep", "SWEEP_DEFAULTS", "POINT_DEFAULTS", "INDEX_NAME"]
+
+INDEX_NAME = "sweep.json"
+#: the sweep's own options when not given: the planner's question for every mode
+SWEEP_DEFAULTS: dict[str, str] = {"modes": "push,callback,poll", "subscribers": "50:3200", "rate": "10",
+                                  "slo": "p99<=50ms,lost==0", "precision": "0.1", "confirm": "2"}
+#: a point is an ordinary run, shorter than the default one (drift needs 8 s of stream to judge)
+POINT_DEFAULTS: dict[str, Any] = {"duration": 10.0, "drain": 2.0, "settle": 1.0}
+#: run options that mean nothing per point (a sweep's repeats are --confirm; its gate is --slo)
+_NOT_PER_POINT = ("repeats", "baseline", "save_baseline", "gate", "tolerance", "strict_machine", "run_id",
+                  "profile")
+#: an early-stopped point: this many consecutive bad seconds
+EARLY_STOP_SECONDS = 3
+
+
+@dataclass
+class SweepOutcome:
+    """What the sweep did, for ``run_bench.py`` to turn into an exit code.
+
+    ``kind``: ``done`` (requirements met or none given), ``short`` (a
+    ``--require`` not met), ``all_failed`` (not one point ran),
+    ``interrupted``.
+    """
+
+    kind: str
+    sweep_dir: Path
+    sentences: list[str] = field(default_factory=list)
+    signal: Any = None
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = one_line_parser(
+        prog="run_bench.py sweep",
+        usage="run_bench.py sweep [--modes M,..] [--subscribers N,N,..|LOW:HIGH] [--rate R,..] [--slo SLO] "
+              "[--precision F] [--confirm K] [--require REQ] [--resume DIR] [run options]",
+        description="Find how many subscribers each delivery mode holds within an objective: a grid of points "
+                    "(--subscribers 100,500,1000) or a search (--subscribers 100:20000: double until a point "
+                    "fails, then bisect). Every point is an ordinary run under the sweep folder.",
+        epilog="Any run option (--duration, --processes, --target, --payload-bytes, ...) applies to every point; "
+               f"a point runs {POINT_DEFAULTS['duration']:g} s of stream unless --duration says otherwise.")
+    help_ = {
+        "modes": f"modes to sweep (default {SWEEP_DEFAULTS['modes']})",
+        "subscribers": "a grid 'N,N,...' or a search range 'LOW:HIGH' (default "
+                       f"{SWEEP_DEFAULTS['subscribers']})",
+        "rate": f"events per second, one or several 'R,R' (default {SWEEP_DEFAULTS['rate']})",
+        "slo": f"what a point must hold, e.g. 'p99<=50ms,lost==0' (default '{SWEEP_DEFAULTS['slo']}')",
+        "precision": "bisect until (first fail - last pass) / last pass <= this (default 0.1)",
+        "confirm": "runs a boundary point must pass (default 2)",
+    }
+    for name, text in help_.items():
+        p.add_argument(f"--{name}", dest=f"sweep_{name}", metavar=name.upper(), help=text)
+    p.add_argument("--require", dest="sweep_require", metavar="REQ",
+                   help="exit 1 unless the capacities meet this, e.g. 'push>=2000,callback>=500'")
+    p.add_argument("--resume", dest="sweep_resume", metavar="DIR",
+                   help="continue the sweep in DIR (its finished points are not run again)")
+    p.add_argument("--no-early-stop", dest="sweep_no_early_stop", action="store_true",
+                   help="run every point to its end even when it has clearly failed")
+    return p
+
+
+def _atomic_json(path: Path, data: Mapping[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=False))
+    os.replace(tmp, path)
+
+
+def _load_index(sweep_dir: Path) -> dict[str, Any]:
+    path = sweep_dir / INDEX_NAME
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"--resume: {path} does not exist") from None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"--resume: {path} cannot be read ({exc})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"--resume: {path} is not a sweep index")
+    return data
+
+
+def _point_name(mode: str, subscribers: int, rate: float, repeat: int) -> str:
+    name = f"{mode}-n{subscribers}-r{format_number(rate).replace(',', '')}"
+    return name + (f"-k{repeat + 1}" if repeat else "")
+
+
+def _early_stop(clauses: Sequence[SloClause]) -> Callable[[str, dict[str, Any]], str | None]:
+    def stop_when(mode: str, live: dict[str, Any]) -> str | None:
+        rows = live.get("rows") or []
+        if clearly_failed(rows, clauses, mode=mode, seconds=EARLY_STOP_SECONDS):
+            return (f"clearly failed: p99 above 5x the objective or more than 1 % of deliveries missing for "
+                    f"{EARLY_STOP_SECONDS} s in a row")
+        return None
+    return stop_when
+
+
+def _clock(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+def _spec_and_index(ns: argparse.Namespace, rest: list[str]) -> tuple[SweepSpec, dict[str, Any] | None, list[str]]:
+    """The spec from the options (or from the index being resumed), the index, and the run options."""
+    given = {k: getattr(ns, f"sweep_{k}", None) for k in SWEEP_DEFAULTS}
+    index = _load_index(Path(ns.sweep_resume)) if getattr(ns, "sweep_resume", None) else None
+    if index is not None and not any(v is not None for v in given.values()):
+        try:
+            spec = spec_of(index)
+        except SweepIndexError as exc:
+            raise ConfigError(str(exc)) from None
+    else:
+        spec = parse_sweep_spec(**{("rates" if k == "rate" else k): (v if v is not None else SWEEP_DEFAULTS[k])
+                                   for k, v in given.items()})
+    if index is not None:  # the sweep's own run options first; what is given now comes later and wins
+        rest = [str(a) for a in (index.get("extra") or {}).get("run_argv") or []] + rest
+    return spec, index, rest
+
+
+def _base_config(rest: list[str]) -> RunConfig:
+    base = resolve(rest)
+    wrong = [f"--{by_dest(d).name}" for d in _NOT_PER_POINT if d in base.given]
+    if wrong:
+        raise ConfigError(f"{wrong[0]} does not apply to a sweep (its repeats are --confirm, its objective --slo)")
+    defaults = {k: v for k, v in POINT_DEFAULTS.items() if k not in base.given}
+    return base.replace(**defaults) if defaults else base
+
+
+def _sweep_dir(base: RunConfig, resume: str | None) -> Path:
+    if resume:
+        return Path(resume)
+    out = Path(base.out)
+    try:
+        return unique_folder(out, "sweep-")
+    except OSError as exc:
+        raise ConfigError(f"cannot create the sweep folder under {out}: {exc.strerror or exc}") from None
+
+
+def run_sweep(argv: Sequence[str], say: Callable[[str], None] | None = None) -> SweepOutcome:
+    """Parse ``argv`` (after ``sweep``) and run the sweep to its end, an interruption or a failure.
+
+    Raises:
+        ConfigError: bad usage, one line naming the option (exit 2; nothing is run).
+    """
+    ns, rest = _parser().parse_known_args(list(argv))
+    try:
+        spec, index, rest = _spec_and_index(ns, rest)
+        require = parse_require(ns.sweep_require) if getattr(ns, "sweep_require", None) else ()
+    except SweepSpecError as exc:
+        raise ConfigError(str(exc)) from None
+    base = _base_config(rest)
+    if index is not None:
+        try:
+            plan = resume_plan(index, spec)
+        except SweepIndexError as exc:
+            raise ConfigError(f"--resume: {exc}") from None
+    else:
+        plan = SweepPlan(spec)
+    sweep_dir = _sweep_dir(base, getattr(ns, "sweep_resume", None))
+    if index is None:
+        index = new_index(spec, extra={"run_argv": rest, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+        _atomic_json(sweep_dir / INDEX_NAME, index)
+    progress = Progress()
+    say = say or progress.say
+    clauses = spec.clauses
+    stop_when = None if getattr(ns, "sweep_no_early_stop", False) else _early_stop(clauses)
+    done_before = len(plan.finished)
+    say(f"deliverybench sweep: {', '.join(spec.modes)} at {', '.join(format_number(r) for r in spec.rates)} "
+        f"events/s, subscribers {spec.subscribers_text}, within {spec.slo}; folder {sweep_dir}"
+        + (f" (resuming after {done_before} points)" if done_before else ""))
+    started = time.monotonic()
+    ran = failed_to_run = 0
+    outcome_kind = "done"
+    with Interrupt() as interrupt:
+        while (point := plan.next_point()) is not None:
+            k = len(plan.finished) + 1
+            total = len(plan.finished) + plan.estimated_remaining()
+            per_point = (time.monotonic() - started) / ran if ran else None
+            eta = f", ~{_clock(per_point * plan.estimated_remaining())} left" if per_point else ""
+            progress.context = (f"point {k} of ~{total}: {point.mode} N={point.subscribers:,} at "
+                                f"{format_number(point.rate)}/s, {_clock(time.monotonic() - started)}{eta}")
+            name = _point_name(point.mode, point.subscribers, point.rate, point.repeat)
+            t0 = time.monotonic()
+            try:
+                config = base.replace(modes=(point.mode,), subscribers=point.subscribers, rate=point.rate,
+                                      out=str(sweep_dir), run_id=name, overwrite=True)
+                result_run = run(config, lambda _line: None, interrupt, progress=progress, stop_when=stop_when,
+                                 quiet=True)
+            except ConfigError as exc:  # e.g. more sessions than the open-files limit: the harness's limit
+                verdict = PointVerdict(Status.INVALID, (f"not run: {exc}",),
+                                       ("raise the open-files limit, add --source-addresses or --processes",),
+                                       "not run (harness limit)")
+                figures: dict[str, float | None] = {}
+                key, rel = point_key(f"{name}-not-run", point.repeat), ""
+                failed_to_run += 1
+            else:
+                if interrupt.signal is not None:
+                    outcome_kind = "interrupted"  # this point is not recorded: --resume runs it again
+                    break
+                result = result_run.document["modes"][point.mode]
+                verdict = judge_point(result, clauses, stopped_early=result.get("stopped_early"))
+                figures = point_figures(result)
+                key = point_key(fingerprint_key(workload_fingerprint(result_run.document, point.mode)), point.repeat)
+                rel = str(result_run.results_path.relative_to(sweep_dir.resolve()) if result_run.results_path.is_absolute()
+                          and sweep_dir.resolve() in result_run.results_path.parents else result_run.results_path)
+                failed_to_run += result.get("status") == "failed"
+            ran += 1
+            index = add_point(index, key, point=point, verdict=verdict, figures=figures, results_path=rel)
+            _atomic_json(sweep_dir / INDEX_NAME, index)
+            plan.record(point, verdict)
+            progress.clear()
+            say(f"[{k}] {point.mode} N={point.subscribers:,} at {format_number(point.rate)}/s"
+                f"{f' (repeat {point.repeat + 1})' if point.repeat else ''}: {verdict.status.value} -- "
+                f"{verdict.headline or '; '.join(verdict.reasons)[:120]} ({_clock(time.monotonic() - t0)})")
+            for advice in verdict.advice:
+                say(f"      to measure it: {advice}")
+    progress.clear()
+    answers = plan.answers()
+    index = with_answers(index, answers)
+    _atomic_json(sweep_dir / INDEX_NAME, index)
+    sentences = list(index.get("sentences") or [])
+    _render(index, sweep_dir, say)
+    say("")
+    for sentence in sentences:
+        say(sentence)
+    say(f"sweep:   {sweep_dir / INDEX_NAME} ({len(plan.finished)} points, {_clock(time.monotonic() - started)})")
+    if outcome_kind == "interrupted":
+        say(f"interrupted: continue with  python run_bench.py sweep --resume {sweep_dir}")
+        return SweepOutcome("interrupted", sweep_dir, sentences, interrupt.signal)
+    if ran and failed_to_run == ran and done_before == 0:
+        return SweepOutcome("all_failed", sweep_dir, sentences)
+    if require:
+        met = require_met(answers, require)
+        for line in met.lines:
+            say(f"require: {line}")
+        if not met.ok:
+            return SweepOutcome("short", sweep_dir, sentences)
+    return SweepOutcome(outcome_kind, sweep_dir, sentences)
+
+
+def _render(index: Mapping[str, Any], sweep_dir: Path, say: Callable[[str], None]) -> None:
+    """sweep.html and the points as CSV/Parquet; a report bug never costs the sweep its index."""
+    try:
+        from reports import render_sweep_report
+
+        paths = render_sweep_report(index, sweep_dir)
+        if paths:
+            say(f"report:  {paths[0]}")
+    except Exception as exc:
+        say(f"warning: sweep report not rendered: {exc}")
+
