@@ -26,7 +26,7 @@ import datetime as _dt
 import math
 import re
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 from urllib.parse import quote
 
 import numpy as np
@@ -319,6 +319,21 @@ def _drawable(group: pd.DataFrame, x: str, ys: Sequence[str]) -> pd.DataFrame:
     return group[mask]
 
 
+def _curve(ax: Any, g: pd.DataFrame, x: str, y: str, color: str, ls: str, size: float, *, positive: bool) -> None:
+    """One rate's points of one figure: the trend through PASS/FAIL and a marker per verdict."""
+    xs, ys, status = _arr(g[x]), _arr(g[y]), g["status"].to_numpy(dtype=str)
+    _trend(ax, xs, ys, status, color, ls, positive=positive)
+    _markers(ax, xs, ys, status, color, size, positive=positive)
+
+
+def _by_rate(data: pd.DataFrame, rates: Sequence[float]) -> Iterator[tuple[float, pd.DataFrame]]:
+    """The points of each rate that has any, in the order the rates were given."""
+    for rate in rates:
+        g = data[data["rate"] == rate]
+        if not g.empty:
+            yield rate, g
+
+
 @_themed
 def latency_vs_subscribers_svg(group: pd.DataFrame, *, mode: str, rates: Sequence[float], bound: float | None,
                                answers: Sequence[CapacityAnswer], salt: str) -> str | None:
@@ -329,15 +344,9 @@ def latency_vs_subscribers_svg(group: pd.DataFrame, *, mode: str, rates: Sequenc
     colors = _rate_colors(mode, rates)
     fig, (ax,) = _figure(3.6)
     marked = False
-    for rate in rates:
-        g = data[data["rate"] == rate]
-        if g.empty:
-            continue
-        x, status = _arr(g["subscribers"]), g["status"].to_numpy(dtype=str)
+    for rate, g in _by_rate(data, rates):
         for key, _name, ls in _LATENCIES:
-            y = _arr(g[key])
-            _trend(ax, x, y, status, colors[rate], ls, positive=True)
-            _markers(ax, x, y, status, colors[rate], 30 if key == "p99" else 14, positive=True)
+            _curve(ax, g, "subscribers", key, colors[rate], ls, 30 if key == "p99" else 14, positive=True)
         for answer in answers:
             if answer.mode == mode and answer.rate == rate:
                 marked = _mark_capacity(ax, answer, colors[rate]) or marked
@@ -368,13 +377,8 @@ def p99_vs_offered_svg(group: pd.DataFrame, *, mode: str, rates: Sequence[float]
         return None
     colors = _rate_colors(mode, rates)
     fig, (ax,) = _figure(3.2)
-    for rate in rates:
-        g = data[data["rate"] == rate]
-        if g.empty:
-            continue
-        x, y, status = _arr(g["offered_per_s"]), _arr(g["p99"]), g["status"].to_numpy(dtype=str)
-        _trend(ax, x, y, status, colors[rate], "-", positive=True)
-        _markers(ax, x, y, status, colors[rate], 30, positive=True)
+    for rate, g in _by_rate(data, rates):
+        _curve(ax, g, "offered_per_s", "p99", colors[rate], "-", 30, positive=True)
     _latency_axes(ax, bound, _arr(data["offered_per_s"]), "offered deliveries/s (subscribers × rate)", "p99 (ms)")
     present = [r for r in rates if (data["rate"] == r).any()]
     _legend(ax, rates=present, colors=colors, statuses=set(data["status"]), slo=bound)
@@ -397,13 +401,8 @@ def delivered_vs_offered_svg(group: pd.DataFrame, *, mode: str, rates: Sequence[
         _log_axis(ax.yaxis, _count_tick)
     else:
         ax.yaxis.set_major_formatter(FuncFormatter(_count_tick))
-    for rate in rates:
-        g = data[data["rate"] == rate]
-        if g.empty:
-            continue
-        x, y, status = _arr(g["offered_per_s"]), _arr(g["deliveries_per_s"]), g["status"].to_numpy(dtype=str)
-        _trend(ax, x, y, status, colors[rate], "-", positive=positive)
-        _markers(ax, x, y, status, colors[rate], 30, positive=positive)
+    for rate, g in _by_rate(data, rates):
+        _curve(ax, g, "offered_per_s", "deliveries_per_s", colors[rate], "-", 30, positive=positive)
     lo, hi = float(np.nanmin(offered)), float(np.nanmax(offered))
     ax.plot([lo, hi], [lo, hi], color="#999999", ls=":", lw=1.2)
     if not wide:

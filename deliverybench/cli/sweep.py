@@ -254,8 +254,7 @@ def run_sweep(argv: Sequence[str], say: Callable[[str], None] | None = None) -> 
                 verdict = judge_point(result, clauses, stopped_early=result.get("stopped_early"))
                 figures = point_figures(result)
                 key = point_key(fingerprint_key(workload_fingerprint(result_run.document, point.mode)), point.repeat)
-                rel = str(result_run.results_path.relative_to(sweep_dir.resolve()) if result_run.results_path.is_absolute()
-                          and sweep_dir.resolve() in result_run.results_path.parents else result_run.results_path)
+                rel = os.path.relpath(result_run.results_path, sweep_dir)  # the point's run folder is inside
                 failed_to_run += result.get("status") == "failed"
             ran += 1
             index = add_point(index, key, point=point, verdict=verdict, figures=figures, results_path=rel)

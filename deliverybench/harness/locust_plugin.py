@@ -41,7 +41,6 @@ from ..adapters.machine import git_commit, machine_facts, package_versions
 from ..adapters.process_tuning import raise_open_files_limit, settle_gc
 from . import quiet
 from .live import LiveWriter
-from .quiet import wait_for_quiet
 from ..adapters.sampling import ProcessSampler
 from ..core.audit import PublishedLog
 from ..core.options import MODES, schedule_from
@@ -190,7 +189,7 @@ class HarnessProcess:
 
     def _flush_forever(self, stop: gevent.event.Event) -> None:
         while not stop.wait(1.0):
-            wait_for_quiet()
+            quiet.wait_for_quiet()
             if not stop.is_set():
                 self.flush(final=False)
 
@@ -354,7 +353,7 @@ class RunController:
 
     def _sample_forever(self) -> None:
         while True:
-            wait_for_quiet()
+            quiet.wait_for_quiet()
             self.samples.extend(self.sampler.sample())
             gevent.sleep(1.0)
 
