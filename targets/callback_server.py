@@ -77,6 +77,7 @@ from yarl import URL
 from deliverybench.adapters.process_tuning import raise_open_files_limit, settle_gc
 from deliverybench.adapters.http_post import PostClient, request_target
 from deliverybench.core.event import MalformedEvent, decode_head, split_batch
+from targets import hold
 from targets.event_buffer import EventBuffer, poll_handler
 from targets.service_queue import ServiceQueue
 
@@ -168,7 +169,7 @@ class _QueuedEvent:
     seq: int
     text: str  # the raw bytes decoded once, since the signing library wants ``str``
     raw: bytes  # the body, sent verbatim to every subscriber
-    ready_at: float  # loop time before which fan-out must not start (--delay-ms)
+    ready_at: float  # targets.hold.now() time before which fan-out must not start (--delay-ms)
 
 
 class _Slots:
@@ -339,7 +340,7 @@ class Dispatcher:
         """Queue one validated event for fan-out; waits while the queue is full."""
         self._seq += 1
         self.counters.published += 1
-        ready_at = self.service.release_at(asyncio.get_running_loop().time() + self.settings.delay_ms / 1000.0,
+        ready_at = self.service.release_at(hold.now() + self.settings.delay_ms / 1000.0,
                                            len(self._active))
         item = _QueuedEvent(self._seq, text, raw, ready_at)
         try:
@@ -351,12 +352,10 @@ class Dispatcher:
 
     async def _fan_out_loop(self) -> None:
         """Take events in order and start one bounded delivery per active subscription."""
-        loop = asyncio.get_running_loop()
         while True:
             event = await self._queue.get()
-            wait = event.ready_at - loop.time()
-            if wait > 0:
-                await asyncio.sleep(wait)
+            if event.ready_at > hold.now():
+                await hold.sleep_until(event.ready_at)
             targets = self._active
             self._fanout_remaining = len(targets)
             cap = self.settings.max_in_flight_per_subscription

@@ -54,6 +54,7 @@ from websockets.exceptions import ConnectionClosed
 from deliverybench.core.event import MalformedEvent, decode_head, split_batch
 from deliverybench.adapters.children import child_options, stop_group
 from deliverybench.adapters.process_tuning import raise_open_files_limit, settle_gc
+from targets import hold
 from targets._process import announce_ready, url_for, wait_for_signal
 from targets.event_buffer import EventBuffer, poll_handler
 from targets.service_queue import ServiceQueue
@@ -87,7 +88,7 @@ class PushServer:
         self.connections_total = 0
         self.echoed = 0
         self._held: deque[tuple[float, list[int], list[bytes]]] = deque()
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.Handle | None = None
         self.worker_pipes: list[asyncio.WriteTransport] = []
         self.worker_sessions: list[int] = []
         self.worker_tasks: list[asyncio.Task[None]] = []
@@ -128,22 +129,21 @@ class PushServer:
         # One timer and a FIFO, not a timer per batch, so held events keep
         # their publication order whatever the loop does with equal deadlines
         # (the service queue's release times never decrease).
-        loop = asyncio.get_running_loop()
-        at = self.service.release_at(loop.time() + self.delay_s, len(raws) * self.sessions())
+        # The clock is targets.hold's (sub-millisecond), not the loop's (milliseconds).
+        at = self.service.release_at(hold.now() + self.delay_s, len(raws) * self.sessions())
         self._held.append((at, ids, raws))
         if self._timer is None:
-            self._timer = loop.call_at(self._held[0][0], self._release)
+            self._timer = hold.wake_at(asyncio.get_running_loop(), self._held[0][0], self._release)
 
     def _release(self) -> None:
         self._timer = None
-        loop = asyncio.get_running_loop()
-        now = loop.time()
+        now = hold.now()
         held = self._held
         while held and held[0][0] <= now:
             _, ids, raws = held.popleft()
             self.deliver(ids, raws)
         if held:
-            self._timer = loop.call_at(held[0][0], self._release)
+            self._timer = hold.wake_at(asyncio.get_running_loop(), held[0][0], self._release)
 
     def cancel_held(self) -> None:
         if self._timer is not None:

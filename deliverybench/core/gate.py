@@ -33,7 +33,8 @@ How it decides, per mode and metric (see :func:`compare`):
   tolerance and the interval to exclude "no change" (and the Holm-adjusted p
   below alpha); ``unchanged`` needs the interval inside the tolerance band;
   anything else is ``inconclusive``. Latency tolerances never go below an
-  absolute floor (2 ms by default). A count (``lost``, ``refused``,
+  absolute floor (1 ms by default: sub-millisecond
+  noise never fails a job, while a 30 % slower p99 of 5 ms still can). A count (``lost``, ``refused``,
   ``duplicates``) going from zero in every baseline run to anything is a
   regression outright.
 * **Comparability**: the workload fingerprints
@@ -170,7 +171,7 @@ class GateOptions:
             or ``mode.metric``: relative fractions for latencies, throughput
             and CPU cost, absolute events per run for counts.
         latency_floor_ms: latency differences up to this many milliseconds are
-            always tolerated, whatever the relative tolerance (default 2.0).
+            always tolerated, whatever the relative tolerance (default 1.0).
         strict_machine: when the machines differ, refuse (``not_comparable``)
             instead of downgrading regressions to warnings (default False).
         holm_scope: ``"comparison"`` (default) corrects over every gated
@@ -191,7 +192,7 @@ class GateOptions:
     gate: tuple[str, ...] = DEFAULT_GATE
     alpha: float = 0.05
     tolerances: Mapping[str, float] = field(default_factory=dict)
-    latency_floor_ms: float = 2.0
+    latency_floor_ms: float = 1.0
     strict_machine: bool = False
     holm_scope: str = "comparison"
     modes: tuple[str, ...] | None = None
