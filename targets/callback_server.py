@@ -355,7 +355,7 @@ class Dispatcher:
         while True:
             event = await self._queue.get()
             if event.ready_at > hold.now():
-                await hold.sleep_until(event.ready_at)
+                await hold.sleep_until(event.ready_at, precise=self.settings.delay_ms > 0)
             targets = self._active
             self._fanout_remaining = len(targets)
             cap = self.settings.max_in_flight_per_subscription

@@ -133,7 +133,8 @@ class PushServer:
         at = self.service.release_at(hold.now() + self.delay_s, len(raws) * self.sessions())
         self._held.append((at, ids, raws))
         if self._timer is None:
-            self._timer = hold.wake_at(asyncio.get_running_loop(), self._held[0][0], self._release)
+            self._timer = hold.wake_at(asyncio.get_running_loop(), self._held[0][0], self._release,
+                                       precise=self.delay_s > 0)
 
     def _release(self) -> None:
         self._timer = None
@@ -143,7 +144,8 @@ class PushServer:
             _, ids, raws = held.popleft()
             self.deliver(ids, raws)
         if held:
-            self._timer = hold.wake_at(asyncio.get_running_loop(), held[0][0], self._release)
+            self._timer = hold.wake_at(asyncio.get_running_loop(), held[0][0], self._release,
+                                       precise=self.delay_s > 0)
 
     def cancel_held(self) -> None:
         if self._timer is not None:

@@ -46,3 +46,19 @@ def test_wake_at_rearmed_is_never_early_and_sub_millisecond_late() -> None:
     late = _overshoots_us("wake")
     assert min(late) >= 0
     assert statistics.median(late) < 300, late
+
+
+def test_imprecise_holds_take_one_timer_and_are_never_early_by_more_than_its_slack() -> None:
+    """The capacity knob alone takes the coarse timer: no loop turns spent waiting."""
+    async def main() -> tuple[float, float]:
+        loop = asyncio.get_running_loop()
+        at = hold.now() + 0.005
+        handle = hold.wake_at(loop, at, lambda: None, precise=False)
+        assert hasattr(handle, "when")  # a timer (uvloop's own TimerHandle class), not a call_soon handle
+        handle.cancel()
+        assert not hasattr(hold.wake_at(loop, hold.now() + 0.0005, lambda: None), "when")  # precise: a loop turn
+        await hold.sleep_until(at + 0.005, precise=False)
+        return hold.now() - (at + 0.005), at
+
+    late, _ = uvloop.run(main())
+    assert late > -0.0011  # uvloop may round a wait down to whole milliseconds
