@@ -32,12 +32,15 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import statistics
 import subprocess
 import sys
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
+
+from scipy import stats
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
@@ -50,6 +53,18 @@ from deliverybench.core.repeats import merge_repeats  # noqa: E402
 from deliverybench.core.options import PROFILES  # noqa: E402
 
 PER_SIDE = int(PROFILES["ci"]["repeats"])  # the CI profile's --repeats
+
+
+def steal_shares(doc: dict[str, Any]) -> list[float | None]:
+    """Each run's CPU steal (the hypervisor's share of all CPU time while it measured), from its results.
+
+    Why it is printed: on a shared VM a run's p99 follows the steal during it.
+    """
+    out: list[float | None] = []
+    for run in doc["modes"]["push"].get("repeats") or [doc["modes"]["push"]]:
+        value = (run.get("harness") or {}).get("steal_fraction")
+        out.append(float(value) if isinstance(value, (int, float)) else None)
+    return out
 
 
 def pool(out: Path, name: str, runs: int, delay_ms: float, *, reuse: bool = False) -> dict[str, Any]:
@@ -74,9 +89,34 @@ def pool(out: Path, name: str, runs: int, delay_ms: float, *, reuse: bool = Fals
     broken = [i + 1 for i, r in enumerate(repeats) if metric_value(r, "p99") is None]
     if broken:
         raise SystemExit(f"pool {name}: runs {broken} measured nothing (see {out / name}); not counting around them")
-    print(f"[{name}] {len(repeats)} runs in {time.monotonic() - started:.0f} s; p99 per run (ms): "
-          + ", ".join(f"{metric_value(r, 'p99'):.2f}" for r in repeats), flush=True)
+    shares = steal_shares(doc)
+    print(f"[{name}] {len(repeats)} runs in {time.monotonic() - started:.0f} s; p99 per run (ms) [CPU steal]: "
+          + ", ".join(f"{metric_value(r, 'p99'):.2f} [{_pct(st)}]" for r, st in zip(repeats, shares)), flush=True)
     return doc
+
+
+def _pct(share: float | None) -> str:
+    return "?" if share is None else f"{share * 100:.1f} %"
+
+
+def steal_report(docs: dict[str, dict[str, Any]]) -> None:
+    """Each pool's median p99 and steal, and how p99 follows steal over every run (Spearman)."""
+    xs: list[float] = []
+    ys: list[float] = []
+    print()
+    for name, doc in docs.items():
+        shares = steal_shares(doc)
+        p99s = [metric_value(r, "p99") or 0.0 for r in doc["modes"]["push"]["repeats"]]
+        known = [st for st in shares if st is not None]
+        print(f"  pool {name}: median p99 {statistics.median(p99s):.2f} ms over {len(p99s)} runs; "
+              f"CPU steal per run {_pct(min(known)) if known else '?'}-{_pct(max(known)) if known else '?'}")
+        for p99, st in zip(p99s, shares):
+            if st is not None:
+                xs.append(st)
+                ys.append(p99)
+    if len(xs) >= 5:
+        rho, p = stats.spearmanr(xs, ys)
+        print(f"  p99 against CPU steal over {len(xs)} runs: Spearman rho {rho:.2f} (p {p:.2g})")
 
 
 def document(template: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -123,6 +163,11 @@ def main(argv: list[str] | None = None) -> int:
     c_doc = pool(out, "C", 2 * most, 0.10 * median, reuse=args.reuse)
     for k in sides:
         report(k, args.comparisons, rng, a_doc, b_doc, c_doc, median, out)
+    steal_report({"A": a_doc, "B": b_doc, "C": c_doc})
+    for name, doc, meant in (("B", b_doc, 30), ("C", c_doc, 10)):
+        got = statistics.median(metric_value(r, "p99") or 0.0 for r in doc["modes"]["push"]["repeats"])
+        print(f"  pool {name}: meant +{meant} % of A's median p99, measured {(got / median - 1) * 100:+.0f} % "
+              f"(median {got:.2f} ms against {median:.2f} ms)")
     return 0
 
 

@@ -23,7 +23,7 @@ from typing import Iterable
 
 import psutil
 
-from ..core.resources import MACHINE_ROLE, Sample
+from ..core.resources import MACHINE_ROLE, STEAL_ROLE, Sample
 
 __all__ = ["ProcessSampler", "MIN_GAP_S"]
 
@@ -36,6 +36,7 @@ class ProcessSampler:
 
     def __init__(self, targets: Iterable[tuple[str, int]] = ()) -> None:
         self._machine: tuple[float, float] | None = None
+        self._steal: tuple[float, float] | None = None
         self._procs: dict[tuple[str, int], psutil.Process] = {}
         self._last: dict[tuple[str, int], tuple[float, float]] = {}
         for role, pid in targets:
@@ -54,8 +55,10 @@ class ProcessSampler:
         self.add(role, os.getpid())
 
     def add_machine(self) -> None:
-        """Also sample the whole machine: busy CPU over all cores (role ``machine``, pid 0)."""
+        """Also sample the whole machine: busy CPU over all cores (role ``machine``, pid 0) and the
+        hypervisor's steal (role ``steal``, pid 0)."""
         self._machine = (time.time(), _busy_cpu_s())
+        self._steal = (time.time(), _steal_s())
 
     def sample(self, connections: int = -1) -> list[Sample]:
         out: list[Sample] = []
@@ -79,13 +82,26 @@ class ProcessSampler:
             out.append(Sample(now, role, pid, cpu_s, percent, rss, connections if pid == os.getpid() else -1))
         if self._machine is not None:
             now, busy = time.time(), _busy_cpu_s()
-            last_t, last_busy = self._machine
-            percent = 0.0
-            if now - last_t >= MIN_GAP_S:
-                percent = max(0.0, 100.0 * (busy - last_busy) / (now - last_t) / (psutil.cpu_count() or 1))
-                self._machine = (now, busy)
+            percent, self._machine = _share_of_all_cores(self._machine, now, busy)
             out.append(Sample(now, MACHINE_ROLE, 0, busy, percent, psutil.virtual_memory().used))
+        if self._steal is not None:
+            now, stolen = time.time(), _steal_s()
+            percent, self._steal = _share_of_all_cores(self._steal, now, stolen)
+            out.append(Sample(now, STEAL_ROLE, 0, stolen, percent, 0))
         return out
+
+
+def _share_of_all_cores(last: tuple[float, float], now: float, cpu_s: float) -> tuple[float, tuple[float, float]]:
+    """(percent of all cores since ``last``, the reading to compare the next one with)."""
+    last_t, last_cpu = last
+    if now - last_t < MIN_GAP_S:
+        return 0.0, last
+    return max(0.0, 100.0 * (cpu_s - last_cpu) / (now - last_t) / (psutil.cpu_count() or 1)), (now, cpu_s)
+
+
+def _steal_s() -> float:
+    """CPU-seconds the hypervisor has stolen from all cores since boot (0 where not reported)."""
+    return float(getattr(psutil.cpu_times(), "steal", 0.0))
 
 
 def _busy_cpu_s() -> float:

@@ -30,6 +30,7 @@ from deliverybench.core.gate import (
     rank_test_floor,
     repeats_for_alpha,
 )
+from deliverybench.core.gate_report import to_markdown
 from deliverybench.core.gate import _u_null_cdf  # exactness of the null distribution is worth a direct test
 from deliverybench.core.recording import Recorder
 from deliverybench.core.results import build_mode_result, new_document
@@ -505,6 +506,23 @@ def test_different_machine_downgrades_to_a_warning_or_refuses() -> None:
     strict = compare(base, new, options=GateOptions(strict_machine=True))
     assert strict.outcome == "not_comparable"
     assert "machines differ: machine.cpu_model, packages.locust" in strict.modes[0].reasons
+
+
+def test_cpu_steal_is_named_in_a_warning() -> None:
+    """Runs that lost CPU to the hypervisor get a warning naming the steal on each side; calm runs none."""
+    rng = np.random.default_rng(23)
+    base_runs, new_runs = runs(rng, 5), runs(rng, 5)
+    for run in base_runs:
+        run["harness"]["steal_fraction"] = 0.001
+    assert not [w for w in compare(make_doc({"push": base_runs}), make_doc({"push": new_runs})).warnings
+                if "steal" in w]  # 0.1 % and never sampled: nothing to say
+    new_runs[1]["harness"]["steal_fraction"], new_runs[3]["harness"]["steal_fraction"] = 0.014, 0.002
+    c = compare(make_doc({"push": base_runs}), make_doc({"push": new_runs}))
+    steal = [w for w in c.warnings if "steal" in w]
+    assert steal == [w for w in steal if w.startswith("push: the hypervisor took CPU")]
+    assert "steal 0.1 % of CPU time in the baseline runs, 0.2-1.4 % in the new ones" in steal[0]
+    markdown = to_markdown(c)
+    assert "### Warnings" in markdown and "0.2-1.4 %" in markdown
 
 
 def test_saturated_harness_is_never_a_pass() -> None:

@@ -6,6 +6,7 @@ import pytest
 
 from deliverybench.core.resources import (
     MACHINE_ROLE,
+    STEAL_ROLE,
     one_per_second,
     SAMPLE_COLUMNS,
     RoleCost,
@@ -14,6 +15,7 @@ from deliverybench.core.resources import (
     harness_saturation,
     role_costs,
     samples_from_rows,
+    steal_fraction,
 )
 
 MB = 1 << 20
@@ -109,7 +111,7 @@ def test_saturated_when_busy_fraction_above_limit() -> None:
     assert verdict.busy_fraction == pytest.approx(0.4)
     assert "11" in verdict.reason and "40%" in verdict.reason and "not trustworthy" in verdict.reason
     assert verdict.to_dict() == {"saturated": True, "reason": verdict.reason, "busiest_pid": 11, "busy_fraction": 0.4,
-                                 "machine_busy_fraction": None}
+                                 "machine_busy_fraction": None, "steal_fraction": None}
 
 
 def test_a_full_machine_saturates_the_harness_even_at_half_a_core() -> None:
@@ -167,3 +169,14 @@ def test_custom_role() -> None:
     samples = series(5, [0, 100, 100], role="publisher")
     assert harness_saturation(samples, role="publisher").saturated
     assert not harness_saturation(samples).saturated
+
+
+def test_steal_fraction_is_the_mean_share_inside_the_window() -> None:
+    # cumulative steal seconds; cpu_percent is each interval's steal over all cores
+    samples = [Sample(float(t), STEAL_ROLE, 0, 0.01 * t, pct, 0) for t, pct in enumerate([0.0, 1.0, 1.0, 3.0, 0.0])]
+    assert steal_fraction(samples) == pytest.approx(0.0125)  # (1 + 1 + 3 + 0) / 4 %
+    assert steal_fraction(samples, window=(2.0, 3.0)) == pytest.approx(0.03)  # the first reading in it only opens it
+    assert steal_fraction(samples, window=(2.5, 3.5)) is None
+    assert steal_fraction([Sample(1.0, "harness", 1, 1.0, 10.0, 1)]) is None  # never sampled: unknown, not zero
+    verdict = harness_saturation(samples + series(11, [10, 10, 10]))
+    assert not verdict.saturated and verdict.to_dict()["steal_fraction"] == 0.0125
