@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import statistics
 import subprocess
 import sys
 import time
@@ -49,10 +48,22 @@ if str(REPO) not in sys.path:
 from deliverybench.core.gate import compare  # noqa: E402
 from deliverybench.core.metrics import metric_value  # noqa: E402
 from deliverybench.core.repeats import merge_repeats  # noqa: E402
+from deliverybench.core.resources import run_steal_fraction  # noqa: E402
 
 from deliverybench.core.options import PROFILES  # noqa: E402
 
 PER_SIDE = int(PROFILES["ci"]["repeats"])  # the CI profile's --repeats
+
+
+def runs_of_pool(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """The pool's runs (the repeats of its push mode)."""
+    return doc["modes"]["push"].get("repeats") or [doc["modes"]["push"]]
+
+
+def median_p99(doc: dict[str, Any]) -> float:
+    """The pool's median per-run p99 (the upper one of an even count): what the knob is set from."""
+    p99s = sorted(metric_value(r, "p99") or 0.0 for r in runs_of_pool(doc))
+    return p99s[len(p99s) // 2]
 
 
 def steal_shares(doc: dict[str, Any]) -> list[float | None]:
@@ -60,11 +71,7 @@ def steal_shares(doc: dict[str, Any]) -> list[float | None]:
 
     Why it is printed: on a shared VM a run's p99 follows the steal during it.
     """
-    out: list[float | None] = []
-    for run in doc["modes"]["push"].get("repeats") or [doc["modes"]["push"]]:
-        value = (run.get("harness") or {}).get("steal_fraction")
-        out.append(float(value) if isinstance(value, (int, float)) else None)
-    return out
+    return [run_steal_fraction(run) for run in runs_of_pool(doc)]
 
 
 def pool(out: Path, name: str, runs: int, delay_ms: float, *, reuse: bool = False) -> dict[str, Any]:
@@ -85,7 +92,7 @@ def pool(out: Path, name: str, runs: int, delay_ms: float, *, reuse: bool = Fals
     if proc.returncode not in (0, 1):
         raise SystemExit(f"pool {name} failed (exit {proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
     doc = json.loads((out / name / "results.json").read_text())
-    repeats = doc["modes"]["push"].get("repeats") or [doc["modes"]["push"]]
+    repeats = runs_of_pool(doc)
     broken = [i + 1 for i, r in enumerate(repeats) if metric_value(r, "p99") is None]
     if broken:
         raise SystemExit(f"pool {name}: runs {broken} measured nothing (see {out / name}); not counting around them")
@@ -106,9 +113,9 @@ def steal_report(docs: dict[str, dict[str, Any]]) -> None:
     print()
     for name, doc in docs.items():
         shares = steal_shares(doc)
-        p99s = [metric_value(r, "p99") or 0.0 for r in doc["modes"]["push"]["repeats"]]
+        p99s = [metric_value(r, "p99") or 0.0 for r in runs_of_pool(doc)]
         known = [st for st in shares if st is not None]
-        print(f"  pool {name}: median p99 {statistics.median(p99s):.2f} ms over {len(p99s)} runs; "
+        print(f"  pool {name}: median p99 {median_p99(doc):.2f} ms over {len(p99s)} runs; "
               f"CPU steal per run {_pct(min(known)) if known else '?'}-{_pct(max(known)) if known else '?'}")
         for p99, st in zip(p99s, shares):
             if st is not None:
@@ -156,16 +163,14 @@ def main(argv: list[str] | None = None) -> int:
     rng = random.Random(args.seed)
 
     a_doc = pool(out, "A", args.pool, 0.0, reuse=args.reuse)
-    a_runs = a_doc["modes"]["push"]["repeats"]
-    p99s = sorted(metric_value(r, "p99") or 0.0 for r in a_runs)
-    median = p99s[len(p99s) // 2]
+    median = median_p99(a_doc)
     b_doc = pool(out, "B", 2 * most, 0.30 * median, reuse=args.reuse)
     c_doc = pool(out, "C", 2 * most, 0.10 * median, reuse=args.reuse)
     for k in sides:
         report(k, args.comparisons, rng, a_doc, b_doc, c_doc, median, out)
     steal_report({"A": a_doc, "B": b_doc, "C": c_doc})
     for name, doc, meant in (("B", b_doc, 30), ("C", c_doc, 10)):
-        got = statistics.median(metric_value(r, "p99") or 0.0 for r in doc["modes"]["push"]["repeats"])
+        got = median_p99(doc)
         print(f"  pool {name}: meant +{meant} % of A's median p99, measured {(got / median - 1) * 100:+.0f} % "
               f"(median {got:.2f} ms against {median:.2f} ms)")
     return 0

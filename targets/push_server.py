@@ -133,8 +133,7 @@ class PushServer:
         at = self.service.release_at(hold.now() + self.delay_s, len(raws) * self.sessions())
         self._held.append((at, ids, raws))
         if self._timer is None:
-            self._timer = hold.wake_at(asyncio.get_running_loop(), self._held[0][0], self._release,
-                                       precise=self.delay_s > 0)
+            self._arm()
 
     def _release(self) -> None:
         self._timer = None
@@ -144,8 +143,12 @@ class PushServer:
             _, ids, raws = held.popleft()
             self.deliver(ids, raws)
         if held:
-            self._timer = hold.wake_at(asyncio.get_running_loop(), held[0][0], self._release,
-                                       precise=self.delay_s > 0)
+            self._arm()
+
+    def _arm(self) -> None:
+        """Wake for the first held event: exactly for --delay-ms, on the loop's timer for capacity alone."""
+        self._timer = hold.wake_at(asyncio.get_running_loop(), self._held[0][0], self._release,
+                                   precise=self.delay_s > 0)
 
     def cancel_held(self) -> None:
         if self._timer is not None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Iterable
+from typing import Any, Iterable
 
 import psutil
 
@@ -57,8 +57,9 @@ class ProcessSampler:
     def add_machine(self) -> None:
         """Also sample the whole machine: busy CPU over all cores (role ``machine``, pid 0) and the
         hypervisor's steal (role ``steal``, pid 0)."""
-        self._machine = (time.time(), _busy_cpu_s())
-        self._steal = (time.time(), _steal_s())
+        now, times = time.time(), psutil.cpu_times()
+        self._machine = (now, _busy_cpu_s(times))
+        self._steal = (now, _steal_s(times))
 
     def sample(self, connections: int = -1) -> list[Sample]:
         out: list[Sample] = []
@@ -80,12 +81,11 @@ class ProcessSampler:
                 percent = max(0.0, 100.0 * (cpu_s - last_cpu) / gap)
                 self._last[key] = (now, cpu_s)
             out.append(Sample(now, role, pid, cpu_s, percent, rss, connections if pid == os.getpid() else -1))
-        if self._machine is not None:
-            now, busy = time.time(), _busy_cpu_s()
+        if self._machine is not None and self._steal is not None:
+            now, times = time.time(), psutil.cpu_times()  # one reading for both machine figures
+            busy, stolen = _busy_cpu_s(times), _steal_s(times)
             percent, self._machine = _share_of_all_cores(self._machine, now, busy)
             out.append(Sample(now, MACHINE_ROLE, 0, busy, percent, psutil.virtual_memory().used))
-        if self._steal is not None:
-            now, stolen = time.time(), _steal_s()
             percent, self._steal = _share_of_all_cores(self._steal, now, stolen)
             out.append(Sample(now, STEAL_ROLE, 0, stolen, percent, 0))
         return out
@@ -99,12 +99,11 @@ def _share_of_all_cores(last: tuple[float, float], now: float, cpu_s: float) -> 
     return max(0.0, 100.0 * (cpu_s - last_cpu) / (now - last_t) / (psutil.cpu_count() or 1)), (now, cpu_s)
 
 
-def _steal_s() -> float:
+def _steal_s(times: Any) -> float:
     """CPU-seconds the hypervisor has stolen from all cores since boot (0 where not reported)."""
-    return float(getattr(psutil.cpu_times(), "steal", 0.0))
+    return float(getattr(times, "steal", 0.0))
 
 
-def _busy_cpu_s() -> float:
+def _busy_cpu_s(times: Any) -> float:
     """CPU-seconds all cores have spent busy since boot (everything but idle and iowait)."""
-    t = psutil.cpu_times()
-    return float(sum(t) - t.idle - getattr(t, "iowait", 0.0))
+    return float(sum(times) - times.idle - getattr(times, "iowait", 0.0))

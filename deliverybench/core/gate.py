@@ -33,10 +33,10 @@ How it decides, per mode and metric (see :func:`compare`):
   tolerance and the interval to exclude "no change" (and the Holm-adjusted p
   below alpha); ``unchanged`` needs the interval inside the tolerance band;
   anything else is ``inconclusive``. Latency tolerances never go below an
-  absolute floor (1 ms by default: sub-millisecond
-  noise never fails a job, while a 30 % slower p99 of 5 ms still can). A count (``lost``, ``refused``,
-  ``duplicates``) going from zero in every baseline run to anything is a
-  regression outright.
+  absolute floor (1 ms by default: sub-millisecond noise never fails a job,
+  while a 30 % slower p99 of 5 ms still can). A count (``lost``,
+  ``refused``, ``duplicates``) going from zero in every baseline run to
+  anything is a regression outright.
 * **Comparability**: the workload fingerprints
   (:mod:`deliverybench.core.fingerprint`) must match, else ``not_comparable``
   naming the fields. Different machines turn regressions into warnings (or,
@@ -61,6 +61,7 @@ from .fingerprint import fingerprint_diff, fingerprint_key, machine_diff, worklo
 from .metrics import (COUNT_METRICS, HIGHER_IS_BETTER, LATENCY_METRICS, METRIC_NAMES, headline_metric, metric_value,
                       runs_of)
 from .recording import Recorder
+from .resources import run_steal_fraction
 from .status import PUBLISHER_LAG_LIMIT_MS, schedule_lag_p99
 
 __all__ = [
@@ -707,13 +708,7 @@ STEAL_WARNING = 0.005
 def _steal_warning(mode: str, base_runs: Sequence[Mapping[str, Any]], new_runs: Sequence[Mapping[str, Any]]) -> str:
     """Words for a comparison whose runs lost CPU to the hypervisor (empty when none did, or unknown)."""
     def shares(runs: Sequence[Mapping[str, Any]]) -> list[float]:
-        out = []
-        for run in runs:
-            harness = run.get("harness")
-            value = harness.get("steal_fraction") if isinstance(harness, Mapping) else None
-            if isinstance(value, (int, float)) and math.isfinite(value):
-                out.append(float(value))
-        return out
+        return [share for share in map(run_steal_fraction, runs) if share is not None]
 
     base, new = shares(base_runs), shares(new_runs)
     if max(base + new, default=0.0) <= STEAL_WARNING:
@@ -1153,8 +1148,8 @@ def compare(baseline_doc: Mapping[str, Any], new_doc: Mapping[str, Any], *,
         plans.append((shell, stats_, comparable and not untrusted, "; ".join(untrusted)))
         if comparable and untrusted:
             warnings.append(f"{mode}: verdicts held at inconclusive because " + "; ".join(untrusted))
-        steal = _steal_warning(mode, base_runs, new_runs)
-        if comparable and steal:
+        steal = _steal_warning(mode, base_runs, new_runs) if comparable else ""
+        if steal:
             warnings.append(steal)
         if comparable and len(base_runs) == 1 and len(new_runs) == 1:
             warnings.append(f"{mode}: one run per side; verdicts rest on one run (use --repeats 5 for a "

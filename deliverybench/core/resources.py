@@ -8,19 +8,19 @@ figures measure the harness rather than the target and must be flagged.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
 __all__ = ["Sample", "RoleCost", "SaturationVerdict", "role_costs", "harness_saturation", "one_per_second",
-           "SAMPLE_COLUMNS", "MACHINE_ROLE", "STEAL_ROLE"]
+           "SAMPLE_COLUMNS", "MACHINE_ROLE", "STEAL_ROLE", "steal_fraction", "run_steal_fraction"]
 
 SAMPLE_COLUMNS = ("t_s", "role", "pid", "cpu_s", "cpu_percent", "rss_bytes", "connections")
 #: the role of whole-machine samples: pid 0, cpu_percent of all cores (100 = every core busy)
 MACHINE_ROLE = "machine"
 #: The role of the machine's CPU steal: time the hypervisor gave these cores to other guests while
-#: ours wanted them (pid 0; ``cpu_s`` cumulative steal seconds, ``cpu_percent`` of all cores). Why
-#: it is sampled: on a shared VM the p99 of a CI-profile run followed steal with Spearman's rho 0.93
-#: over 7 runs (steal 0-1.4 % of CPU time, p99 5.3-12.5 ms), so a comparison must say when it moved.
+#: ours wanted them (pid 0; ``cpu_s`` cumulative steal seconds, ``cpu_percent`` of all cores). Sampled
+#: because on a shared VM a run's latencies move with it (see ``core.gate.STEAL_WARNING``).
 STEAL_ROLE = "steal"
 
 
@@ -187,6 +187,15 @@ def steal_fraction(samples: Sequence[Sample], *, window: tuple[float, float] | N
     if not rows:
         return None
     return min(1.0, sum(s.cpu_percent for s in rows) / len(rows) / 100.0)
+
+
+def run_steal_fraction(run: Mapping[str, Any]) -> float | None:
+    """The steal share a mode result (one run) recorded in ``harness.steal_fraction``; None if unknown."""
+    harness = run.get("harness")
+    value = harness.get("steal_fraction") if isinstance(harness, Mapping) else None
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
 
 
 def _process_saturation(
