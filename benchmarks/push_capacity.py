@@ -23,6 +23,12 @@ harness needs as many):
    ``/health`` shows the sessions connected, and reads the figures from
    Locust's ``--json-file`` dump.
 
+With ``--receivers sansio,picows`` two more runs measure the WebSocket
+clients the harness could be built on *alone* (no Locust), with the same
+batched recording: the harness's own (websockets' sans-I/O protocol under a
+bare asyncio protocol) and picows (Cython; not a dependency, install it to
+measure it) -- the choice the harness-cost issue asked for.
+
 Measured for each, the same way:
 
 * sessions held: ours -- the audit's ``subscribers_full`` and the peak of the
@@ -50,6 +56,7 @@ Usage::
     python benchmarks/push_capacity.py --sessions 1000 --naive-sessions 500
     python benchmarks/push_capacity.py --skip-naive
     python benchmarks/push_capacity.py --naive-utf8 both   # naive with and without UTF-8 validation
+    python benchmarks/push_capacity.py --design current --skip-naive --receivers sansio,picows  # the client choice
 
 Only 127.0.0.1 is used; every wait is bounded in time.
 """
@@ -427,18 +434,27 @@ def _key(d: dict[str, int], rt: float) -> str:
     raise KeyError(rt)
 
 
-def run_floor(args: argparse.Namespace, out: Path) -> RunFigures:
-    """The floor: bare protocols that only stamp each chunk (``_floor_receiver.py``), same stream."""
-    fig = RunFigures("floor", args.sessions)
-    counts = out / "floor-counts.json"
-    log_path = out / "floor.log"
+#: what each receiver run of ``_floor_receiver.py`` is called in the table, and what it counts
+RECEIVERS = {
+    "floor": ("floor", "chunks received, server pings included: no parsing, no recording, no pong"),
+    "sansio": ("sans-I/O alone", "the harness's receiver (websockets sans-I/O), intake folded each second, no Locust"),
+    "picows": ("picows alone", "picows 2 KB read buffer, auto pong, same intake folded each second, no Locust"),
+}
+
+
+def run_floor(args: argparse.Namespace, out: Path, kind: str = "floor") -> RunFigures:
+    """A receiver of ``_floor_receiver.py`` without Locust (the floor by default), same stream."""
+    label, note = RECEIVERS[kind]
+    fig = RunFigures(label, args.sessions)
+    counts = out / f"{kind}-counts.json"
+    log_path = out / f"{kind}.log"
     target = PushTarget(workers=target_workers(args.sessions))
     proc = None
     mon = None
     try:
         target.start()
         cmd = [sys.executable, str(REPO / "benchmarks" / "_floor_receiver.py"), "--url", target.egress_url("push") or "",
-               "--sessions", str(args.sessions), "--out", str(counts),
+               "--sessions", str(args.sessions), "--out", str(counts), "--kind", kind,
                "--seconds", str(args.connect_timeout + args.duration + args.drain + 60)]
         proc = start_locust(cmd, log_path)
         mon = Monitor(proc.pid, target.pids()[0], target.health_url or "")
@@ -465,9 +481,12 @@ def run_floor(args: argparse.Namespace, out: Path) -> RunFigures:
             end_process(proc, 30)
         target.stop()
     if counts.exists():
-        fig.deliveries = int(json.loads(counts.read_text())["deliveries"])
+        got = json.loads(counts.read_text())
+        fig.deliveries = int(got["deliveries"])
         fig.expected = published * fig.held_at_publish
-        fig.notes.append("chunks received, server pings included: no parsing, no recording, no pong")
+        if kind != "floor":  # the floor counts chunks (pings too), not deliveries
+            fig.lost = fig.expected - fig.deliveries
+        fig.notes.append(note + (f"; {got['errors']} errors" if got.get("errors") else ""))
     else:
         fig.notes.append(f"no counts written; log tail:\n{tail(log_path)}")
     return fig
@@ -646,6 +665,10 @@ def main(argv: list[str] | None = None) -> int:
                         "client, a task and a running greenlet per session), or both (default)")
     p.add_argument("--skip-floor", action="store_true",
                    help="do not measure the floor (bare protocols that only stamp: what any receiver costs here)")
+    p.add_argument("--receivers", default="",
+                   help="also measure WebSocket clients alone, without Locust, with the same recording: "
+                        "'sansio' (the harness's, websockets sans-I/O), 'picows', or 'sansio,picows' -- "
+                        "the choice between the two (picows must be installed; it is not a dependency)")
     p.add_argument("--naive-utf8", choices=("validate", "skip", "both"), default="validate",
                    help="naive run(s): websocket-client defaults (validate UTF-8 in pure Python), "
                         "skip_utf8_validation=True, or both (default: validate)")
@@ -659,6 +682,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stall", type=float, default=20.0, help="naive: give up waiting after this long without a new session")
     p.add_argument("--out", default="", help="directory for logs and results (default /tmp/push_capacity-<time>)")
     args = p.parse_args(argv)
+    args.receivers = [k for k in args.receivers.split(",") if k]
+    if any(k not in ("sansio", "picows") for k in args.receivers):
+        p.error("--receivers takes sansio, picows or both, comma-separated")
+    if "picows" in args.receivers:
+        try:
+            import picows  # noqa: F401
+        except ImportError:
+            p.error("--receivers picows needs picows installed (pip install 'picows>=2.3,<2.4')")
     if args.naive_sessions is None:
         args.naive_sessions = args.sessions
     if min(args.sessions, args.naive_sessions) < 1 or args.rate <= 0 or args.duration <= 0:
@@ -681,6 +712,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[floor] {args.sessions:,} bare sessions ...", flush=True)
         fig = run_floor(args, out)
         print(f"[floor] done: {fig.deliveries:,} chunks, {fmt(fig.cpu_us_per_delivery, '.1f')} us each", flush=True)
+        figs.append(fig)
+    for kind in args.receivers:
+        time.sleep(2)
+        print(f"[{kind}] {args.sessions:,} sessions, receiver alone ...", flush=True)
+        fig = run_floor(args, out, kind)
+        print(f"[{kind}] done: {fig.deliveries:,} deliveries, {fmt(fig.cpu_us_per_delivery, '.1f')} us each", flush=True)
         figs.append(fig)
     if not args.skip_naive:
         variants = {"validate": [False], "skip": [True], "both": [False, True]}[args.naive_utf8]
