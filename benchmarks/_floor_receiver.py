@@ -68,12 +68,6 @@ class Bare(asyncio.Protocol):
             self.opened = True
 
 
-def _recorder() -> Any:
-    from deliverybench.core.process_recorder import ProcessRecorder
-
-    return ProcessRecorder("push")
-
-
 async def _connect_floor(url: str, sessions: int) -> None:
     parts = urlsplit(url)
     request = REQUEST % ((parts.path or "/").encode(), parts.netloc.encode())
@@ -182,7 +176,9 @@ async def main(args: argparse.Namespace) -> None:
     if args.kind == "floor":
         await _connect_floor(args.url, args.sessions)
     else:
-        recorder = _recorder()
+        from deliverybench.core.process_recorder import ProcessRecorder
+
+        recorder = ProcessRecorder("push")
         loop.create_task(_fold_forever(recorder, counts))
         await (_connect_sansio if args.kind == "sansio" else _connect_picows)(args.url, args.sessions, recorder)
     try:

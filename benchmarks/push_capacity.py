@@ -442,7 +442,7 @@ RECEIVERS = {
 }
 
 
-def run_floor(args: argparse.Namespace, out: Path, kind: str = "floor") -> RunFigures:
+def run_receiver(args: argparse.Namespace, out: Path, kind: str = "floor") -> RunFigures:
     """A receiver of ``_floor_receiver.py`` without Locust (the floor by default), same stream."""
     label, note = RECEIVERS[kind]
     fig = RunFigures(label, args.sessions)
@@ -682,9 +682,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stall", type=float, default=20.0, help="naive: give up waiting after this long without a new session")
     p.add_argument("--out", default="", help="directory for logs and results (default /tmp/push_capacity-<time>)")
     args = p.parse_args(argv)
+    clients = [k for k in RECEIVERS if k != "floor"]
     args.receivers = [k for k in args.receivers.split(",") if k]
-    if any(k not in ("sansio", "picows") for k in args.receivers):
-        p.error("--receivers takes sansio, picows or both, comma-separated")
+    if any(k not in clients for k in args.receivers):
+        p.error(f"--receivers takes {' or '.join(clients)}, or both comma-separated")
     if "picows" in args.receivers:
         try:
             import picows  # noqa: F401
@@ -710,13 +711,13 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_floor:
         time.sleep(2)
         print(f"[floor] {args.sessions:,} bare sessions ...", flush=True)
-        fig = run_floor(args, out)
+        fig = run_receiver(args, out)
         print(f"[floor] done: {fig.deliveries:,} chunks, {fmt(fig.cpu_us_per_delivery, '.1f')} us each", flush=True)
         figs.append(fig)
     for kind in args.receivers:
         time.sleep(2)
         print(f"[{kind}] {args.sessions:,} sessions, receiver alone ...", flush=True)
-        fig = run_floor(args, out, kind)
+        fig = run_receiver(args, out, kind)
         print(f"[{kind}] done: {fig.deliveries:,} deliveries, {fmt(fig.cpu_us_per_delivery, '.1f')} us each", flush=True)
         figs.append(fig)
     if not args.skip_naive:
