@@ -316,6 +316,27 @@ def _o(name: str, kind: type, default: Any, help: str, group: str, **kw: Any) ->
 
 _COMMON, _STREAM, _PUBLISHER, _TARGET = "Common options", "Event stream", "Publisher", "Target"
 _GATE = "CI gate (compare with a baseline; absolute objectives)"
+
+#: named sets of defaults (``--profile``), applied before the file, the environment and the command line
+PROFILES: dict[str, dict[str, Any]] = {
+    # 5 repeats of 20 s: 5 vs 5 is the smallest rank test that can reach p < 0.05 with room to spare;
+    # 20 s, not 8: a run's p99 rests on 1 % of its deliveries, and in 8 s one slow second of a shared
+    # machine is that 1 % (per-run p99 spread 5.9-21 ms at 8 s, 5.4-8.4 ms at 20 s on the 2-core box).
+    # 1,000 subscribers at 5 events/s, not 100 at 20: each event's fan-out then spans ~15 ms, so
+    # p99 is the tail of every event rather than of the slowest few, a shared machine's few-ms stalls
+    # are a fraction of it instead of a doubling, and a 15 % tolerance lies above the 1 ms floor.
+    # Poll (whose latency is its interval) is left to plain runs.
+    "ci": {"modes": ("push", "callback"), "subscribers": 1000, "rate": 5.0, "duration": 20.0,
+           "warmup": 2.0, "drain": 2.0, "settle": 0.5, "repeats": 5},
+}
+
+
+def _profile_words(profile: dict[str, Any]) -> str:
+    """A profile in words, for ``--profile``'s help (the values are declared once, above)."""
+    return (f"{' and '.join(profile['modes'])}, {profile['subscribers']:,} subscribers, {profile['rate']:g} events/s, "
+            f"{profile['duration']:g} s after a {profile['warmup']:g} s warm-up, {profile['repeats']} repeats")
+
+
 _PUSH, _CALLBACK, _BURST, _POLL = ("Push mode", "Callback mode (the harness as webhook receiver)",
                                    "Burst mode (the harness as webhook producer)", "Poll mode")
 _PLUMBING = "Set by run_bench.py (or by the master) for each mode"
@@ -341,8 +362,8 @@ OPTIONS: tuple[Option, ...] = (
     _o("report", bool, True, "Do not render report.html.", _COMMON, scope="run", handoff="never", negate=True),
     _o("overwrite", bool, False, "Write into a run folder that already holds a results file.", _COMMON,
        scope="run", handoff="never"),
-    _o("profile", str, "", "A named set of defaults: 'ci' is small enough for a CI job (push and callback, "
-       "1,000 subscribers, 5 events/s, 20 s after a 2 s warm-up, 5 repeats).", _COMMON, scope="run", handoff="never", choices=("", "ci")),
+    _o("profile", str, "", f"A named set of defaults: 'ci' is small enough for a CI job ({_profile_words(PROFILES['ci'])}).",
+       _COMMON, scope="run", handoff="never", choices=("", *PROFILES)),
     _o("repeats", int, 1, "Independent runs of each mode (a fresh target and Locust each); the run is what the "
        "CI gate compares.", _GATE, scope="run", handoff="never", checks=(between(1, 50),)),
     _o("baseline", str, "", "A results file to compare this run with (writes comparison.json, comparison.md, "
@@ -459,18 +480,6 @@ OPTIONS: tuple[Option, ...] = (
        scope="locust", handoff="never", web_ui=False),
 )
 
-#: named sets of defaults (``--profile``), applied before the file, the environment and the command line
-PROFILES: dict[str, dict[str, Any]] = {
-    # 5 repeats of 20 s: 5 vs 5 is the smallest rank test that can reach p < 0.05 with room to spare;
-    # 20 s, not 8: a run's p99 rests on 1 % of its deliveries, and in 8 s one slow second of a shared
-    # machine is that 1 % (per-run p99 spread 5.9-21 ms at 8 s, 5.4-8.4 ms at 20 s on the 2-core box).
-    # 1,000 subscribers at 5 events/s, not 100 at 20: the same events' fan-out then spans ~15 ms, so
-    # p99 is the tail of every event rather than of the slowest few, a shared machine's few-ms stalls
-    # are a fraction of it instead of a doubling, and a 15 % tolerance lies above the 1 ms floor.
-    # Poll (whose latency is its interval) is left to plain runs.
-    "ci": {"modes": ("push", "callback"), "subscribers": 1000, "rate": 5.0, "duration": 20.0,
-           "warmup": 2.0, "drain": 2.0, "settle": 0.5, "repeats": 5},
-}
 
 _BY_DEST: dict[str, Option] = {o.dest: o for o in OPTIONS}
 assert len(_BY_DEST) == len(OPTIONS), "two options share a name"
