@@ -68,6 +68,9 @@ def merge_repeats(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "published": sum(int(t.get("published", 0) or 0) for t in throughputs),
         "accepted": sum(int(t.get("accepted", 0) or 0) for t in throughputs),
         "stream_seconds": round(sum(float(t.get("stream_seconds", 0) or 0) for t in throughputs), 3),
+        "span_seconds": round(sum(float(t.get("span_seconds", 0) or 0) for t in throughputs), 3),
+        "span_from": ("schedule" if all(t.get("span_from") == "schedule" for t in throughputs)
+                      else "whole_seconds"),
     }
     errors: dict[str, int] = {}
     series_rows: list[Any] = []

@@ -30,6 +30,7 @@ __all__ = [
     "SERIES_COLUMNS",
     "per_second_series",
     "build_mode_result",
+    "delivery_span_ns",
     "new_document",
     "merge_documents",
     "dumps",
@@ -107,6 +108,25 @@ def per_second_series(
     return rows
 
 
+def delivery_span_ns(due_ns: Sequence[int], last_arrival_ns: Iterable[int]) -> int | None:
+    """How long the measured stream's deliveries took: the first due time to the later of the schedule's end
+    and the last arrival (None without events or time).
+
+    Why not the whole seconds that saw deliveries: a 20-second stream straddles 20 or 21 wall-clock seconds
+    depending on where it starts, so identical runs differed by 5 % in deliveries/s -- noise a regression gate
+    then has to see through. The schedule's end is its last due time plus one mean spacing, so N evenly spaced
+    events span exactly N spacings and a target that keeps up delivers exactly subscribers x rate; a target
+    that falls behind stretches the span to its last arrival, and its rate drops with it.
+    """
+    if not due_ns:
+        return None
+    first, last = min(due_ns), max(due_ns)
+    step = (last - first) / (len(due_ns) - 1) if len(due_ns) > 1 else 0.0
+    end = max(last + step, max(last_arrival_ns, default=first))
+    span = int(end - first)
+    return span if span > 0 else None
+
+
 def build_mode_result(
     *,
     mode: str,
@@ -118,6 +138,7 @@ def build_mode_result(
     published_ok: Sequence[bool],
     stream_start_ns: int,
     published_sent_ns: Sequence[int] | None = None,
+    span_ns: int | None = None,
     started_ns: int,
     ended_ns: int,
     fanout_ns: Sequence[int | None] = (),
@@ -133,7 +154,9 @@ def build_mode_result(
 ) -> dict[str, Any]:
     """Assemble the JSON-ready result of one mode.
 
-    Everything time-like is passed in; the function reads no clock.
+    Everything time-like is passed in; the function reads no clock. ``span_ns``
+    (:func:`delivery_span_ns`) is what deliveries/s divides by; without it, the
+    whole seconds that saw deliveries.
     """
     error_triples = [(int(sec), str(kind), int(n)) for sec, kind, n in errors_series]
     error_rows = [list(row) for row in error_triples]
@@ -147,7 +170,9 @@ def build_mode_result(
     deliveries = recorder.count(headline)
     stream_s = max((ended_ns - stream_start_ns) / NS_PER_S, 1e-9)
     delivery_seconds = recorder.seconds(headline)
-    active_s = (delivery_seconds[-1] - delivery_seconds[0] + 1) if delivery_seconds else 0
+    active_s: float = (delivery_seconds[-1] - delivery_seconds[0] + 1) if delivery_seconds else 0
+    if span_ns and headline == "delivery":
+        active_s = span_ns / NS_PER_S
     costs = role_costs(samples)
     window = (stream_start_ns / NS_PER_S, ended_ns / NS_PER_S)
     saturation = harness_saturation(samples, window=window)
@@ -171,6 +196,8 @@ def build_mode_result(
             "published": published,
             "accepted": accepted,
             "stream_seconds": round(stream_s, 3),
+            "span_seconds": round(float(active_s), 3),
+            "span_from": "schedule" if span_ns and headline == "delivery" else "whole_seconds",
         },
         "series": {"columns": list(SERIES_COLUMNS), "rows": per_second_series(
             recorder, published_due_ns=published_due_ns, published_ok=published_ok,

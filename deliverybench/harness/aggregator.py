@@ -23,7 +23,7 @@ from ..core.audit import (
 )
 from ..core.recording import Recorder
 from ..core.resources import Sample
-from ..core.results import build_mode_result
+from ..core.results import build_mode_result, delivery_span_ns
 
 __all__ = ["payload_to_wire", "payload_from_wire", "RunAggregator"]
 
@@ -161,6 +161,8 @@ class RunAggregator:
             published_due_ns=log.due_ns,
             published_ok=[ok and i >= first_id for i, ok in enumerate(log.ok)],
             published_sent_ns=[0 if i < first_id else t for i, t in enumerate(log.sent_ns)],
+            span_ns=delivery_span_ns(log.due_ns[first_id:],
+                                     (t for i, t in self.fanout.last_ns.items() if i >= first_id)),
             stream_start_ns=stream_start_ns,
             started_ns=started_ns,
             ended_ns=ended_ns,

@@ -16,6 +16,7 @@ from deliverybench.core.results import (
     ResultsFormatError,
     ResultsVersionError,
     build_mode_result,
+    delivery_span_ns,
     dumps,
     loads,
     merge_documents,
@@ -104,7 +105,8 @@ def test_build_mode_result_fields() -> None:
                                             "refused 12 % (1 of 8 published events)"]
     assert (result["started_ns"], result["stream_start_ns"], result["ended_ns"]) == (T0 - NS, T0, T0 + 4 * NS)
     assert result["throughput"] == {"deliveries": 30, "deliveries_per_s": 15.0, "published": 7,
-                                    "accepted": 7, "stream_seconds": 4.0}
+                                    "accepted": 7, "stream_seconds": 4.0, "span_seconds": 2.0,
+                                    "span_from": "whole_seconds"}
     assert sorted(result["summary"]) == ["delivery", "service"]
     assert result["summary"]["delivery"]["count"] == 30
     assert result["summary"]["service"] == summarize(make_recorder().total("service"))
@@ -241,3 +243,21 @@ def test_merge_documents_rejects_duplicates_empty_and_invalid() -> None:
     old = dict(a, schema_version=0)
     with pytest.raises(ResultsVersionError):
         merge_documents([a, old], run_id="x")
+
+
+def test_delivery_span_is_the_schedules_own_span_unless_arrivals_run_past_it() -> None:
+    """20 events at 5/s span exactly 4 s wherever the stream starts within a wall-clock second."""
+    for offset in (0, 300 * MS, 999 * MS):
+        due = [T0 + offset + i * 200 * MS for i in range(20)]
+        kept_up = [d + 15 * MS for d in due]
+        assert delivery_span_ns(due, kept_up) == 4 * NS
+        behind = [d + 15 * MS for d in due[:-1]] + [due[-1] + 1800 * MS]
+        assert delivery_span_ns(due, behind) == 3800 * MS + 1800 * MS
+    assert delivery_span_ns([T0], [T0 + 40 * MS]) == 40 * MS  # one event (a burst): due -> its last arrival
+    assert delivery_span_ns([], [T0]) is None and delivery_span_ns([T0], []) is None
+
+
+def test_deliveries_per_s_over_the_span_when_given() -> None:
+    result = make_mode(span_ns=3 * NS // 2)
+    assert result["throughput"]["deliveries_per_s"] == 20.0  # 30 deliveries in 1.5 s
+    assert (result["throughput"]["span_seconds"], result["throughput"]["span_from"]) == (1.5, "schedule")
