@@ -31,7 +31,10 @@ How it decides, per mode and metric (see :func:`compare`):
   The words say the verdict rests on one run.
 * **Verdicts**: ``regression`` / ``improvement`` need the estimate beyond the
   tolerance and the interval to exclude "no change" (and the Holm-adjusted p
-  below alpha); ``unchanged`` needs the interval inside the tolerance band;
+  below alpha; the Holm family is the gated metrics that could reach p < alpha
+  at all -- one whose values no split of the runs could make significant, like a
+  deliveries/s that is the offered rate in every run, is left out, see
+  :func:`smallest_possible_p`); ``unchanged`` needs the interval inside the tolerance band;
   anything else is ``inconclusive``. Latency tolerances never go below an
   absolute floor (1 ms by default: sub-millisecond noise never fails a job,
   while a 30 % slower p99 of 5 ms still can). A count (``lost``,
@@ -83,6 +86,7 @@ __all__ = [
     "holm_adjust",
     "rank_test_floor",
     "repeats_for_alpha",
+    "smallest_possible_p",
     "hodges_lehmann",
     "quantile_interval",
 ]
@@ -342,6 +346,25 @@ def _mann_whitney_p(x: Sequence[float], y: Sequence[float]) -> float:
         method = "asymptotic"
     p = float(stats.mannwhitneyu(y, x, alternative="two-sided", method=method).pvalue)
     return 1.0 if math.isnan(p) else min(p, 1.0)
+
+
+def smallest_possible_p(x: Sequence[float], y: Sequence[float]) -> float:
+    """The smallest two-sided Mann-Whitney p that any split of the pooled values into ``len(x)`` and ``len(y)``
+    could give: the lowest values on one side (or the other).
+
+    Why: the pooled values -- ties included -- are the same under every relabelling of the runs, so a metric whose
+    smallest possible p is above alpha can never be significant, whatever the truth. Leaving it out of the Holm
+    family (Tarone's argument) costs no error control and gives the others their power back: a deliveries/s that is
+    exactly the offered rate in every run must not halve the alpha p99 is tested at. Without ties this is
+    :func:`rank_test_floor`.
+    """
+    pooled = sorted([*x, *y])
+    n1 = len(x)
+    if n1 < 1 or len(y) < 1:
+        return 1.0
+    low_first = _mann_whitney_p(pooled[:n1], pooled[n1:])
+    high_first = _mann_whitney_p(pooled[len(pooled) - n1:], pooled[:len(pooled) - n1])
+    return min(low_first, high_first)
 
 
 class _Quantiles:
@@ -658,6 +681,7 @@ class _Stat:
     n1: int = 0
     n2: int = 0
     floor: float | None = None
+    p_min: float | None = None  # the smallest p any split of these very values could give
     family: int = 1
 
     @property
@@ -736,6 +760,7 @@ def _rank_stat(s: _Stat, base: list[float], new: list[float], alpha: float) -> N
     shift, (lo, hi), coverage = hodges_lehmann(x, y, alpha=alpha)
     s.method = "rank_test"
     s.p = _mann_whitney_p(x, y)
+    s.p_min = smallest_possible_p(x, y)
     s.coverage = coverage
     s.n1, s.n2 = len(x), len(y)
     s.floor = rank_test_floor(len(x), len(y))
@@ -782,17 +807,20 @@ def _single_stat(s: _Stat, base_run: Mapping[str, Any], new_run: Mapping[str, An
         d_n = _number(new_run.get("throughput", {}).get("deliveries"))
         if d_b and d_n:
             t_b, t_n = d_b / s.base_est, d_n / s.new_est
+            # a rate over the whole seconds that saw deliveries (older results, ack-timed modes) is up to 2 s off
+            exact = all(run.get("throughput", {}).get("span_from") == "schedule" for run in (base_run, new_run))
+            slack = 0.0 if exact else 2.0
 
             def rate_at(a: float) -> tuple[float, float]:
                 low, high = _poisson_ratio(d_n, d_b, t_n, t_b, a)
-                # deliveries/s divides by whole seconds: up to 2 s more than the real span
-                low *= max(t_b - 2.0, 0.0) / t_b
-                high = high * t_n / (t_n - 2.0) if t_n > 2.0 else math.inf
+                low *= max(t_b - slack, 0.0) / t_b
+                high = high * t_n / (t_n - slack) if t_n > slack else math.inf
                 return low, high
 
             interval_at = rate_at
             s.method = "poisson"
-            s.note = "Poisson interval of the delivery counts, widened for whole-second windows"
+            s.note = ("Poisson interval of the delivery counts" if not slack
+                      else "Poisson interval of the delivery counts, widened for whole-second windows")
     elif metric in COUNT_METRICS:
         e_b = _number(base_run.get("audit", {}).get("expected")) or 1.0
         e_n = _number(new_run.get("audit", {}).get("expected")) or 1.0
@@ -1155,11 +1183,15 @@ def compare(baseline_doc: Mapping[str, Any], new_doc: Mapping[str, Any], *,
             warnings.append(f"{mode}: one run per side; verdicts rest on one run (use --repeats 5 for a "
                             f"comparison of runs)")
 
-    # -- phase 2: Holm over the gated metrics that have a test
+    # -- phase 2: Holm over the gated metrics that have a test and could pass it
     families: dict[str, list[_Stat]] = {}
+    cannot_pass: set[int] = set()
     for shell, stats_, trusted, _ in plans:
         for s in stats_:
             if s.gated and s.fixed is None and s.p is not None and trusted:
+                if s.p_min is not None and s.p_min > options.alpha:
+                    cannot_pass.add(id(s))  # see smallest_possible_p: no relabelling of runs could reject it
+                    continue
                 families.setdefault("*" if options.holm_scope == "comparison" else shell.mode, []).append(s)
     adjusted: dict[int, float] = {}
     for members in families.values():
@@ -1180,6 +1212,10 @@ def compare(baseline_doc: Mapping[str, Any], new_doc: Mapping[str, Any], *,
                 verdict, words, k = NOT_COMPARABLE, s.fixed_words, None
             else:
                 verdict, words, k = _decide(s, p_adj, options, trusted, untrusted_words)
+                if id(s) in cannot_pass and s.floor is not None and s.floor <= options.alpha:
+                    assert s.p_min is not None  # ties, not the number of runs, keep it from significance
+                    words += (f"; no split of these runs could reach p < {options.alpha:g} (smallest possible "
+                              f"{s.p_min:.2g}), so it is left out of the Holm correction")
             warning_only = bool(machines) and not refuse_machine and verdict in (REGRESSION, IMPROVEMENT)
             if warning_only and verdict == REGRESSION:
                 words += "; the machines differ, so this is a warning only"

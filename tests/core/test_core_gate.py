@@ -29,6 +29,7 @@ from deliverybench.core.gate import (
     quantile_interval,
     rank_test_floor,
     repeats_for_alpha,
+    smallest_possible_p,
 )
 from deliverybench.core.gate_report import to_markdown
 from deliverybench.core.gate import _u_null_cdf  # exactness of the null distribution is worth a direct test
@@ -54,8 +55,11 @@ def params(**overrides: Any) -> dict[str, Any]:
 
 def make_run(latencies_ms: np.ndarray, *, mode: str = "push", seconds: int = 10, lost: int = 0,
              subscribers: int = 1, status: str = "ok", saturated: bool = False, delay_ms: float = 0.0,
-             **param_overrides: Any) -> dict[str, Any]:
-    """One run's mode result with real HDR histograms of ``latencies_ms`` spread over ``seconds``."""
+             exact_span: bool = False, **param_overrides: Any) -> dict[str, Any]:
+    """One run's mode result with real HDR histograms of ``latencies_ms`` spread over ``seconds``.
+
+    ``exact_span``: deliveries/s over the schedule's span (as runs measure it) instead of whole seconds.
+    """
     recorder = Recorder()
     us = np.maximum(np.rint(np.asarray(latencies_ms) * 1000.0), 1).astype(np.int64)
     for i, chunk in enumerate(np.array_split(us, seconds)):
@@ -70,7 +74,8 @@ def make_run(latencies_ms: np.ndarray, *, mode: str = "push", seconds: int = 10,
                            "options": {"host": "127.0.0.1", "delay_ms": delay_ms}},
         params=params(subscribers=subscribers, **param_overrides), recorder=recorder, audit_totals=totals,
         published_due_ns=due, published_ok=[True] * events, stream_start_ns=T0, started_ns=T0 - NS,
-        ended_ns=T0 + seconds * NS, status=status, failure="it broke" if status == "failed" else None)
+        ended_ns=T0 + seconds * NS, status=status, failure="it broke" if status == "failed" else None,
+        span_ns=seconds * NS if exact_span else None)
     result["harness"] = {"saturated": saturated, "reason": "harness process 7 was above 90% CPU" if saturated
                          else "fine", "busiest_pid": 7, "busy_fraction": 1.0 if saturated else 0.0}
     return result
@@ -223,8 +228,9 @@ def test_known_shift_five_vs_five_is_a_regression() -> None:
     assert 1.3 < p99.ratio < 1.5
     assert p99.interval[0] > 1.15  # the whole interval lies beyond the tolerance here
     assert p99.p_value == pytest.approx(2 / 252)  # complete separation: the 5 vs 5 floor
-    # Holm over the gated metrics with a test (p99 and deliveries/s; lost is decided by rule)
-    assert p99.p_adjusted == pytest.approx(2 * 2 / 252)
+    # Holm over the gated metrics that could pass a test: deliveries/s is 300.0 in every run, so p99 alone
+    # (lost is decided by rule)
+    assert p99.p_adjusted == pytest.approx(2 / 252)
     assert len(p99.baseline_values) == len(p99.new_values) == 5
     assert "slower by" in p99.words and "beyond the 15 % tolerance" in p99.words
     assert c.outcome == "regression"
@@ -260,10 +266,10 @@ def test_three_vs_three_is_inconclusive_and_says_why() -> None:
     assert p99.repeats_needed == 4
     assert p99.interval == (0.0, math.inf)
     assert only_p99.outcome == "pass" and [m.label for m in only_p99.inconclusive] == ["push.p99"]
-    # with the default gate, Holm over two tested metrics needs p < 0.025: five runs a side
-    default = metric(compare(base, new), "push", "p99")
-    assert default.verdict == "inconclusive"
-    assert "use --repeats 5 or more" in default.words and "Holm" in default.words
+    # the default gate adds deliveries/s, which no 3 vs 3 split can make significant either: the same advice
+    default = compare(base, new)
+    assert metric(default, "push", "p99").words == p99.words
+    assert "3 vs 3 runs cannot reach p < 0.05" in metric(default, "push", "deliveries_per_s").words
 
 
 def test_two_vs_two_is_inconclusive() -> None:
@@ -308,6 +314,26 @@ def test_holm_is_applied_across_gated_metrics() -> None:
     # ungated metrics are shown with their raw p and no adjustment
     p99_9 = metric(per_mode, "push", "p99_9")
     assert not p99_9.gated and p99_9.p_adjusted is None
+
+
+def test_a_metric_that_no_split_of_runs_could_pass_is_left_out_of_holm() -> None:
+    """Exact deliveries/s (the offered rate in every run) must not halve the alpha p99 is tested at."""
+    latencies = lognormal(np.random.default_rng(22), 3000)
+    base = make_doc({"push": [make_run(latencies * f, exact_span=True) for f in RUN_FACTORS]})
+    # +35 % in three runs, +2 % in two: U = 2 of 25, p = 4/252 * 2 = 0.032
+    new = make_doc({"push": [make_run(latencies * f, exact_span=True) for f in (1.02, 1.025, 1.35, 1.4, 1.45)]})
+    comparison = compare(base, new)
+    dps = metric(comparison, "push", "deliveries_per_s")
+    assert set(dps.baseline_values) | set(dps.new_values) == {300.0}
+    assert dps.p_adjusted is None and "left out of the Holm correction" in dps.words
+    p99 = metric(comparison, "push", "p99")
+    assert p99.p_value == pytest.approx(8 / 252)
+    assert p99.p_adjusted == pytest.approx(8 / 252)  # a family of one: p99 alone could be rejected
+    assert p99.verdict == "regression"
+    # one run's rate off by one delivery is still a tie-bound metric that cannot reach p < 0.05 ...
+    assert smallest_possible_p([1.0] * 5, [1.0] * 4 + [1.1]) == pytest.approx(1.0)
+    # ... while untied values reach the rank test's floor
+    assert smallest_possible_p([1.0, 2.0, 3.0, 4.0, 5.0], [6.0, 7.0, 8.0, 9.0, 10.0]) == pytest.approx(2 / 252)
 
 
 def test_latency_differences_below_the_floor_never_fail() -> None:
@@ -389,6 +415,20 @@ def test_single_run_throughput_within_counting_noise_is_not_a_regression() -> No
     collapsed = metric(compare(base, worse), "push", "deliveries_per_s")
     assert collapsed.verdict == "regression"
     assert collapsed.interval[1] < 0.9
+
+
+def test_single_run_throughput_over_the_schedules_span_needs_no_whole_second_slack() -> None:
+    """Divided by the schedule's own span, one run's rate is as exact as its Poisson count allows."""
+    rng = np.random.default_rng(7)
+    base = make_doc({"push": [make_run(lognormal(rng, 20000), exact_span=True)]})
+    assert base["modes"]["push"]["throughput"]["deliveries_per_s"] == 2000.0
+    slightly = metric(compare(base, make_doc({"push": [make_run(lognormal(rng, 19500), exact_span=True)]})),
+                      "push", "deliveries_per_s")
+    assert slightly.verdict == "unchanged" and "whole-second" not in slightly.words
+    assert 0.9 < slightly.interval[0] < slightly.interval[1] < 1.0
+    fewer = metric(compare(base, make_doc({"push": [make_run(lognormal(rng, 17600), exact_span=True)]})),
+                   "push", "deliveries_per_s")
+    assert fewer.verdict == "regression" and fewer.interval[1] < 0.9
 
 
 # ---------------------------------------------------------------- counts
