@@ -1,13 +1,18 @@
 """Does the CI gate raise false alarms, and does it catch real slow-downs? Counted, on this machine.
 
-Three pools of CI-profile push runs are measured (each run an ordinary
-``run_bench.py`` repeat: fresh built-in target, fresh Locust, warm-up
-discarded):
+Three pools of CI-profile push runs are measured (each run its own
+``run_bench.py --profile ci --repeats 1``: fresh built-in target, fresh Locust,
+warm-up discarded):
 
 * **A** -- the target as it is (``--pool`` runs);
 * **B** -- the target's test knob ``--target-delay-ms`` set to +30 % of A's
   median p99;
 * **C** -- the same knob at +10 %.
+
+The first ``--calibrate`` runs of A set the knob; every other run of the three
+pools is then taken in one shuffled order, so a shared machine's drift over
+the half hour (seen here: the same target 20 % faster twenty minutes later)
+falls on all three pools alike instead of posing as a difference between them.
 
 Then ``--comparisons`` gate decisions are drawn per scenario, each K runs
 against K runs exactly as ``run_bench.py --profile ci --baseline`` decides
@@ -21,7 +26,7 @@ each K of ``--per-side`` (default: the CI profile's own ``--repeats``, 5, and 7)
 
 The comparisons of one scenario share runs (they are drawn from one pool),
 so they are not independent trials; the runs within a comparison are.
-Every run is bounded; only 127.0.0.1 is used. Takes ~25 minutes on 2 cores.
+Every run is bounded; only 127.0.0.1 is used. Takes ~27 minutes on 2 cores (49 runs of 33 s).
 
     python benchmarks/gate_noise.py
     python benchmarks/gate_noise.py --pool 12 --comparisons 10
@@ -74,32 +79,56 @@ def steal_shares(doc: dict[str, Any]) -> list[float | None]:
     return [run_steal_fraction(run) for run in runs_of_pool(doc)]
 
 
-def pool(out: Path, name: str, runs: int, delay_ms: float, *, reuse: bool = False) -> dict[str, Any]:
-    """``runs`` CI-profile push runs as one results document (its repeats are the runs).
+def one_run(out: Path, run_id: str, delay_ms: float, *, reuse: bool = False) -> dict[str, Any]:
+    """One CI-profile push run (``out/run_id``) as its results document.
 
-    With ``reuse``, a pool already measured in ``out`` is read instead of run again.
+    With ``reuse``, a run already measured in ``out`` is read instead of run again.
     """
-    if reuse and (out / name / "results.json").is_file():
-        doc = json.loads((out / name / "results.json").read_text())
-        print(f"[{name}] reused {out / name}", flush=True)
+    path = out / run_id / "results.json"
+    if reuse and path.is_file():
+        doc: dict[str, Any] = json.loads(path.read_text())
+        print(f"[{run_id}] reused", flush=True)
         return doc
-    cmd = [sys.executable, str(REPO / "run_bench.py"), "--profile", "ci", "--modes", "push", "--repeats", str(runs),
-           "--out", str(out), "--run-id", name, "--no-report", "--overwrite"]
+    cmd = [sys.executable, str(REPO / "run_bench.py"), "--profile", "ci", "--modes", "push", "--repeats", "1",
+           "--out", str(out), "--run-id", run_id, "--no-report", "--overwrite"]
     if delay_ms:
         cmd += ["--target-delay-ms", f"{delay_ms:.3f}"]
     started = time.monotonic()
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=runs * 120 + 120)
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     if proc.returncode not in (0, 1):
-        raise SystemExit(f"pool {name} failed (exit {proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
-    doc = json.loads((out / name / "results.json").read_text())
-    repeats = runs_of_pool(doc)
-    broken = [i + 1 for i, r in enumerate(repeats) if metric_value(r, "p99") is None]
-    if broken:
-        raise SystemExit(f"pool {name}: runs {broken} measured nothing (see {out / name}); not counting around them")
-    shares = steal_shares(doc)
-    print(f"[{name}] {len(repeats)} runs in {time.monotonic() - started:.0f} s; p99 per run (ms) [CPU steal]: "
-          + ", ".join(f"{metric_value(r, 'p99'):.2f} [{_pct(st)}]" for r, st in zip(repeats, shares)), flush=True)
+        raise SystemExit(f"run {run_id} failed (exit {proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+    doc = json.loads(path.read_text())
+    (run,) = runs_of_pool(doc)
+    if metric_value(run, "p99") is None:
+        raise SystemExit(f"run {run_id} measured nothing (see {out / run_id}); not counting around it")
+    print(f"[{run_id}] {time.monotonic() - started:.0f} s: p99 {metric_value(run, 'p99'):.2f} ms, "
+          f"CPU steal {_pct(run_steal_fraction(run))}", flush=True)
     return doc
+
+
+def pools(out: Path, sizes: dict[str, int], calibrate: int, rng: random.Random, *, reuse: bool = False
+          ) -> tuple[dict[str, dict[str, Any]], float]:
+    """The three pools (each one results document whose repeats are its runs) and A's calibration median p99.
+
+    A's first ``calibrate`` runs set the knob for B (+30 %) and C (+10 %); the rest of all three are run in
+    one shuffled order.
+    """
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in sizes}
+    for i in range(calibrate):
+        runs["A"].append(one_run(out, f"A{i + 1:02d}", 0.0, reuse=reuse))
+    p99s = sorted(metric_value(runs_of_pool(d)[0], "p99") or 0.0 for d in runs["A"])
+    median = p99s[len(p99s) // 2]
+    delays = {"A": 0.0, "B": 0.30 * median, "C": 0.10 * median}
+    print(f"calibration: A's median p99 {median:.2f} ms over {calibrate} runs, so B adds {delays['B']:.2f} ms "
+          f"and C {delays['C']:.2f} ms of target delay", flush=True)
+    order = [name for name, k in sizes.items() for _ in range(k - len(runs[name]))]
+    rng.shuffle(order)
+    for name in order:
+        runs[name].append(one_run(out, f"{name}{len(runs[name]) + 1:02d}", delays[name], reuse=reuse))
+    docs = {}
+    for name, pool_docs in runs.items():
+        docs[name] = document(pool_docs[0], [runs_of_pool(d)[0] for d in pool_docs])
+    return docs, median
 
 
 def _pct(share: float | None) -> str:
@@ -144,6 +173,7 @@ def decide(base_doc: dict[str, Any], base_runs: list[dict[str, Any]], new_doc: d
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--pool", type=int, default=21, help="runs in pool A (default 21; B and C get 14 each)")
+    p.add_argument("--calibrate", type=int, default=3, help="A's first runs, which set B's and C's delay (default 3)")
     p.add_argument("--comparisons", type=int, default=10, help="gate decisions per scenario (default 10)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--per-side", default=f"{PER_SIDE},7",
@@ -158,17 +188,19 @@ def main(argv: list[str] | None = None) -> int:
     most = max(sides)
     if min(sides) < 1 or args.pool < 2 * most:
         p.error(f"--per-side must be at least 1 and --pool at least {2 * most}")
+    if not 1 <= args.calibrate <= args.pool:
+        p.error("--calibrate must be between 1 and --pool")
     out = Path(args.out or f"/tmp/gate_noise-{time.strftime('%Y%m%d-%H%M%S')}")
     out.mkdir(parents=True, exist_ok=True)
     rng = random.Random(args.seed)
 
-    a_doc = pool(out, "A", args.pool, 0.0, reuse=args.reuse)
+    docs, calibrated = pools(out, {"A": args.pool, "B": 2 * most, "C": 2 * most}, args.calibrate,
+                             random.Random(args.seed), reuse=args.reuse)
+    a_doc, b_doc, c_doc = docs["A"], docs["B"], docs["C"]
     median = median_p99(a_doc)
-    b_doc = pool(out, "B", 2 * most, 0.30 * median, reuse=args.reuse)
-    c_doc = pool(out, "C", 2 * most, 0.10 * median, reuse=args.reuse)
     for k in sides:
-        report(k, args.comparisons, rng, a_doc, b_doc, c_doc, median, out)
-    steal_report({"A": a_doc, "B": b_doc, "C": c_doc})
+        report(k, args.comparisons, rng, a_doc, b_doc, c_doc, calibrated, out)
+    steal_report(docs)
     for name, doc, meant in (("B", b_doc, 30), ("C", c_doc, 10)):
         got = median_p99(doc)
         print(f"  pool {name}: meant +{meant} % of A's median p99, measured {(got / median - 1) * 100:+.0f} % "
@@ -200,8 +232,8 @@ def report(per_side: int, comparisons: int, rng: random.Random, a_doc: dict[str,
     print()
     ci = PROFILES["ci"]
     print(f"gate noise: CI profile (push, {ci['subscribers']} subscribers, {ci['rate']:g} events/s, {ci['duration']:g} s "
-          f"+ {ci['warmup']:g} s warm-up), {per_side} vs {per_side} "
-          f"runs per decision, {comparisons} decisions per scenario; A's median p99 {median:.2f} ms, "
+          f"+ {ci['warmup']:g} s warm-up), pools run interleaved, {per_side} vs {per_side} "
+          f"runs per decision, {comparisons} decisions per scenario; A's calibration p99 {median:.2f} ms, "
           f"so +30 % = {0.30 * median:.2f} ms and +10 % = {0.10 * median:.2f} ms of target delay; out: {out}")
     print()
     header = f"{'scenario':24}{'decisions':>10}{'regression':>12}{'unchanged':>11}{'inconclusive':>14}{'improvement':>13}"
