@@ -41,12 +41,13 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import shlex
 import subprocess
 import sys
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from scipy import stats
 
@@ -83,8 +84,9 @@ def steal_shares(doc: dict[str, Any]) -> list[float | None]:
     return [run_steal_fraction(run) for run in runs_of_pool(doc)]
 
 
-def one_run(out: Path, run_id: str, delay_ms: float, *, reuse: bool = False) -> dict[str, Any]:
-    """One CI-profile push run (``out/run_id``) as its results document.
+def one_run(out: Path, run_id: str, delay_ms: float, *, extra: Sequence[str] = (), reuse: bool = False
+            ) -> dict[str, Any]:
+    """One CI-profile push run (``out/run_id``, ``extra`` run_bench.py options on top) as its results document.
 
     With ``reuse``, a run already measured in ``out`` is read instead of run again.
     """
@@ -94,7 +96,7 @@ def one_run(out: Path, run_id: str, delay_ms: float, *, reuse: bool = False) -> 
         print(f"[{run_id}] reused", flush=True)
         return doc
     cmd = [sys.executable, str(REPO / "run_bench.py"), "--profile", "ci", "--modes", "push", "--repeats", "1",
-           "--out", str(out), "--run-id", run_id, "--no-report", "--overwrite"]
+           "--out", str(out), "--run-id", run_id, "--no-report", "--overwrite", *extra]
     if delay_ms:
         cmd += ["--target-delay-ms", f"{delay_ms:.3f}"]
     started = time.monotonic()
@@ -110,8 +112,8 @@ def one_run(out: Path, run_id: str, delay_ms: float, *, reuse: bool = False) -> 
     return doc
 
 
-def pools(out: Path, sizes: dict[str, int], calibrate: int, rng: random.Random, *, reuse: bool = False
-          ) -> tuple[dict[str, dict[str, Any]], float]:
+def pools(out: Path, sizes: dict[str, int], calibrate: int, rng: random.Random, *, extra: Sequence[str] = (),
+          reuse: bool = False) -> tuple[dict[str, dict[str, Any]], float]:
     """The three pools (each one results document whose repeats are its runs) and A's calibration median p99.
 
     A's first ``calibrate`` runs set the knob for B (+30 %) and C (+10 %); the rest of all three are run in
@@ -119,7 +121,7 @@ def pools(out: Path, sizes: dict[str, int], calibrate: int, rng: random.Random, 
     """
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in sizes}
     for i in range(calibrate):
-        runs["A"].append(one_run(out, f"A{i + 1:02d}", 0.0, reuse=reuse))
+        runs["A"].append(one_run(out, f"A{i + 1:02d}", 0.0, extra=extra, reuse=reuse))
     p99s = sorted(metric_value(runs_of_pool(d)[0], "p99") or 0.0 for d in runs["A"])
     median = p99s[len(p99s) // 2]
     delays = {"A": 0.0, "B": 0.30 * median, "C": 0.10 * median}
@@ -128,7 +130,8 @@ def pools(out: Path, sizes: dict[str, int], calibrate: int, rng: random.Random, 
     order = [name for name, k in sizes.items() for _ in range(k - len(runs[name]))]
     rng.shuffle(order)
     for name in order:
-        runs[name].append(one_run(out, f"{name}{len(runs[name]) + 1:02d}", delays[name], reuse=reuse))
+        runs[name].append(one_run(out, f"{name}{len(runs[name]) + 1:02d}", delays[name], extra=extra,
+                                  reuse=reuse))
     docs = {}
     for name, pool_docs in runs.items():
         docs[name] = document(pool_docs[0], [runs_of_pool(d)[0] for d in pool_docs])
@@ -183,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--per-side", default=f"{PER_SIDE},7",
                    help="runs per side of each decision, comma-separated (default: the CI profile's repeats, and 7)")
     p.add_argument("--out", default="", help="folder for the pools' results (default /tmp/gate_noise-<time>)")
+    p.add_argument("--run-args", default="",
+                   help="more run_bench.py options for every run, to try another profile (e.g. '--duration 10')")
     p.add_argument("--reuse", action="store_true", help="read pools already measured in --out instead of running them")
     args = p.parse_args(argv)
     try:
@@ -198,8 +203,9 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     rng = random.Random(args.seed)
 
+    extra = shlex.split(args.run_args)
     docs, calibrated = pools(out, {"A": args.pool, "B": 2 * most, "C": 2 * most}, args.calibrate,
-                             random.Random(args.seed), reuse=args.reuse)
+                             random.Random(args.seed), extra=extra, reuse=args.reuse)
     a_doc, b_doc, c_doc = docs["A"], docs["B"], docs["C"]
     median = median_p99(a_doc)
     for k in sides:
@@ -234,10 +240,10 @@ def report(per_side: int, comparisons: int, rng: random.Random, a_doc: dict[str,
         rows.append((name, counts))
 
     print()
-    ci = PROFILES["ci"]
-    print(f"gate noise: CI profile (push, {ci['subscribers']} subscribers, {ci['rate']:g} events/s, {ci['duration']:g} s "
-          f"+ {ci['warmup']:g} s warm-up), pools run interleaved, {per_side} vs {per_side} "
-          f"runs per decision, {comparisons} decisions per scenario; A's calibration p99 {median:.2f} ms, "
+    run = a_doc["modes"]["push"]["params"]  # what the runs did, --run-args included
+    print(f"gate noise: CI profile (push, {run.get('subscribers')} subscribers, {run.get('rate', 0):g} events/s, "
+          f"{run.get('duration_s', 0):g} s + {run.get('warmup_s', 0):g} s warm-up), pools run interleaved, "
+          f"{per_side} vs {per_side} runs per decision, {comparisons} decisions per scenario; A's calibration p99 {median:.2f} ms, "
           f"so +30 % = {0.30 * median:.2f} ms and +10 % = {0.10 * median:.2f} ms of target delay; out: {out}")
     print()
     header = f"{'scenario':24}{'decisions':>10}{'regression':>12}{'unchanged':>11}{'inconclusive':>14}{'improvement':>13}"
