@@ -27,9 +27,9 @@ each K of ``--per-side`` (default: the CI profile's own ``--repeats``, 5, and 7)
 The comparisons of one scenario share runs (they are drawn from one pool),
 so they are not independent trials; the runs within a comparison are. Drawing
 100 of them (the default) estimates how often the gate decides a comparison of
-runs like these far better than 10 do: here 10 draws gave 9 detections of +30 %
-where 100 gave 60. Every run is bounded; only 127.0.0.1 is used. Takes ~27
-minutes on 2 cores (49 runs of 33 s), then ~1 minute per --per-side value;
+runs like these far better than 10 do: here (20-s runs) 10 draws gave 9 detections of +30 %
+where 100 gave 60. Every run is bounded; only 127.0.0.1 is used. Takes ~19
+minutes on 2 cores (49 runs of 23 s), then ~1 minute per --per-side value;
 ``--reuse`` draws again from pools already measured.
 
     python benchmarks/gate_noise.py
@@ -243,7 +243,8 @@ def report(per_side: int, comparisons: int, rng: random.Random, a_doc: dict[str,
     run = a_doc["modes"]["push"]["params"]  # what the runs did, --run-args included
     print(f"gate noise: CI profile (push, {run.get('subscribers')} subscribers, {run.get('rate', 0):g} events/s, "
           f"{run.get('duration_s', 0):g} s + {run.get('warmup_s', 0):g} s warm-up), pools run interleaved, "
-          f"{per_side} vs {per_side} runs per decision, {comparisons} decisions per scenario; A's calibration p99 {median:.2f} ms, "
+          f"{per_side} vs {per_side} runs per decision, {comparisons} decisions per scenario; "
+          f"A's calibration p99 {median:.2f} ms, "
           f"so +30 % = {0.30 * median:.2f} ms and +10 % = {0.10 * median:.2f} ms of target delay; out: {out}")
     print()
     header = f"{'scenario':24}{'decisions':>10}{'regression':>12}{'unchanged':>11}{'inconclusive':>14}{'improvement':>13}"
