@@ -170,9 +170,12 @@ def build_mode_result(
     deliveries = recorder.count(headline)
     stream_s = max((ended_ns - stream_start_ns) / NS_PER_S, 1e-9)
     delivery_seconds = recorder.seconds(headline)
-    active_s: float = (delivery_seconds[-1] - delivery_seconds[0] + 1) if delivery_seconds else 0
-    if span_ns and headline == "delivery":
-        active_s = span_ns / NS_PER_S
+    active_s: float
+    if span_ns and headline == "delivery":  # the span times deliveries, not acks
+        active_s, span_from = span_ns / NS_PER_S, "schedule"
+    else:
+        active_s = (delivery_seconds[-1] - delivery_seconds[0] + 1) if delivery_seconds else 0
+        span_from = "whole_seconds"
     costs = role_costs(samples)
     window = (stream_start_ns / NS_PER_S, ended_ns / NS_PER_S)
     saturation = harness_saturation(samples, window=window)
@@ -197,7 +200,7 @@ def build_mode_result(
             "accepted": accepted,
             "stream_seconds": round(stream_s, 3),
             "span_seconds": round(float(active_s), 3),
-            "span_from": "schedule" if span_ns and headline == "delivery" else "whole_seconds",
+            "span_from": span_from,
         },
         "series": {"columns": list(SERIES_COLUMNS), "rows": per_second_series(
             recorder, published_due_ns=published_due_ns, published_ok=published_ok,
