@@ -70,9 +70,9 @@ def runs_of_pool(doc: dict[str, Any]) -> list[dict[str, Any]]:
     return doc["modes"]["push"].get("repeats") or [doc["modes"]["push"]]
 
 
-def median_p99(doc: dict[str, Any]) -> float:
-    """The pool's median per-run p99 (the upper one of an even count): what the knob is set from."""
-    p99s = sorted(metric_value(r, "p99") or 0.0 for r in runs_of_pool(doc))
+def median_p99(runs: list[dict[str, Any]]) -> float:
+    """The median per-run p99 of ``runs`` (the upper one of an even count): what the knob is set from."""
+    p99s = sorted(metric_value(r, "p99") or 0.0 for r in runs)
     return p99s[len(p99s) // 2]
 
 
@@ -122,8 +122,7 @@ def pools(out: Path, sizes: dict[str, int], calibrate: int, rng: random.Random, 
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in sizes}
     for i in range(calibrate):
         runs["A"].append(one_run(out, f"A{i + 1:02d}", 0.0, extra=extra, reuse=reuse))
-    p99s = sorted(metric_value(runs_of_pool(d)[0], "p99") or 0.0 for d in runs["A"])
-    median = p99s[len(p99s) // 2]
+    median = median_p99([runs_of_pool(d)[0] for d in runs["A"]])
     delays = {"A": 0.0, "B": 0.30 * median, "C": 0.10 * median}
     print(f"calibration: A's median p99 {median:.2f} ms over {calibrate} runs, so B adds {delays['B']:.2f} ms "
           f"and C {delays['C']:.2f} ms of target delay", flush=True)
@@ -151,7 +150,7 @@ def steal_report(docs: dict[str, dict[str, Any]]) -> None:
         shares = steal_shares(doc)
         p99s = [metric_value(r, "p99") or 0.0 for r in runs_of_pool(doc)]
         known = [st for st in shares if st is not None]
-        print(f"  pool {name}: median p99 {median_p99(doc):.2f} ms over {len(p99s)} runs; "
+        print(f"  pool {name}: median p99 {median_p99(runs_of_pool(doc)):.2f} ms over {len(p99s)} runs; "
               f"CPU steal per run {_pct(min(known)) if known else '?'}-{_pct(max(known)) if known else '?'}")
         for p99, st in zip(p99s, shares):
             if st is not None:
@@ -207,12 +206,12 @@ def main(argv: list[str] | None = None) -> int:
     docs, calibrated = pools(out, {"A": args.pool, "B": 2 * most, "C": 2 * most}, args.calibrate,
                              random.Random(args.seed), extra=extra, reuse=args.reuse)
     a_doc, b_doc, c_doc = docs["A"], docs["B"], docs["C"]
-    median = median_p99(a_doc)
+    median = median_p99(runs_of_pool(a_doc))
     for k in sides:
         report(k, args.comparisons, rng, a_doc, b_doc, c_doc, calibrated, out)
     steal_report(docs)
     for name, doc, meant in (("B", b_doc, 30), ("C", c_doc, 10)):
-        got = median_p99(doc)
+        got = median_p99(runs_of_pool(doc))
         print(f"  pool {name}: meant +{meant} % of A's median p99, measured {(got / median - 1) * 100:+.0f} % "
               f"(median {got:.2f} ms against {median:.2f} ms)")
     return 0
