@@ -32,7 +32,17 @@ where 100 gave 60. Every run is bounded; only 127.0.0.1 is used. Takes ~19
 minutes on 2 cores (49 runs of 23 s), then ~1 minute per --per-side value;
 ``--reuse`` draws again from pools already measured.
 
+To choose between ways of running the profile (shorter runs, more of them),
+give each as ``--variant NAME=OPTIONS``: every variant gets its own three
+pools, and all their runs are taken in one shuffled order, so none of them is
+luckier with the machine than another; ``--delay-ms`` then sets the same
+slow-down for all of them rather than one calibrated from each variant's own
+first few runs (three runs that meet one slow stretch set the knob 40 % too
+high here).
+
     python benchmarks/gate_noise.py
+    python benchmarks/gate_noise.py --variant 'd10=--duration 10' --variant 'd5=--duration 5' \
+        --delay-ms 4.5 --pool 20 --per-side 5,10
     python benchmarks/gate_noise.py --reuse --out /tmp/gate_noise-... --per-side 5,6,7
 """
 
@@ -46,6 +56,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -112,29 +123,58 @@ def one_run(out: Path, run_id: str, delay_ms: float, *, extra: Sequence[str] = (
     return doc
 
 
-def pools(out: Path, sizes: dict[str, int], calibrate: int, rng: random.Random, *, extra: Sequence[str] = (),
-          reuse: bool = False) -> tuple[dict[str, dict[str, Any]], float]:
-    """The three pools (each one results document whose repeats are its runs) and A's calibration median p99.
+@dataclass
+class Variant:
+    """One way of running the CI profile (``extra`` run_bench.py options on top), and what it measured."""
 
-    A's first ``calibrate`` runs set the knob for B (+30 %) and C (+10 %); the rest of all three are run in
-    one shuffled order.
+    name: str  # prefixes its runs' folders ("" for the profile as it is)
+    extra: list[str]
+    runs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # pool name -> results documents
+    median: float = 0.0  # A's calibration median p99
+    delays: dict[str, float] = field(default_factory=dict)  # pool name -> target delay (ms)
+
+    def run_id(self, pool: str, k: int) -> str:
+        return f"{self.name}{'-' if self.name else ''}{pool}{k:02d}"
+
+    def docs(self) -> dict[str, dict[str, Any]]:
+        """Each pool as one results document whose repeats are its runs."""
+        return {name: document(docs[0], [runs_of_pool(d)[0] for d in docs]) for name, docs in self.runs.items()}
+
+
+def pools(out: Path, variants: list[Variant], sizes: dict[str, int], calibrate: int, rng: random.Random, *,
+          delay_ms: float | None = None, reuse: bool = False) -> None:
+    """Measure every variant's three pools into ``variant.runs``.
+
+    Each variant's first ``calibrate`` A runs set its knob for B (+30 % of their median p99) and C (+10 %),
+    unless ``delay_ms`` fixes B's delay (C's is a third of it) for all, so that variants are tried against
+    the same slow-down. Every other run of every pool of every variant is then taken in one shuffled order:
+    a shared machine's drift falls on all of them alike instead of posing as a difference between them.
     """
-    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in sizes}
+    for v in variants:
+        v.runs = {name: [] for name in sizes}
     for i in range(calibrate):
-        runs["A"].append(one_run(out, f"A{i + 1:02d}", 0.0, extra=extra, reuse=reuse))
-    median = median_p99([runs_of_pool(d)[0] for d in runs["A"]])
-    delays = {"A": 0.0, "B": 0.30 * median, "C": 0.10 * median}
-    print(f"calibration: A's median p99 {median:.2f} ms over {calibrate} runs, so B adds {delays['B']:.2f} ms "
-          f"and C {delays['C']:.2f} ms of target delay", flush=True)
-    order = [name for name, k in sizes.items() for _ in range(k - len(runs[name]))]
+        for v in variants:
+            v.runs["A"].append(one_run(out, v.run_id("A", i + 1), 0.0, extra=v.extra, reuse=reuse))
+    for v in variants:
+        v.median = median_p99([runs_of_pool(d)[0] for d in v.runs["A"]])
+        slow = 0.30 * v.median if delay_ms is None else delay_ms
+        v.delays = {"A": 0.0, "B": slow, "C": slow / 3}
+        print(f"calibration{' of ' + v.name if v.name else ''}: A's median p99 {v.median:.2f} ms over {calibrate} "
+              f"runs; B adds {v.delays['B']:.2f} ms and C {v.delays['C']:.2f} ms of target delay"
+              f"{' (--delay-ms)' if delay_ms is not None else ''}", flush=True)
+    order = [(v, name) for v in variants for name, k in sizes.items() for _ in range(k - len(v.runs[name]))]
     rng.shuffle(order)
-    for name in order:
-        runs[name].append(one_run(out, f"{name}{len(runs[name]) + 1:02d}", delays[name], extra=extra,
-                                  reuse=reuse))
-    docs = {}
-    for name, pool_docs in runs.items():
-        docs[name] = document(pool_docs[0], [runs_of_pool(d)[0] for d in pool_docs])
-    return docs, median
+    for v, name in order:
+        v.runs[name].append(one_run(out, v.run_id(name, len(v.runs[name]) + 1), v.delays[name], extra=v.extra,
+                                    reuse=reuse))
+
+
+def parse_variant(text: str, common: list[str]) -> Variant:
+    """``NAME=ARGS`` (``T=--duration 10``) as a :class:`Variant`, ``common`` options first."""
+    name, sep, rest = text.partition("=")
+    if not sep or not name.isidentifier():
+        raise ValueError(f"--variant takes NAME=OPTIONS, NAME a word (T, short, d5), not {text!r}")
+    return Variant(name, [*common, *shlex.split(rest)])
 
 
 def _pct(share: float | None) -> str:
@@ -180,6 +220,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--pool", type=int, default=21, help="runs in pool A (default 21; B and C get 14 each)")
     p.add_argument("--calibrate", type=int, default=3, help="A's first runs, which set B's and C's delay (default 3)")
+    p.add_argument("--delay-ms", type=float, default=None,
+                   help="B's target delay instead of 30 %% of A's calibration p99 (C gets a third of it); "
+                        "the same for every variant")
     p.add_argument("--comparisons", type=int, default=100, help="gate decisions per scenario (default 100)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--per-side", default=f"{PER_SIDE},7",
@@ -187,6 +230,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="", help="folder for the pools' results (default /tmp/gate_noise-<time>)")
     p.add_argument("--run-args", default="",
                    help="more run_bench.py options for every run, to try another profile (e.g. '--duration 10')")
+    p.add_argument("--variant", action="append", default=[], metavar="NAME=OPTIONS",
+                   help="a way of running the profile to measure beside the others, runs interleaved "
+                        "(repeatable; e.g. --variant 'd10=--duration 10' --variant 'd5=--duration 5')")
     p.add_argument("--reuse", action="store_true", help="read pools already measured in --out instead of running them")
     args = p.parse_args(argv)
     try:
@@ -198,27 +244,39 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--per-side must be at least 1 and --pool at least {2 * most}")
     if not 1 <= args.calibrate <= args.pool:
         p.error("--calibrate must be between 1 and --pool")
+    if args.delay_ms is not None and not args.delay_ms > 0:
+        p.error("--delay-ms must be positive")
+    common = shlex.split(args.run_args)
+    try:
+        variants = [parse_variant(text, common) for text in args.variant] or [Variant("", common)]
+    except ValueError as exc:
+        p.error(str(exc))
+    if len({v.name for v in variants}) < len(variants):
+        p.error("--variant names must differ")
     out = Path(args.out or f"/tmp/gate_noise-{time.strftime('%Y%m%d-%H%M%S')}")
     out.mkdir(parents=True, exist_ok=True)
     rng = random.Random(args.seed)
 
-    extra = shlex.split(args.run_args)
-    docs, calibrated = pools(out, {"A": args.pool, "B": 2 * most, "C": 2 * most}, args.calibrate,
-                             random.Random(args.seed), extra=extra, reuse=args.reuse)
-    a_doc, b_doc, c_doc = docs["A"], docs["B"], docs["C"]
-    median = median_p99(runs_of_pool(a_doc))
-    for k in sides:
-        report(k, args.comparisons, rng, a_doc, b_doc, c_doc, calibrated, out)
-    steal_report(docs)
-    for name, doc, meant in (("B", b_doc, 30), ("C", c_doc, 10)):
-        got = median_p99(runs_of_pool(doc))
-        print(f"  pool {name}: meant +{meant} % of A's median p99, measured {(got / median - 1) * 100:+.0f} % "
-              f"(median {got:.2f} ms against {median:.2f} ms)")
+    pools(out, variants, {"A": args.pool, "B": 2 * most, "C": 2 * most}, args.calibrate,
+          random.Random(args.seed), delay_ms=args.delay_ms, reuse=args.reuse)
+    for v in variants:
+        docs = v.docs()
+        if v.name:
+            print(f"\n=== variant {v.name}: {shlex.join(v.extra) or 'the profile as it is'}")
+        for k in sides:
+            report(k, args.comparisons, rng, docs["A"], docs["B"], docs["C"], v.delays, out)
+        steal_report(docs)
+        median = median_p99(runs_of_pool(docs["A"]))
+        for name in ("B", "C"):
+            got = median_p99(runs_of_pool(docs[name]))
+            print(f"  pool {name}: {v.delays[name]:.2f} ms of target delay, meant +{v.delays[name] / v.median * 100:.0f} % "
+                  f"of A's calibration p99; measured {(got / median - 1) * 100:+.0f} % "
+                  f"(median {got:.2f} ms against {median:.2f} ms)")
     return 0
 
 
 def report(per_side: int, comparisons: int, rng: random.Random, a_doc: dict[str, Any], b_doc: dict[str, Any],
-           c_doc: dict[str, Any], median: float, out: Path) -> None:
+           c_doc: dict[str, Any], delays: dict[str, float], out: Path) -> None:
     """Draw ``comparisons`` decisions of ``per_side`` vs ``per_side`` runs per scenario; print the table."""
     a_runs = a_doc["modes"]["push"]["repeats"]
     scenarios = {"A vs A (identical)": (a_doc, b_doc, None), "A vs B (+30 % p99)": (a_doc, b_doc, "B"),
@@ -243,8 +301,7 @@ def report(per_side: int, comparisons: int, rng: random.Random, a_doc: dict[str,
     print(f"gate noise: CI profile (push, {run.get('subscribers')} subscribers, {run.get('rate', 0):g} events/s, "
           f"{run.get('duration_s', 0):g} s + {run.get('warmup_s', 0):g} s warm-up), pools run interleaved, "
           f"{per_side} vs {per_side} runs per decision, {comparisons} decisions per scenario; "
-          f"A's calibration p99 {median:.2f} ms, "
-          f"so +30 % = {0.30 * median:.2f} ms and +10 % = {0.10 * median:.2f} ms of target delay; out: {out}")
+          f"B adds {delays['B']:.2f} ms of target delay (+30 %) and C {delays['C']:.2f} ms (+10 %); out: {out}")
     print()
     header = f"{'scenario':24}{'decisions':>10}{'regression':>12}{'unchanged':>11}{'inconclusive':>14}{'improvement':>13}"
     print(header)
