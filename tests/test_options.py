@@ -282,6 +282,19 @@ def test_precedence_is_default_then_file_then_environment_then_argv(tmp_path: Pa
     assert (config.rate, config.duration, config.drain, config.settle) == (9.0, 8.0, 4.0, 1.0)
 
 
+def test_a_profile_sets_defaults_that_the_file_environment_and_argv_still_override(tmp_path: Path) -> None:
+    ci = resolve(["--profile", "ci"], env={})
+    assert (ci.modes, ci.subscribers, ci.duration, ci.repeats, ci.spawn_rate) == (
+        ("push", "callback"), 1000, 5.0, 10, 1000.0)
+    toml = tmp_path / "bench.toml"
+    toml.write_text("profile = 'ci'\nduration = 7\n")
+    config = resolve(["--config", str(toml), "--repeats", "3"], env={"DELIVERYBENCH_SPAWN_RATE": "300"})
+    assert (config.subscribers, config.duration, config.repeats, config.spawn_rate) == (1000, 7.0, 3, 300.0)
+    with pytest.raises(ConfigError) as caught:
+        resolve(["--profile", "nightly"], env={})
+    assert "--profile must be one of ci" in str(caught.value)
+
+
 def test_relay_without_modes_runs_the_modes_whose_urls_were_given() -> None:
     config = resolve(["--target", "relay", "--publish-url", "http://127.0.0.1:9/p", "--subscribe-url",
                       "ws://127.0.0.1:9/ws"], env={})
