@@ -17,7 +17,7 @@ falls on all three pools alike instead of posing as a difference between them.
 Then ``--comparisons`` gate decisions are drawn per scenario, each K runs
 against K runs exactly as ``run_bench.py --profile ci --baseline`` decides
 (:func:`deliverybench.core.gate.compare` on two documents of K repeats), for
-each K of ``--per-side`` (default: the CI profile's own ``--repeats``, 5, and 7):
+each K of ``--per-side`` (default: 5, and the CI profile's own ``--repeats``, 10):
 
 * A vs A (two disjoint halves of a random draw): every regression is a false alarm;
 * A vs B: every regression is a detection (+30 % is beyond the 15 % p99 tolerance);
@@ -28,8 +28,8 @@ The comparisons of one scenario share runs (they are drawn from one pool),
 so they are not independent trials; the runs within a comparison are. Drawing
 100 of them (the default) estimates how often the gate decides a comparison of
 runs like these far better than 10 do: here (20-s runs) 10 draws gave 9 detections of +30 %
-where 100 gave 60. Every run is bounded; only 127.0.0.1 is used. Takes ~19
-minutes on 2 cores (49 runs of 23 s), then ~1 minute per --per-side value;
+where 100 gave 60. Every run is bounded; only 127.0.0.1 is used. Takes ~16
+minutes on 2 cores (61 runs of 15 s), then ~2 minutes per --per-side value;
 ``--reuse`` draws again from pools already measured.
 
 To choose between ways of running the profile (shorter runs, more of them),
@@ -41,7 +41,7 @@ first few runs (three runs that meet one slow stretch set the knob 40 % too
 high here).
 
     python benchmarks/gate_noise.py
-    python benchmarks/gate_noise.py --variant 'd10=--duration 10' --variant 'd5=--duration 5' \
+    python benchmarks/gate_noise.py --variant 'now=' --variant 'was=--duration 10 --spawn-rate 250' \
         --delay-ms 4.5 --pool 20 --per-side 5,10
     python benchmarks/gate_noise.py --reuse --out /tmp/gate_noise-... --per-side 5,6,7
 """
@@ -218,15 +218,15 @@ def decide(base_doc: dict[str, Any], base_runs: list[dict[str, Any]], new_doc: d
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--pool", type=int, default=21, help="runs in pool A (default 21; B and C get 14 each)")
+    p.add_argument("--pool", type=int, default=21, help="runs in pool A (default 21; B and C get twice the largest --per-side)")
     p.add_argument("--calibrate", type=int, default=3, help="A's first runs, which set B's and C's delay (default 3)")
     p.add_argument("--delay-ms", type=float, default=None,
                    help="B's target delay instead of 30 %% of A's calibration p99 (C gets a third of it); "
                         "the same for every variant")
     p.add_argument("--comparisons", type=int, default=100, help="gate decisions per scenario (default 100)")
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--per-side", default=f"{PER_SIDE},7",
-                   help="runs per side of each decision, comma-separated (default: the CI profile's repeats, and 7)")
+    p.add_argument("--per-side", default=f"5,{PER_SIDE}",
+                   help="runs per side of each decision, comma-separated (default: 5, and the CI profile's repeats)")
     p.add_argument("--out", default="", help="folder for the pools' results (default /tmp/gate_noise-<time>)")
     p.add_argument("--run-args", default="",
                    help="more run_bench.py options for every run, to try another profile (e.g. '--duration 10')")
