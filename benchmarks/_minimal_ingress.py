@@ -70,15 +70,21 @@ class Ingress(asyncio.Protocol):
             self.transport.write(data)
 
 
+def _resolve(fut: asyncio.Future[None]) -> None:
+    """Signal handler: end ``main``'s wait (a second signal finds it done)."""
+    if not fut.done():
+        fut.set_result(None)
+
+
 async def main(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     t0 = time.time()
     server = await loop.create_server(lambda: Ingress(args, t0), "127.0.0.1", 0, backlog=4096)
     port = server.sockets[0].getsockname()[1]
     print(json.dumps({"port": port, "t0": t0}), flush=True)
-    done = loop.create_future()
+    done: asyncio.Future[None] = loop.create_future()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, lambda: done.done() or done.set_result(None))
+        loop.add_signal_handler(sig, _resolve, done)
     await done
     server.close()
 

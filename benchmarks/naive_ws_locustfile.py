@@ -29,14 +29,15 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+from typing import Any
 
 import websocket  # websocket-client
 from locust import User, constant, events, task
 from locust.exception import StopUser
 
 
-@events.init_command_line_parser.add_listener
-def _add_arguments(parser) -> None:  # type: ignore[no-untyped-def]
+@events.init_command_line_parser.add_listener  # type: ignore[untyped-decorator]  # Locust's hook is untyped
+def _add_arguments(parser: Any) -> None:
     parser.add_argument("--naive-skip-utf8-validation", action="store_true", default=False,
                         help="websocket-client: skip UTF-8 validation of text frames.")
     parser.add_argument("--naive-open-timeout", type=float, default=10.0,
@@ -58,7 +59,7 @@ class NaiveSubscriber(User):
         started = time.perf_counter()
         try:
             ws = websocket.create_connection(
-                self.host,
+                self.host or "",  # no --host: fails to connect like any bad URL
                 timeout=opts.naive_open_timeout,
                 skip_utf8_validation=bool(opts.naive_skip_utf8_validation),
             )

@@ -9,8 +9,11 @@ its own:
   request over up to ``--concurrency`` keep-alive connections (the default for
   external targets);
 * **old** (the baseline, measured in the same run): the previous design
-  (``benchmarks/_legacy_publisher.py``) -- one connection, one request at a
-  time, NDJSON catch-up batches when late.
+  -- one connection, one request at a time, NDJSON catch-up batches when
+  late -- as git commit ``PREVIOUS.commit`` has it
+  (``deliverybench/harness/publisher.py``), run from a throw-away git
+  worktree of that commit with its own code on ``PYTHONPATH``
+  (``benchmarks/_previous.py``); this needs a git checkout that has the commit.
 
 Cases: a steady ingress at ``--rate`` events/s (goal: >= 20,000 events/s
 with publisher lag p99 <= 5 ms), and an ingress that takes one event per
@@ -38,13 +41,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+from _previous import REPO, Design, checkout, import_from, python_env  # beside this file
 
 NS = 1_000_000_000
 GOAL_RATE = 20_000
 GOAL_LAG_P99_MS = 5.0
+#: the last commit before e2c51cf replaced this publisher with the open model's pool of keep-alive connections
+PREVIOUS = Design("2fd853320dce60ee64146d075910b5f24e53d3f0",
+                  "one connection, one request at a time, NDJSON catch-up batches when late")
 
 
 def _cpu_s() -> float:
@@ -71,8 +75,6 @@ def _in_stall(t_ns: int, t0: float, every: float, length: float) -> bool:
 # -- children: one publisher run each -----------------------------------------------------
 
 def child_new(args: argparse.Namespace) -> dict[str, Any]:
-    import asyncio
-
     import uvloop
 
     from deliverybench.adapters.publisher import Publisher, PublisherOptions
@@ -86,8 +88,9 @@ def child_new(args: argparse.Namespace) -> dict[str, Any]:
                 acks.append((job[0][0], job[0][1], done_ns))
             super()._on_result(job, outcome, sent_ns, done_ns, retry_after)
 
-    publisher = Timed(PublisherOptions(ingress_url=args.url, schedule=Schedule(rate=args.rate, duration_s=args.duration),
-                                       payload_bytes=256, concurrency=args.concurrency, batch=1))
+    schedule = Schedule(rate=args.rate, duration_s=args.duration)
+    publisher = Timed(PublisherOptions(ingress_url=args.url, schedule=schedule, payload_bytes=256,
+                                       concurrency=args.concurrency, batch=1))
 
     async def run() -> Any:
         return await publisher.run(time.time_ns() + 300_000_000)
@@ -102,13 +105,13 @@ def child_new(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def child_old(args: argparse.Namespace) -> dict[str, Any]:
+    """The previous publisher, imported from the checkout on PYTHONPATH (never from this tree)."""
     import gevent
 
-    from benchmarks._legacy_publisher import Publisher, PublisherOptions
-    from deliverybench.core.schedule import Schedule
-
-    publisher = Publisher(PublisherOptions(ingress_url=args.url, schedule=Schedule(rate=args.rate, duration_s=args.duration),
-                                           payload_bytes=256))
+    root = Path(args.checkout)
+    old = import_from(root, "deliverybench.harness.publisher")
+    schedule = import_from(root, "deliverybench.core.schedule").Schedule(rate=args.rate, duration_s=args.duration)
+    publisher = old.Publisher(old.PublisherOptions(ingress_url=args.url, schedule=schedule, payload_bytes=256))
     acks: dict[int, int] = {}
     post = publisher._post
 
@@ -120,7 +123,7 @@ def child_old(args: argparse.Namespace) -> dict[str, Any]:
             acks[k] = done if ok else 0
         return ok, kind
 
-    publisher._post = timed_post  # type: ignore[method-assign]
+    publisher._post = timed_post
     cpu0 = _cpu_s()
     out = gevent.spawn(publisher.run, time.time_ns() + 300_000_000).get(timeout=args.duration + 60)
     cpu = _cpu_s() - cpu0
@@ -153,15 +156,16 @@ def start_ingress(*flags: str) -> tuple[subprocess.Popen[str], int, float]:
     return proc, int(ready["port"]), float(ready["t0"])
 
 
-def run_case(design: str, rate: float, duration: float, concurrency: int, ingress_flags: list[str],
+def run_case(design: str, root: Path, rate: float, duration: float, concurrency: int, ingress_flags: list[str],
              stall: tuple[float, float]) -> dict[str, Any]:
+    """One publisher run in a child process with the code of ``root`` (this tree or the previous checkout)."""
     ingress, port, t0 = start_ingress(*ingress_flags)
     try:
         cmd = [sys.executable, __file__, "--child", design, "--url", f"http://127.0.0.1:{port}/publish",
                "--rate", str(rate), "--duration", str(duration), "--concurrency", str(concurrency),
-               "--t0", repr(t0), "--stall-every", str(stall[0]), "--stall-for", str(stall[1])]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 90,
-                              env={**os.environ, "PYTHONPATH": str(REPO)})
+               "--t0", repr(t0), "--stall-every", str(stall[0]), "--stall-for", str(stall[1]),
+               "--checkout", str(root)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 90, env=python_env(root))
         if proc.returncode != 0:
             raise SystemExit(f"{design} publisher failed:\n{proc.stderr[-2000:]}")
         return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
@@ -208,20 +212,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--child", choices=("new", "old"), help=argparse.SUPPRESS)
     p.add_argument("--url", help=argparse.SUPPRESS)
     p.add_argument("--t0", type=float, default=0.0, help=argparse.SUPPRESS)
+    p.add_argument("--checkout", default=str(REPO), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
         figures = child_new(args) if args.child == "new" else child_old(args)
         print(json.dumps(figures))
         return 0
 
-    print(f"publisher rate: {os.cpu_count()} cores; minimal ingress on 127.0.0.1 in its own process; "
-          "each publisher in its own process")
-    steady = {d: run_case(d, args.rate, args.duration, args.concurrency, [], (0.0, 0.0)) for d in ("new", "old")}
-    table(f"steady ingress, {args.rate:,.0f} events/s for {args.duration:g} s, one event per request (new)",
-          steady, stall=False)
-    stall = (args.stall_every, args.stall_for)
-    flags = ["--single", "--stall-every", str(args.stall_every), "--stall-for", str(args.stall_for)]
-    stalled = {d: run_case(d, args.stall_rate, args.duration, args.concurrency, flags, stall) for d in ("new", "old")}
+    with checkout(PREVIOUS) as previous:  # before any run, so a clone without the commit fails at once
+        print(f"publisher rate: {os.cpu_count()} cores; minimal ingress on 127.0.0.1 in its own process; "
+              "each publisher in its own process")
+        roots = {"new": REPO, "old": previous}
+        steady = {d: run_case(d, roots[d], args.rate, args.duration, args.concurrency, [], (0.0, 0.0))
+                  for d in ("new", "old")}
+        table(f"steady ingress, {args.rate:,.0f} events/s for {args.duration:g} s, one event per request (new)",
+              steady, stall=False)
+        stall = (args.stall_every, args.stall_for)
+        flags = ["--single", "--stall-every", str(args.stall_every), "--stall-for", str(args.stall_for)]
+        stalled = {d: run_case(d, roots[d], args.stall_rate, args.duration, args.concurrency, flags, stall)
+                   for d in ("new", "old")}
     table(f"ingress taking one event per request, stalled {args.stall_for:g} s of every {args.stall_every:g} s, "
           f"{args.stall_rate:,.0f} events/s for {args.duration:g} s", stalled, stall=True)
     new = steady["new"]

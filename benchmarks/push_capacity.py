@@ -9,10 +9,13 @@ harness needs as many):
 1. **current**: one Locust process running ``scenarios/ws_push.py`` headless as a
    real ``locust`` subprocess, with ``--results`` (it publishes the stream
    itself once every subscriber is connected);
-2. **previous**: the same with ``benchmarks/previous_ws_locustfile.py``, the
-   design before the bare-protocol receiver (websockets' asyncio client, a
-   task and a running Locust greenlet per session, a recorder call per
-   message) -- the baseline the current design is measured against;
+2. **previous**: the same with the ``scenarios/ws_push.py`` of git commit
+   ``PREVIOUS.commit``, the design before the bare-protocol receiver
+   (websockets' asyncio client, a task and a running Locust greenlet per
+   session, a recorder call per message) -- the baseline the current design
+   is measured against. It runs from a throw-away git worktree of that commit
+   with the commit's own code on ``PYTHONPATH`` (``benchmarks/_previous.py``),
+   so this needs a git checkout that has the commit;
 3. **floor**: ``benchmarks/_floor_receiver.py``, bare uvloop protocols that only
    stamp each chunk (no Locust, no parsing, no recording, no pong) -- what any
    receiver costs on this machine, so the figures above can be read against it;
@@ -64,9 +67,10 @@ Only 127.0.0.1 is used; every wait is bounded in time.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
+import importlib.util
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -78,19 +82,23 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+from _previous import REPO, Design, checkout, python_env  # beside this file
 
-REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from deliverybench.core.event import Event, encode_batch
-from targets.builtin import PushTarget
+from deliverybench.core.event import Event, encode_batch  # noqa: E402
+from targets.builtin import PushTarget  # noqa: E402
 
 NS = 1_000_000_000
 GOAL_CPU_US = 8.0
 GOAL_RSS_BYTES = 12_000  # 12 KB, decimal (the stricter reading; 12 KiB = 12,288 B)
-#: the locustfile of each harness design; "previous" is the design before the bare-protocol receiver
-DESIGNS = {"current": "scenarios/ws_push.py", "previous": "benchmarks/previous_ws_locustfile.py"}
+#: the push locustfile, in this tree (design "current") and in the previous design's checkout
+LOCUSTFILE = "scenarios/ws_push.py"
+#: the last commit before 11f2a15 replaced its sessions with bare asyncio protocols and batched recording
+PREVIOUS = Design("dc06e2d355a0f290dbb51598f23638c8067ffd7c",
+                  "websockets' asyncio client, a task and a running Locust greenlet per session, "
+                  "a recorder call per message")
 #: sessions one target process may hold before the benchmark spreads the target over SO_REUSEPORT workers
 SESSIONS_PER_TARGET_PROCESS = 9_000
 
@@ -284,11 +292,10 @@ def locust_cmd(locustfile: str, users: int, spawn_rate: float, run_time_s: int, 
             "--loglevel", "INFO", *extra]
 
 
-def start_locust(cmd: list[str], log_path: Path) -> subprocess.Popen[bytes]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
+def start_locust(cmd: list[str], log_path: Path, root: Path = REPO) -> subprocess.Popen[bytes]:
+    """Run ``cmd`` in ``root`` (this tree, or a previous design's checkout) with that tree's code first."""
     with open(log_path, "wb") as log:  # the child keeps its own copy of the descriptor
-        return subprocess.Popen(cmd, cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=log,
+        return subprocess.Popen(cmd, cwd=root, env=python_env(root), stdin=subprocess.DEVNULL, stdout=log,
                                 stderr=subprocess.STDOUT)
 
 
@@ -315,7 +322,8 @@ def target_workers(sessions: int) -> int:
     return max(1, -(-sessions // SESSIONS_PER_TARGET_PROCESS))
 
 
-def run_ours(args: argparse.Namespace, out: Path, design: str) -> RunFigures:
+def run_ours(args: argparse.Namespace, out: Path, design: str, root: Path = REPO) -> RunFigures:
+    """One run of ``LOCUSTFILE`` as the tree at ``root`` has it, read back from its results file."""
     fig = RunFigures(design, args.sessions)
     results = out / f"{design}-results.json"
     log_path = out / f"{design}-locust.log"
@@ -331,8 +339,8 @@ def run_ours(args: argparse.Namespace, out: Path, design: str) -> RunFigures:
                  "--payload-bytes", str(args.payload_bytes), "--drain", str(args.drain),
                  "--settle-timeout", str(args.connect_timeout), "--open-timeout", "10",
                  "--results", str(results)]
-        cmd = locust_cmd(DESIGNS[design], args.sessions, args.spawn_rate, budget, extra)
-        proc = start_locust(cmd, log_path)
+        cmd = locust_cmd(LOCUSTFILE, args.sessions, args.spawn_rate, budget, extra)
+        proc = start_locust(cmd, log_path, root)
         mon = Monitor(proc.pid, target.pids()[0], target.health_url or "")
         mon.start()
         try:
@@ -386,7 +394,8 @@ def publish_stream(ingress_url: str, rate: float, duration: float, payload: int,
     start = time.time_ns() + 200_000_000
     due = [start + int(i * NS / rate) for i in range(n)]
     give_up = start + int((duration + 30) * NS)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    host = parts.hostname or "127.0.0.1"
+    conn = http.client.HTTPConnection(host, parts.port, timeout=10)
     published, errors, i = 0, [], 0
     try:
         while i < n and time.time_ns() < give_up:
@@ -409,7 +418,7 @@ def publish_stream(ingress_url: str, rate: float, duration: float, payload: int,
             except OSError as exc:
                 errors.append(type(exc).__name__)
                 conn.close()
-                conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+                conn = http.client.HTTPConnection(host, parts.port, timeout=10)
             i = j
     finally:
         conn.close()
@@ -453,8 +462,9 @@ def run_receiver(args: argparse.Namespace, out: Path, kind: str = "floor") -> Ru
     mon = None
     try:
         target.start()
-        cmd = [sys.executable, str(REPO / "benchmarks" / "_floor_receiver.py"), "--url", target.egress_url("push") or "",
-               "--sessions", str(args.sessions), "--out", str(counts), "--kind", kind,
+        cmd = [sys.executable, str(REPO / "benchmarks" / "_floor_receiver.py"),
+               "--url", target.egress_url("push") or "", "--sessions", str(args.sessions), "--out", str(counts),
+               "--kind", kind,
                "--seconds", str(args.connect_timeout + args.duration + args.drain + 60)]
         proc = start_locust(cmd, log_path)
         mon = Monitor(proc.pid, target.pids()[0], target.health_url or "")
@@ -661,8 +671,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--naive-sessions", type=int, default=None, help="sessions for the naive user (default: --sessions)")
     p.add_argument("--skip-naive", action="store_true", help="measure our harness only")
     p.add_argument("--design", choices=("current", "previous", "both"), default="both",
-                   help="our harness as shipped (current), the design before it (previous: websockets' asyncio "
-                        "client, a task and a running greenlet per session), or both (default)")
+                   help=f"our harness as shipped (current), the design before it (previous: {PREVIOUS.what}; "
+                        f"run from a git worktree of commit {PREVIOUS.commit[:12]}), or both (default)")
     p.add_argument("--skip-floor", action="store_true",
                    help="do not measure the floor (bare protocols that only stamp: what any receiver costs here)")
     p.add_argument("--receivers", default="",
@@ -679,18 +689,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--drain", type=float, default=3.0)
     p.add_argument("--settle", type=float, default=1.0, help="naive: wait after connecting before publishing")
     p.add_argument("--connect-timeout", type=float, default=120.0, help="longest wait for sessions to connect")
-    p.add_argument("--stall", type=float, default=20.0, help="naive: give up waiting after this long without a new session")
+    p.add_argument("--stall", type=float, default=20.0,
+                   help="naive: give up waiting after this long without a new session")
     p.add_argument("--out", default="", help="directory for logs and results (default /tmp/push_capacity-<time>)")
     args = p.parse_args(argv)
     clients = [k for k in RECEIVERS if k != "floor"]
     args.receivers = [k for k in args.receivers.split(",") if k]
     if any(k not in clients for k in args.receivers):
         p.error(f"--receivers takes {' or '.join(clients)}, or both comma-separated")
-    if "picows" in args.receivers:
-        try:
-            import picows  # noqa: F401
-        except ImportError:
-            p.error("--receivers picows needs picows installed (pip install 'picows>=2.3,<2.4')")
+    if "picows" in args.receivers and importlib.util.find_spec("picows") is None:
+        p.error("--receivers picows needs picows installed (pip install 'picows>=2.3,<2.4')")
     if args.naive_sessions is None:
         args.naive_sessions = args.sessions
     if min(args.sessions, args.naive_sessions) < 1 or args.rate <= 0 or args.duration <= 0:
@@ -700,14 +708,20 @@ def main(argv: list[str] | None = None) -> int:
 
     figs: list[RunFigures] = []
     designs = ["current", "previous"] if args.design == "both" else [args.design]
-    for design in designs:
-        if figs:
-            time.sleep(2)
-        print(f"[{design}] {args.sessions:,} sessions ...", flush=True)
-        fig = run_ours(args, out, design)
-        print(f"[{design}] done: held {fig.held_at_publish:,}, {fig.deliveries:,} deliveries, "
-              f"{fmt(fig.cpu_us_per_delivery, '.1f')} us/delivery", flush=True)
-        figs.append(fig)
+    with contextlib.ExitStack() as stack:
+        # Check the previous design out before any run, so a clone without its commit fails at once.
+        roots = {"current": REPO}
+        if "previous" in designs:
+            roots["previous"] = stack.enter_context(checkout(PREVIOUS))
+        for design in designs:
+            if figs:
+                time.sleep(2)
+            origin = f" (git {PREVIOUS.commit[:12]}, from a worktree)" if design == "previous" else ""
+            print(f"[{design}] {args.sessions:,} sessions{origin} ...", flush=True)
+            fig = run_ours(args, out, design, roots[design])
+            print(f"[{design}] done: held {fig.held_at_publish:,}, {fig.deliveries:,} deliveries, "
+                  f"{fmt(fig.cpu_us_per_delivery, '.1f')} us/delivery", flush=True)
+            figs.append(fig)
     if not args.skip_floor:
         time.sleep(2)
         print(f"[floor] {args.sessions:,} bare sessions ...", flush=True)
@@ -718,7 +732,8 @@ def main(argv: list[str] | None = None) -> int:
         time.sleep(2)
         print(f"[{kind}] {args.sessions:,} sessions, receiver alone ...", flush=True)
         fig = run_receiver(args, out, kind)
-        print(f"[{kind}] done: {fig.deliveries:,} deliveries, {fmt(fig.cpu_us_per_delivery, '.1f')} us each", flush=True)
+        print(f"[{kind}] done: {fig.deliveries:,} deliveries, {fmt(fig.cpu_us_per_delivery, '.1f')} us each",
+              flush=True)
         figs.append(fig)
     if not args.skip_naive:
         variants = {"validate": [False], "skip": [True], "both": [False, True]}[args.naive_utf8]

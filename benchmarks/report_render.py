@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import ModuleType
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -29,11 +30,11 @@ from reports import load_results, render_report  # noqa: E402
 GOAL_S = 10.0
 
 
-def _make_fixture_module():
+def _make_fixture_module() -> ModuleType:
     spec = importlib.util.spec_from_file_location("deliverybench_bench_make_fixture",
                                                   ROOT / "tests" / "fixtures" / "make_fixture.py")
+    assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
     spec.loader.exec_module(module)
     return module
 

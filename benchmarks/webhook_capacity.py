@@ -899,7 +899,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _median(values: list[float]) -> float:
+def _median(values: Sequence[float | None]) -> float:
     vals = sorted(v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v)))
     if not vals:
         return float("nan")
@@ -907,7 +907,7 @@ def _median(values: list[float]) -> float:
     return vals[mid] if len(vals) % 2 else (vals[mid - 1] + vals[mid]) / 2
 
 
-def _spread(values: list[float], fmt: str = ",.0f") -> str:
+def _spread(values: Sequence[float | None], fmt: str = ",.0f") -> str:
     vals = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
     if len(vals) < 2:
         return ""
@@ -984,10 +984,11 @@ def report(args: argparse.Namespace, cb: list[CallbackResult], bursts: list[Burs
         rows = []
         for b in bursts:
             conns = {"ours": args.burst_users, "fast": args.fasthttp_users}.get(b.kind, args.wrk_connections)
-            w = b.window
+            win = b.window
             label = b.name + (f" #{b.rep}" if b.kind != "wrk" else "")
-            rows.append([label, str(conns), _f(b.requests), _f(b.post_s), _f(w.rate), _f(w.cpu_us_per_request, ",.1f"),
-                         _f(w.client_cores, ".2f"), _f(w.sink_cores, ".2f"), _f(w.others_cores, ".2f"),
+            rows.append([label, str(conns), _f(b.requests), _f(b.post_s), _f(win.rate),
+                         _f(win.cpu_us_per_request, ",.1f"), _f(win.client_cores, ".2f"), _f(win.sink_cores, ".2f"),
+                         _f(win.others_cores, ".2f"),
                          _f(b.cpu_s_per_1k, ".3f"), _f(b.p50_ms, ",.1f"), _f(b.p99_ms, ",.1f"),
                          f"{b.load[0]:.1f}->{b.load[1]:.1f}"])
         print(_table(headers, rows))
