@@ -24,7 +24,7 @@ import json
 from dataclasses import fields
 from typing import Any, Mapping, Sequence
 
-from .metrics import runs_of
+from .model import SCHEMA_VERSION, Run
 from .schedule import Schedule
 
 __all__ = [
@@ -92,16 +92,16 @@ def _schedule(raw: Any) -> Any:
     return _plain({name: raw.get(name, _SCHEDULE_DEFAULTS[name]) for name in keep})
 
 
-def workload_fingerprint(document: Mapping[str, Any], mode: str) -> dict[str, Any]:
+def workload_fingerprint(document: Run | Mapping[str, Any], mode: str) -> dict[str, Any]:
     """The workload fields of one mode that must match for a comparison.
 
     Values come from the mode result's ``params`` and ``target`` (falling back
-    to its first repeat when the mode result itself lacks them) and from the
-    document's ``schema_version``. Missing fields are ``None``.
+    to its first repeat when the mode result itself lacks them). Missing
+    fields are ``None``.
 
     Args:
-        document: a results document.
-        mode: a key of ``document["modes"]``.
+        document: a results document (the typed model, or a plain one, validated here).
+        mode: one of the document's modes.
 
     Returns:
         A JSON-ready mapping with the keys of :data:`FINGERPRINT_FIELDS`.
@@ -109,32 +109,24 @@ def workload_fingerprint(document: Mapping[str, Any], mode: str) -> dict[str, An
     Raises:
         KeyError: ``mode`` is not in the document.
     """
-    result = document["modes"][mode]
-    runs = runs_of(result)
-    first = runs[0] if runs else result
-
-    def section(name: str) -> Mapping[str, Any]:
-        for source in (result, first):
-            value = source.get(name)
-            if isinstance(value, Mapping) and value:
-                return value
-        return {}
-
-    params = section("params")
-    target = section("target")
+    run = document if isinstance(document, Run) else Run.from_dict(document)
+    result = run.modes[mode]
+    first = result.runs[0]
+    params = result.params if result.params.to_dict() else first.params
+    target = result.target if result.target.to_dict() else first.target
     return {
-        "schema_version": _plain(document.get("schema_version")),
-        "mode": str(result.get("mode", mode)),
-        "target.name": _plain(target.get("name")),
-        "target.kind": _plain(target.get("kind")),
-        "subscribers": _plain(params.get("subscribers")),
-        "rate": _plain(params.get("rate")),
-        "schedule": _schedule(params.get("schedule")),
-        "payload_bytes": _plain(params.get("payload_bytes")),
-        "duration_s": _plain(params.get("duration_s")),
-        "drain_s": _plain(params.get("drain_s")),
-        "join_grace_s": _plain(params.get("join_grace_s")),
-        "processes": _plain(params.get("processes")),
+        "schema_version": SCHEMA_VERSION,
+        "mode": result.mode or mode,
+        "target.name": _plain(target.name),
+        "target.kind": _plain(target.kind),
+        "subscribers": _plain(params.subscribers),
+        "rate": _plain(params.rate),
+        "schedule": _schedule(dict(params.schedule) if params.schedule else None),
+        "payload_bytes": _plain(params.payload_bytes),
+        "duration_s": _plain(params.duration_s),
+        "drain_s": _plain(params.drain_s),
+        "join_grace_s": _plain(params.join_grace_s),
+        "processes": _plain(params.processes),
     }
 
 
@@ -162,8 +154,8 @@ def fingerprint_diff(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[tuple[s
 
 
 def machine_diff(
-    doc_a: Mapping[str, Any],
-    doc_b: Mapping[str, Any],
+    doc_a: Run | Mapping[str, Any],
+    doc_b: Run | Mapping[str, Any],
     *,
     memory_tolerance: float = 0.05,
     ignore_packages: Sequence[str] = ("deliverybench",),
@@ -184,9 +176,9 @@ def machine_diff(
         ``packages.<name>``; empty when the machines match.
     """
     out: list[tuple[str, Any, Any]] = []
-    ma = doc_a.get("machine") if isinstance(doc_a.get("machine"), Mapping) else {}
-    mb = doc_b.get("machine") if isinstance(doc_b.get("machine"), Mapping) else {}
-    assert isinstance(ma, Mapping) and isinstance(mb, Mapping)
+    run_a = doc_a if isinstance(doc_a, Run) else Run.from_dict(doc_a)
+    run_b = doc_b if isinstance(doc_b, Run) else Run.from_dict(doc_b)
+    ma, mb = run_a.machine, run_b.machine
     for name in MACHINE_FIELDS:
         left, right = ma.get(name), mb.get(name)
         if name == "memory_bytes" and isinstance(left, (int, float)) and isinstance(right, (int, float)):
@@ -194,9 +186,7 @@ def machine_diff(
                 continue
         if _plain(left) != _plain(right):
             out.append((f"machine.{name}", left, right))
-    pa = doc_a.get("packages") if isinstance(doc_a.get("packages"), Mapping) else {}
-    pb = doc_b.get("packages") if isinstance(doc_b.get("packages"), Mapping) else {}
-    assert isinstance(pa, Mapping) and isinstance(pb, Mapping)
+    pa, pb = run_a.packages, run_b.packages
     for name in sorted(set(pa) | set(pb)):
         if name in ignore_packages:
             continue

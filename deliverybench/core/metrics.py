@@ -16,6 +16,9 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
+from .model import ModeResult, headline_metric
+from .status import as_mode_result
+
 __all__ = [
     "METRIC_NAMES",
     "LATENCY_METRICS",
@@ -37,50 +40,42 @@ METRIC_NAMES: tuple[str, ...] = (*LATENCY_METRICS, "deliveries_per_s", *COUNT_ME
 HIGHER_IS_BETTER: frozenset[str] = frozenset({"deliveries_per_s"})
 
 
-def headline_metric(mode: str) -> str:
-    """Burst runs time acknowledgements (``ack``); every other mode times deliveries."""
-    return "ack" if mode == "burst" else "delivery"
+def runs_of(result: ModeResult | Mapping[str, Any]) -> list[Any]:
+    """The independent runs behind a mode result: its repeats, or itself.
 
-
-def runs_of(result: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    """The independent runs behind a mode result: its repeats, or itself."""
+    Given the typed model, the runs are models; given a plain mapping (readers
+    not yet moved to the model), plain mappings.
+    """
+    if isinstance(result, ModeResult):
+        return list(result.runs)
     repeats = result.get("repeats")
     if isinstance(repeats, Sequence) and repeats:
         return [r for r in repeats if isinstance(r, Mapping)]
     return [result]
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value)
-
-
-def metric_value(result: Mapping[str, Any], name: str) -> float | None:
+def metric_value(result: ModeResult | Mapping[str, Any], name: str) -> float | None:
     """One figure of one run's mode result; ``None`` when the run cannot say.
 
     Args:
-        result: a mode result (``document["modes"][mode]`` or one of its repeats).
+        result: a mode result (``run.modes[mode]`` or one of its runs).
         name: one of :data:`METRIC_NAMES`.
     """
-    mode = str(result.get("mode", ""))
+    run = as_mode_result(result)
     if name in LATENCY_METRICS:
-        summary = result.get("summary", {}).get(headline_metric(mode)) or {}
-        return _number(summary.get(name))
+        return run.headline.value(name)
     if name == "deliveries_per_s":
-        return _number(result.get("throughput", {}).get("deliveries_per_s"))
+        return run.throughput.deliveries_per_s
     if name in COUNT_METRICS:
         # a count the run did not record is unknown, not zero
-        return _number((result.get("audit") or {}).get(name))
+        count = getattr(run.audit, name)
+        return None if count is None else float(count)
     if name == "target_cpu_per_1k":
-        cpu = _number(result.get("resources", {}).get("costs", {}).get("target", {}).get("cpu_s"))
-        deliveries = _number(result.get("throughput", {}).get("deliveries"))
-        if cpu is None or not deliveries:
-            return None
-        return cpu / deliveries * 1000.0
+        return run.cpu_per_1k("target")
     raise KeyError(f"unknown metric {name!r}; known: {', '.join(METRIC_NAMES)}")
 
 
-def mode_metrics(result: Mapping[str, Any]) -> dict[str, float | None]:
+def mode_metrics(result: ModeResult | Mapping[str, Any]) -> dict[str, float | None]:
     """Every metric of :data:`METRIC_NAMES` for one run's mode result."""
-    return {name: metric_value(result, name) for name in METRIC_NAMES}
+    run = as_mode_result(result)
+    return {name: metric_value(run, name) for name in METRIC_NAMES}

@@ -15,8 +15,10 @@ from __future__ import annotations
 import copy
 from typing import Any, Mapping, Sequence
 
+from .model import ModeResult
 from .recording import Recorder, summarize
 from .resources import Sample, costs_to_dict, role_costs
+from .status import as_mode_result
 
 __all__ = ["merge_repeats"]
 
@@ -26,14 +28,14 @@ _SUMMED_AUDIT = ("scheduled", "published", "accepted", "refused", "subscribers",
 _ORDER = {"ok": 0, "degraded": 1, "interrupted": 2, "failed": 3}
 
 
-def _status(runs: Sequence[Mapping[str, Any]]) -> tuple[str, list[str]]:
+def _status(runs: Sequence[ModeResult]) -> tuple[str, list[str]]:
     reasons: list[str] = []
     for i, run in enumerate(runs, 1):
-        why = [str(r) for r in run.get("status_reasons") or []]
-        if run.get("failure"):
-            why.insert(0, str(run["failure"]))
+        why = list(run.status_reasons)
+        if run.failure:
+            why.insert(0, run.failure)
         reasons += [f"repeat {i}: {r}" for r in why]
-    statuses = [str(run.get("status", "ok")) for run in runs]
+    statuses = [run.status for run in runs]
     if all(s == "failed" for s in statuses):
         return "failed", reasons
     if "interrupted" in statuses:
@@ -44,53 +46,55 @@ def _status(runs: Sequence[Mapping[str, Any]]) -> tuple[str, list[str]]:
     return max(statuses, key=lambda s: _ORDER.get(s, 1)), reasons
 
 
-def merge_repeats(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """The combined mode result of ``runs`` (each an ordinary mode result), repeats kept inside."""
+def _rounded_sum(values: Sequence[float | None]) -> float:
+    return round(sum(v or 0.0 for v in values), 3)
+
+
+def merge_repeats(runs: Sequence[ModeResult | Mapping[str, Any]]) -> dict[str, Any]:
+    """The combined mode result of ``runs`` (each an ordinary, decided mode result), repeats kept inside."""
     if not runs:
         raise ValueError("no repeats to merge")
     if len(runs) == 1:
-        return dict(runs[0])
-    first = runs[0]
-    merged: dict[str, Any] = copy.deepcopy({k: v for k, v in first.items() if k != "repeats"})
-    recorder = Recorder.merged(Recorder.decode(run.get("histograms") or {}) for run in runs)
+        return dict(runs[0]) if isinstance(runs[0], Mapping) else runs[0].to_dict()
+    models = [as_mode_result(run) for run in runs]
+    first = models[0]
+    merged: dict[str, Any] = copy.deepcopy({k: v for k, v in first.to_dict().items() if k != "repeats"})
+    recorder = Recorder.merged(Recorder.decode(run.histograms) for run in models)
     merged["histograms"] = recorder.encode()
     merged["summary"] = {metric: summarize(recorder.total(metric)) for metric in recorder.metrics()}
-    audits = [run.get("audit") or {} for run in runs]
-    audit: dict[str, Any] = {key: sum(int(a.get(key, 0) or 0) for a in audits) for key in _SUMMED_AUDIT}
-    audit["balanced"] = all(a.get("balanced", True) for a in audits)
-    audit["recorded_matches"] = all(a.get("recorded_matches", True) for a in audits)
+    audit: dict[str, Any] = {key: sum(run.audit.count(key) for run in models) for key in _SUMMED_AUDIT}
+    audit["balanced"] = all(run.audit.balanced for run in models)
+    audit["recorded_matches"] = all(run.audit.recorded_matches for run in models)
     merged["audit"] = audit
-    throughputs = [run.get("throughput") or {} for run in runs]
+    throughputs = [run.throughput for run in models]
     merged["throughput"] = {
-        "deliveries": sum(int(t.get("deliveries", 0) or 0) for t in throughputs),
-        "deliveries_per_s": round(sum(float(t.get("deliveries_per_s", 0) or 0) for t in throughputs)
-                                  / len(throughputs), 3),
-        "published": sum(int(t.get("published", 0) or 0) for t in throughputs),
-        "accepted": sum(int(t.get("accepted", 0) or 0) for t in throughputs),
-        "stream_seconds": round(sum(float(t.get("stream_seconds", 0) or 0) for t in throughputs), 3),
-        "span_seconds": round(sum(float(t.get("span_seconds", 0) or 0) for t in throughputs), 3),
-        "span_from": ("schedule" if all(t.get("span_from") == "schedule" for t in throughputs)
-                      else "whole_seconds"),
+        "deliveries": sum(t.deliveries for t in throughputs),
+        "deliveries_per_s": round(sum(t.deliveries_per_s or 0.0 for t in throughputs) / len(throughputs), 3),
+        "published": sum(t.published or 0 for t in throughputs),
+        "accepted": sum(t.accepted or 0 for t in throughputs),
+        "stream_seconds": _rounded_sum([t.stream_seconds for t in throughputs]),
+        "span_seconds": _rounded_sum([t.span_seconds for t in throughputs]),
+        "span_from": "schedule" if all(t.span_from == "schedule" for t in throughputs) else "whole_seconds",
     }
     errors: dict[str, int] = {}
     series_rows: list[Any] = []
-    for run in runs:
-        for kind, n in (run.get("errors") or {}).items():
-            errors[kind] = errors.get(kind, 0) + int(n)
-        series_rows += (run.get("errors_series") or {}).get("rows") or []
+    for run in models:
+        for kind, n in run.errors.items():
+            errors[kind] = errors.get(kind, 0) + n
+        series_rows += [list(row) for row in run.errors_series.rows]
     merged["errors"] = dict(sorted(errors.items()))
     merged["errors_series"] = {"columns": ["second", "kind", "count"], "rows": series_rows}
-    rows = [row for run in runs for row in (run.get("resources") or {}).get("rows") or []]
-    merged["resources"] = {"columns": (first.get("resources") or {}).get("columns", []), "rows": rows,
+    rows = [list(row) for run in models for row in run.resources.samples.rows]
+    merged["resources"] = {"columns": list(first.resources.samples.columns), "rows": rows,
                            "costs": costs_to_dict(role_costs([Sample.from_row(r) for r in rows]))}
-    saturated = [run.get("harness") or {} for run in runs if (run.get("harness") or {}).get("saturated")]
-    merged["harness"] = dict(saturated[0]) if saturated else dict(first.get("harness") or {})
-    merged["started_ns"] = min(int(run.get("started_ns", 0)) for run in runs)
-    merged["ended_ns"] = max(int(run.get("ended_ns", 0)) for run in runs)
-    merged["params"] = {**dict(first.get("params") or {}), "repeats": len(runs)}
-    merged["status"], merged["status_reasons"] = _status(runs)
-    merged["failure"] = None if merged["status"] != "failed" else first.get("failure")
+    saturated = [run.harness for run in models if run.harness.saturated]
+    merged["harness"] = (saturated[0] if saturated else first.harness).to_dict()
+    merged["started_ns"] = min(run.started_ns for run in models)
+    merged["ended_ns"] = max(run.ended_ns for run in models)
+    merged["params"] = {**first.params.to_dict(), "repeats": len(models)}
+    merged["status"], merged["status_reasons"] = _status(models)
+    merged["failure"] = None if merged["status"] != "failed" else first.failure
     merged["notes"] = ["series and fan-out are the first repeat's; histograms, percentiles and counts cover "
-                       f"all {len(runs)}"]
-    merged["repeats"] = [dict(run) for run in runs]
+                       f"all {len(models)}"]
+    merged["repeats"] = [run.to_dict() for run in models]
     return merged

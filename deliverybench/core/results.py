@@ -20,8 +20,9 @@ from typing import Any, Iterable, Mapping, Sequence
 from . import hdr_fast
 from .audit import AuditTotals
 from .recording import Recorder, summarize
+from .model import SCHEMA_VERSION, ResultsFormatError, ResultsVersionError, Run
 from .resources import Sample, costs_to_dict, harness_saturation, one_per_second, role_costs
-from .status import assess, document_status
+from .status import as_mode_result, decide, document_status
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -30,14 +31,15 @@ __all__ = [
     "SERIES_COLUMNS",
     "per_second_series",
     "build_mode_result",
+    "finalize_mode",
     "delivery_span_ns",
     "new_document",
     "merge_documents",
     "dumps",
     "loads",
+    "load_run",
 ]
 
-SCHEMA_VERSION = 2
 NS_PER_S = 1_000_000_000
 
 SERIES_COLUMNS = (
@@ -53,14 +55,6 @@ SERIES_COLUMNS = (
     "connected",  # subscriber sessions open (sum over harness processes)
     "errors",  # errors of any kind in that second
 )
-
-
-class ResultsFormatError(ValueError):
-    """The document is not a deliverybench results document."""
-
-
-class ResultsVersionError(ResultsFormatError):
-    """The document has another ``schema_version`` than this code reads."""
 
 
 def _ms(value_us: int) -> float:
@@ -152,8 +146,11 @@ def build_mode_result(
     failure: str | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Assemble the JSON-ready result of one mode.
+    """Assemble the JSON-ready result of one mode, its status as the runner gave it.
 
+    The status is not decided here: whoever owns the document adds what it
+    learned about the run (interrupted, stopped early, a warning) and then
+    decides it once with :func:`~deliverybench.core.status.decide`.
     Everything time-like is passed in; the function reads no clock. ``span_ns``
     (:func:`delivery_span_ns`) is what deliveries/s divides by; without it, the
     whole seconds that saw deliveries.
@@ -227,8 +224,12 @@ def build_mode_result(
         "harness": saturation.to_dict(),
         "extra": dict(extra or {}),
     }
-    result["status"], result["status_reasons"] = assess(result)
     return result
+
+
+def finalize_mode(result: Mapping[str, Any]) -> dict[str, Any]:
+    """A built mode result with its status decided: what the owner of the document calls, once per run."""
+    return decide(as_mode_result(result)).to_dict()
 
 
 def new_document(
@@ -292,30 +293,33 @@ def merge_documents(documents: Sequence[Mapping[str, Any]], *, run_id: str) -> d
     )
 
 
-def validate(doc: Mapping[str, Any]) -> None:
-    """Raise :class:`ResultsFormatError` or :class:`ResultsVersionError` if ``doc`` is unusable."""
-    if not isinstance(doc, Mapping) or doc.get("tool") != "deliverybench":
-        raise ResultsFormatError("not a deliverybench results document")
-    version = doc.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise ResultsVersionError(
-            f"results schema_version {version!r} is not supported by this deliverybench "
-            f"(it reads version {SCHEMA_VERSION}); re-run the benchmark or use a matching release"
-        )
-    for key in ("run", "config", "modes"):
-        if not isinstance(doc.get(key), Mapping):
-            raise ResultsFormatError(f"results document lacks {key!r}")
+def validate(doc: Mapping[str, Any]) -> Run:
+    """The document as the typed model; :class:`ResultsFormatError` (naming the field) if it is unusable."""
+    return Run.from_dict(doc)
 
 
 def dumps(doc: Mapping[str, Any]) -> str:
+    """Strict JSON (never a bare ``NaN`` or ``Infinity``) of a document that validates."""
     validate(doc)
-    return json.dumps(doc, separators=(",", ":"), sort_keys=False)
+    return json.dumps(doc, separators=(",", ":"), sort_keys=False, allow_nan=False)
+
+
+def _parse(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ResultsFormatError(f"results file is not JSON: {exc}") from None
+    except RecursionError:
+        raise ResultsFormatError("results file is not JSON: nested too deeply") from None
 
 
 def loads(text: str) -> dict[str, Any]:
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ResultsFormatError(f"results file is not JSON: {exc}") from None
+    """A validated document as plain JSON (for writers that add to it)."""
+    doc = _parse(text)
     validate(doc)
     return dict(doc)
+
+
+def load_run(text: str) -> Run:
+    """A results file's text as the typed model: validated once, read through attributes afterwards."""
+    return validate(_parse(text))

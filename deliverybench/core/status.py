@@ -8,35 +8,22 @@ Anything else is ``degraded`` with reasons in plain words (``lost 73 %``,
 finding, not a failure: loss is what a user runs the tool to find. ``failed``
 (nothing measured) and ``interrupted`` (stopped from outside) are decided by
 whoever ran the mode and are kept, with the same reasons added.
+
+Whether the harness could be trusted is not decided here but by
+:func:`~deliverybench.core.trust.trust`, which the gate and sweeps ask too;
+this module only words its reasons among the findings.
 """
 
 from __future__ import annotations
 
 from typing import Any, Mapping
 
-__all__ = ["STATUSES", "PUBLISHER_LAG_LIMIT_MS", "SCHEDULE_LAG_METRIC", "MIN_LAG_EVENTS", "schedule_lag_p99",
-           "assess", "document_status"]
+from .model import MIN_LAG_EVENTS, SCHEDULE_LAG_METRIC, STATUSES, ModeResult
+from .trust import PUBLISHER_LAG_LIMIT_MS, Distrust, trust
 
-#: every status a mode can have
-STATUSES = ("ok", "degraded", "failed", "interrupted")
-#: schedule lag (event handed to the pool - due) p99 above this means the harness itself could
-#: not keep to the schedule; waiting for a free connection (the target's back-pressure) is not counted
-PUBLISHER_LAG_LIMIT_MS = 5.0
-#: the summary metric that limit applies to
-SCHEDULE_LAG_METRIC = "schedule_lag"
-#: a lag p99 says the publisher could not keep up only when it rests on this many events (ten of
-#: them beyond it). Over the 160 events of the CI profile it is the second-worst event: a few ms of
-#: scheduler jitter on a shared machine, which a saturated harness shows as CPU saturation anyway.
-MIN_LAG_EVENTS = 1000
-
-
-def schedule_lag_p99(result: Mapping[str, Any]) -> float | None:
-    """The run's schedule-lag p99 in ms, when it rests on enough events to mean anything."""
-    lag = (result.get("summary") or {}).get(SCHEDULE_LAG_METRIC) or {}
-    p99, count = lag.get("p99"), lag.get("count") or 0
-    if isinstance(p99, (int, float)) and not isinstance(p99, bool) and count >= MIN_LAG_EVENTS:
-        return float(p99)
-    return None
+__all__ = ["STATUSES", "PUBLISHER_LAG_LIMIT_MS", "SCHEDULE_LAG_METRIC", "MIN_LAG_EVENTS", "as_mode_result",
+           "schedule_lag_p99",
+           "assess", "decide", "document_status"]
 
 #: error kinds, by prefix, and how to say how many there were
 _ERROR_FAMILIES: tuple[tuple[str, str], ...] = (
@@ -52,6 +39,16 @@ _ERROR_FAMILIES: tuple[tuple[str, str], ...] = (
 )
 
 
+def as_mode_result(result: ModeResult | Mapping[str, Any]) -> ModeResult:
+    """A mode result as the typed model (validated here when it arrives as a plain mapping)."""
+    return result if isinstance(result, ModeResult) else ModeResult.from_dict(result)
+
+
+def schedule_lag_p99(result: ModeResult | Mapping[str, Any]) -> float | None:
+    """The run's schedule-lag p99 in ms, when it rests on enough events to mean anything."""
+    return as_mode_result(result).schedule_lag_p99
+
+
 def _pct(part: float, whole: float) -> str:
     share = 100.0 * part / whole if whole else 0.0
     if share >= 10 or share == 0:
@@ -59,20 +56,19 @@ def _pct(part: float, whole: float) -> str:
     return f"{share:.2g} %" if share >= 0.01 else "<0.01 %"
 
 
-def _error_reasons(errors: Mapping[str, Any]) -> list[str]:
+def _error_reasons(errors: Mapping[str, int]) -> list[str]:
     reasons: list[str] = []
     families: dict[str, int] = {}
     others: dict[str, int] = {}
-    for kind, count in errors.items():
-        n = int(count)
-        if n <= 0 or str(kind).startswith("publish_"):
+    for kind, n in errors.items():
+        if n <= 0 or kind.startswith("publish_"):
             continue  # the publisher's errors are the refused events, said once
         for prefix, _ in _ERROR_FAMILIES:
-            if str(kind).startswith(prefix):
+            if kind.startswith(prefix):
                 families[prefix] = families.get(prefix, 0) + n
                 break
         else:
-            others[str(kind)] = n
+            others[kind] = n
     for prefix, phrase in _ERROR_FAMILIES:
         if prefix in families:
             reasons.append(phrase.format(n=families[prefix]))
@@ -82,49 +78,55 @@ def _error_reasons(errors: Mapping[str, Any]) -> list[str]:
     return reasons
 
 
-def assess(result: Mapping[str, Any]) -> tuple[str, list[str]]:
-    """The status and reasons of one mode result (see the module docstring).
-
-    Reads ``status`` (as decided by whoever ran the mode), ``audit``,
-    ``errors``, ``harness``, ``summary`` (publisher lag), ``params`` and
-    ``warnings``; returns a new ``(status, reasons)`` pair.
-    """
-    given = str(result.get("status", "ok"))
+def _findings(result: ModeResult) -> list[str]:
+    """What the run found wrong with the delivery itself: loss, refusals, absent subscribers, errors."""
     reasons: list[str] = []
-    audit = result.get("audit") or {}
-    expected = int(audit.get("expected", 0) or 0)
-    lost = int(audit.get("lost", 0) or 0)
+    audit = result.audit
+    expected, lost = audit.count("expected"), audit.count("lost")
     if lost:
         reasons.append(f"lost {_pct(lost, expected)} ({lost:,} of {expected:,} expected deliveries)")
-    published = int(audit.get("published", 0) or 0)
-    refused = int(audit.get("refused", 0) or 0)
+    published, refused = audit.count("published"), audit.count("refused")
     if refused:
         reasons.append(f"refused {_pct(refused, published)} ({refused:,} of {published:,} published events)")
-    unpublished = int(audit.get("scheduled", 0) or 0) - published
-    if unpublished > 0 and given != "failed":
+    unpublished = audit.count("scheduled") - published
+    if unpublished > 0 and result.status != "failed":
         reasons.append(f"{unpublished:,} scheduled events never published")
-    never = int(audit.get("subscribers_never_connected", 0) or 0)
-    wanted = int((result.get("params") or {}).get("subscribers", 0) or 0)
+    never = audit.count("subscribers_never_connected")
+    wanted = result.params.subscribers or 0
     if never:
-        reasons.append(f"{never:,} of {wanted or audit.get('subscribers', 0):,} subscribers never connected")
-    elif wanted and audit and int(audit.get("subscribers", 0) or 0) < wanted and result.get("mode") != "burst":
-        reasons.append(f"only {int(audit.get('subscribers', 0)):,} of {wanted:,} subscribers took part")
-    reasons += _error_reasons(result.get("errors") or {})
-    if audit and not audit.get("balanced", True):
+        reasons.append(f"{never:,} of {wanted or audit.count('subscribers'):,} subscribers never connected")
+    elif wanted and audit.present and audit.count("subscribers") < wanted and result.mode != "burst":
+        reasons.append(f"only {audit.count('subscribers'):,} of {wanted:,} subscribers took part")
+    return reasons + _error_reasons(result.errors)
+
+
+def decide(result: ModeResult) -> ModeResult:
+    """``result`` with its status and reasons decided (the one place a mode's status is set)."""
+    reasons = _findings(result)
+    verdict = trust(result)
+    if verdict.has(Distrust.AUDIT_UNBALANCED):
         reasons.append("the audit does not balance")
-    if audit and not audit.get("recorded_matches", True):
+    if result.audit.present and not result.audit.recorded_matches:
         reasons.append("recorded deliveries do not match the audit")
-    harness = result.get("harness") or {}
-    if harness.get("saturated"):
+    if verdict.has(Distrust.HARNESS_SATURATED, Distrust.MACHINE_BUSY):
         reasons.append("harness saturated")
-    lag = schedule_lag_p99(result)
-    if lag is not None and lag > PUBLISHER_LAG_LIMIT_MS:
-        reasons.append(f"publisher behind its schedule (schedule lag p99 {lag:,.1f} ms)")
-    for warning in result.get("warnings") or ():
-        reasons.append(str(warning))
-    if given in ("failed", "interrupted"):
-        return given, reasons
-    return ("degraded" if reasons else "ok"), reasons
+    for lag in verdict.of_kind(Distrust.PUBLISHER_LAG):
+        reasons.append(f"publisher behind its schedule (schedule lag p99 {lag.observed or 0:,.1f} ms)")
+    reasons += result.warnings
+    if result.status in ("failed", "interrupted"):
+        return result.with_status(result.status, reasons)
+    return result.with_status("degraded" if reasons else "ok", reasons)
+
+
+def assess(result: ModeResult | Mapping[str, Any]) -> tuple[str, list[str]]:
+    """The status and reasons of one mode result (see the module docstring and :func:`decide`).
+
+    Reads the status as decided by whoever ran the mode (kept when ``failed``
+    or ``interrupted``), the audit, errors, harness check, publisher lag,
+    params and warnings.
+    """
+    decided = decide(as_mode_result(result))
+    return decided.status, list(decided.status_reasons)
 
 
 def document_status(statuses: list[str]) -> str:

@@ -16,6 +16,7 @@ from deliverybench.core.results import (
     ResultsFormatError,
     ResultsVersionError,
     build_mode_result,
+    finalize_mode,
     delivery_span_ns,
     dumps,
     loads,
@@ -93,7 +94,7 @@ def make_mode(mode: str = "push", status: str = "ok", **overrides: Any) -> dict[
         samples=samples, status=status, extra={"echo_sent": 4},
     )
     kwargs.update(overrides)
-    return build_mode_result(**kwargs)
+    return finalize_mode(build_mode_result(**kwargs))  # as the document's owner does, once
 
 
 def test_build_mode_result_fields() -> None:
