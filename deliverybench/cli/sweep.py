@@ -21,13 +21,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from ..core.fingerprint import fingerprint_key, workload_fingerprint
-from ..core.options import by_dest
+from ..core.options import Option, by_dest, command_options
 from ..core.slo import SloClause, format_number
 from ..core.sweep import (
     PointVerdict,
@@ -54,12 +56,13 @@ from .interrupt import Interrupt
 from .progress import Progress
 from .run import run, unique_folder
 
-__all__ = ["SweepOutcome", "run_sweep", "SWEEP_DEFAULTS", "POINT_DEFAULTS", "INDEX_NAME"]
+__all__ = ["SweepOutcome", "run_sweep", "POINT_DEFAULTS", "INDEX_NAME"]
 
 INDEX_NAME = "sweep.json"
-#: the sweep's own options when not given: the planner's question for every mode
-SWEEP_DEFAULTS: dict[str, str] = {"modes": "push,callback,poll", "subscribers": "50:3200", "rate": "10",
-                                  "slo": "p99<=50ms,lost==0", "precision": "0.1", "confirm": "2"}
+#: the sweep options that make its spec (their defaults, in the option table, are the planner's question
+#: for every mode), and the parse_sweep_spec argument each one is
+_SPEC_ARGS = {"modes": "modes", "subscribers": "subscribers", "rate": "rates", "slo": "slo",
+              "precision": "precision", "confirm": "confirm"}
 #: a point is an ordinary run, shorter than the default one (drift needs 8 s of stream to judge)
 POINT_DEFAULTS: dict[str, Any] = {"duration": 10.0, "drain": 2.0, "settle": 1.0}
 #: run options that mean nothing per point (a sweep's repeats are --confirm; its gate is --slo)
@@ -94,24 +97,27 @@ def _parser() -> argparse.ArgumentParser:
                     "fails, then bisect). Every point is an ordinary run under the sweep folder.",
         epilog="Any run option (--duration, --processes, --target, --payload-bytes, ...) applies to every point; "
                f"a point runs {POINT_DEFAULTS['duration']:g} s of stream unless --duration says otherwise.")
-    help_ = {
-        "modes": f"modes to sweep (default {SWEEP_DEFAULTS['modes']})",
-        "subscribers": "a grid 'N,N,...' or a search range 'LOW:HIGH' (default "
-                       f"{SWEEP_DEFAULTS['subscribers']})",
-        "rate": f"events per second, one or several 'R,R' (default {SWEEP_DEFAULTS['rate']})",
-        "slo": f"what a point must hold, e.g. 'p99<=50ms,lost==0' (default '{SWEEP_DEFAULTS['slo']}')",
-        "precision": "bisect until (first fail - last pass) / last pass <= this (default 0.1)",
-        "confirm": "runs a boundary point must pass (default 2)",
-    }
-    for name, text in help_.items():
-        p.add_argument(f"--{name}", dest=f"sweep_{name}", metavar=name.upper(), help=text)
-    p.add_argument("--require", dest="sweep_require", metavar="REQ",
-                   help="exit 1 unless the capacities meet this, e.g. 'push>=2000,callback>=500'")
-    p.add_argument("--resume", dest="sweep_resume", metavar="DIR",
-                   help="continue the sweep in DIR (its finished points are not run again)")
-    p.add_argument("--no-early-stop", dest="sweep_no_early_stop", action="store_true",
-                   help="run every point to its end even when it has clearly failed")
+    for option in command_options("sweep"):
+        if option.kind is bool:
+            p.add_argument(option.flag, dest=option.dest, action="store_false" if option.negate else "store_true",
+                           help=_help(option))
+        else:
+            p.add_argument(option.flag, dest=option.dest, metavar=option.metavar or option.name.upper(),
+                           help=_help(option))
     return p
+
+
+def _help(option: Option) -> str:
+    """The table's sentence in argparse's style: lower case, no full stop, the default as it would be typed."""
+    text = option.help[0].lower() + option.help[1:].removesuffix(".")
+    if option.kind is bool or not option.default:
+        return text
+    return f"{text} (default {shlex.quote(str(option.default))})"
+
+
+def _given(ns: argparse.Namespace, name: str) -> Any:
+    """The value of the sweep option ``name`` on the command line (its dest is ``sweep_<name>``), or ``None``."""
+    return getattr(ns, f"sweep_{name}", None)
 
 
 def _atomic_json(path: Path, data: Mapping[str, Any]) -> None:
@@ -155,16 +161,16 @@ def _clock(seconds: float) -> str:
 
 def _spec_and_index(ns: argparse.Namespace, rest: list[str]) -> tuple[SweepSpec, dict[str, Any] | None, list[str]]:
     """The spec from the options (or from the index being resumed), the index, and the run options."""
-    given = {k: getattr(ns, f"sweep_{k}", None) for k in SWEEP_DEFAULTS}
-    index = _load_index(Path(ns.sweep_resume)) if getattr(ns, "sweep_resume", None) else None
+    given = {name: _given(ns, name) for name in _SPEC_ARGS}
+    index = _load_index(Path(ns.sweep_resume)) if _given(ns, "resume") else None
     if index is not None and not any(v is not None for v in given.values()):
         try:
             spec = spec_of(index)
         except SweepIndexError as exc:
             raise ConfigError(str(exc)) from None
     else:
-        spec = parse_sweep_spec(**{("rates" if k == "rate" else k): (v if v is not None else SWEEP_DEFAULTS[k])
-                                   for k, v in given.items()})
+        spec = parse_sweep_spec(**{arg: given[name] if given[name] is not None else by_dest(f"sweep_{name}").default
+                                   for name, arg in _SPEC_ARGS.items()})
     if index is not None:  # the sweep's own run options first; what is given now comes later and wins
         rest = [str(a) for a in (index.get("extra") or {}).get("run_argv") or []] + rest
     return spec, index, rest
@@ -198,7 +204,7 @@ def run_sweep(argv: Sequence[str], say: Callable[[str], None] | None = None) -> 
     ns, rest = _parser().parse_known_args(list(argv))
     try:
         spec, index, rest = _spec_and_index(ns, rest)
-        require = parse_require(ns.sweep_require) if getattr(ns, "sweep_require", None) else ()
+        require = parse_require(ns.sweep_require) if _given(ns, "require") else ()
     except SweepSpecError as exc:
         raise ConfigError(str(exc)) from None
     base = _base_config(rest)
@@ -209,14 +215,14 @@ def run_sweep(argv: Sequence[str], say: Callable[[str], None] | None = None) -> 
             raise ConfigError(f"--resume: {exc}") from None
     else:
         plan = SweepPlan(spec)
-    sweep_dir = _sweep_dir(base, getattr(ns, "sweep_resume", None))
+    sweep_dir = _sweep_dir(base, _given(ns, "resume"))
     if index is None:
         index = new_index(spec, extra={"run_argv": rest, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
         _atomic_json(sweep_dir / INDEX_NAME, index)
     progress = Progress()
     say = say or progress.say
     clauses = spec.clauses
-    stop_when = None if getattr(ns, "sweep_no_early_stop", False) else _early_stop(clauses)
+    stop_when = _early_stop(clauses) if _given(ns, "early_stop") is not False else None
     done_before = len(plan.finished)
     say(f"deliverybench sweep: {', '.join(spec.modes)} at {', '.join(format_number(r) for r in spec.rates)} "
         f"events/s, subscribers {spec.subscribers_text}, within {spec.slo}; folder {sweep_dir}"

@@ -47,24 +47,50 @@ How it decides, per mode and metric (see :func:`compare`):
   interrupted run, or one whose harness was the bottleneck (saturated, or its
   publisher behind schedule), is never a pass: ``inconclusive`` with the
   reason. A ``degraded`` run is judged: its losses are what the gate measures.
+
+The statistics are :mod:`deliverybench.core.stats` (shared with sweeps) and
+the words :mod:`deliverybench.core.gate_words`; this module holds the
+decisions and the data types of a comparison.
 """
 
 from __future__ import annotations
 
 import math
-import statistics
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
-from scipy import stats
 
+from . import gate_words as words
 from . import hdr_fast
 from .fingerprint import fingerprint_diff, fingerprint_key, machine_diff, workload_fingerprint
-from .metrics import (COUNT_METRICS, HIGHER_IS_BETTER, LATENCY_METRICS, METRIC_NAMES, headline_metric, metric_value,
-                      runs_of)
+from .metrics import (
+    COUNT_METRICS,
+    HIGHER_IS_BETTER,
+    LATENCY_METRICS,
+    METRIC_NAMES,
+    headline_metric,
+    metric_value,
+    runs_of,
+)
 from .recording import Recorder
 from .resources import run_steal_fraction
+from .stats import (
+    MAX_REPEATS,
+    hodges_lehmann,
+    holm_adjust,
+    interval_p_value,
+    mann_whitney_p,
+    median,
+    poisson_ratio_interval,
+    pooled_sd,
+    quantile_interval,
+    rank_test_floor,
+    rank_test_runs,
+    repeats_for_alpha,
+    smallest_possible_p,
+)
 from .status import PUBLISHER_LAG_LIMIT_MS, schedule_lag_p99
 
 __all__ = [
@@ -83,6 +109,8 @@ __all__ = [
     "Comparison",
     "compare",
     "parse_gate_spec",
+    "STEAL_WARNING",
+    # the statistics moved to core.stats, still importable from here
     "holm_adjust",
     "rank_test_floor",
     "repeats_for_alpha",
@@ -120,26 +148,10 @@ DEFAULT_TOLERANCES: Mapping[str, float] = {
 }
 
 _QUANTILES: Mapping[str, float] = {"p50": 0.50, "p90": 0.90, "p99": 0.99, "p99_9": 0.999}
-_UNITS: Mapping[str, str] = {**{m: "ms" for m in LATENCY_METRICS}, "deliveries_per_s": "/s",
-                             "target_cpu_per_1k": "cpu s/1k", **{m: "events" for m in COUNT_METRICS}}
-_LABELS: Mapping[str, str] = {"p99_9": "p99.9", "deliveries_per_s": "deliveries/s",
-                              "target_cpu_per_1k": "target CPU/1k"}
 _ALIASES: Mapping[str, str] = {"p99.9": "p99_9", "p999": "p99_9", "deliveries/s": "deliveries_per_s",
                                "throughput": "deliveries_per_s", "rate": "deliveries_per_s"}
-_COUNT_NOUNS: Mapping[str, str] = {"lost": "lost events", "refused": "refused publishes",
-                                   "duplicates": "duplicate deliveries"}
 # statuses of a run that stopped before its stream and drain were measured
 _STOPPED = frozenset({"interrupted", "incomplete"})
-# Beyond this many runs per side no practical advice is given.
-_MAX_REPEATS = 50
-# Exact null distribution of U up to this much work, normal approximation beyond.
-_EXACT_U_WORK = 200_000
-# Exact permutation p-values (with ties) up to this many splits.
-_EXACT_PERMUTATIONS = 20_000
-
-
-def _label(metric: str) -> str:
-    return _LABELS.get(metric, metric)
 
 
 def parse_gate_spec(spec: str) -> tuple[str, str]:
@@ -158,7 +170,7 @@ def parse_gate_spec(spec: str) -> tuple[str, str]:
     metric = _ALIASES.get(metric, metric)
     if not mode or metric not in METRIC_NAMES:
         raise ValueError(f"--gate {spec!r}: expected [MODE.]METRIC with METRIC one of "
-                         f"{', '.join(_label(m) for m in METRIC_NAMES)}")
+                         f"{', '.join(words.label(m) for m in METRIC_NAMES)}")
     return mode, metric
 
 
@@ -239,132 +251,7 @@ class GateOptions:
         return general if general is not None else float(DEFAULT_TOLERANCES.get(metric, 0.10))
 
 
-# ---------------------------------------------------------------- statistics
-
-
-def holm_adjust(p_values: Sequence[float]) -> list[float]:
-    """Holm's step-down adjusted p-values (same order as given).
-
-    A hypothesis is rejected at family-wise level alpha iff its adjusted p is
-    at most alpha.
-    """
-    m = len(p_values)
-    order = sorted(range(m), key=lambda i: p_values[i])
-    adjusted = [1.0] * m
-    running = 0.0
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (m - rank) * p_values[i]))
-        adjusted[i] = running
-    return adjusted
-
-
-def rank_test_floor(n1: int, n2: int) -> float:
-    """The smallest two-sided p Mann-Whitney U can give for ``n1`` vs ``n2`` runs: ``2 / C(n1+n2, n1)``."""
-    if n1 < 1 or n2 < 1:
-        return 1.0
-    return min(1.0, 2.0 / math.comb(n1 + n2, n1))
-
-
-def repeats_for_alpha(alpha: float, *, limit: int = _MAX_REPEATS) -> int | None:
-    """The fewest runs per side (K vs K) whose rank-test floor is at most ``alpha``; None beyond ``limit``."""
-    for k in range(2, limit + 1):
-        if rank_test_floor(k, k) <= alpha:
-            return k
-    return None
-
-
-def _u_null_cdf(n1: int, n2: int) -> list[float]:
-    """P(U <= u) for u = 0..n1*n2 under H0 without ties (Gaussian binomial coefficients)."""
-    m, n = min(n1, n2), max(n1, n2)
-    poly = [1]
-    for i in range(1, m + 1):
-        a = n + i
-        prod = poly + [0] * a
-        for j, c in enumerate(poly):
-            prod[j + a] -= c
-        res = [0] * len(prod)
-        for j, c in enumerate(prod):
-            res[j] = c + (res[j - i] if j >= i else 0)
-        poly = res[: i * n + 1]
-    total = math.comb(m + n, m)
-    cdf: list[float] = []
-    running = 0
-    for c in poly:
-        running += c
-        cdf.append(running / total)
-    return cdf
-
-
-def _hl_rank(n1: int, n2: int, alpha: float) -> tuple[int, float]:
-    """``(k, coverage)``: the interval is the k-th smallest to k-th largest pairwise difference; k = 0: none."""
-    if min(n1, n2) * n1 * n2 <= _EXACT_U_WORK:
-        cdf = _u_null_cdf(n1, n2)
-        k = sum(1 for c in cdf if c <= alpha / 2 + 1e-12)
-        coverage = 1.0 - 2.0 * cdf[k - 1] if k >= 1 else 1.0
-        return k, coverage
-    mean = n1 * n2 / 2.0
-    sd = math.sqrt(n1 * n2 * (n1 + n2 + 1) / 12.0)
-    k = max(int(math.floor(mean - float(stats.norm.ppf(1 - alpha / 2)) * sd)), 0)
-    return k, 1.0 - alpha
-
-
-def hodges_lehmann(x: Sequence[float], y: Sequence[float], *, alpha: float = 0.05
-                   ) -> tuple[float, tuple[float, float], float]:
-    """Hodges-Lehmann shift of ``y`` against ``x`` with its distribution-free interval.
-
-    Args:
-        x: baseline values.
-        y: new values.
-        alpha: 1 - confidence of the interval.
-
-    Returns:
-        ``(shift, (low, high), coverage)``: the median of all ``y_j - x_i``,
-        the order statistics of those differences that cover the shift with
-        probability at least ``1 - alpha`` (exact null distribution of U, no
-        ties), and that coverage. When no interval reaches the confidence
-        (e.g. 3 vs 3 at 95 %) it is ``(-inf, inf)``.
-    """
-    diffs = sorted(b - a for a in x for b in y)
-    shift = float(statistics.median(diffs))
-    k, coverage = _hl_rank(len(x), len(y), alpha)
-    if k < 1:
-        return shift, (-math.inf, math.inf), 1.0
-    return shift, (float(diffs[k - 1]), float(diffs[len(diffs) - k])), coverage
-
-
-def _mann_whitney_p(x: Sequence[float], y: Sequence[float]) -> float:
-    if len(set(x) | set(y)) <= 1:
-        return 1.0
-    ties = len(set(x) | set(y)) < len(x) + len(y)
-    method: Any
-    if not ties and min(len(x), len(y)) * len(x) * len(y) <= _EXACT_U_WORK:
-        method = "exact"
-    elif math.comb(len(x) + len(y), len(x)) <= _EXACT_PERMUTATIONS:
-        # every split is enumerated (exact, ties handled); no randomness involved
-        method = stats.PermutationMethod(n_resamples=_EXACT_PERMUTATIONS)
-    else:
-        method = "asymptotic"
-    p = float(stats.mannwhitneyu(y, x, alternative="two-sided", method=method).pvalue)
-    return 1.0 if math.isnan(p) else min(p, 1.0)
-
-
-def smallest_possible_p(x: Sequence[float], y: Sequence[float]) -> float:
-    """The smallest two-sided Mann-Whitney p that any split of the pooled values into ``len(x)`` and ``len(y)``
-    could give: the lowest values on one side (or the other).
-
-    Why: the pooled values -- ties included -- are the same under every relabelling of the runs, so a metric whose
-    smallest possible p is above alpha can never be significant, whatever the truth. Leaving it out of the Holm
-    family (Tarone's argument) costs no error control and gives the others their power back: a deliveries/s that is
-    exactly the offered rate in every run must not halve the alpha p99 is tested at. Without ties this is
-    :func:`rank_test_floor`.
-    """
-    pooled = sorted([*x, *y])
-    n1 = len(x)
-    if n1 < 1 or len(y) < 1:
-        return 1.0
-    low_first = _mann_whitney_p(pooled[:n1], pooled[n1:])
-    high_first = _mann_whitney_p(pooled[len(pooled) - n1:], pooled[:len(pooled) - n1])
-    return min(low_first, high_first)
+# ---------------------------------------------------------------- one run's percentiles
 
 
 class _Quantiles:
@@ -405,57 +292,6 @@ class _Quantiles:
         low = 0.0 if lo_rank < 1 else self._at(max(1, math.ceil(lo_rank * scale)), self.low)
         high = math.inf if hi_rank > self.n_eff else self._at(min(self.n, math.ceil(hi_rank * scale)), self.high)
         return low, high
-
-
-def quantile_interval(n: int, q: float, alpha: float) -> tuple[int, int]:
-    """Ranks ``(l, u)`` (1-based) with ``P(X_(l) <= xi_q <= X_(u)) >= 1 - alpha`` for ``n`` independent samples.
-
-    ``l == 0`` means no lower order statistic qualifies (the bound is the
-    bottom of the range); ``u == n + 1`` means no upper one does.
-    """
-    if n < 1:
-        return 0, 1
-    lo = int(stats.binom.ppf(alpha / 2, n, q))
-    hi = int(stats.binom.ppf(1 - alpha / 2, n, q)) + 1
-    return max(lo, 0), min(hi, n + 1)
-
-
-def _invert(interval_at: Callable[[float], tuple[float, float]], neutral: float) -> float:
-    """The smallest alpha whose interval excludes ``neutral``: the p-value dual to the interval."""
-    def excludes(a: float) -> bool:
-        lo, hi = interval_at(a)
-        return lo > neutral or hi < neutral
-
-    top, bottom = 0.9999, 1e-15
-    if not excludes(top):
-        return 1.0
-    if excludes(bottom):
-        return bottom
-    for _ in range(60):
-        mid = math.sqrt(top * bottom)
-        if excludes(mid):
-            top = mid
-        else:
-            bottom = mid
-    return top
-
-
-def _poisson_ratio(x_new: float, x_base: float, t_new: float, t_base: float, alpha: float) -> tuple[float, float]:
-    """Interval for the rate ratio (new / base) of two Poisson counts over exposures ``t``.
-
-    Conditional on the total, the new count is binomial; its exact
-    (Clopper-Pearson) interval maps onto the rate ratio.
-    """
-    k, n = int(round(x_new)), int(round(x_new + x_base))
-    if n <= 0:
-        return 0.0, math.inf
-    ci = stats.binomtest(k, n).proportion_ci(confidence_level=1.0 - alpha, method="exact")
-    factor = t_base / t_new
-
-    def ratio(pi: float) -> float:
-        return math.inf if pi >= 1.0 else pi / (1.0 - pi) * factor
-
-    return ratio(float(ci.low)), ratio(float(ci.high))
 
 
 # ---------------------------------------------------------------- results
@@ -502,7 +338,7 @@ class MetricComparison:
     @property
     def label(self) -> str:
         """``push.p99``-style name."""
-        return f"{self.mode}.{_label(self.metric)}"
+        return f"{self.mode}.{words.label(self.metric)}"
 
     @property
     def fails(self) -> bool:
@@ -730,27 +566,14 @@ STEAL_WARNING = 0.005
 
 
 def _steal_warning(mode: str, base_runs: Sequence[Mapping[str, Any]], new_runs: Sequence[Mapping[str, Any]]) -> str:
-    """Words for a comparison whose runs lost CPU to the hypervisor (empty when none did, or unknown)."""
+    """The warning of a comparison whose runs lost CPU to the hypervisor (empty when none did, or unknown)."""
     def shares(runs: Sequence[Mapping[str, Any]]) -> list[float]:
         return [share for share in map(run_steal_fraction, runs) if share is not None]
 
     base, new = shares(base_runs), shares(new_runs)
     if max(base + new, default=0.0) <= STEAL_WARNING:
         return ""
-
-    def span(values: list[float]) -> str:
-        if not values:
-            return "not sampled"
-        lo, hi = min(values) * 100, max(values) * 100
-        return f"{lo:.1f} %" if abs(hi - lo) < 0.05 else f"{lo:.1f}-{hi:.1f} %"
-
-    return (f"{mode}: the hypervisor took CPU from this machine while it measured (steal {span(base)} of CPU time "
-            f"in the baseline runs, {span(new)} in the new ones); latencies move with it on a shared VM, so "
-            f"expect inconclusive verdicts -- a dedicated runner or more repeats decide them")
-
-
-def _median(values: Sequence[float]) -> float:
-    return float(statistics.median(values))
+    return words.steal_warning(mode, base, new)
 
 
 def _rank_stat(s: _Stat, base: list[float], new: list[float], alpha: float) -> None:
@@ -759,13 +582,12 @@ def _rank_stat(s: _Stat, base: list[float], new: list[float], alpha: float) -> N
     y = [math.log(v) for v in new] if log else list(new)
     shift, (lo, hi), coverage = hodges_lehmann(x, y, alpha=alpha)
     s.method = "rank_test"
-    s.p = _mann_whitney_p(x, y)
+    s.p = mann_whitney_p(x, y)
     s.p_min = smallest_possible_p(x, y)
     s.coverage = coverage
     s.n1, s.n2 = len(x), len(y)
     s.floor = rank_test_floor(len(x), len(y))
-    spreads = [statistics.stdev(v) for v in (x, y) if len(v) >= 2]
-    s.sigma = math.sqrt(sum(sd * sd for sd in spreads) / len(spreads)) if spreads else None
+    s.sigma = pooled_sd(x, y)
     if log:
         s.estimate = math.exp(shift)
         s.interval = (math.exp(lo) if lo > -math.inf else 0.0, math.exp(hi) if hi < math.inf else math.inf)
@@ -799,9 +621,10 @@ def _single_stat(s: _Stat, base_run: Mapping[str, Any], new_run: Mapping[str, An
             interval_at = latency_at
             s.method = "order_statistic"
             counted = "events" if qb.n_eff < qb.n or qn.n_eff < qn.n else "deliveries"
-            s.note = f"order-statistic interval from {qb.n_eff} vs {qn.n_eff} {counted}"
+            s.note = words.one_run_note(metric, s.method, base_samples=qb.n_eff, new_samples=qn.n_eff,
+                                        counted=counted)
         else:
-            s.note = "no histogram to read an interval from"
+            s.note = words.one_run_note(metric, "no_histogram")
     elif metric == "deliveries_per_s" and s.scale == "ratio":
         d_b = _number(base_run.get("throughput", {}).get("deliveries"))
         d_n = _number(new_run.get("throughput", {}).get("deliveries"))
@@ -812,15 +635,14 @@ def _single_stat(s: _Stat, base_run: Mapping[str, Any], new_run: Mapping[str, An
             slack = 0.0 if exact else 2.0
 
             def rate_at(a: float) -> tuple[float, float]:
-                low, high = _poisson_ratio(d_n, d_b, t_n, t_b, a)
+                low, high = poisson_ratio_interval(d_n, d_b, t_n, t_b, a)
                 low *= max(t_b - slack, 0.0) / t_b
                 high = high * t_n / (t_n - slack) if t_n > slack else math.inf
                 return low, high
 
             interval_at = rate_at
             s.method = "poisson"
-            s.note = ("Poisson interval of the delivery counts" if not slack
-                      else "Poisson interval of the delivery counts, widened for whole-second windows")
+            s.note = words.one_run_note(metric, s.method, whole_seconds=bool(slack))
     elif metric in COUNT_METRICS:
         e_b = _number(base_run.get("audit", {}).get("expected")) or 1.0
         e_n = _number(new_run.get("audit", {}).get("expected")) or 1.0
@@ -829,17 +651,17 @@ def _single_stat(s: _Stat, base_run: Mapping[str, Any], new_run: Mapping[str, An
         x_b, x_n = s.base_est, s.new_est
 
         def count_at(a: float) -> tuple[float, float]:
-            low, high = _poisson_ratio(x_n, x_b, e_n, e_b, a)
+            low, high = poisson_ratio_interval(x_n, x_b, e_n, e_b, a)
             return base_scaled * (low - 1.0), (base_scaled * (high - 1.0) if high < math.inf else math.inf)
 
         interval_at = count_at
         s.method = "poisson"
-        s.note = "Poisson interval of the counts"
+        s.note = words.one_run_note(metric, "counts")
     else:
-        s.note = f"one run per side gives no interval for {_label(metric)}"
+        s.note = words.one_run_note(metric, "none")
     if interval_at is not None:
         s.interval = interval_at(alpha)
-        s.p = _invert(interval_at, s.neutral)
+        s.p = interval_p_value(interval_at, s.neutral)
         s.coverage = 1.0 - alpha
 
 
@@ -857,33 +679,29 @@ def _metric_stat(mode: str, metric: str, base_runs: Sequence[Mapping[str, Any]],
     s.new_values = tuple(metric_value(r, metric) for r in new_runs)
     base = [v for v in s.base_values if v is not None]
     new = [v for v in s.new_values if v is not None]
-    s.base_est = _median(base) if base else None
-    s.new_est = _median(new) if new else None
+    s.base_est = median(base) if base else None
+    s.new_est = median(new) if new else None
     tol = options.tolerance(mode, metric)
     s.tolerance = tol
     if not base or not new:
         missing = " and ".join(side for side, v in (("baseline", base), ("new", new)) if not v)
-        s.fixed, s.fixed_words = INCONCLUSIVE, f"no {_label(metric)} value in the {missing} run(s)"
+        s.fixed, s.fixed_words = INCONCLUSIVE, words.no_value(metric, missing)
         return s
     assert s.base_est is not None and s.new_est is not None
     if metric in COUNT_METRICS:
         s.scale, s.tolerance_kind, s.band = "difference", "absolute", (-tol, tol)
         if all(v == 0 for v in base):
             s.estimate = s.new_est
-            noun = _COUNT_NOUNS.get(metric, metric)
             if all(v == 0 for v in new):
                 s.method, s.interval = "rule", (0.0, 0.0)
-                s.fixed, s.fixed_words = UNCHANGED, f"no {noun} on either side"
+                s.fixed = UNCHANGED
+                s.fixed_words = words.count_rule(metric, worst=None, runs=len(new), tolerance=tol, regression=False)
             else:
                 s.method, s.interval = "rule", (min(new), max(new))
                 worst = max(new)
-                where = "the new run" if len(new) == 1 else "the worst new run"
                 s.fixed = REGRESSION if worst > tol else UNCHANGED
-                s.fixed_words = (f"{noun}: 0 in every baseline run, {_count(worst)} in {where} "
-                                 f"(any where the baseline had none is a regression)"
-                                 if s.fixed == REGRESSION else
-                                 f"{noun}: 0 in every baseline run, {_count(worst)} in {where}, "
-                                 f"within the tolerance of {_count(tol)}")
+                s.fixed_words = words.count_rule(metric, worst=worst, runs=len(new), tolerance=tol,
+                                                 regression=s.fixed == REGRESSION)
             return s
     elif min(base + new) > 0:
         s.scale, s.tolerance_kind = "ratio", "relative"
@@ -907,66 +725,6 @@ def _metric_stat(mode: str, metric: str, base_runs: Sequence[Mapping[str, Any]],
     return s
 
 
-def _p_words(name: str, p: float) -> str:
-    return f"{name} < 1e-15" if p <= 1e-15 else f"{name} = {p:.2g}"
-
-
-def _pct(ratio: float) -> str:
-    if math.isinf(ratio):
-        return "+inf %"
-    value = (ratio - 1.0) * 100.0
-    return f"{value:+.1f} %" if abs(value) < 10 else f"{value:+.0f} %"
-
-
-def _count(value: float) -> str:
-    if math.isinf(value):
-        return "inf"
-    return f"{value:g}" if value == int(value) else f"{value:.1f}"
-
-
-def _interval_words(s: _Stat, confidence: float) -> str:
-    if s.interval is None:
-        return "no interval"
-    lo, hi = s.interval
-    level = f"{confidence * 100:g} %"
-    if s.scale == "ratio":
-        left = "unbounded" if lo <= 0 else _pct(lo)
-        right = "unbounded" if math.isinf(hi) else _pct(hi)
-    else:
-        left = "unbounded" if math.isinf(lo) else f"{lo:+.3g}"
-        right = "unbounded" if math.isinf(hi) else f"{hi:+.3g}"
-    return f"{level} interval {left} … {right}"
-
-
-def _tolerance_words(s: _Stat, options: GateOptions) -> str:
-    if s.tolerance_kind == "absolute":
-        unit = _UNITS.get(s.metric, "")
-        return f"±{_count(s.tolerance)} {unit}".rstrip()
-    base = f"{s.tolerance * 100:g} %"
-    if s.metric in LATENCY_METRICS and s.band is not None and s.band[1] - 1.0 > s.tolerance + 1e-12:
-        return f"{base} (raised to {(s.band[1] - 1.0) * 100:.3g} % by the {options.latency_floor_ms:g} ms floor)"
-    return base
-
-
-def _direction(s: _Stat) -> str:
-    assert s.estimate is not None
-    up = s.estimate > s.neutral
-    if s.metric in LATENCY_METRICS:
-        return "slower" if up else "faster"
-    if s.metric in HIGHER_IS_BETTER:
-        return "higher" if up else "lower"
-    if s.metric in COUNT_METRICS:
-        return "more" if up else "fewer"
-    return "higher" if up else "lower"
-
-
-def _size(s: _Stat) -> str:
-    assert s.estimate is not None
-    if s.scale == "ratio":
-        return f"{abs((s.estimate - 1.0) * 100):.1f} %"
-    return f"{_count(abs(s.estimate))} {_UNITS.get(s.metric, '')}".rstrip()
-
-
 def _repeats(s: _Stat, alpha_eff: float) -> int | None:
     """Runs per side that would probably decide an inconclusive metric (None: more than is practical)."""
     k_floor = repeats_for_alpha(alpha_eff)
@@ -986,33 +744,28 @@ def _repeats(s: _Stat, alpha_eff: float) -> int | None:
             margin = min(hi_b - est, est - lo_b)  # the interval has to fit inside the band
         if margin <= 0:
             return None
-        z = float(stats.norm.ppf(1.0 - alpha_eff / 2.0))
-        # n per side for a two-sample interval of half-width `margin`, at the
-        # rank test's asymptotic efficiency of 3/pi relative to the t interval
-        needed = max(needed, math.ceil(2.0 * (z * s.sigma / margin) ** 2 * math.pi / 3.0))
+        needed = max(needed, rank_test_runs(s.sigma, margin, alpha_eff))
     needed = max(needed, min(s.n1, s.n2) + 1)
-    return needed if needed <= _MAX_REPEATS else None
+    return needed if needed <= MAX_REPEATS else None
 
 
 def _decide(s: _Stat, p_adj: float | None, options: GateOptions, trusted: bool, untrusted_words: str
             ) -> tuple[str, str, int | None]:
+    """``(verdict, words, repeats needed)`` of one metric, after Holm."""
     alpha = options.alpha
-    confidence = 1.0 - alpha
-    suffix = "; rests on one run per side" if s.n1 == 1 and s.n2 == 1 and s.method != "rule" else ""
-    if s.note and s.method not in ("rule", "rank_test"):
-        suffix = f" ({s.note}){suffix}"
+    one_run = s.n1 == 1 and s.n2 == 1
+    suffix = words.suffix_words(one_run=one_run and s.method != "rule",
+                                note=s.note if s.method not in ("rule", "rank_test") else "")
     if s.fixed is not None:
-        verdict, words = s.fixed, s.fixed_words
-        if not trusted and verdict in (UNCHANGED, IMPROVEMENT, REGRESSION):
-            return INCONCLUSIVE, f"{words}; but {untrusted_words}", None
-        return verdict, words, None
+        if not trusted and s.fixed in (UNCHANGED, IMPROVEMENT, REGRESSION):
+            return INCONCLUSIVE, words.held_back(s.fixed_words, untrusted_words), None
+        return s.fixed, s.fixed_words, None
     if not trusted:
-        return INCONCLUSIVE, f"{untrusted_words}; such a run is never a pass", None
+        return INCONCLUSIVE, words.never_a_pass(untrusted_words), None
     alpha_eff = alpha / s.family if s.gated else alpha
     if s.interval is None or s.estimate is None or s.band is None:
         k = repeats_for_alpha(alpha_eff)
-        return INCONCLUSIVE, (f"{s.note or 'no interval'}; run with --repeats {k} or more to compare runs"
-                              if k else s.note or "no interval"), k
+        return INCONCLUSIVE, words.no_interval(s.note, k), k
     lo, hi = s.interval
     neutral = s.neutral
     worse_up = s.metric not in HIGHER_IS_BETTER
@@ -1027,49 +780,29 @@ def _decide(s: _Stat, p_adj: float | None, options: GateOptions, trusted: bool, 
     beyond_good = est < band_lo if worse_up else est > band_hi
     bad_side = lo > neutral if worse_up else hi < neutral
     good_side = hi < neutral if worse_up else lo > neutral
-    p_words = ""
-    if s.p is not None:
-        p_words = f", {_p_words('p', s.p)}"
-        if s.gated and p_adj is not None and s.family > 1:
-            p_words += f", {_p_words('Holm-adjusted', p_adj)}"
-    if abs(est - neutral) < 1e-12:
-        change = f"{_label(s.metric)} the same on both sides ({_interval_words(s, confidence)}{p_words})"
-    else:
-        change = f"{_label(s.metric)} {_direction(s)} by {_size(s)} ({_interval_words(s, confidence)}{p_words})"
-    tol_words = _tolerance_words(s, options)
+    change = words.change_words(s.metric, scale=s.scale, estimate=est, neutral=neutral, interval=s.interval,
+                                confidence=1.0 - alpha, p=s.p,
+                                p_adjusted=p_adj if s.gated and s.family > 1 else None)
+    tol_words = words.tolerance_words(s.metric, kind=s.tolerance_kind, tolerance=s.tolerance, band=s.band,
+                                      latency_floor_ms=options.latency_floor_ms)
     if significant and beyond_bad and bad_side:
-        return REGRESSION, f"{change}: beyond the {tol_words} tolerance{suffix}", None
+        return REGRESSION, words.beyond(change, tol_words, suffix), None
     if significant and beyond_good and good_side:
-        return IMPROVEMENT, f"{change}: beyond the {tol_words} tolerance{suffix}", None
+        return IMPROVEMENT, words.beyond(change, tol_words, suffix), None
     if band_lo <= lo and hi <= band_hi:
-        return UNCHANGED, f"{change}: the interval lies within the {tol_words} tolerance{suffix}", None
+        return UNCHANGED, words.within(change, tol_words, suffix), None
     k = _repeats(s, alpha_eff)
     if floor_blocks:
         assert s.floor is not None
-        floor_k = repeats_for_alpha(alpha_eff)
-        if s.floor > alpha:
-            why = f"{s.n1} vs {s.n2} runs cannot reach p < {alpha:g} (the smallest possible p is {s.floor:.2g})"
-        else:
-            why = (f"with Holm over {s.family} gated metrics, {s.n1} vs {s.n2} runs cannot reach "
-                   f"p < {alpha_eff:.2g} (the smallest possible p is {s.floor:.2g})")
-        if alpha_eff < alpha and s.floor > alpha:
-            why += f"; with Holm over {s.family} gated metrics the first needs p < {alpha_eff:.2g}"
-        needed = max(k or 0, floor_k or 0) or None
-        advice = f"use --repeats {needed} or more" if needed else "use many more repeats"
-        return INCONCLUSIVE, f"{why}; {advice} ({change})", needed
-    if s.metric in COUNT_METRICS and s.tolerance == 0:
-        noun = _COUNT_NOUNS.get(s.metric, s.metric)
-        advice = (f"the baseline already has {noun}, so only a clear increase is called a regression "
-                  f"(a tolerance for {s.metric} would allow 'unchanged')")
-        k = None
-    elif s.n1 == 1 and s.n2 == 1:
-        advice = f"--repeats {k} would measure run-to-run variation" if k else "use --repeats"
-    elif k is not None:
-        advice = f"about {k} runs per side would decide"
-    else:
-        advice = f"more than {_MAX_REPEATS} runs per side would be needed; the change is too close to the tolerance"
-    return INCONCLUSIVE, f"{change} is neither clearly beyond nor clearly within the " \
-                         f"{tol_words} tolerance; {advice}{suffix}", k
+        needed = max(k or 0, repeats_for_alpha(alpha_eff) or 0) or None
+        return INCONCLUSIVE, words.floor_blocked(change, n1=s.n1, n2=s.n2, alpha=alpha, alpha_eff=alpha_eff,
+                                                 floor=s.floor, family=s.family, needed=needed), needed
+    count_without_tolerance = s.metric in COUNT_METRICS and s.tolerance == 0
+    if count_without_tolerance:
+        k = None  # only a clear increase decides it, not more runs
+    return INCONCLUSIVE, words.undecided(change, tol_words, suffix, metric=s.metric,
+                                         count_without_tolerance=count_without_tolerance, one_run=one_run,
+                                         repeats=k), k
 
 
 def _mode_result(doc: Mapping[str, Any], mode: str) -> Mapping[str, Any] | None:
@@ -1109,11 +842,7 @@ def compare(baseline_doc: Mapping[str, Any], new_doc: Mapping[str, Any], *,
     warnings: list[str] = []
     refuse_machine = bool(machines) and options.strict_machine
     if machines:
-        fields_named = ", ".join(f for f, _, _ in machines)
-        warnings.append(
-            f"the machines differ ({fields_named}): " + (
-                "refused because strict_machine is set" if refuse_machine else
-                "regressions are reported as warnings, not failures; re-record the baseline on this machine"))
+        warnings.append(words.machines_differ([f for f, _, _ in machines], refused=refuse_machine))
     if options.modes is not None:
         names = list(options.modes)
     else:
@@ -1132,9 +861,9 @@ def compare(baseline_doc: Mapping[str, Any], new_doc: Mapping[str, Any], *,
         fp_n = workload_fingerprint(new_doc, mode) if new_result is not None else None
         diff: tuple[tuple[str, Any, Any], ...] = ()
         if base_result is None:
-            reasons.append(f"mode {mode} is missing from the baseline")
+            reasons.append(words.missing_mode(mode, "the baseline"))
         if new_result is None:
-            reasons.append(f"mode {mode} is missing from the new results")
+            reasons.append(words.missing_mode(mode, "the new results"))
         base_runs = runs_of(base_result) if base_result is not None else []
         new_runs = runs_of(new_result) if new_result is not None else []
         untrusted: list[str] = []
@@ -1151,10 +880,9 @@ def compare(baseline_doc: Mapping[str, Any], new_doc: Mapping[str, Any], *,
             diff = tuple(fingerprint_diff(fp_b, fp_n))
             # a failed run may lack its parameters: say it failed rather than "different workload"
             if diff and not failed:
-                reasons.append("workload differs: " + "; ".join(
-                    f"{name} {_show(a)} → {_show(b)}" for name, a, b in diff))
+                reasons.append(words.workload_differs(diff))
         if refuse_machine:
-            reasons.append("machines differ: " + ", ".join(f for f, _, _ in machines))
+            reasons.append(words.machines_refused([f for f, _, _ in machines]))
         comparable = not reasons
         stats_: list[_Stat] = []
         cache: dict[int, _Quantiles] = {}
@@ -1167,7 +895,7 @@ def compare(baseline_doc: Mapping[str, Any], new_doc: Mapping[str, Any], *,
                           new_values=tuple(metric_value(r, metric) for r in new_runs),
                           tolerance=options.tolerance(mode, metric),
                           tolerance_kind="absolute" if metric in COUNT_METRICS else "relative")
-                s.fixed, s.fixed_words = NOT_COMPARABLE, "not comparable: " + "; ".join(reasons)
+                s.fixed, s.fixed_words = NOT_COMPARABLE, words.not_comparable(reasons)
             stats_.append(s)
         shell = ModeComparison(mode=mode, comparable=comparable, reasons=tuple(reasons),
                                untrusted=tuple(untrusted), failed=tuple(failed), fingerprint_baseline=fp_b,
@@ -1175,13 +903,12 @@ def compare(baseline_doc: Mapping[str, Any], new_doc: Mapping[str, Any], *,
                                new_runs=len(new_runs), metrics=())
         plans.append((shell, stats_, comparable and not untrusted, "; ".join(untrusted)))
         if comparable and untrusted:
-            warnings.append(f"{mode}: verdicts held at inconclusive because " + "; ".join(untrusted))
+            warnings.append(words.held_inconclusive(mode, untrusted))
         steal = _steal_warning(mode, base_runs, new_runs) if comparable else ""
         if steal:
             warnings.append(steal)
         if comparable and len(base_runs) == 1 and len(new_runs) == 1:
-            warnings.append(f"{mode}: one run per side; verdicts rest on one run (use --repeats 5 for a "
-                            f"comparison of runs)")
+            warnings.append(words.one_run_per_side(mode))
 
     # -- phase 2: Holm over the gated metrics that have a test and could pass it
     families: dict[str, list[_Stat]] = {}
@@ -1209,24 +936,23 @@ def compare(baseline_doc: Mapping[str, Any], new_doc: Mapping[str, Any], *,
                 s.family = max(1, len(families.get("*" if options.holm_scope == "comparison" else s.mode, [])))
             p_adj = adjusted.get(id(s))
             if s.fixed == NOT_COMPARABLE:
-                verdict, words, k = NOT_COMPARABLE, s.fixed_words, None
+                verdict, said, k = NOT_COMPARABLE, s.fixed_words, None
             else:
-                verdict, words, k = _decide(s, p_adj, options, trusted, untrusted_words)
+                verdict, said, k = _decide(s, p_adj, options, trusted, untrusted_words)
                 if id(s) in cannot_pass and s.floor is not None and s.floor <= options.alpha:
                     assert s.p_min is not None  # ties, not the number of runs, keep it from significance
-                    words += (f"; no split of these runs could reach p < {options.alpha:g} (smallest possible "
-                              f"{s.p_min:.2g}), so it is left out of the Holm correction")
+                    said += words.left_out_of_holm(options.alpha, s.p_min)
             warning_only = bool(machines) and not refuse_machine and verdict in (REGRESSION, IMPROVEMENT)
             if warning_only and verdict == REGRESSION:
-                words += "; the machines differ, so this is a warning only"
+                said += words.WARNING_ONLY
             ratio, delta, delta_pct = _deltas(s)
             metrics_out.append(MetricComparison(
-                mode=s.mode, metric=s.metric, gated=s.gated, unit=_UNITS.get(s.metric, ""), method=s.method,
+                mode=s.mode, metric=s.metric, gated=s.gated, unit=words.UNITS.get(s.metric, ""), method=s.method,
                 scale=s.scale, baseline_values=s.base_values, new_values=s.new_values,
                 baseline_estimate=s.base_est, new_estimate=s.new_est, estimate=s.estimate, ratio=ratio,
                 delta=delta, delta_pct=delta_pct, interval=s.interval, confidence=1.0 - options.alpha,
                 coverage=s.coverage, p_value=s.p, p_adjusted=p_adj, tolerance=s.tolerance,
-                tolerance_kind=s.tolerance_kind, band=s.band, verdict=verdict, words=words, repeats_needed=k,
+                tolerance_kind=s.tolerance_kind, band=s.band, verdict=verdict, words=said, repeats_needed=k,
                 one_run=s.n1 == 1 and s.n2 == 1, warning_only=warning_only))
         modes_out.append(ModeComparison(
             mode=shell.mode, comparable=shell.comparable, reasons=shell.reasons, untrusted=shell.untrusted,
@@ -1234,7 +960,7 @@ def compare(baseline_doc: Mapping[str, Any], new_doc: Mapping[str, Any], *,
             fingerprint_new=shell.fingerprint_new, fingerprint_diff=shell.fingerprint_diff,
             baseline_runs=shell.baseline_runs, new_runs=shell.new_runs, metrics=tuple(metrics_out)))
     if not names:
-        warnings.append("neither document has a mode to compare")
+        warnings.append(words.NO_MODES)
     return Comparison(modes=tuple(modes_out), machine_diff=machines, warnings=tuple(warnings), options=options,
                       baseline_run=_run_info(baseline_doc), new_run=_run_info(new_doc))
 
@@ -1253,8 +979,3 @@ def _deltas(s: _Stat) -> tuple[float | None, float | None, float | None]:
     ratio = (s.base_est + s.estimate) / s.base_est if s.base_est else None
     return ratio, s.estimate, pct
 
-
-def _show(value: Any) -> str:
-    if isinstance(value, Mapping):
-        return "{" + ", ".join(f"{k}: {_show(v)}" for k, v in value.items()) + "}"
-    return "none" if value is None else str(value)

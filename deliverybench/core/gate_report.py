@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import math
 import xml.etree.ElementTree as ET
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from .gate import Comparison
+from .gate_words import label, signed_percent
 
 __all__ = ["to_markdown", "to_junit_xml", "overall_title"]
 
@@ -29,8 +31,6 @@ _ICONS: Mapping[str, str] = {
     "inconclusive": "❔",
     "not_comparable": "⛔",
 }
-_LABELS: Mapping[str, str] = {"p99_9": "p99.9", "deliveries_per_s": "deliveries/s",
-                              "target_cpu_per_1k": "target CPU/1k"}
 
 
 def _as_dict(comparison: Comparison | Mapping[str, Any] | None) -> Mapping[str, Any] | None:
@@ -122,9 +122,7 @@ def _with_unit(value: Any, unit: str) -> str:
 
 
 def _pct(value: float | None) -> str:
-    if value is None:
-        return "—"
-    return f"{value:+.1f} %" if abs(value) < 10 else f"{value:+.0f} %"
+    return "—" if value is None else signed_percent(value)
 
 
 def _interval(metric: Mapping[str, Any]) -> str:
@@ -224,10 +222,10 @@ def to_markdown(
             lines.append("| mode | metric | baseline | new | Δ | interval | verdict |")
             lines.append("| --- | --- | --- | --- | --- | --- | --- |")
             for m in rows:
-                label = _LABELS.get(str(m.get("metric")), str(m.get("metric")))
-                label = f"**{label}** (gated)" if m.get("gated") else label
+                name = label(str(m.get("metric")))
+                shown = f"**{name}** (gated)" if m.get("gated") else name
                 lines.append("| " + " | ".join(_cell(c) for c in (
-                    str(m.get("mode")), label, _side(m, "baseline"), _side(m, "new"), _delta(m), _interval(m),
+                    str(m.get("mode")), shown, _side(m, "baseline"), _side(m, "new"), _delta(m), _interval(m),
                     _verdict_cell(m))) + " |")
             lines.append("")
     if slos:
@@ -282,7 +280,7 @@ def _prop(parent: ET.Element, name: str, value: Any) -> None:
 
 def _metric_case(suite: ET.Element, metric: Mapping[str, Any]) -> str:
     """Adds one testcase; returns ``"failure"``, ``"skipped"`` or ``"passed"``."""
-    name = _LABELS.get(str(metric.get("metric")), str(metric.get("metric")))
+    name = label(str(metric.get("metric")))
     case = ET.SubElement(suite, "testcase", classname=f"deliverybench.{metric.get('mode')}", name=name, time="0")
     props = ET.SubElement(case, "properties")
     interval = metric.get("interval") or [None, None]

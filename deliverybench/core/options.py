@@ -11,7 +11,11 @@ each :class:`Option` come
 * the flags ``run_bench.py`` hands to each mode's Locust (:func:`locust_argv`);
 * the validation (:func:`validate`), run the same way on every path, so a bad
   value gets the same one line whether it came through ``run_bench.py``,
-  ``locust -f`` or the web UI.
+  ``locust -f`` or the web UI;
+* the options of a ``run_bench.py`` subcommand (``sweep``): entries whose
+  :attr:`Option.command` names it (:func:`command_options`); they are read
+  from that subcommand's command line only, and parsed by the subcommand
+  (``deliverybench.core.sweep.spec``), which words their errors.
 
 Adding an option is one entry in :data:`OPTIONS`; ``tests/test_options.py``
 walks the table and checks every option reaches Locust and round-trips.
@@ -24,8 +28,9 @@ from __future__ import annotations
 
 import ipaddress
 import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Literal, Mapping, Sequence
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from .delay import parse_delay
@@ -41,6 +46,7 @@ __all__ = [
     "OPTIONS",
     "by_dest",
     "run_options",
+    "command_options",
     "locust_options",
     "locust_argv",
     "validate",
@@ -212,6 +218,12 @@ class Option:
         choices: the allowed values of a ``str`` option.
         secret: never echoed, written or put on a command line.
         web_ui: shown in Locust's web UI form.
+        command: the ``run_bench.py`` subcommand whose own option this is
+            (``sweep``); its ``dest`` is prefixed with it (``sweep_modes``),
+            so it may share a flag with a run option, and it has no
+            environment or TOML twin.
+        metavar: the value's name in that subcommand's ``--help``
+            (default: the name in capitals).
     """
 
     name: str
@@ -229,10 +241,13 @@ class Option:
     choices: tuple[str, ...] = ()
     secret: bool = False
     web_ui: bool = True
+    command: str | None = None
+    metavar: str | None = None
 
     @property
     def dest(self) -> str:
-        return self.name.replace("-", "_")
+        own = self.name.replace("-", "_")
+        return f"{self.command}_{own}" if self.command else own
 
     @property
     def flag(self) -> str:
@@ -240,7 +255,8 @@ class Option:
 
     @property
     def env_var(self) -> str:
-        return ENV_PREFIX + self.dest.upper()
+        """``DELIVERYBENCH_<DEST>``; empty for a subcommand's option (read from its command line only)."""
+        return "" if self.command else ENV_PREFIX + self.dest.upper()
 
     def parse(self, raw: Any, *, source: str | None = None) -> Any:
         """Turn ``raw`` (text from argv, environment or a form, or a TOML value) into ``kind``.
@@ -316,6 +332,9 @@ def _o(name: str, kind: type, default: Any, help: str, group: str, **kw: Any) ->
 
 _COMMON, _STREAM, _PUBLISHER, _TARGET = "Common options", "Event stream", "Publisher", "Target"
 _GATE = "CI gate (compare with a baseline; absolute objectives)"
+_SWEEP = "Capacity sweep (run_bench.py sweep)"
+#: what every option of ``run_bench.py sweep`` shares: its own, handed to nobody
+_SWEEP_ONLY: dict[str, Any] = {"scope": "run", "handoff": "never", "web_ui": False, "command": "sweep"}
 
 #: named sets of defaults (``--profile``), applied before the file, the environment and the command line
 PROFILES: dict[str, dict[str, Any]] = {
@@ -365,8 +384,9 @@ OPTIONS: tuple[Option, ...] = (
     _o("report", bool, True, "Do not render report.html.", _COMMON, scope="run", handoff="never", negate=True),
     _o("overwrite", bool, False, "Write into a run folder that already holds a results file.", _COMMON,
        scope="run", handoff="never"),
-    _o("profile", str, "", f"A named set of defaults: 'ci' is small enough for a CI job ({_profile_words(PROFILES['ci'])}).",
-       _COMMON, scope="run", handoff="never", choices=("", *PROFILES)),
+    _o("profile", str, "",
+       f"A named set of defaults: 'ci' is small enough for a CI job ({_profile_words(PROFILES['ci'])}).", _COMMON,
+       scope="run", handoff="never", choices=("", *PROFILES)),
     _o("repeats", int, 1, "Independent runs of each mode (a fresh target and Locust each); the run is what the "
        "CI gate compares.", _GATE, scope="run", handoff="never", checks=(between(1, 50),)),
     _o("baseline", str, "", "A results file to compare this run with (writes comparison.json, comparison.md, "
@@ -481,6 +501,21 @@ OPTIONS: tuple[Option, ...] = (
        handoff="target", web_ui=False),
     _o("no-autoquit", bool, False, "Headless: stay up after the stream ends instead of quitting.", _PLUMBING,
        scope="locust", handoff="never", web_ui=False),
+    # -- run_bench.py sweep: its own options, text specs parsed by deliverybench.core.sweep.spec --
+    _o("modes", str, ",".join(DEFAULT_MODES), "Modes to sweep.", _SWEEP, **_SWEEP_ONLY),
+    _o("subscribers", str, "50:3200", "A grid 'N,N,...' or a search range 'LOW:HIGH'.", _SWEEP, **_SWEEP_ONLY),
+    _o("rate", str, "10", "Events per second, one or several 'R,R'.", _SWEEP, **_SWEEP_ONLY),
+    _o("slo", str, "p99<=50ms,lost==0", "What a point must hold, e.g. 'p99<=50ms,lost==0'.", _SWEEP,
+       **_SWEEP_ONLY),
+    _o("precision", str, "0.1", "Bisect until (first fail - last pass) / last pass <= this.", _SWEEP,
+       **_SWEEP_ONLY),
+    _o("confirm", str, "2", "Runs a boundary point must pass.", _SWEEP, **_SWEEP_ONLY),
+    _o("require", str, "", "Exit 1 unless the capacities meet this, e.g. 'push>=2000,callback>=500'.", _SWEEP,
+       metavar="REQ", **_SWEEP_ONLY),
+    _o("resume", str, "", "Continue the sweep in DIR (its finished points are not run again).", _SWEEP,
+       metavar="DIR", **_SWEEP_ONLY),
+    _o("early-stop", bool, True, "Run every point to its end even when it has clearly failed.", _SWEEP,
+       negate=True, **_SWEEP_ONLY),
 )
 
 
@@ -494,8 +529,13 @@ def by_dest(dest: str) -> Option:
 
 
 def run_options() -> list[Option]:
-    """Options ``run_bench.py`` accepts."""
-    return [o for o in OPTIONS if o.scope in ("run", "both")]
+    """Options a ``run_bench.py`` run accepts (not a subcommand's own)."""
+    return [o for o in OPTIONS if o.scope in ("run", "both") and o.command is None]
+
+
+def command_options(command: str) -> list[Option]:
+    """The own options of the ``run_bench.py`` subcommand ``command`` (``sweep``), in ``--help`` order."""
+    return [o for o in OPTIONS if o.command == command]
 
 
 def locust_options(mode: str) -> list[Option]:
