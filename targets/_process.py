@@ -26,8 +26,9 @@ import tempfile
 import threading
 import time
 import weakref
+from collections.abc import Mapping
 from pathlib import Path
-from typing import IO, Mapping
+from typing import IO
 
 from deliverybench.adapters.children import child_options
 from targets.base import TargetError
@@ -46,7 +47,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 _STOP_GRACE_S = 5.0
 _TAIL_LINES = 20
-_live: "weakref.WeakSet[ServerProcess]" = weakref.WeakSet()
+_live: weakref.WeakSet[ServerProcess] = weakref.WeakSet()
 
 
 class ServerProcess:
@@ -287,8 +288,13 @@ async def wait_for_signal() -> signal.Signals:
     loop = asyncio.get_running_loop()
     got: asyncio.Future[signal.Signals] = loop.create_future()
     sigs = (signal.SIGTERM, signal.SIGINT)
+
+    def arrived(sig: signal.Signals) -> None:
+        if not got.done():
+            got.set_result(sig)
+
     for sig in sigs:
-        loop.add_signal_handler(sig, lambda s=sig: got.done() or got.set_result(s))
+        loop.add_signal_handler(sig, arrived, sig)
     try:
         return await got
     finally:

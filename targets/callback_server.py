@@ -64,18 +64,19 @@ import signal
 import sys
 import time
 from collections import Counter, deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any, Sequence
+from typing import Any
 
 import uvloop
 from aiohttp import web
 from standardwebhooks.webhooks import Webhook
 from yarl import URL
 
-from deliverybench.adapters.process_tuning import raise_open_files_limit, settle_gc
 from deliverybench.adapters.http_post import PostClient, request_target
+from deliverybench.adapters.process_tuning import raise_open_files_limit, settle_gc
 from deliverybench.core.event import MalformedEvent, decode_head, split_batch
 from targets import hold
 from targets.event_buffer import EventBuffer, poll_handler
@@ -149,7 +150,7 @@ class Subscription:
     delivered: int = 0
     give_ups: int = 0
     in_flight: int = 0  # deliveries started and not finished (attempting or waiting to retry)
-    backlog: deque["_QueuedEvent"] = field(default_factory=deque)  # waiting for in_flight to drop
+    backlog: deque[_QueuedEvent] = field(default_factory=deque)  # waiting for in_flight to drop
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -255,7 +256,7 @@ def parse_retry_after(value: str | None, *, now: float | None = None, cap: float
         except (TypeError, ValueError, IndexError):
             return None
         if when.tzinfo is None:
-            when = when.replace(tzinfo=timezone.utc)
+            when = when.replace(tzinfo=UTC)
         seconds = when.timestamp() - (time.time() if now is None else now)
     if seconds != seconds:  # NaN
         return None
@@ -277,7 +278,7 @@ class Dispatcher:
         self._tasks: set[asyncio.Task[None]] = set()
         self._fanout_remaining = 0
         self._seq = 0
-        self._stamp: tuple[int, datetime] = (0, datetime.fromtimestamp(0, tz=timezone.utc))
+        self._stamp: tuple[int, datetime] = (0, datetime.fromtimestamp(0, tz=UTC))
         self.counters = _Counters()
         self._client: PostClient | None = None
         self._loop_task: asyncio.Task[None] | None = None
@@ -441,7 +442,7 @@ class Dispatcher:
     def _header_lines(self, event: _QueuedEvent, msg_id: str, attempt: int) -> bytes:
         now = int(time.time())
         if now != self._stamp[0]:
-            self._stamp = (now, datetime.fromtimestamp(now, tz=timezone.utc))
+            self._stamp = (now, datetime.fromtimestamp(now, tz=UTC))
         signature = self._webhook.sign(msg_id, self._stamp[1], event.text)
         return (f"User-Agent: {_USER_AGENT}\r\nwebhook-id: {msg_id}\r\nwebhook-timestamp: {now}\r\n"
                 f"webhook-signature: {signature}\r\nwebhook-attempt: {attempt}\r\n").encode()
@@ -644,9 +645,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--capacity", type=float, default=0.0,
                    help="test only: at most this many deliveries per second, one event at a time (default 0, none)")
     p.add_argument("--buffer", type=_positive_int, default=10_000, help="events kept for GET /events (default 10000)")
-    p.add_argument(
-        "--max-queued", type=_positive_int, default=10_000, help="events queued for fan-out before /publish waits (default 10000)"
-    )
+    p.add_argument("--max-queued", type=_positive_int, default=10_000,
+                   help="events queued for fan-out before /publish waits (default 10000)")
     p.add_argument("--log-level", default="INFO", help="stderr log level (default INFO)")
     args = p.parse_args(argv)
     if not 0 <= args.jitter < 1:

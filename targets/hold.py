@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Callable
+from collections.abc import Callable
 
 __all__ = ["EARLY_S", "now", "wake_at", "sleep_until"]
 

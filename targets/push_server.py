@@ -44,16 +44,16 @@ import os
 import subprocess
 import sys
 from collections import deque
-from typing import Sequence
+from collections.abc import Sequence
 
 import uvloop
 from aiohttp import web
 from websockets.asyncio.server import ServerConnection, broadcast, serve
 from websockets.exceptions import ConnectionClosed
 
-from deliverybench.core.event import MalformedEvent, decode_head, split_batch
 from deliverybench.adapters.children import child_options, stop_group
 from deliverybench.adapters.process_tuning import raise_open_files_limit, settle_gc
+from deliverybench.core.event import MalformedEvent, decode_head, split_batch
 from targets import hold
 from targets._process import announce_ready, url_for, wait_for_signal
 from targets.event_buffer import EventBuffer, poll_handler
@@ -247,7 +247,7 @@ async def run(args: argparse.Namespace) -> None:
         await runner.cleanup()
 
 
-async def _start_worker(server: PushServer, host: str, ws_port: int) -> "subprocess.Popen[bytes]":
+async def _start_worker(server: PushServer, host: str, ws_port: int) -> subprocess.Popen[bytes]:
     """A worker process holding sessions on the same port; events reach it down its stdin."""
     proc = subprocess.Popen([sys.executable, "-m", "targets.push_server", "--worker", "--host", host,
                              "--ws-port", str(ws_port)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -257,7 +257,7 @@ async def _start_worker(server: PushServer, host: str, ws_port: int) -> "subproc
     pipe, _ = await loop.connect_write_pipe(asyncio.Protocol, proc.stdin)
     slot = len(server.worker_sessions)
     server.worker_sessions.append(0)
-    server.worker_pipes.append(pipe)  # type: ignore[arg-type]
+    server.worker_pipes.append(pipe)
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), proc.stdout)
 

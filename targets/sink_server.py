@@ -20,7 +20,7 @@ import asyncio
 import logging
 import sys
 from collections import Counter
-from typing import Sequence
+from collections.abc import Sequence
 
 import uvloop
 from aiohttp import web

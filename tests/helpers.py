@@ -1,9 +1,10 @@
-"""Shared helpers for end-to-end tests: run real Locust and run_bench subprocesses."""
+"""Shared helpers for end-to-end tests: run real Locust and run_bench subprocesses, within scaled time limits."""
 
 from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import socket
 import subprocess
@@ -15,6 +16,28 @@ REPO = Path(__file__).resolve().parent.parent
 SCENARIOS = REPO / "scenarios"
 
 
+def _time_scale() -> float:
+    raw = os.environ.get("DELIVERYBENCH_TEST_TIME_SCALE", "1.0")
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"DELIVERYBENCH_TEST_TIME_SCALE must be a number, got {raw!r}") from None
+    if not value > 0 or math.isinf(value):
+        raise ValueError(f"DELIVERYBENCH_TEST_TIME_SCALE must be a positive number, got {raw!r}")
+    return value
+
+
+#: one factor for every test time limit (as websockets' tests do): a slow or shared machine sets
+#: DELIVERYBENCH_TEST_TIME_SCALE=3 instead of each test growing its own margin; conftest.py applies it
+#: to pytest-timeout's limits
+TIME_SCALE = _time_scale()
+
+
+def scaled(seconds: float) -> float:
+    """``seconds`` of a test time limit, stretched by DELIVERYBENCH_TEST_TIME_SCALE."""
+    return seconds * TIME_SCALE
+
+
 def env() -> dict[str, str]:
     out = dict(os.environ)
     out["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
@@ -22,11 +45,12 @@ def env() -> dict[str, str]:
     return out
 
 
-def run_locust(scenario: str, tmp: Path, *args: str, users: int, timeout: float = 180) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+def run_locust(scenario: str, tmp: Path, *args: str, users: int,
+               timeout: float = 180) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
     """Run ``locust -f scenarios/<scenario> --headless`` and load the results it wrote."""
     results = tmp / "results.json"
     cmd = [sys.executable, "-m", "locust", "-f", str(SCENARIOS / scenario), "--headless",
-           "-u", str(users), "-r", str(max(users, 1)), "-t", "120s", "--only-summary",
+           "-u", str(users), "-r", str(max(users, 1)), "-t", f"{math.ceil(scaled(120))}s", "--only-summary",
            "--results", str(results), "--csv", str(tmp / "locust"), *args]
     if "--processes" in args:  # a private master port, so no other run's workers can join
         with socket.socket() as probe:
@@ -34,14 +58,14 @@ def run_locust(scenario: str, tmp: Path, *args: str, users: int, timeout: float 
             port = str(probe.getsockname()[1])
         cmd += ["--master-bind-host", "127.0.0.1", "--master-bind-port", port,
                 "--master-host", "127.0.0.1", "--master-port", port]
-    proc = subprocess.run(cmd, cwd=tmp, env=env(), capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(cmd, cwd=tmp, env=env(), capture_output=True, text=True, timeout=scaled(timeout))
     assert results.is_file(), f"no results written (exit {proc.returncode}):\n{proc.stderr[-3000:]}"
     return proc, json.loads(results.read_text())
 
 
 def run_bench(tmp: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     cmd = [sys.executable, str(REPO / "run_bench.py"), "--out", str(tmp), "--run-id", "run", *args]
-    return subprocess.run(cmd, cwd=tmp, env=env(), capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(cmd, cwd=tmp, env=env(), capture_output=True, text=True, timeout=scaled(timeout))
 
 
 def locust_csv_row(tmp: Path, name: str, method: str) -> dict[str, str]:

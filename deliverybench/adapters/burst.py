@@ -18,17 +18,16 @@ event without a 2xx.
 
 from __future__ import annotations
 
-import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Callable
+from datetime import UTC, datetime
 
 from ..core.event import Event, encode_event
+from ..core.process_recorder import ProcessRecorder
 from ..core.schedule import Schedule, offsets_ns
 from .http_post import Job, Outcome, PostPool
 from .pacing import sleep_until
-from ..core.process_recorder import ProcessRecorder
 
 __all__ = ["BurstOptions", "BurstSender", "CONSUMER"]
 
@@ -65,7 +64,7 @@ class BurstSender:
         if self._webhook is None:
             return b""
         msg_id = f"msg_{event_id}"
-        now = datetime.now(tz=timezone.utc)
+        now = datetime.now(tz=UTC)
         signature = self._webhook.sign(msg_id, now, body.decode())
         return (f"webhook-id: {msg_id}\r\nwebhook-timestamp: {int(now.timestamp())}\r\n"
                 f"webhook-signature: {signature}\r\n").encode()

@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
@@ -153,12 +154,10 @@ class CallbackSubscriptions:
     def __init__(self, api_url: str, *, timeout_s: float = 10.0) -> None:
         self.api_url = api_url.rstrip("/")
         self.timeout_s = timeout_s
-        self._session: Any = None
+        self._session: aiohttp.ClientSession | None = None
 
-    async def _client(self) -> Any:
+    async def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
-            import aiohttp
-
             self._session = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=self.timeout_s),
                 connector=aiohttp.TCPConnector(limit=64), trust_env=False)

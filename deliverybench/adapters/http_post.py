@@ -22,7 +22,8 @@ import asyncio
 import ssl
 import time
 from collections import deque
-from typing import Any, Callable, Optional, Union
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp.http_parser import HttpResponseParser
@@ -30,24 +31,25 @@ from aiohttp.http_parser import HttpResponseParser
 __all__ = ["PostPool", "PostClient", "Job", "Body", "ResultCallback", "Outcome"]
 
 #: a request body, or a function making it from the moment the request is written (ns)
-Body = Union[bytes, Callable[[int], bytes]]
+Body = bytes | Callable[[int], bytes]
 #: (caller's token, request target or b"" for the pool's URL, body, extra header lines)
 Job = tuple[Any, bytes, Body, bytes]
 #: an HTTP status, or "timeout" / "connection"; when a pool is aborted, "unanswered" (written,
 #: no answer yet) / "unsent" (still waiting for a connection)
-Outcome = Union[int, str]
+Outcome = int | str
 #: (job, outcome, sent_ns, done_ns, Retry-After header or None)
-ResultCallback = Callable[[Job, Outcome, int, int, Optional[str]], None]
+ResultCallback = Callable[[Job, Outcome, int, int, str | None], None]
 
 
 class _Connection(asyncio.Protocol):
-    def __init__(self, pool: "PostPool") -> None:
+    def __init__(self, pool: PostPool) -> None:
         self.pool = pool
         self.transport: asyncio.Transport | None = None
         self.job: Job | None = None
         self.sent_ns = 0
-        self._parser = HttpResponseParser(self, pool.loop, 2**16, response_with_body=True,
-                                          read_until_eof=False, auto_decompress=False)
+        # typed for aiohttp's BaseProtocol; its body readers only call pause_reading/resume_reading, defined below
+        self._parser = HttpResponseParser(self, pool.loop, 2**16,  # type: ignore[arg-type]
+                                          response_with_body=True, read_until_eof=False, auto_decompress=False)
 
     # StreamReader objects made by the parser call these; the bodies are small and ignored.
     def pause_reading(self, **_kw: object) -> None:
@@ -254,7 +256,7 @@ class PostPool:
             _, conn = await asyncio.wait_for(
                 self.loop.create_connection(lambda: _Connection(self), self.host, self.port, ssl=self.ssl),
                 self.timeout_s)
-        except (OSError, asyncio.TimeoutError):
+        except (TimeoutError, OSError):
             self._opening -= 1
             self._connect_failures += 1
             if self._live == 0 and self._opening == 0 and self._connect_failures >= self.max_connect_failures:

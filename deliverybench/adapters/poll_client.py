@@ -14,8 +14,9 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import aiohttp
 
@@ -118,7 +119,7 @@ class Poller:
             status, body, headers = await self._get(session, self.after, self.options.limit)
         except asyncio.CancelledError:
             raise
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self._recorder_ref().error("poll_timeout", time.time_ns())
             return False
         except aiohttp.ClientError as exc:

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import psutil
 
@@ -82,8 +83,8 @@ class ProcessSampler:
                 self._last[key] = (now, cpu_s)
             out.append(Sample(now, role, pid, cpu_s, percent, rss, connections if pid == os.getpid() else -1))
         if self._machine is not None and self._steal is not None:
-            now, times = time.time(), psutil.cpu_times()  # one reading for both machine figures
-            busy, stolen = _busy_cpu_s(times), _steal_s(times)
+            now, machine_times = time.time(), psutil.cpu_times()  # one reading for both machine figures
+            busy, stolen = _busy_cpu_s(machine_times), _steal_s(machine_times)
             percent, self._machine = _share_of_all_cores(self._machine, now, busy)
             out.append(Sample(now, MACHINE_ROLE, 0, busy, percent, psutil.virtual_memory().used))
             percent, self._steal = _share_of_all_cores(self._steal, now, stolen)

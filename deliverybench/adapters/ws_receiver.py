@@ -33,9 +33,10 @@ import asyncio
 import errno
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 from websockets.client import ClientProtocol
@@ -89,7 +90,7 @@ class PushReceiver(asyncio.Protocol):
     __slots__ = ("session", "transport", "proto", "buf", "opened", "fragments", "_close_timer", "appenders",
                  "index")
 
-    def __init__(self, session: "PushSession") -> None:
+    def __init__(self, session: PushSession) -> None:
         self.session = session
         self.appenders = session.recorder.intake.appenders
         self.index = session.index
@@ -375,7 +376,7 @@ class PushSession:
         self._timer = loop.call_later(self.options.open_timeout_s, self._open_timed_out, receiver, connecting)
         connecting.add_done_callback(partial(self._connected, receiver))
 
-    def _connected(self, receiver: PushReceiver, fut: "asyncio.Future[Any]") -> None:
+    def _connected(self, receiver: PushReceiver, fut: asyncio.Future[Any]) -> None:
         if fut.cancelled() or receiver is not self._receiver:
             return
         exc = fut.exception()
@@ -388,7 +389,7 @@ class PushSession:
             self._timer.cancel()
             self._timer = None
 
-    def _open_timed_out(self, receiver: PushReceiver, connecting: "asyncio.Future[Any]") -> None:
+    def _open_timed_out(self, receiver: PushReceiver, connecting: asyncio.Future[Any]) -> None:
         if receiver.opened:
             return
         connecting.cancel()

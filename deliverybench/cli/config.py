@@ -18,8 +18,9 @@ from __future__ import annotations
 import argparse
 import os
 import tomllib
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
 from ..core.options import (
     DEFAULT_MODES,
@@ -81,7 +82,7 @@ class RunConfig:
     def values(self) -> Mapping[str, Any]:
         return dict(self._values)
 
-    def replace(self, **changes: Any) -> "RunConfig":
+    def replace(self, **changes: Any) -> RunConfig:
         """A copy with ``changes`` applied and checked again."""
         values = {**self._values, **changes}
         validate(values)
@@ -119,8 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _OneLineParser(
         prog="run_bench.py",
         usage="run_bench.py [OPTIONS] [-- LOCUST_OPTIONS]\n       run_bench.py compare BASELINE NEW [-o DIR] "
-              "[gate options]\n       run_bench.py sweep [--modes M] [--subscribers N,N|LOW:HIGH] [--rate R] [--slo SLO] "
-              "[options]\n       run_bench.py report RESULTS... [-o FILE]",
+              "[gate options]\n       run_bench.py sweep [--modes M] [--subscribers N,N|LOW:HIGH] [--rate R] "
+              "[--slo SLO] [options]\n       run_bench.py report RESULTS... [-o FILE]",
         description="Run one event stream through WebSocket push, webhook callback and polling against a "
                     "target, and compare latency, completeness and cost.",
         epilog="Every option can also be set in the --config TOML file (top level or a [deliverybench] table) "

@@ -31,7 +31,7 @@ class Interrupt:
         self.urgent = False
         self._previous: dict[int, Any] = {}
 
-    def __enter__(self) -> "Interrupt":
+    def __enter__(self) -> Interrupt:
         for sig in EXIT_CODES:
             self._previous[sig] = signal.signal(sig, self._handle)
         return self
@@ -48,4 +48,4 @@ class Interrupt:
 
     @property
     def exit_code(self) -> int | None:
-        return EXIT_CODES.get(self.signal) if self.signal is not None else None  # type: ignore[arg-type]
+        return EXIT_CODES.get(self.signal) if self.signal is not None else None

@@ -42,8 +42,8 @@ def open_files_problem(config: Any, *, limit: int | None = None) -> str | None:
     if per_process > usable:
         fit = max(0, usable - (int(config.publish_concurrency) if processes == 1 else 0))
         need = math.ceil(subscribers / max(1, usable))
-        return (f"{subscribers:,} {modes[0]} subscribers need about {per_process + PROCESS_OVERHEAD_FDS:,} open files in "
-                f"each harness process, but the limit is {limit:,}: about {fit:,} fit per process -- use "
+        return (f"{subscribers:,} {modes[0]} subscribers need about {per_process + PROCESS_OVERHEAD_FDS:,} open files "
+                f"in each harness process, but the limit is {limit:,}: about {fit:,} fit per process -- use "
                 f"--processes {max(need, processes + 1)} or raise the limit (ulimit -n)")
     if config.target == "builtin" and subscribers + PROCESS_OVERHEAD_FDS > limit:
         return (f"the built-in {modes[0]} target holds all {subscribers:,} sessions in one process and needs about "
