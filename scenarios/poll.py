@@ -17,7 +17,9 @@ from typing import Any, Mapping
 from locust import User, constant, task
 from locust.exception import StopUser
 
-from deliverybench.harness.locust_plugin import HarnessProcess, RunController, install
+from deliverybench.harness.controller import RunController
+from deliverybench.harness.process import HarnessProcess
+from deliverybench.harness.wiring import install
 from deliverybench.adapters.poll_client import PollOptions, Poller
 
 
@@ -38,11 +40,11 @@ class PollSubscriber(User):
     def on_start(self) -> None:
         harness: HarnessProcess = self.environment.deliverybench_harness  # type: ignore[attr-defined]
         opts = self.environment.parsed_options
-        if not opts.subscribe_url:
+        if not harness.subscribe_url:
             raise StopUser("no --subscribe-url (poll URL) given")
         self.harness = harness
         name = harness.new_subscriber_name()
-        options = PollOptions(url=opts.subscribe_url, interval_s=opts.poll_interval, limit=opts.poll_limit,
+        options = PollOptions(url=harness.subscribe_url, interval_s=opts.poll_interval, limit=opts.poll_limit,
                               timeout_s=opts.open_timeout)
 
         def start(reply: Any) -> None:

@@ -28,7 +28,10 @@ from locust.runners import MasterRunner, WorkerRunner
 from deliverybench.adapters.burst import BurstOptions, BurstSender
 from deliverybench.core.audit import PublishedLog
 from deliverybench.core.schedule import Schedule, offsets_ns
-from deliverybench.harness.locust_plugin import HarnessProcess, RunController, install, schedule_from_options
+from deliverybench.core.plan import plan_run
+from deliverybench.harness.controller import RunController
+from deliverybench.harness.process import HarnessProcess
+from deliverybench.harness.wiring import install
 from deliverybench.adapters.publisher import PublishOutcome
 
 START_MESSAGE = "deliverybench_burst_start"
@@ -41,8 +44,8 @@ except ImportError:  # pragma: no cover
 
 def _sender(harness: HarnessProcess, opts: Any, connections: int) -> BurstSender:
     return BurstSender(BurstOptions(
-        url=opts.subscribe_url, schedule=schedule_from_options(opts), stream=opts.stream,
-        payload_bytes=opts.payload_bytes, connections=connections,
+        url=harness.subscribe_url, schedule=plan_run(vars(opts), accepts_batches=False).schedule,
+        stream=opts.stream, payload_bytes=opts.payload_bytes, connections=connections,
         timeout_s=opts.burst_timeout, secret=(opts.webhook_secret or DEFAULT_SECRET) if opts.sign else None,
     ), lambda: harness.recorder)
 

@@ -23,7 +23,9 @@ from locust.exception import StopUser
 
 from deliverybench.adapters.callback_receiver import CallbackReceiver, CallbackSubscriptions, ReceiverBehaviour
 from deliverybench.core.delay import parse_delay
-from deliverybench.harness.locust_plugin import HarnessProcess, RunController, install
+from deliverybench.harness.controller import RunController
+from deliverybench.harness.process import HarnessProcess
+from deliverybench.harness.wiring import install
 
 try:
     from targets.callback_server import DEFAULT_SECRET
@@ -32,7 +34,7 @@ except ImportError:  # pragma: no cover - the built-in targets ship with the har
 
 
 def _target_stats(controller: RunController) -> Mapping[str, Any]:
-    url = controller.options.stats_url
+    url = controller.urls.stats
     if not url:
         return {}
     with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - the user's own target
@@ -52,7 +54,7 @@ def _process_side(harness: HarnessProcess, opts: Any) -> tuple[CallbackReceiver,
         )
         receiver = CallbackReceiver(lambda: harness.recorder, behaviour, host=opts.receiver_host,
                                     advertise_host=opts.receiver_advertise_host or None)
-        side = harness.callback_side = (receiver, CallbackSubscriptions(opts.subscribe_url,  # type: ignore[attr-defined]
+        side = harness.callback_side = (receiver, CallbackSubscriptions(harness.subscribe_url,  # type: ignore[attr-defined]
                                                                          timeout_s=opts.open_timeout))
     return side
 
@@ -65,7 +67,7 @@ class CallbackSubscriber(User):
     def on_start(self) -> None:
         harness: HarnessProcess = self.environment.deliverybench_harness  # type: ignore[attr-defined]
         opts = self.environment.parsed_options
-        if not opts.subscribe_url:
+        if not harness.subscribe_url:
             raise StopUser("no --subscribe-url (subscription API) given")
         receiver, subscriptions = _process_side(harness, opts)
         self.harness, self.receiver, self.subscriptions = harness, receiver, subscriptions

@@ -35,7 +35,8 @@ from locust import User, task
 from locust.user.users import LOCUST_STATE_STOPPING, LOCUST_STATE_WAITING
 
 from deliverybench.adapters.ws_receiver import PushSession, PushSessionOptions
-from deliverybench.harness.locust_plugin import HarnessProcess, install
+from deliverybench.harness.process import HarnessProcess
+from deliverybench.harness.wiring import install
 
 install("push")
 
@@ -59,7 +60,7 @@ class PushSubscriber(User):
     def _open_session(self) -> None:
         harness: HarnessProcess = self.environment.deliverybench_harness  # type: ignore[attr-defined]
         opts = self.environment.parsed_options
-        url = opts.subscribe_url or self.host
+        url = harness.subscribe_url or self.host
         self.harness, self.session = harness, None
         if not url:
             self.environment.events.request.fire(

@@ -6,6 +6,7 @@ pulls in no server code.
 """
 
 from targets.base import BUILTIN_FOR_MODE, ENTRY_POINT_GROUP, MODES, Target, TargetError, available_targets, get_target, test_knobs
+from targets.start import StartedTarget, TargetUrls, start_target
 
 __all__ = ["BUILTIN_FOR_MODE", "ENTRY_POINT_GROUP", "MODES", "Target", "TargetError", "available_targets", "get_target",
-           "test_knobs"]
+           "test_knobs", "StartedTarget", "TargetUrls", "start_target"]

@@ -34,6 +34,7 @@ from deliverybench.core.options import MODES, OPTIONS, Option, OptionError, locu
 from deliverybench.core.redact import REDACTED, redact_argv, redact_config
 from deliverybench.harness.locust_options import add_options, check_form
 from helpers import REPO, env
+from targets.start import TargetUrls
 
 _TEXT_CANDIDATES = ("ws://127.0.0.1:9/x", "http://127.0.0.1:9/x", "127.0.0.2", "exp:5", "7", "12,34", "p99<=50ms",
                     "sample")
@@ -129,7 +130,8 @@ def test_every_handed_option_reaches_locust_and_round_trips(mode: str) -> None:
     changed = {o.dest: sample_value(o) for o in HANDED if mode in o.modes}
     values.update(changed)
     config = RunConfig(values)
-    cmd = _locust_command(config, mode, {"ingress": "http://127.0.0.1:9/publish", mode: "ws://127.0.0.1:9/"},
+    cmd = _locust_command(config, mode, TargetUrls("push", ingress="http://127.0.0.1:9/publish",
+                                                   egress="ws://127.0.0.1:9/"),
                           Path("/tmp/r.json"), Path("/tmp/r.live.json"))
     argv = cmd[cmd.index(str(SCENARIOS[mode])) + 1:]
     parsed = vars(locust_parser(mode).parse_args(argv))

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from deliverybench.adapters.results_file import read_mode_result
 from helpers import assert_ok, REPO, env, locust_csv_row, run_bench, run_locust
 from targets.builtin import PushTarget
 
@@ -125,6 +126,10 @@ def test_run_bench_end_to_end(tmp_path: Path) -> None:
     assert doc["run"]["status"] in ("ok", "degraded")
     assert_ok(push)
     assert doc["packages"]["locust"] != "not installed"
+    # Locust wrote only its mode result; this run built the document around it
+    found = read_mode_result(tmp_path / "run" / "push.results.json")
+    assert found.mode == "push" and found.result["audit"] == push["audit"]
+    assert doc["config"]["locust"] == dict(found.locust_options) and found.locust_options["num_users"] == 30
 
 
 def test_run_bench_with_a_relative_out_folder(tmp_path: Path) -> None:

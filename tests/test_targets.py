@@ -16,6 +16,7 @@ from targets import Target, TargetError, available_targets, get_target
 from targets._process import ServerProcess
 from targets.builtin import PushTarget, SinkTarget
 from targets.relay import RelayTarget
+from targets.start import StartedTarget, TargetUrls, start_target
 
 #: Scale every wait on a slow machine.
 SLOW = 1.0
@@ -311,3 +312,42 @@ def test_server_that_exits_early_reports_why() -> None:
     assert "--buffer must be >= 1" in str(info.value)
     assert proc.log_path is not None
     proc.log_path.unlink()
+
+
+# -- one start function for run_bench.py and plain locust -f ---------------------
+
+
+def test_a_locustfile_given_urls_attaches_and_starts_nothing() -> None:
+    started = start_target("push", {"publish_url": "http://127.0.0.1:9/publish", "subscribe_url": "ws://127.0.0.1:9/",
+                                    "target_name": "", "stats_url": "http://127.0.0.1:9/stats", "target_pids": "12,34"})
+    assert started.target is None
+    assert started.urls == TargetUrls("external", ingress="http://127.0.0.1:9/publish", egress="ws://127.0.0.1:9/",
+                                      stats="http://127.0.0.1:9/stats", pids=(12, 34))
+    assert started.describe() == {"name": "external", "kind": "external",
+                                  "urls": {"ingress": "http://127.0.0.1:9/publish", "push": "ws://127.0.0.1:9/"}}
+
+
+def test_without_urls_the_built_in_target_of_the_mode_starts() -> None:
+    started = start_target("poll", {"publish_url": "", "subscribe_url": "", "target_delay_ms": 0.0})
+    try:
+        assert isinstance(started.target, PushTarget)  # poll is served by the push server's poll URL
+        urls = started.urls
+        assert urls.name == "push" and urls.accepts_batches and urls.pids == tuple(started.target.pids())
+        assert urls.egress == started.target.egress_url("poll") and urls.ingress == started.target.ingress_url
+        assert started.describe()["kind"] == "builtin"
+    finally:
+        started.stop()
+    assert not started.target.health()
+
+
+def test_run_bench_s_relay_attaches_and_a_missing_consumer_is_a_target_error(push: PushTarget) -> None:
+    values = {"target": "relay", "publish_url": push.ingress_url, "subscribe_url": push.egress_url("push"),
+              "poll_url": "", "callback_url": ""}
+    started = start_target("push", values)
+    assert started == StartedTarget("push", None, TargetUrls("relay", ingress=push.ingress_url or "",
+                                                             egress=push.egress_url("push") or ""))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(TargetError, match="cannot reach consumer"):
+        start_target("burst", {"consumer_url": f"http://127.0.0.1:{port}/hooks"})

@@ -37,6 +37,7 @@ from functools import partial
 
 from ..core.audit import PublishedLog
 from ..core.event import WARMUP_STREAM, Event, encode_batch, encode_event
+from ..core.plan import MAX_BATCH
 from ..core.schedule import Schedule, offsets_ns, quiet_moment_ns
 from .http_post import Job, Outcome, PostPool
 from .pacing import sleep_until
@@ -44,8 +45,6 @@ from .pacing import sleep_until
 __all__ = ["PublisherOptions", "PublishOutcome", "Publisher", "MAX_BATCH"]
 
 NS = 1_000_000_000
-#: the largest NDJSON batch sent to a target that takes batches
-MAX_BATCH = 1000
 #: events handed to the pool in one turn of the loop, so receiving is never starved
 _EVENTS_PER_TURN = 1000
 #: the pool is opened, before the stream starts, wide enough for the busiest window this long

@@ -3,9 +3,12 @@
 For every mode the orchestrator starts a fresh target (or attaches to the
 external URLs), runs the mode's locustfile as a real ``locust`` subprocess
 (``--headless``, with ``--processes`` when asked) so the same scenarios work
-by hand, reads the results file the Locust master wrote, and finally merges
-the modes into one document. A mode that fails still yields a mode result
-with ``status: failed`` and the reason, and the other modes still run.
+by hand, and reads the mode result the Locust master wrote. This process
+owns the results document: it adds what only it learned (an interrupt, an
+early stop, a target no longer healthy) to each mode result, decides each
+run's status once (:func:`~deliverybench.core.status.assess`), and builds
+the document once around every mode. A mode that fails still yields a mode
+result with ``status: failed`` and the reason, and the other modes still run.
 """
 
 from __future__ import annotations
@@ -21,16 +24,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from targets.start import StartedTarget, TargetUrls, start_target
+
 from ..adapters import results_file
 from ..adapters.children import child_options, stop_group
 from ..adapters.machine import git_commit, machine_facts, package_versions
 from ..core.audit import AuditTotals
-from ..adapters.publisher import MAX_BATCH
 from ..core.options import ENV_PREFIX, OPTIONS, by_dest, locust_argv
+from ..core.plan import plan_run
 from ..core.recording import Recorder
 from ..core.redact import redact_argv, redact_config
 from ..core.repeats import merge_repeats
-from ..core.results import build_mode_result, merge_documents, new_document
+from ..core.results import build_mode_result, new_document
 from ..core.status import assess
 from .config import RunConfig
 from .interrupt import Interrupt
@@ -47,33 +52,38 @@ SCENARIOS = {
 }
 @dataclass
 class ModeRun:
+    """One run of one mode: its files, Locust's exit code, the mode result with its status decided,
+    and Locust's own options (None when no Locust reported them)."""
+
     mode: str
     results_path: Path
     log_path: Path
     returncode: int | None
-    document: dict[str, Any]
+    result: dict[str, Any]
+    locust_options: dict[str, Any] | None = None
 
 
-def _locust_command(config: RunConfig, mode: str, urls: dict[str, str], results: Path, live: Path) -> list[str]:
+def _locust_command(config: RunConfig, mode: str, urls: TargetUrls, results: Path, live: Path) -> list[str]:
     """``locust -f <scenario> --headless`` with every option of the table handed on.
 
     The values come from :func:`~deliverybench.core.options.locust_argv`
     (one place for every option); the URLs, pids and results path are the
-    target's, which this run started or attached to.
+    target's, which this run started or attached to; the time bound and the
+    batch size are the run plan's.
     """
-    bound_s = config.settle + config.duration + config.drain + 120 + config.subscribers / config.spawn_rate
+    plan = plan_run(config.values, accepts_batches=urls.accepts_batches)
     cmd = [
         sys.executable, "-m", "locust", "-f", str(SCENARIOS[mode]), "--headless",
-        "-t", f"{int(bound_s)}s", "--stop-timeout", "5", "--only-summary", "--loglevel", "INFO",
+        "-t", f"{int(plan.locust_bound_s)}s", "--stop-timeout", "5", "--only-summary", "--loglevel", "INFO",
         "--exit-code-on-error", "0",
         *locust_argv(config.values, mode),
-        "--publish-url", urls.get("ingress", ""), "--subscribe-url", urls.get(mode, ""),
-        "--stats-url", urls.get("stats", ""), "--target-pids", urls.get("pids", ""),
-        "--target-name", urls.get("name", ""), "--results", str(results), "--live-file", str(live),
+        "--publish-url", urls.ingress, "--subscribe-url", urls.egress,
+        "--stats-url", urls.stats, "--target-pids", ",".join(str(p) for p in urls.pids),
+        "--target-name", urls.name, "--results", str(results), "--live-file", str(live),
+        "--mode-result-only",  # this process builds the document: Locust writes only its mode result
     ]
     if mode in by_dest("publish_batch").modes:
-        batch = config.publish_batch or (MAX_BATCH if urls.get("batches") == "yes" else 1)
-        cmd += ["--publish-batch", str(batch)]
+        cmd += ["--publish-batch", str(plan.batch)]
     if config.processes > 1:
         # A private master port on loopback: with Locust's default (*:5557) the workers of
         # another run on the same machine could join this master.
@@ -89,53 +99,21 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _start_target(config: RunConfig, mode: str) -> tuple[Any, dict[str, str]]:
-    """Start (or describe) the target for ``mode``; returns (target or None, urls)."""
-    if mode == "burst" and config.consumer_url:
-        from targets.base import tcp_reachable
-
-        problem = tcp_reachable(config.consumer_url)
-        if problem is not None:
-            from targets import TargetError
-
-            raise TargetError(f"cannot reach consumer {config.consumer_url}: {problem}")
-        return None, {"burst": config.consumer_url, "name": "consumer"}
-    if config.target == "relay" and mode != "burst":
-        from targets.relay import RelayTarget
-
-        egress = {"push": config.subscribe_url, "poll": config.poll_url, "callback": config.callback_url}[mode]
-        relay = RelayTarget(publish_url=config.publish_url,
-                            subscribe_url=config.subscribe_url or "ws://unused.invalid/",
-                            poll_url=config.poll_url or None)
-        if mode == "push":
-            relay.start()
-        return None, {"ingress": config.publish_url, mode: egress, "name": "relay"}
-    from targets import BUILTIN_FOR_MODE, get_target, test_knobs
-
-    name = BUILTIN_FOR_MODE[mode] if config.target in ("builtin", "relay") else config.target
-    cls = get_target(name)
-    kwargs: dict[str, Any] = test_knobs(name, delay_ms=config.target_delay_ms, capacity=config.target_capacity)
-    if name == "callback" and config.webhook_secret:
-        kwargs["secret"] = config.webhook_secret
-    target = cls(**kwargs)
-    target.start()
-    urls = {"ingress": target.ingress_url or "", mode: target.egress_url(mode) or "",
-            "stats": target.stats_url or "", "pids": ",".join(str(p) for p in target.pids()),
-            "name": name, "batches": "yes" if target.accepts_batches else "no"}
-    return target, urls
-
-
-def _failed_document(config: RunConfig, mode: str, failure: str, started_ns: int,
-                     status: str = "failed") -> dict[str, Any]:
-    now = time.time_ns()
-    result = build_mode_result(
+def _failed_result(config: RunConfig, mode: str, failure: str, started_ns: int,
+                   status: str = "failed") -> dict[str, Any]:
+    """The result of a mode that measured nothing, with the runner's status (its verdict comes later)."""
+    return build_mode_result(
         mode=mode, target={"name": config.target}, params={"subscribers": config.subscribers},
         recorder=Recorder(), audit_totals=AuditTotals(), published_due_ns=[], published_ok=[],
-        stream_start_ns=started_ns, started_ns=started_ns, ended_ns=now, status=status, failure=failure,
+        stream_start_ns=started_ns, started_ns=started_ns, ended_ns=time.time_ns(), status=status,
+        failure=failure,
     )
-    return new_document(run_id=mode, config=redact_config(config.to_dict()), machine=machine_facts(),
-                        packages=package_versions(), commit=git_commit(), started_ns=started_ns, ended_ns=now,
-                        modes={mode: result})
+
+
+def _decided(result: dict[str, Any]) -> dict[str, Any]:
+    """``result`` with its status decided, once per run: the one call to assess."""
+    result["status"], result["status_reasons"] = assess(result)
+    return result
 
 
 def _tail(path: Path, lines: int = 5) -> str:
@@ -209,53 +187,69 @@ def run_mode(config: RunConfig, mode: str, run_dir: Path, say: Callable[[str], N
     log_path = run_dir / f"{mode}{tag}.locust.log"
     live_path = run_dir / f"{mode}{tag}.live.json"
     started = time.time_ns()
-    target = None
+    target: StartedTarget | None = None
     try:
         from targets import TargetError
 
         try:
-            target, urls = _start_target(config, mode)
+            target = start_target(mode, config.values)
         except TargetError as exc:
-            return ModeRun(mode, results, log_path, None, _failed_document(config, mode, f"target: {exc}", started))
+            return ModeRun(mode, results, log_path, None, _decided(_failed_result(config, mode, f"target: {exc}",
+                                                                                  started)))
         if interrupt is not None and interrupt.signal is not None:
-            return ModeRun(mode, results, log_path, None, _failed_document(
+            return ModeRun(mode, results, log_path, None, _decided(_failed_result(
                 config, mode, f"interrupted by {interrupt.signal.name} before the mode started", started,
-                status="interrupted"))
-        cmd = _locust_command(config, mode, urls, results, live_path)
-        # The handed-on flags are the one truth: the user's DELIVERYBENCH_* variables
-        # must not reach Locust behind them (only the secret travels this way).
-        env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
-        env = {**env, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
-        for option in OPTIONS:  # secrets go by environment: a command line shows in `ps`
-            if option.handoff == "env" and mode in option.modes and getattr(config, option.dest):
-                env[option.env_var] = str(getattr(config, option.dest))
-        timeout = config.settle + config.duration + config.drain + 240 + config.subscribers / config.spawn_rate
-        code, stopped_early = _run_locust(cmd, run_dir, log_path, env, timeout, interrupt, live_path, watch)
-        interrupted = interrupt is not None and interrupt.signal is not None
-        if results.is_file():
-            document = results_file.read(results)
-            result = document["modes"][mode]
-            if interrupted and result.get("status") != "failed":
-                result["status"] = "interrupted"
-                result["failure"] = result.get("failure") or f"interrupted by {interrupt.signal.name}"  # type: ignore[union-attr]
-            elif stopped_early and result.get("status") != "failed":
-                result["status"] = "interrupted"
-                result["stopped_early"] = stopped_early
-                result["failure"] = f"stopped early: {stopped_early}"
-            if target is not None and not target.health():
-                result.setdefault("warnings", []).append("target was not healthy after the run")
-            result["status"], result["status_reasons"] = assess(result)
-        else:
+                status="interrupted")))
+        cmd = _locust_command(config, mode, target.urls, results, live_path)
+        timeout = plan_run(config.values, accepts_batches=target.urls.accepts_batches).parent_timeout_s
+        code, stopped_early = _run_locust(cmd, run_dir, log_path, _child_env(config, mode), timeout, interrupt,
+                                          live_path, watch)
+        signal_name = interrupt.signal.name if interrupt is not None and interrupt.signal is not None else None
+        if not results.is_file():
             why = "timed out" if code is None else f"exited with code {code}"
-            if interrupted:
-                why = f"was interrupted ({interrupt.signal.name})"  # type: ignore[union-attr]
+            if signal_name:
+                why = f"was interrupted ({signal_name})"
             failure = f"locust {why} without writing results; see {log_path.name}: {_tail(log_path)}"
-            document = _failed_document(config, mode, failure, started,
-                                        status="interrupted" if interrupted else "failed")
-        return ModeRun(mode, results, log_path, code, document)
+            return ModeRun(mode, results, log_path, code, _decided(_failed_result(
+                config, mode, failure, started, status="interrupted" if signal_name else "failed")))
+        try:
+            found = results_file.read_mode_result(results)
+        except results_file.ResultsFileError as exc:
+            return ModeRun(mode, results, log_path, code, _decided(_failed_result(config, mode, str(exc), started)))
+        result = dict(found.result)
+        _add_what_the_parent_learned(result, interrupted_by=signal_name, stopped_early=stopped_early,
+                                     target_healthy=target.target is None or target.target.health())
+        return ModeRun(mode, results, log_path, code, _decided(result), dict(found.locust_options))
     finally:
         if target is not None:
             target.stop()
+
+
+def _child_env(config: RunConfig, mode: str) -> dict[str, str]:
+    """The environment of the mode's Locust: ours without DELIVERYBENCH_* options, plus secrets and the owner."""
+    # The handed-on flags are the one truth: the user's DELIVERYBENCH_* variables
+    # must not reach Locust behind them (only the secret travels this way).
+    env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
+    env = {**env, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+    for option in OPTIONS:  # secrets go by environment: a command line shows in `ps`
+        if option.handoff == "env" and mode in option.modes and getattr(config, option.dest):
+            env[option.env_var] = str(getattr(config, option.dest))
+    return env
+
+
+def _add_what_the_parent_learned(result: dict[str, Any], *, interrupted_by: str | None, stopped_early: str | None,
+                                 target_healthy: bool) -> None:
+    """What Locust could not know, as inputs to the one status decision: an interrupt, an early stop, the
+    target's health after the run. A mode that measured nothing stays failed."""
+    if interrupted_by and result.get("status") != "failed":
+        result["status"] = "interrupted"
+        result["failure"] = result.get("failure") or f"interrupted by {interrupted_by}"
+    elif stopped_early and result.get("status") != "failed":
+        result["status"] = "interrupted"
+        result["stopped_early"] = stopped_early
+        result["failure"] = f"stopped early: {stopped_early}"
+    if not target_healthy:
+        result.setdefault("warnings", []).append("target was not healthy after the run")
 
 
 def _watcher(mode: str, progress: Progress | None,
@@ -279,18 +273,19 @@ def _headline(result: dict[str, Any]) -> str:
 def run_modes(config: RunConfig, run_dir: Path, say: Callable[[str], None],
               interrupt: Interrupt | None = None, *, progress: Progress | None = None,
               stop_when: Callable[[str, dict[str, Any]], str | None] | None = None) -> dict[str, Any]:
-    """Run every configured mode and return the merged results document.
+    """Run every configured mode and return the results document, built once around them.
 
     After an interrupt the mode under way is stopped and kept (``interrupted``)
     and the modes after it are not started. ``progress`` shows each mode's
     live file; ``stop_when(mode, live)`` may stop a mode early with a reason.
     """
-    documents = []
+    results: dict[str, dict[str, Any]] = {}
+    locust_options: dict[str, Any] | None = None
     for mode in config.modes:
         if interrupt is not None and interrupt.signal is not None:
             say(f"- {mode}: not started ({interrupt.signal.name})")
-            documents.append(_failed_document(config, mode, f"not started: interrupted by {interrupt.signal.name}",
-                                              time.time_ns(), status="interrupted"))
+            results[mode] = _decided(_failed_result(config, mode, f"not started: interrupted by "
+                                                    f"{interrupt.signal.name}", time.time_ns(), status="interrupted"))
             continue
         say(f"- {mode}: {config.subscribers} subscribers, {config.rate:g} events/s for {config.duration:g} s"
             + (f", {config.repeats} repeats" if config.repeats > 1 else "") + " ...")
@@ -306,19 +301,18 @@ def run_modes(config: RunConfig, run_dir: Path, say: Callable[[str], None],
             if progress is not None:
                 progress.clear()
             runs.append(run)
+            if locust_options is None:
+                locust_options = run.locust_options
             if config.repeats > 1:
-                result = run.document["modes"][mode]
-                say(f"  {mode} repeat {repeat}: {result['status']}" + _headline(result))
-        document = runs[0].document
-        if len(runs) > 1:
-            document["modes"][mode] = merge_repeats([r.document["modes"][mode] for r in runs])
-        result = document["modes"][mode]
+                say(f"  {mode} repeat {repeat}: {run.result['status']}" + _headline(run.result))
+        result = merge_repeats([r.result for r in runs])
         if result["status"] != "ok":
             why = result.get("failure") or "; ".join(result.get("status_reasons") or [])
             say(f"  {mode}: {result['status']}: {why}")
-        documents.append(document)
-    merged = merge_documents(documents, run_id=run_dir.name)
-    merged["config"] = redact_config({**config.to_dict(), "locust": merged.get("config", {})})
-    merged["run"]["command"] = redact_argv(["run_bench.py", *sys.argv[1:]])
-    return merged
-
+        results[mode] = result
+    return new_document(
+        run_id=run_dir.name, config=redact_config({**config.to_dict(), "locust": locust_options or {}}),
+        machine=machine_facts(), packages=package_versions(), commit=git_commit(),
+        started_ns=min(int(r["started_ns"]) for r in results.values()),
+        ended_ns=max(int(r["ended_ns"]) for r in results.values()),
+        modes=results, command=redact_argv(["run_bench.py", *sys.argv[1:]]))

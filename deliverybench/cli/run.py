@@ -41,6 +41,12 @@ class RunOutcome:
     def failed_modes(self) -> list[str]:
         return [name for name, mode in self.document["modes"].items() if mode.get("status") == "failed"]
 
+    @property
+    def reaches_gate(self) -> bool:
+        """Whether ``run_bench.py`` goes on to judge this run: not when it was interrupted or a mode
+        measured nothing (no verdict can rest on it)."""
+        return self.interrupted_by is None and not self.failed_modes
+
 
 def make_run_dir(config: RunConfig) -> Path:
     """The run's own folder: unique when named by time, refused when it already holds results.
@@ -107,15 +113,16 @@ def run(config: RunConfig, say: Callable[[str], None], interrupt: Interrupt | No
         say(summary_table(document))
         say("")
         say(f"results: {path}")
-    report = None
-    if config.report:
+    outcome = RunOutcome(document, run_dir, path, None,
+                         interrupted_by=int(interrupt.signal) if interrupt is not None and interrupt.signal else None)
+    # With --baseline the gate renders the report after deciding, with its baseline section: once, there.
+    if config.report and not (config.baseline and outcome.reaches_gate):
         try:
             from reports import render_report
 
-            report = render_report([document], run_dir / "report.html")
+            outcome.report_path = render_report([document], run_dir / "report.html")
             if not quiet:
-                say(f"report:  {report}")
+                say(f"report:  {outcome.report_path}")
         except Exception as exc:  # the measurement is written; a report bug must not hide it
             print(f"run_bench.py: warning: report not rendered: {exc}", file=sys.stderr)
-    return RunOutcome(document, run_dir, path, report,
-                      interrupted_by=int(interrupt.signal) if interrupt is not None and interrupt.signal else None)
+    return outcome

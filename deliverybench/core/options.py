@@ -496,6 +496,9 @@ OPTIONS: tuple[Option, ...] = (
        handoff="target", web_ui=False),
     _o("results", str, "", "Results file to write (default bench-out/<mode>-<time>/results.json).", _PLUMBING,
        scope="locust", handoff="target"),
+    _o("mode-result-only", bool, False, "Write only this mode's result to --results (run_bench.py sets it: it "
+       "builds the results document and decides the status itself).", _PLUMBING, scope="locust",
+       handoff="target", web_ui=False),
     _o("live-file", str, "", "JSON file rewritten every second with the run's progress (phase, subscribers, "
        "events, deliveries, p99 so far), for run_bench.py's progress line.", _PLUMBING, scope="locust",
        handoff="target", web_ui=False),

@@ -1,0 +1,204 @@
+"""Wiring deliverybench into Locust: options, listeners, messages between master and workers.
+
+A scenario (a real locustfile) calls :func:`install` once with its mode and
+defines its user class. Every Locust process that runs users then gets a
+:class:`~.process.HarnessProcess`, and the master (or the only process) a
+:class:`~.controller.RunController`.
+
+Payloads reach the master through Locust's own channels: ``report_to_master``
+every few seconds and one custom message when a worker stops, which Locust
+delivers before the worker's ``client_stopped`` -- so by the time
+``runner.stop()`` returns on the master, every worker's data has arrived.
+The target's URLs go the other way: the master sends them to every worker
+when a test starts, before Locust's spawn message, so every user knows
+where to subscribe without anything written into Locust's parsed options.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Any, Callable, Mapping
+
+import gevent
+from locust import events as locust_events
+from locust.env import Environment
+from locust.runners import STATE_RUNNING, STATE_SPAWNING, MasterRunner, WorkerRunner
+
+from targets.start import TargetUrls
+
+from ..adapters.process_tuning import raise_open_files_limit, settle_gc
+from ..core.options import MODES
+from ..core.schedule import Schedule
+from .aggregator import payload_to_wire
+from .controller import RunController
+from .locust_options import add_options, check_form
+from .process import HarnessProcess
+
+__all__ = ["install", "FINAL_MESSAGE", "STATUS_MESSAGE", "TARGET_MESSAGE"]
+
+log = logging.getLogger("deliverybench")
+#: a worker's last payload, sent when it stops
+FINAL_MESSAGE = "deliverybench_final"
+#: a worker's connected subscribers and failed connections, twice a second
+STATUS_MESSAGE = "deliverybench_status"
+#: the target's URLs, from the master to every worker when a test starts
+TARGET_MESSAGE = "deliverybench_target"
+
+
+def install(mode: str, *, events: Any = locust_events,
+            extra_results: Callable[[RunController], Mapping[str, Any]] | None = None,
+            stream_runner: Callable[[RunController, Schedule], Any] | None = None,
+            on_ready: Callable[[Environment], None] | None = None) -> None:
+    """Register deliverybench's listeners for a scenario of ``mode``."""
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}")
+
+    @events.init_command_line_parser.add_listener
+    def _(parser: Any) -> None:
+        add_options(parser, mode)
+
+    @events.init.add_listener
+    def on_init(environment: Environment, web_ui: Any = None, **_kw: Any) -> None:
+        raise_open_files_limit()
+        if web_ui is not None:
+            _check_swarm_form(web_ui, environment, mode)
+        runner = environment.runner
+        harness = controller = None
+        if not isinstance(runner, MasterRunner):
+            harness = HarnessProcess(environment, mode)
+        if not isinstance(runner, WorkerRunner):
+            controller = RunController(environment, mode, extra_results=extra_results,
+                                       stream_runner=stream_runner)
+            controller.local = harness
+        environment.deliverybench_harness = harness  # type: ignore[attr-defined]
+        environment.deliverybench_controller = controller  # type: ignore[attr-defined]
+        if controller is not None and environment.parsed_options is not None:
+            controller.ensure_target()
+            if harness is not None:  # one process: its users subscribe where the controller attached
+                harness.urls = controller.urls
+        _wire(environment, harness, controller)
+        if on_ready is not None:
+            on_ready(environment)
+
+
+def _check_swarm_form(web_ui: Any, environment: Environment, mode: str) -> None:
+    """Refuse a web UI start whose form values the option table rejects, with the same one line."""
+    from flask import jsonify, request
+
+    @web_ui.app.before_request
+    def check() -> Any:
+        if request.method != "POST" or request.path.rstrip("/") != "/swarm":
+            return None
+        current = vars(environment.parsed_options) if environment.parsed_options is not None else {}
+        problem = check_form(request.form, current, mode)
+        if problem is None:
+            return None
+        log.error("web UI: %s", problem)
+        return jsonify({"success": False, "message": problem, "host": environment.host})
+
+
+def urls_to_wire(urls: TargetUrls) -> dict[str, Any]:
+    """The URLs as msgpack carries them (plain dict, list for the pids)."""
+    return {**dataclasses.asdict(urls), "pids": list(urls.pids)}
+
+
+def urls_from_wire(data: Mapping[str, Any]) -> TargetUrls:
+    return TargetUrls(str(data.get("name", "")), ingress=str(data.get("ingress", "")),
+                      egress=str(data.get("egress", "")), stats=str(data.get("stats", "")),
+                      pids=tuple(int(p) for p in data.get("pids") or ()),
+                      accepts_batches=bool(data.get("accepts_batches")))
+
+
+def _wire(environment: Environment, harness: HarnessProcess | None, controller: RunController | None) -> None:
+    ev = environment.events
+    runner = environment.runner
+
+    if isinstance(runner, MasterRunner) and controller is not None:
+        def on_final(environment: Environment, msg: Any, **_kw: Any) -> None:
+            controller.aggregator.add_wire(msg.data)
+
+        def on_status(environment: Environment, msg: Any, **_kw: Any) -> None:
+            controller.worker_connected[msg.node_id] = int(msg.data.get("connected", 0))
+            controller.worker_failures[msg.node_id] = {str(k): int(v) for k, v in
+                                                       (msg.data.get("failed") or {}).items()}
+
+        runner.register_message(FINAL_MESSAGE, on_final)
+        runner.register_message(STATUS_MESSAGE, on_status)
+
+        @ev.worker_report.add_listener
+        def on_worker_report(client_id: str, data: Mapping[str, Any], **_kw: Any) -> None:
+            if "deliverybench" in data:
+                controller.aggregator.add_wire(data["deliverybench"])
+
+    if isinstance(runner, WorkerRunner) and harness is not None:
+        def on_target(environment: Environment, msg: Any, **_kw: Any) -> None:
+            harness.urls = urls_from_wire(msg.data)
+
+        # handled in order, before the spawn message that follows it: users never start without URLs
+        runner.register_message(TARGET_MESSAGE, on_target)
+
+        @ev.report_to_master.add_listener
+        def on_report(client_id: str, data: dict[str, Any], **_kw: Any) -> None:
+            data["deliverybench"] = payload_to_wire(harness.take_pending())
+
+    @ev.test_start.add_listener
+    def on_test_start(environment: Environment, **_kw: Any) -> None:
+        if harness is not None:
+            harness.reset()
+            harness.start_flusher()
+            if isinstance(runner, WorkerRunner):
+                harness.status_active = True
+                gevent.spawn(_status_loop, runner, harness)
+        if controller is not None:
+            if isinstance(runner, MasterRunner):  # fired before Locust sends its spawn messages
+                runner.send_message(TARGET_MESSAGE, urls_to_wire(controller.urls))
+            controller.on_test_start()
+
+    @ev.spawning_complete.add_listener
+    def on_spawning_complete(user_count: int, **_kw: Any) -> None:
+        if harness is not None or controller is not None:
+            settle_gc()  # every session is open now: freeze them out of full collections
+        if controller is not None:
+            controller.on_spawning_complete()
+
+    @ev.test_stop.add_listener
+    def on_test_stop(environment: Environment, **_kw: Any) -> None:
+        if harness is not None:
+            harness.status_active = False
+            harness.stop_flusher()
+            harness.run_stoppers()  # senders still in flight end now, each attempt in exactly one class
+            gevent.sleep(0.2)  # let close requests from on_stop reach the loop first
+            harness.flush(final=True)
+            payload = harness.take_pending()
+            if isinstance(runner, WorkerRunner):
+                runner.send_message(FINAL_MESSAGE, payload_to_wire(payload))
+                # Locust's own stats of the last second go now, not at the next 3 s report,
+                # so the master's UI and --csv see every delivery before it quits.
+                send_stats = getattr(runner, "_send_stats", None)
+                if callable(send_stats):
+                    send_stats()
+            elif controller is not None:
+                controller.aggregator.add(payload)
+        if controller is not None:
+            controller.on_test_stop()
+
+    @ev.quitting.add_listener
+    def on_quitting(environment: Environment, **_kw: Any) -> None:
+        """Locust is quitting (SIGTERM, Ctrl-C, the UI): stop the test first, so that every
+        process hands over what it measured, then write it as interrupted."""
+        if controller is not None:
+            if not controller.written and controller.started_ns:
+                if runner is not None and runner.state in (STATE_SPAWNING, STATE_RUNNING):
+                    runner.stop()  # fires test_stop: final flushes, worker hand-overs, on_test_stop
+                if not controller.written:
+                    controller.write_results(status="interrupted", failure="locust quit before the stream ended")
+            controller.stop_target()
+
+
+def _status_loop(runner: WorkerRunner, harness: HarnessProcess) -> None:
+    while harness.status_active:
+        recorder = harness.recorder
+        runner.send_message(STATUS_MESSAGE, {"connected": recorder.connected,
+                                             "failed": dict(recorder.connect_failures)})
+        gevent.sleep(0.5)
