@@ -5,45 +5,42 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..core.metrics import headline_metric
+from ..core.model import Run
 
 __all__ = ["summary_table"]
 
 
-def _ms(value: Any) -> str:
+def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:,.2f}"
 
 
-def _int(value: Any) -> str:
-    return "-" if value is None else f"{int(value):,}"
+def _int(value: int | None) -> str:
+    return "-" if value is None else f"{value:,}"
 
 
-def summary_table(document: Mapping[str, Any]) -> str:
+def summary_table(document: Run | Mapping[str, Any]) -> str:
     """A fixed-width table, one row per mode, plus warnings underneath."""
+    run = document if isinstance(document, Run) else Run.from_dict(document)
     columns = ["mode", "status", "subs", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms", "deliv/s",
                "published", "refused", "unique", "dup", "lost", "errors", "harness cpu s", "target cpu s"]
     rows: list[list[str]] = []
     notes: list[str] = []
-    for name, mode in document["modes"].items():
-        s = mode.get("summary", {}).get(headline_metric(name), {}) or {}
-        audit = mode.get("audit", {})
-        costs = mode.get("resources", {}).get("costs", {})
+    for name, mode in run.modes.items():
+        s, audit = mode.headline, mode.audit
         rows.append([
-            name, mode.get("status", "?"), _int(mode.get("params", {}).get("subscribers")),
-            _ms(s.get("p50")), _ms(s.get("p90")), _ms(s.get("p99")), _ms(s.get("p99_9")), _ms(s.get("max")),
-            f"{mode.get('throughput', {}).get('deliveries_per_s', 0):,.0f}",
-            _int(audit.get("published")), _int(audit.get("refused")),
-            _int(audit.get("delivered_unique")), _int(audit.get("duplicates")), _int(audit.get("lost")),
-            _int(sum((mode.get("errors") or {}).values())),
-            f"{costs.get('harness', {}).get('cpu_s', 0):.2f}", f"{costs.get('target', {}).get('cpu_s', 0):.2f}",
+            name, mode.status, _int(mode.params.subscribers),
+            _ms(s.p50), _ms(s.p90), _ms(s.p99), _ms(s.p99_9), _ms(s.max),
+            f"{mode.throughput.deliveries_per_s or 0:,.0f}",
+            _int(audit.published), _int(audit.refused), _int(audit.delivered_unique), _int(audit.duplicates),
+            _int(audit.lost), _int(sum(mode.errors.values())),
+            f"{mode.resources.cpu_s('harness') or 0:.2f}", f"{mode.resources.cpu_s('target') or 0:.2f}",
         ])
-        if mode.get("failure"):
-            notes.append(f"{name}: {mode['failure']}")
-        reasons = mode.get("status_reasons") or []
-        if reasons:
-            notes.append(f"{name} {mode.get('status', '?')}: " + "; ".join(reasons))
-        if mode.get("harness", {}).get("saturated"):
-            notes.append(f"{name}: HARNESS SATURATED - {mode['harness']['reason']}")
+        if mode.failure:
+            notes.append(f"{name}: {mode.failure}")
+        if mode.status_reasons:
+            notes.append(f"{name} {mode.status}: " + "; ".join(mode.status_reasons))
+        if mode.harness.saturated:
+            notes.append(f"{name}: HARNESS SATURATED - {mode.harness.reason}")
     widths = [max(len(c), *(len(r[i]) for r in rows)) if rows else len(c) for i, c in enumerate(columns)]
     lines = ["  ".join(c.rjust(w) if i > 1 else c.ljust(w) for i, (c, w) in enumerate(zip(columns, widths)))]
     lines.append("  ".join("-" * w for w in widths))
