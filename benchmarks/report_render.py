@@ -4,8 +4,8 @@ Builds (with ``tests/fixtures/make_fixture.make_document``) a results document
 summarising 10 million deliveries over 10 minutes in three modes -- per-second
 HdrHistograms recorded as (value, count) pairs, ~33k fan-out rows per mode,
 resource samples every second -- writes it to a temporary directory, then
-times ``load_results`` and ``render_report`` (goal: render <= 10 s on a
-2-core machine).
+times ``load_results`` (read and validate into the typed model, once) and
+``render_report`` (goal: render <= 10 s on a 2-core machine).
 
     PYTHONPATH=. python benchmarks/report_render.py [--deliveries N] [--seconds S] [--subscribers K] [--keep DIR]
 """

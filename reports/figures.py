@@ -10,6 +10,10 @@ Matplotlib runs headless on the Agg backend and figures are created with
 :class:`matplotlib.figure.Figure` directly (no pyplot global state). Text is
 drawn as paths, so a figure looks the same without any font installed, and
 labels taken from documents cannot inject markup.
+
+The style (:func:`themed`, :func:`new_figure`), label cleaning (:func:`plain`)
+and serialisation (:func:`to_svg`) are shared with the sweep page's figures
+in :mod:`reports.sweep_figures`, so every figure is drawn and embedded one way.
 """
 
 from __future__ import annotations
@@ -17,7 +21,8 @@ from __future__ import annotations
 import functools
 import io
 import re
-from typing import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any, ParamSpec, TypeVar, cast
 
 import matplotlib
 
@@ -25,12 +30,19 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402  (after use("Agg"); kept for users who want plt.close etc.)
 import numpy as np  # noqa: E402
+import numpy.typing as npt  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator  # noqa: E402
+from matplotlib.typing import LegendLocType, RcKeyType  # noqa: E402
 
 __all__ = [
     "to_svg",
+    "themed",
+    "new_figure",
+    "plain",
+    "ms_tick",
     "spectrum_svg",
     "latency_over_time_svg",
     "throughput_over_time_svg",
@@ -39,15 +51,17 @@ __all__ = [
     "fanout_svg",
     "resources_svg",
     "MODE_COLORS",
+    "EXTRA_COLORS",
 ]
 
 _ = plt  # pyplot is imported only so the backend choice above is the one it sees
 
 MODE_COLORS = {"push": "#1f77b4", "callback": "#ff7f0e", "poll": "#2ca02c", "burst": "#d62728"}
-_EXTRA_COLORS = ["#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
+#: colours for modes (or rates) beyond the four named ones
+EXTRA_COLORS = ["#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
 _RUN_STYLES = ["-", "--", ":", "-."]
 _WIDTH_IN = 9.0
-_RC = {
+_RC: dict[RcKeyType, Any] = {
     "svg.fonttype": "path",
     "font.size": 9,
     "axes.titlesize": 10,
@@ -71,31 +85,37 @@ def to_svg(fig: Figure, salt: str) -> str:
     markers) are made unique per figure with ``svg.hashsalt``.
     """
     buf = io.StringIO()
-    with matplotlib.rc_context({"svg.hashsalt": salt, **_RC}):
+    rc: dict[RcKeyType, Any] = {"svg.hashsalt": salt, **_RC}
+    with matplotlib.rc_context(rc):
         fig.savefig(buf, format="svg", metadata={"Date": None})  # constrained layout already fits legends
     text = _METADATA.sub("", _PROLOG.sub("", buf.getvalue(), count=1), count=1)
     return text.strip()
 
 
-def _figure(height: float, rows: int = 1, sharex: bool = True) -> tuple[Figure, list]:
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def new_figure(height: float, rows: int = 1, sharex: bool = True) -> tuple[Figure, list[Axes]]:
+    """A report-width figure with ``rows`` stacked axes, in the report's style."""
     with matplotlib.rc_context(_RC):
         fig = Figure(figsize=(_WIDTH_IN, height), layout="constrained")
-        axes = fig.subplots(rows, 1, sharex=sharex, squeeze=False)[:, 0].tolist()
+        axes = cast(list[Axes], fig.subplots(rows, 1, sharex=sharex, squeeze=False)[:, 0].tolist())
     return fig, axes
 
 
-def _themed(fn):
+def themed(fn: Callable[_P, _R]) -> Callable[_P, _R]:
     """Run a figure function with the report's matplotlib settings (not touching global rcParams)."""
 
     @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
         with matplotlib.rc_context(_RC):
             return fn(*args, **kwargs)
 
     return wrapper
 
 
-def _plain(text: object, limit: int = 60) -> str:
+def plain(text: object, limit: int = 60) -> str:
     """A label safe for matplotlib: no mathtext, bounded length."""
     s = str(text)
     if len(s) > limit:
@@ -110,7 +130,7 @@ def _styles(frame: pd.DataFrame, distinct_colors: bool = False) -> dict[str, tup
     colour instead (for figures that already use the line style for meaning).
     """
     if distinct_colors and frame["run"].nunique() > 1:
-        palette = [*MODE_COLORS.values(), *_EXTRA_COLORS]
+        palette = [*MODE_COLORS.values(), *EXTRA_COLORS]
         labels = list(dict.fromkeys(frame["label"]))
         return {label: (palette[i % len(palette)], "-") for i, label in enumerate(labels)}
     runs: list[str] = []
@@ -121,7 +141,7 @@ def _styles(frame: pd.DataFrame, distinct_colors: bool = False) -> dict[str, tup
             runs.append(run)
         color = MODE_COLORS.get(mode)
         if color is None:
-            color = extra.setdefault(mode, _EXTRA_COLORS[len(extra) % len(_EXTRA_COLORS)])
+            color = extra.setdefault(mode, EXTRA_COLORS[len(extra) % len(EXTRA_COLORS)])
         out[label] = (color, _RUN_STYLES[runs.index(run) % len(_RUN_STYLES)])
     return out
 
@@ -139,7 +159,7 @@ def _widths(n: int, base: float = 1.0, widest: float = 4.0) -> list[float]:
     return [base + step * (n - 1 - i) for i in range(n)]
 
 
-def _legend(ax, inside: str = "upper left", ncols: int = 1, **kw) -> None:
+def _legend(ax: Axes, inside: LegendLocType = "upper left", ncols: int = 1, **kw: Any) -> None:
     """Legend inside the axes when it is small, to the right of it when it would cover data."""
     handles, labels = ax.get_legend_handles_labels()
     if not handles:
@@ -150,14 +170,15 @@ def _legend(ax, inside: str = "upper left", ncols: int = 1, **kw) -> None:
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, **kw)
 
 
-def _log_if_wide(ax, values: np.ndarray, ratio: float = 30.0) -> None:
+def _log_if_wide(ax: Axes, values: npt.NDArray[np.float64], ratio: float = 30.0) -> None:
     values = values[np.isfinite(values) & (values > 0)]
     if len(values) and values.max() / max(values.min(), 1e-9) > ratio:
         ax.set_yscale("log")
-        ax.yaxis.set_major_formatter(FuncFormatter(_ms_tick))
+        ax.yaxis.set_major_formatter(FuncFormatter(ms_tick))
 
 
-def _ms_tick(value: float, _pos: int) -> str:
+def ms_tick(value: float, _pos: int | None) -> str:
+    """A latency tick in ms, seconds from 1,000 ms on."""
     if value >= 1000:
         return f"{value / 1000:g} s"
     return f"{value:g}"
@@ -169,18 +190,18 @@ _SPECTRUM_TICKS = [(1.0, "0%"), (10.0, "90%"), (100.0, "99%"), (1e3, "99.9%"), (
                    (1e5, "99.999%"), (1e6, "99.9999%"), (1e7, "99.99999%")]
 
 
-@_themed
+@themed
 def spectrum_svg(spectrum: pd.DataFrame) -> str | None:
     """Latency by percentile (x: 1/(1-p) on a log axis, labelled 0 % … 99.999 %), all modes on one chart."""
     if spectrum.empty:
         return None
     styles = _styles(spectrum)
-    fig, (ax,) = _figure(3.6)
+    fig, (ax,) = new_figure(3.6)
     top = 10.0
     for label, group in _labels(spectrum):
         color, ls = styles[label]
         metric = group["metric"].iloc[0]
-        name = _plain(label if metric == "delivery" else f"{label} ({metric})")
+        name = plain(label if metric == "delivery" else f"{label} ({metric})")
         ax.step(group["inverse_tail"], group["value_ms"], where="post", color=color, linestyle=ls, lw=1.4, label=name)
         top = max(top, float(group["inverse_tail"].max()))
     ax.set_xscale("log")
@@ -200,22 +221,22 @@ def spectrum_svg(spectrum: pd.DataFrame) -> str | None:
 # --------------------------------------------------------------------------- over time
 
 
-@_themed
+@themed
 def latency_over_time_svg(series: pd.DataFrame) -> str | None:
     """p50 (solid) and p99 (dashed) latency per second, with the p50–p99 band shaded."""
     data = series.dropna(subset=["p50_ms"]) if "p50_ms" in series else series.iloc[0:0]
     if data.empty:
         return None
     styles = _styles(data, distinct_colors=True)
-    fig, (ax,) = _figure(3.2)
+    fig, (ax,) = new_figure(3.2)
     for label, group in _labels(data):
         color, _ls = styles[label]
         t = group["t_s"].to_numpy(dtype=float)
         p50 = group["p50_ms"].to_numpy(dtype=float)
         p99 = group["p99_ms"].to_numpy(dtype=float)
         ax.fill_between(t, p50, p99, color=color, alpha=0.15, lw=0, step="mid")
-        ax.plot(t, p50, color=color, lw=1.2, drawstyle="steps-mid", label=f"{_plain(label)} p50")
-        ax.plot(t, p99, color=color, lw=1.0, ls="--", drawstyle="steps-mid", label=f"{_plain(label)} p99")
+        ax.plot(t, p50, color=color, lw=1.2, drawstyle="steps-mid", label=f"{plain(label)} p50")
+        ax.plot(t, p99, color=color, lw=1.0, ls="--", drawstyle="steps-mid", label=f"{plain(label)} p99")
     _log_if_wide(ax, np.concatenate([data["p50_ms"].to_numpy(dtype=float), data["p99_ms"].to_numpy(dtype=float)]))
     ax.set_xlabel("seconds since stream start")
     ax.set_ylabel("latency (ms)")
@@ -223,21 +244,21 @@ def latency_over_time_svg(series: pd.DataFrame) -> str | None:
     return to_svg(fig, "latency-time")
 
 
-@_themed
+@themed
 def throughput_over_time_svg(series: pd.DataFrame) -> str | None:
     """Deliveries per second (top) and events published per second (bottom)."""
     if series.empty:
         return None
     styles = _styles(series)
-    fig, (top, bottom) = _figure(4.2, rows=2)
+    fig, (top, bottom) = new_figure(4.2, rows=2)
     widths = _widths(len(styles))
     for (label, group), lw in zip(_labels(series), widths):
         color, ls = styles[label]
         t = group["t_s"].to_numpy(dtype=float)
         top.plot(t, group["deliveries"].to_numpy(dtype=float), color=color, ls=ls, lw=lw, alpha=0.85,
-                 drawstyle="steps-mid", label=_plain(label))
+                 drawstyle="steps-mid", label=plain(label))
         bottom.plot(t, group["published"].to_numpy(dtype=float), color=color, ls=ls, lw=lw, alpha=0.85,
-                    drawstyle="steps-mid", label=_plain(label))
+                    drawstyle="steps-mid", label=plain(label))
     top.set_ylabel("deliveries/s")
     bottom.set_ylabel("published/s")
     bottom.set_xlabel("seconds since stream start")
@@ -245,7 +266,7 @@ def throughput_over_time_svg(series: pd.DataFrame) -> str | None:
     return to_svg(fig, "throughput-time")
 
 
-@_themed
+@themed
 def connections_svg(series: pd.DataFrame) -> str | None:
     """Subscriber sessions / registrations open per second."""
     if "connected" not in series:
@@ -254,11 +275,11 @@ def connections_svg(series: pd.DataFrame) -> str | None:
     if data.empty:
         return None
     styles = _styles(data)
-    fig, (ax,) = _figure(2.6)
+    fig, (ax,) = new_figure(2.6)
     for (label, group), lw in zip(_labels(data), _widths(len(styles))):
         color, ls = styles[label]
         ax.plot(group["t_s"].to_numpy(dtype=float), group["connected"].to_numpy(dtype=float), color=color, ls=ls,
-                lw=lw, alpha=0.85, drawstyle="steps-mid", label=_plain(label))
+                lw=lw, alpha=0.85, drawstyle="steps-mid", label=plain(label))
     ax.set_ylim(bottom=0)
     ax.set_xlabel("seconds since stream start")
     ax.set_ylabel("connected")
@@ -266,20 +287,20 @@ def connections_svg(series: pd.DataFrame) -> str | None:
     return to_svg(fig, "connections-time")
 
 
-@_themed
+@themed
 def errors_over_time_svg(errors_series: pd.DataFrame) -> str | None:
     """Errors per second, one marker series per (mode, kind)."""
     if errors_series.empty:
         return None
     styles = _styles(errors_series)
     markers = ["o", "s", "^", "D", "v", "P", "X", "*"]
-    fig, (ax,) = _figure(2.6)
+    fig, (ax,) = new_figure(2.6)
     kinds = list(dict.fromkeys(errors_series["kind"]))
     for (label, kind), group in errors_series.groupby(["label", "kind"], sort=False):
-        color, _ls = styles[label]
+        color, _ls = styles[str(label)]
         marker = markers[kinds.index(kind) % len(markers)]
         ax.plot(group["t_s"].to_numpy(dtype=float), group["count"].to_numpy(dtype=float), ls="none",
-                marker=marker, ms=4, color=color, alpha=0.85, label=_plain(f"{label}: {kind}", 50))
+                marker=marker, ms=4, color=color, alpha=0.85, label=plain(f"{label}: {kind}", 50))
     ax.set_ylim(bottom=0)
     ax.set_xlabel("seconds since stream start")
     ax.set_ylabel("errors/s")
@@ -290,7 +311,7 @@ def errors_over_time_svg(errors_series: pd.DataFrame) -> str | None:
 # --------------------------------------------------------------------------- fan-out
 
 
-@_themed
+@themed
 def fanout_svg(fanout: pd.DataFrame) -> str | None:
     """Fan-out time per event against its due time.
 
@@ -314,13 +335,13 @@ def fanout_svg(fanout: pd.DataFrame) -> str | None:
         done = group[~group["incomplete"]]
         big = len(done) > 3000
         ax.scatter(done["t_s"].to_numpy(dtype=float), done["fanout_ms"].to_numpy(dtype=float), s=4 if big else 7,
-                   color=color, alpha=0.5 if big else 0.7, lw=0, label=_plain(label), rasterized=big)
+                   color=color, alpha=0.5 if big else 0.7, lw=0, label=plain(label), rasterized=big)
         missing = group[group["incomplete"]]
         if strip is not None and len(missing):
             lane = labels.index(label)
             strip.scatter(missing["t_s"].to_numpy(dtype=float), np.full(len(missing), lane), marker="x", s=14,
                           color=color, lw=0.9, rasterized=len(missing) > 3000,
-                          label=_plain(f"{label}: {len(missing):,} incomplete"))
+                          label=plain(f"{label}: {len(missing):,} incomplete"))
     if strip is not None:
         strip.set_ylim(-0.7, len(labels) - 0.3)
         strip.invert_yaxis()
@@ -340,19 +361,19 @@ def fanout_svg(fanout: pd.DataFrame) -> str | None:
 # --------------------------------------------------------------------------- resources
 
 
-@_themed
+@themed
 def resources_svg(by_role: pd.DataFrame) -> str | None:
     """CPU % (top) and RSS (bottom) per role over time; target solid, harness dashed."""
     if by_role.empty:
         return None
     styles = _styles(by_role)
-    fig, (cpu, rss) = _figure(4.2, rows=2)
+    fig, (cpu, rss) = new_figure(4.2, rows=2)
     for (label, role), group in by_role.groupby(["label", "role"], sort=False):
-        color, _ls = styles[label]
+        color, _ls = styles[str(label)]
         ls = "-" if role == "target" else "--"
         t = group["t_s"].to_numpy(dtype=float)
         cpu.plot(t, group["cpu_percent"].to_numpy(dtype=float), color=color, ls=ls, lw=1.1,
-                 label=_plain(f"{label} {role}"))
+                 label=plain(f"{label} {role}"))
         rss.plot(t, group["rss_bytes"].to_numpy(dtype=float) / 1e6, color=color, ls=ls, lw=1.1)
     cpu.axhline(100.0, color="#999", lw=0.8, ls=":")
     cpu.set_ylabel("CPU % (100 = 1 core)")

@@ -1,9 +1,11 @@
 """Results documents -> pandas DataFrames, one function per frame.
 
-Every function here reads only results documents (as returned by
-``deliverybench.core.results.loads``), never per-delivery rows: latencies
-come from the precomputed ``summary``, the per-second ``series`` and, for the
-percentile spectrum, the decoded per-second HdrHistograms added together.
+Every function here reads the typed results model (:class:`~deliverybench.core.model.Run`,
+validated once when it was loaded), never the raw JSON and never per-delivery
+rows: latencies come from the precomputed ``summary``, the per-second
+``series`` and, for the percentile spectrum, the decoded per-second
+HdrHistograms added together. Because the model has already refused NaN,
+infinities and text where numbers belong, nothing here cleans numbers.
 
 A report may compare several documents. Each (document, mode) pair is one
 :class:`ModeRef`; its ``label`` is the mode name when there is one document
@@ -14,13 +16,17 @@ and ``"<run.id>:<mode>"`` when there are several, and every frame carries
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, cast
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
+from hdrh.histogram import HdrHistogram
 
 from deliverybench.core import hdr_fast
+from deliverybench.core.model import RESOURCE_COLUMNS, LatencySummary, ModeResult, RoleCost, Run
 from deliverybench.core.recording import decode_histogram
 from deliverybench.core.results import SERIES_COLUMNS
 
@@ -50,6 +56,8 @@ __all__ = [
     "trust_frame",
     "flatten",
     "PERCENTILE_LABELS",
+    "POLL_COLUMNS",
+    "POLL_KEYS",
 ]
 
 NS_PER_S = 1_000_000_000
@@ -77,12 +85,12 @@ class ModeRef:
     run: str
     mode: str
     label: str
-    result: Mapping[str, Any]
-    doc: Mapping[str, Any]
+    result: ModeResult
+    doc: Run
 
     @property
     def status(self) -> str:
-        return str(self.result.get("status") or "ok")
+        return self.result.status
 
     @property
     def metric(self) -> str:
@@ -90,43 +98,39 @@ class ModeRef:
 
     @property
     def stream_start_s(self) -> float:
-        start = self.result.get("stream_start_ns") or self.result.get("started_ns") or 0
-        return int(start) / NS_PER_S
+        return (self.result.stream_start_ns or self.result.started_ns) / NS_PER_S
 
 
 def _mode_sort_key(name: str) -> tuple[int, str]:
     return (MODE_ORDER.index(name) if name in MODE_ORDER else len(MODE_ORDER), name)
 
 
-def mode_refs(docs: Sequence[Mapping[str, Any]]) -> list[ModeRef]:
+def mode_refs(docs: Sequence[Run]) -> list[ModeRef]:
     """All (document, mode) pairs in report order, with unique labels."""
     many = len(docs) > 1
     refs: list[ModeRef] = []
     seen: dict[str, int] = {}
     for i, doc in enumerate(docs):
-        run = str((doc.get("run") or {}).get("id") or f"run{i + 1}")
-        modes = doc.get("modes") or {}
-        for name in sorted(modes, key=_mode_sort_key):
-            label = f"{run}:{name}" if many else str(name)
+        run = doc.run.id or f"run{i + 1}"
+        for name in sorted(doc.modes, key=_mode_sort_key):
+            label = f"{run}:{name}" if many else name
             if label in seen:  # the same document twice, or two runs with one id
                 seen[label] += 1
                 label = f"{label}#{seen[label]}"
             else:
                 seen[label] = 1
-            refs.append(ModeRef(i, run, str(name), label, modes[name], doc))
+            refs.append(ModeRef(i, run, name, label, doc.modes[name], doc))
     return refs
 
 
-def primary_metric(mode: str, result: Mapping[str, Any]) -> str:
-    """The latency metric that answers "how fast": ``ack`` for bursts, else ``delivery``."""
-    summary = result.get("summary") or {}
-    slices = (result.get("histograms") or {}).get("slices") or {}
-    if mode == "burst" or result.get("mode") == "burst":
+def primary_metric(mode: str, result: ModeResult) -> str:
+    """The latency metric that answers "how fast": ``ack`` for bursts, else ``delivery`` (or ``ack`` if only that)."""
+    if mode == "burst" or result.mode == "burst":
         return "ack"
-    if "delivery" in summary or "delivery" in slices:
-        return "delivery"
-    if "ack" in summary or "ack" in slices:
-        return "ack"
+    slices = _slices(result)
+    for metric in ("delivery", "ack"):
+        if metric in result.summary or metric in slices:
+            return metric
     return "delivery"
 
 
@@ -134,14 +138,9 @@ def _base(ref: ModeRef) -> dict[str, Any]:
     return {"run": ref.run, "mode": ref.mode, "label": ref.label}
 
 
-def _num(value: Any) -> float | None:
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        return None
-    return None if np.isnan(out) else out
+def _slices(result: ModeResult) -> Mapping[str, Mapping[str, str]]:
+    """metric -> unix second -> encoded histogram (the model checked the shape and the base64)."""
+    return cast(Mapping[str, Mapping[str, str]], result.histograms.get("slices") or {})
 
 
 def _frame(rows: list[dict[str, Any]], columns: Sequence[str]) -> pd.DataFrame:
@@ -151,12 +150,12 @@ def _frame(rows: list[dict[str, Any]], columns: Sequence[str]) -> pd.DataFrame:
 # --------------------------------------------------------------------------- histograms
 
 
-def total_histogram(result: Mapping[str, Any], metric: str):
+def total_histogram(result: ModeResult, metric: str) -> HdrHistogram | None:
     """The per-second slices of ``metric`` added together (None if there are none)."""
-    slices = ((result.get("histograms") or {}).get("slices") or {}).get(metric) or {}
+    slices = _slices(result).get(metric) or {}
     if not slices:
         return None
-    total = None
+    total: HdrHistogram | None = None
     for encoded in slices.values():
         hist = decode_histogram(encoded)
         if total is None:
@@ -166,32 +165,30 @@ def total_histogram(result: Mapping[str, Any], metric: str):
     return total
 
 
-def spectrum_values(hist, percentiles: Sequence[float]) -> np.ndarray:
+def spectrum_values(hist: HdrHistogram, percentiles: Sequence[float] | npt.NDArray[np.float64]
+                    ) -> npt.NDArray[np.float64]:
     """``hist.get_value_at_percentile(p)`` for many p at once (histogram units, exact).
 
     Uses :mod:`deliverybench.core.hdr_fast`'s counts view and value tables,
     with one ``searchsorted`` for all percentiles.
     """
     pcts = np.asarray(percentiles, dtype=float)
-    total = hist.get_total_count()
+    total = int(hist.get_total_count())
     if total == 0:
         return np.zeros(len(pcts))
     cumulative = np.cumsum(hdr_fast.counts_of(hist))
     low, high, _ = hdr_fast.value_tables(hist)
     target = np.maximum((np.minimum(pcts, 100.0) * total / 100 + 0.5).astype(np.int64), 1)
     index = np.minimum(np.searchsorted(cumulative, target, side="left"), len(cumulative) - 1)
-    return np.where(pcts > 0, high[index], low[index]).astype(float)
+    values: npt.NDArray[np.float64] = np.where(pcts > 0, high[index], low[index]).astype(np.float64)
+    return values
 
 
 # --------------------------------------------------------------------------- headline
 
 
-def _cost(result: Mapping[str, Any], role: str) -> Mapping[str, Any]:
-    return ((result.get("resources") or {}).get("costs") or {}).get(role) or {}
-
-
-def _subscribers(result: Mapping[str, Any]) -> float | None:
-    return _num((result.get("params") or {}).get("subscribers")) or _num((result.get("audit") or {}).get("subscribers"))
+def _subscribers(result: ModeResult) -> int | None:
+    return result.params.subscribers or result.audit.subscribers
 
 
 def headline_frame(refs: Sequence[ModeRef]) -> pd.DataFrame:
@@ -200,40 +197,39 @@ def headline_frame(refs: Sequence[ModeRef]) -> pd.DataFrame:
     for ref in refs:
         r = ref.result
         metric = ref.metric
-        summary = (r.get("summary") or {}).get(metric) or {}
-        audit = r.get("audit") or {}
-        throughput = r.get("throughput") or {}
-        deliveries = _num(throughput.get("deliveries"))
-        if deliveries is None:
-            deliveries = _num(summary.get("count"))
-        target_cpu = _num(_cost(r, "target").get("cpu_s"))
-        harness = r.get("harness") or {}
+        summary = r.summary.get(metric)
+        audit = r.audit
+        # a run that never got as far as counting deliveries (no throughput section) falls back to its histogram
+        deliveries = (r.throughput.deliveries if "throughput" in r.present
+                      else summary.count if summary is not None else None)
+        target_cpu = r.resources.cpu_s("target")
+        s = summary or LatencySummary()
         rows.append({
             **_base(ref),
             "status": ref.status,
-            "failure": r.get("failure"),
-            "reasons": "; ".join(str(x) for x in r.get("status_reasons") or []) or None,
+            "failure": r.failure,
+            "reasons": "; ".join(r.status_reasons) or None,
             "metric": metric,
-            "count": _num(summary.get("count")),
-            "p50": _num(summary.get("p50")),
-            "p90": _num(summary.get("p90")),
-            "p99": _num(summary.get("p99")),
-            "p99_9": _num(summary.get("p99_9")),
-            "max": _num(summary.get("max")),
+            "count": summary.count if summary is not None else None,
+            "p50": s.p50,
+            "p90": s.p90,
+            "p99": s.p99,
+            "p99_9": s.p99_9,
+            "max": s.max,
             "deliveries": deliveries,
-            "deliveries_per_s": _num(throughput.get("deliveries_per_s")),
-            "published": _num(throughput.get("published", audit.get("published"))),
-            "refused": _num(audit.get("refused")),
-            "expected": _num(audit.get("expected")),
-            "lost": _num(audit.get("lost")),
-            "duplicates": _num(audit.get("duplicates")),
+            "deliveries_per_s": r.throughput.deliveries_per_s,
+            "published": r.throughput.published if r.throughput.published is not None else audit.published,
+            "refused": audit.refused,
+            "expected": audit.expected,
+            "lost": audit.lost,
+            "duplicates": audit.duplicates,
             "target_cpu_ms_per_1k": (target_cpu * 1000.0 / (deliveries / 1000.0)
                                      if target_cpu is not None and deliveries else None),
             "subscribers": _subscribers(r),
-            "rate": _num((r.get("params") or {}).get("rate")),
-            "saturated": bool(harness.get("saturated")),
-            "saturation_reason": harness.get("reason"),
-            "publish_lag_p99": _num(((r.get("summary") or {}).get("publish_lag") or {}).get("p99")),
+            "rate": r.params.rate,
+            "saturated": r.harness.saturated,
+            "saturation_reason": r.harness.reason or None,
+            "publish_lag_p99": r.latency("publish_lag").p99,
         })
     return _frame(rows, ["run", "mode", "label", "status", "failure", "reasons", "metric", "count", "p50", "p90",
                          "p99", "p99_9", "max", "deliveries", "deliveries_per_s", "published", "refused", "expected",
@@ -253,31 +249,26 @@ def percentiles_frame(refs: Sequence[ModeRef]) -> pd.DataFrame:
     """
     rows = []
     for ref in refs:
-        summary = ref.result.get("summary") or {}
-        slices = (ref.result.get("histograms") or {}).get("slices") or {}
-        for metric in sorted(set(summary) | set(slices)):
-            stats = summary.get(metric)
-            if stats is None:
-                stats = _summarize_slices(ref.result, metric)
-            count = int(stats.get("count") or 0)
+        summary = ref.result.summary
+        for metric in sorted(set(summary) | set(_slices(ref.result))):
+            stats = summary.get(metric) or _summarize_slices(ref.result, metric)
             for label, key in PERCENTILE_LABELS.items():
                 rows.append({"run": ref.run, "mode": ref.mode, "label": ref.label, "metric": metric,
-                             "percentile": label, "value_ms": _num(stats.get(key)), "count": count})
+                             "percentile": label, "value_ms": stats.value(key), "count": stats.count})
     frame = _frame(rows, ["run", "mode", "label", "metric", "percentile", "value_ms", "count"])
     frame["value_ms"] = pd.to_numeric(frame["value_ms"], errors="coerce").astype("float64")
     frame["count"] = pd.to_numeric(frame["count"], errors="coerce").fillna(0).astype("int64")
     return frame
 
 
-def _summarize_slices(result: Mapping[str, Any], metric: str) -> dict[str, Any]:
+def _summarize_slices(result: ModeResult, metric: str) -> LatencySummary:
+    """A summary of a metric the document has histograms of but no summary for."""
     hist = total_histogram(result, metric)
     if hist is None or hist.get_total_count() == 0:
-        return {"count": 0}
-    vals = spectrum_values(hist, [50.0, 90.0, 99.0, 99.9, 99.99]) / 1000.0
-    out: dict[str, Any] = dict(zip(["p50", "p90", "p99", "p99_9", "p99_99"], vals.tolist()))
-    out["count"] = hist.get_total_count()
-    out["max"] = hist.get_max_value() / 1000.0
-    return out
+        return LatencySummary()
+    p50, p90, p99, p99_9, p99_99 = (spectrum_values(hist, [50.0, 90.0, 99.0, 99.9, 99.99]) / 1000.0).tolist()
+    return LatencySummary(count=int(hist.get_total_count()), p50=p50, p90=p90, p99=p99, p99_9=p99_9,
+                          p99_99=p99_99, max=hist.get_max_value() / 1000.0)
 
 
 def spectrum_frame(refs: Sequence[ModeRef], points: int = 300) -> pd.DataFrame:
@@ -317,12 +308,10 @@ def series_frame(refs: Sequence[ModeRef]) -> pd.DataFrame:
     """Per-second series of every mode: run, mode, label, t_s (since stream start), then the series columns."""
     frames = []
     for ref in refs:
-        series = ref.result.get("series") or {}
-        columns = list(series.get("columns") or SERIES_COLUMNS)
-        rows = series.get("rows") or []
-        if not rows:
+        series = ref.result.series
+        if not series.rows:
             continue
-        df = pd.DataFrame(rows, columns=columns)
+        df = pd.DataFrame(list(series.rows), columns=list(series.columns or SERIES_COLUMNS))
         df.insert(0, "t_s", df["second"].astype("float64") - ref.stream_start_s)
         df.insert(0, "label", ref.label)
         df.insert(0, "mode", ref.mode)
@@ -343,8 +332,7 @@ def series_frame(refs: Sequence[ModeRef]) -> pd.DataFrame:
 
 def errors_frame(refs: Sequence[ModeRef]) -> pd.DataFrame:
     """Error totals: run, mode, label, kind, count (largest first)."""
-    rows = [{**_base(ref), "kind": str(kind), "count": int(n)}
-            for ref in refs for kind, n in (ref.result.get("errors") or {}).items()]
+    rows = [{**_base(ref), "kind": kind, "count": n} for ref in refs for kind, n in ref.result.errors.items()]
     frame = _frame(rows, ["run", "mode", "label", "kind", "count"])
     if len(frame):
         frame = frame.sort_values(["count", "label"], ascending=[False, True], kind="stable").reset_index(drop=True)
@@ -355,11 +343,10 @@ def errors_series_frame(refs: Sequence[ModeRef]) -> pd.DataFrame:
     """Errors per second and kind: run, mode, label, second, t_s, kind, count."""
     frames = []
     for ref in refs:
-        es = ref.result.get("errors_series") or {}
-        rows = es.get("rows") or []
-        if not rows:
+        es = ref.result.errors_series
+        if not es.rows:
             continue
-        df = pd.DataFrame(rows, columns=list(es.get("columns") or ["second", "kind", "count"]))
+        df = pd.DataFrame(list(es.rows), columns=list(es.columns or ("second", "kind", "count")))
         df["t_s"] = df["second"].astype("float64") - ref.stream_start_s
         df["kind"] = df["kind"].astype(str)
         df["run"], df["mode"], df["label"] = ref.run, ref.mode, ref.label
@@ -377,11 +364,10 @@ def fanout_frame(refs: Sequence[ModeRef]) -> pd.DataFrame:
     """Per event: run, mode, label, id, due_ns, t_s (due, since stream start), fanout_ms, incomplete."""
     frames = []
     for ref in refs:
-        fan = ref.result.get("fanout") or {}
-        rows = fan.get("rows") or []
-        if not rows:
+        fan = ref.result.fanout
+        if not fan.rows:
             continue
-        df = pd.DataFrame(rows, columns=list(fan.get("columns") or ["id", "due_ns", "fanout_ms"]))
+        df = pd.DataFrame(list(fan.rows), columns=list(fan.columns or ("id", "due_ns", "fanout_ms")))
         df["fanout_ms"] = pd.to_numeric(df["fanout_ms"], errors="coerce").astype("float64")
         df["t_s"] = (df["due_ns"].astype("int64") - int(ref.stream_start_s * NS_PER_S)) / NS_PER_S
         if "expected" in df.columns:  # events nobody was expected to get are not incomplete
@@ -412,7 +398,8 @@ def fanout_stats_frame(fanout: pd.DataFrame) -> pd.DataFrame:
     return _frame(rows, ["run", "mode", "label", "events", "complete", "incomplete", "p50", "p99", "max"])
 
 
-def downsample_fanout(fanout: pd.DataFrame, max_points: int = 20_000, keep_slowest: int = 200) -> tuple[pd.DataFrame, bool]:
+def downsample_fanout(fanout: pd.DataFrame, max_points: int = 20_000,
+                      keep_slowest: int = 200) -> tuple[pd.DataFrame, bool]:
     """At most ~``max_points`` rows for plotting: an even stride per label, plus
     every incomplete event and the slowest ``keep_slowest`` of each label, so
     the tail survives. Returns (frame, whether anything was dropped)."""
@@ -442,15 +429,14 @@ def downsample_fanout(fanout: pd.DataFrame, max_points: int = 20_000, keep_slowe
 
 
 def resources_frame(refs: Sequence[ModeRef]) -> pd.DataFrame:
-    """Resource samples: run, mode, label, t_s (since stream start), role, pid, cpu_s, cpu_percent, rss_bytes, connections."""
+    """Resource samples: run, mode, label, t_s (since stream start), role, pid, cpu_s, cpu_percent, rss_bytes,
+    connections."""
     frames = []
     for ref in refs:
-        res = ref.result.get("resources") or {}
-        rows = res.get("rows") or []
-        if not rows:
+        samples = ref.result.resources.samples
+        if not samples.rows:
             continue
-        df = pd.DataFrame(rows, columns=list(res.get("columns") or
-                                             ["t_s", "role", "pid", "cpu_s", "cpu_percent", "rss_bytes", "connections"]))
+        df = pd.DataFrame(list(samples.rows), columns=list(samples.columns or RESOURCE_COLUMNS))
         df["t_s"] = df["t_s"].astype("float64") - ref.stream_start_s
         df["run"], df["mode"], df["label"] = ref.run, ref.mode, ref.label
         frames.append(df)
@@ -475,11 +461,12 @@ def cost_frame(refs: Sequence[ModeRef]) -> pd.DataFrame:
     rows = []
     for ref in refs:
         r = ref.result
-        target, harness = _cost(r, "target"), _cost(r, "harness")
+        # a role that was not sampled (an external target) has no cost at all: "—", not 0
+        target, harness = r.resources.costs.get("target"), r.resources.costs.get("harness")
+        t = target or RoleCost()
         subs = _subscribers(r)
-        deliveries = _num((r.get("throughput") or {}).get("deliveries"))
-        t_cpu, t_rss = _num(target.get("cpu_s")), _num(target.get("peak_rss_bytes"))
-        sat = r.get("harness") or {}
+        deliveries = r.throughput.deliveries if "throughput" in r.present else None
+        t_cpu, t_rss = t.cpu_s, t.peak_rss_bytes
 
         def per(value: float | None, n: float | None, scale: float = 1.0) -> float | None:
             return value * scale / (n / 1000.0) if value is not None and n else None
@@ -488,22 +475,22 @@ def cost_frame(refs: Sequence[ModeRef]) -> pd.DataFrame:
             **_base(ref),
             "subscribers": subs,
             "deliveries": deliveries,
-            "target_processes": _num(target.get("processes")),
+            "target_processes": target.processes if target is not None else None,
             "target_cpu_s": t_cpu,
             "target_peak_rss_mb": t_rss / 1e6 if t_rss is not None else None,
-            "target_max_cpu_percent": _num(target.get("max_cpu_percent")),
-            "target_mean_cpu_percent": _num(target.get("mean_cpu_percent")),
+            "target_max_cpu_percent": t.max_cpu_percent,
+            "target_mean_cpu_percent": t.mean_cpu_percent,
             "target_cpu_s_per_1k_subscribers": per(t_cpu, subs),
             "target_rss_mb_per_1k_subscribers": per(t_rss, subs, 1e-6),
             "target_cpu_ms_per_1k_deliveries": per(t_cpu, deliveries, 1000.0),
             "target_rss_kb_per_1k_deliveries": per(t_rss, deliveries, 1e-3),
-            "harness_processes": _num(harness.get("processes")),
-            "harness_cpu_s": _num(harness.get("cpu_s")),
-            "harness_peak_rss_mb": (_num(harness.get("peak_rss_bytes")) or 0) / 1e6 if harness else None,
-            "harness_max_cpu_percent": _num(harness.get("max_cpu_percent")),
-            "harness_saturated": bool(sat.get("saturated")),
-            "harness_busy_fraction": _num(sat.get("busy_fraction")),
-            "harness_reason": sat.get("reason"),
+            "harness_processes": harness.processes if harness is not None else None,
+            "harness_cpu_s": harness.cpu_s if harness is not None else None,
+            "harness_peak_rss_mb": (harness.peak_rss_bytes or 0) / 1e6 if harness is not None else None,
+            "harness_max_cpu_percent": harness.max_cpu_percent if harness is not None else None,
+            "harness_saturated": r.harness.saturated,
+            "harness_busy_fraction": r.harness.busy_fraction,
+            "harness_reason": r.harness.reason or None,
         })
     return _frame(rows, ["run", "mode", "label", "subscribers", "deliveries", "target_processes", "target_cpu_s",
                          "target_peak_rss_mb", "target_max_cpu_percent", "target_mean_cpu_percent",
@@ -524,14 +511,9 @@ def audit_frame(refs: Sequence[ModeRef]) -> pd.DataFrame:
     """The audit block of every mode, plus ``balanced`` (None when the mode has no audit)."""
     rows = []
     for ref in refs:
-        a = ref.result.get("audit") or {}
-        row: dict[str, Any] = {**_base(ref), **{k: _num(a.get(k)) for k in AUDIT_COLUMNS}}
-        if not a:
-            row["balanced"] = None
-        elif "balanced" in a:
-            row["balanced"] = bool(a["balanced"])
-        else:
-            row["balanced"] = (_num(a.get("expected")) == (_num(a.get("delivered_unique")) or 0) + (_num(a.get("lost")) or 0))
+        a = ref.result.audit
+        row: dict[str, Any] = {**_base(ref), **{k: getattr(a, k) for k in AUDIT_COLUMNS}}
+        row["balanced"] = a.balanced if a.present else None
         rows.append(row)
     return _frame(rows, ["run", "mode", "label", *AUDIT_COLUMNS, "balanced"])
 
@@ -539,15 +521,27 @@ def audit_frame(refs: Sequence[ModeRef]) -> pd.DataFrame:
 WEBHOOK_COLUMNS = ("attempts", "delivered", "first_attempt_delivered", "retries", "give_ups", "subscriptions_disabled")
 
 
+def _counter(block: Mapping[str, Any], key: str) -> int | float | None:
+    """One counter of a free-form ``extra`` block: the model checked it is finite JSON, not that it is a number."""
+    value = block.get(key)
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _extra_block(result: ModeResult, name: str) -> Mapping[str, Any] | None:
+    block = result.extra.get(name)
+    return block if isinstance(block, Mapping) else None
+
+
 def webhook_frame(refs: Sequence[ModeRef]) -> pd.DataFrame:
     """``extra.webhook`` per mode that has it; ``failures`` as "kind: n" text and as a dict."""
     rows = []
     for ref in refs:
-        wh = (ref.result.get("extra") or {}).get("webhook")
-        if not isinstance(wh, Mapping):
+        wh = _extra_block(ref.result, "webhook")
+        if wh is None:
             continue
-        failures = wh.get("failures") or {}
-        row = {**_base(ref), **{k: _num(wh.get(k)) for k in WEBHOOK_COLUMNS}, "failures": dict(failures)}
+        failures = wh.get("failures")
+        row = {**_base(ref), **{k: _counter(wh, k) for k in WEBHOOK_COLUMNS},
+               "failures": dict(failures) if isinstance(failures, Mapping) else {}}
         others = {k: v for k, v in wh.items() if k not in WEBHOOK_COLUMNS and k != "failures"}
         row["other"] = others
         rows.append(row)
@@ -561,22 +555,31 @@ def receiver_frame(refs: Sequence[ModeRef]) -> pd.DataFrame:
     """``extra.receiver`` (the harness's callback receiver) per mode that has it."""
     rows = []
     for ref in refs:
-        rc = (ref.result.get("extra") or {}).get("receiver")
-        if isinstance(rc, Mapping):
-            rows.append({**_base(ref), **{k: _num(rc.get(k)) for k in RECEIVER_COLUMNS}})
+        rc = _extra_block(ref.result, "receiver")
+        if rc is not None:
+            rows.append({**_base(ref), **{k: _counter(rc, k) for k in RECEIVER_COLUMNS}})
     return _frame(rows, ["run", "mode", "label", *RECEIVER_COLUMNS])
 
 
-POLL_COLUMNS = ("requests", "requests_per_delivery", "empty_polls", "gaps")
+#: the columns of the Polling table: the fields of :class:`deliverybench.core.model.PollFigures`
+POLL_COLUMNS = ("requests", "requests_per_delivery", "empty_polls", "gaps", "full_pages")
+#: the ``extra`` keys :attr:`ModeResult.poll <deliverybench.core.model.ModeResult.poll>` reads them from (the
+#: poller's own counters), so the "other counters" table does not show them a second time
+POLL_KEYS = ("requests", "poll_requests", "requests_per_delivery", "poll_empty", "poll_gaps", "poll_full_pages")
+
+
+def _polled(ref: ModeRef) -> bool:
+    poll = ref.result.poll
+    return poll.requests_per_delivery is not None or (ref.mode == "poll" and poll.requests is not None)
 
 
 def poll_frame(refs: Sequence[ModeRef]) -> pd.DataFrame:
-    """Poll bookkeeping (``extra.requests`` …) per mode that has it."""
+    """What polling cost, per mode that polled: requests, requests per delivery, empty polls, gaps, full pages."""
     rows = []
     for ref in refs:
-        extra = ref.result.get("extra") or {}
-        if "requests_per_delivery" in extra or (ref.mode == "poll" and "requests" in extra):
-            rows.append({**_base(ref), **{k: _num(extra.get(k)) for k in POLL_COLUMNS}})
+        if _polled(ref):
+            poll = ref.result.poll
+            rows.append({**_base(ref), **{k: getattr(poll, k) for k in POLL_COLUMNS}})
     return _frame(rows, ["run", "mode", "label", *POLL_COLUMNS])
 
 
@@ -585,10 +588,9 @@ def other_extra_frame(refs: Sequence[ModeRef]) -> pd.DataFrame:
     known = {"webhook", "receiver"}
     rows = []
     for ref in refs:
-        extra = ref.result.get("extra") or {}
-        is_poll = "requests_per_delivery" in extra or (ref.mode == "poll" and "requests" in extra)
-        for key, value in flatten({k: v for k, v in extra.items()
-                                   if k not in known and not (is_poll and k in POLL_COLUMNS)}).items():
+        extra = ref.result.extra
+        hidden = known | set(POLL_KEYS) if _polled(ref) else known
+        for key, value in flatten({k: v for k, v in extra.items() if k not in hidden}).items():
             rows.append({**_base(ref), "key": key, "value": value})
     return _frame(rows, ["run", "mode", "label", "key", "value"])
 
@@ -610,29 +612,30 @@ def trust_frame(refs: Sequence[ModeRef]) -> pd.DataFrame:
 
     for ref in refs:
         r = ref.result
-        harness = r.get("harness") or {}
-        if harness.get("saturated"):
+        if r.harness.saturated:
             add(ref, "saturated", "danger",
                 "the harness was saturated, so these latencies measure the harness as much as the target "
-                f"and are not trustworthy. Reason: {harness.get('reason') or 'none given'}")
+                f"and are not trustworthy. Reason: {r.harness.reason or 'none given'}")
         if ref.status != "ok":
-            why = "; ".join(x for x in [r.get("failure"), *(r.get("status_reasons") or [])] if x)
+            why = "; ".join(x for x in [r.failure, *r.status_reasons] if x)
             add(ref, "status", "warn" if ref.status == "degraded" else "danger",
                 f"status {ref.status}" + (f": {why}" if why else ""))
-        a = r.get("audit") or {}
-        if a and a.get("balanced") is False:
+        a = r.audit
+        if a.present and not a.balanced:
             add(ref, "unbalanced", "danger",
-                f"audit does not balance: expected {a.get('expected')} ≠ delivered {a.get('delivered_unique')} "
-                f"+ lost {a.get('lost')}")
-        hist = r.get("histograms") or {}
-        for metric, n in (hist.get("negative") or {}).items():
-            if n:
-                add(ref, "negative", "warn",
-                    f"{int(n):,} {metric} samples were below zero (clock step or skew between processes) and were stored as 0")
-        for metric, n in (hist.get("clamped") or {}).items():
-            if n:
-                add(ref, "clamped", "warn", f"{int(n):,} {metric} samples were above one hour and were stored as one hour")
+                f"audit does not balance: expected {a.expected} ≠ delivered {a.delivered_unique} + lost {a.lost}")
+        for metric, n in _sample_counts(r, "negative"):
+            add(ref, "negative", "warn", f"{n:,} {metric} samples were below zero (clock step or skew between "
+                                         "processes) and were stored as 0")
+        for metric, n in _sample_counts(r, "clamped"):
+            add(ref, "clamped", "warn", f"{n:,} {metric} samples were above one hour and were stored as one hour")
     return _frame(rows, ["run", "mode", "label", "kind", "severity", "message"])
+
+
+def _sample_counts(result: ModeResult, counter: str) -> list[tuple[str, int]]:
+    """(metric, n) of a histogram counter (``negative``, ``clamped``) where n > 0; the model checked the counts."""
+    counts = cast(Mapping[str, int], result.histograms.get(counter) or {})
+    return [(metric, n) for metric, n in counts.items() if n]
 
 
 # --------------------------------------------------------------------------- helpers

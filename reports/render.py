@@ -7,6 +7,10 @@ writes ``out/run1/report.html`` and beside it ``percentiles.csv``,
 ``percentiles.parquet``, ``series.csv`` and ``series.parquet``. Several
 documents are compared side by side (one row/series per run and mode).
 
+Everything below the entry points reads the typed model
+(:class:`deliverybench.core.model.Run`). The entry points also take plain
+results dicts, as the CLI still passes them, and validate each once here.
+
 The HTML has no external references: figures are inline SVG, CSS is inline,
 there is no JavaScript. The template autoescapes everything; only the SVG
 from :mod:`reports.figures` is marked safe.
@@ -16,13 +20,15 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import jinja2
 from markupsafe import Markup
 
-from deliverybench.core.results import loads, validate
+from deliverybench.core.model import Run
+from deliverybench.core.results import load_run
 
 from .sections import ReportData, build_sections
 
@@ -32,9 +38,12 @@ REPORT_NAME = "report.html"
 EXPORT_NAMES = ("percentiles.csv", "percentiles.parquet", "series.csv", "series.parquet")
 _TEMPLATES = Path(__file__).with_name("templates")
 
+#: what the entry points accept for one document: the model, or a results dict validated on the way in
+Document = Run | Mapping[str, Any]
 
-def load_results(paths: str | Path | Iterable[str | Path]) -> list[dict[str, Any]]:
-    """Read results documents; a directory means its ``results.json``."""
+
+def load_results(paths: str | Path | Iterable[str | Path]) -> list[Run]:
+    """Read and validate results documents; a directory means its ``results.json``."""
     if isinstance(paths, (str, Path)):
         paths = [paths]
     docs = []
@@ -42,7 +51,7 @@ def load_results(paths: str | Path | Iterable[str | Path]) -> list[dict[str, Any
         path = Path(raw)
         if path.is_dir():
             path = path / "results.json"
-        docs.append(loads(path.read_text(encoding="utf-8")))
+        docs.append(load_run(path.read_text(encoding="utf-8")))
     return docs
 
 
@@ -57,25 +66,26 @@ def _environment() -> jinja2.Environment:
     return env
 
 
-def _normalise(docs: Sequence[Mapping[str, Any]] | Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    if isinstance(docs, Mapping):
-        docs = [docs]
-    docs = list(docs)
-    if not docs:
+def as_run(doc: Document) -> Run:
+    """The model of one document: a :class:`Run` as it is, a dict validated once (``ResultsFormatError``)."""
+    return doc if isinstance(doc, Run) else Run.from_dict(doc)
+
+
+def _normalise(docs: Sequence[Document] | Document) -> list[Run]:
+    many = [docs] if isinstance(docs, (Run, Mapping)) else list(docs)
+    if not many:
         raise ValueError("render_report needs at least one results document")
-    for doc in docs:
-        validate(doc)
-    return docs
+    return [as_run(doc) for doc in many]
 
 
-def render_html(docs: Sequence[Mapping[str, Any]] | Mapping[str, Any], data: ReportData | None = None) -> str:
+def render_html(docs: Sequence[Document] | Document, data: ReportData | None = None) -> str:
     """The report as an HTML string."""
     data = data or ReportData(_normalise(docs))
     sections = build_sections(data)
     for sec in sections.values():
         for fig in sec.get("figures", []):
             fig["svg"] = Markup(fig["svg"])  # produced by matplotlib from numbers; labels are paths, not text
-    runs = [str((d.get("run") or {}).get("id") or "?") for d in data.docs]
+    runs = [d.run.id or "?" for d in data.docs]
     modes = list(dict.fromkeys(ref.mode for ref in data.refs))
     title = f"deliverybench: {', '.join(modes)} — {', '.join(runs)}"
     template = _environment().get_template("report.html")
@@ -86,7 +96,7 @@ def render_html(docs: Sequence[Mapping[str, Any]] | Mapping[str, Any], data: Rep
         multi=data.multi,
         s=sections,
         toc=[(sec["id"], sec["title"]) for sec in sections.values() if sec["visible"] and sec["id"] != "warnings"],
-        generated=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        generated=_dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
     )
 
 
@@ -104,16 +114,18 @@ def write_exports(data: ReportData, directory: Path) -> list[Path]:
     return written
 
 
-def render_report(docs: Sequence[Mapping[str, Any]] | Mapping[str, Any], out_path: str | Path, *,
-                  baseline: Mapping[str, Any] | None = None, comparison: Mapping[str, Any] | None = None) -> Path:
+def render_report(docs: Sequence[Document] | Document, out_path: str | Path, *,
+                  baseline: Document | None = None, comparison: Mapping[str, Any] | None = None) -> Path:
     """Write the HTML report and the exports; return the report's path.
 
     ``out_path`` is either the HTML file to write (``….html``) or a
     directory, which gets ``report.html``. The exports go beside the HTML.
     With ``baseline`` and ``comparison`` (the gate's ``comparison.json``) the
-    report shows the baseline section.
+    report shows the baseline section. Documents are :class:`Run` values or
+    results dicts (validated here, once).
     """
-    data = ReportData(_normalise(docs), baseline=baseline, comparison=comparison)
+    data = ReportData(_normalise(docs), baseline=None if baseline is None else as_run(baseline),
+                      comparison=comparison)
     out = Path(out_path)
     html_path = out if out.suffix.lower() in (".html", ".htm") else out / REPORT_NAME
     html_path.parent.mkdir(parents=True, exist_ok=True)
@@ -124,7 +136,7 @@ def render_report(docs: Sequence[Mapping[str, Any]] | Mapping[str, Any], out_pat
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m reports.render", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m reports.render", description=(__doc__ or "").splitlines()[0])
     parser.add_argument("results", nargs="+", help="results.json files (or run folders holding one)")
     parser.add_argument("-o", "--out", required=True, help="report .html path or output directory")
     args = parser.parse_args(argv)

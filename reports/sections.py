@@ -1,7 +1,8 @@
 """Report sections: one function per section, each returning a dict for the template.
 
-A section function takes the :class:`ReportData` (documents, mode refs and
-lazily built frames shared by all sections) and returns a plain dict with at
+A section function takes the :class:`ReportData` (the documents as typed
+:class:`~deliverybench.core.model.Run` values, mode refs and lazily built
+frames shared by all sections) and returns a plain dict with at
 least ``id`` (the HTML ``id``, stable for tests and links), ``title`` and
 ``visible``. Tables are ``{"columns": [...], "rows": [...]}`` of
 preformatted cells (see :func:`table`) rendered by one template macro.
@@ -17,11 +18,14 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, cast
 
 import pandas as pd
+
+from deliverybench.core.model import SCHEMA_VERSION, Run
 
 from . import figures, frames
 from .frames import ModeRef
@@ -35,12 +39,13 @@ __all__ = ["ReportData", "SECTIONS", "build_sections", "table", "verdict_sentenc
 class ReportData:
     """The documents of one report and every frame built from them (each built once, on first use)."""
 
-    def __init__(self, docs: Sequence[Mapping[str, Any]], *, baseline: Mapping[str, Any] | None = None,
+    def __init__(self, docs: Sequence[Run], *, baseline: Run | None = None,
                  comparison: Mapping[str, Any] | None = None):
         self.docs = list(docs)
         self.refs: list[ModeRef] = frames.mode_refs(self.docs)
         self.multi = len(self.docs) > 1
-        #: the baseline document and the gate's comparison.json, when the report compares with one
+        #: the baseline document and the gate's comparison.json (its own format, not a results document),
+        #: when the report compares with one
         self.baseline = baseline
         self.comparison = comparison
 
@@ -159,7 +164,13 @@ class Column:
         return self.kind not in ("text", "bool")
 
 
-def table(frame: pd.DataFrame, columns: Sequence[Column], *, row_class: Callable[[Mapping[str, Any]], str] | None = None,
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """The rows of a frame as ``{column: value}`` (every frame here has text column names)."""
+    return cast(list[dict[str, Any]], frame.to_dict("records"))
+
+
+def table(frame: pd.DataFrame, columns: Sequence[Column], *,
+          row_class: Callable[[Mapping[str, Any]], str] | None = None,
           eligible: Callable[[Mapping[str, Any]], bool] | None = None, caption: str | None = None,
           table_id: str | None = None) -> dict[str, Any]:
     """Preformatted table for the template.
@@ -168,7 +179,7 @@ def table(frame: pd.DataFrame, columns: Sequence[Column], *, row_class: Callable
     marked (``best``; all tied rows) unless every eligible row has the same
     value, in which case nothing wins.
     """
-    records = frame.to_dict("records")
+    records = _records(frame)
     best: dict[str, set[int]] = {}
     for col in columns:
         if not col.better:
@@ -270,7 +281,8 @@ def _run_sentences(headline: pd.DataFrame) -> list[str]:
     parts = []
     for _, other in ranked.iloc[1:].iterrows():
         if best["p99"] > 0 and other["p99"] / best["p99"] >= 1.05:
-            parts.append(f"{_ratio_words(other['p99'] / best['p99'])} lower than {other['label']} ({_ms_words(other['p99'])})")
+            parts.append(f"{_ratio_words(other['p99'] / best['p99'])} lower than {other['label']} "
+                         f"({_ms_words(other['p99'])})")
         else:
             parts.append(f"about the same as {other['label']} ({_ms_words(other['p99'])})")
     sentence = f"{best['label']} {verb} with p99 {_ms_words(best['p99'])}"
@@ -301,7 +313,8 @@ def _run_sentences(headline: pd.DataFrame) -> list[str]:
             out.append(sentence + ".")
         dups = audited[audited["duplicates"].fillna(0) > 0]
         if not dups.empty:
-            out.append(_join([f"{r['label']} saw {int(r['duplicates']):,} duplicate{'s' if r['duplicates'] != 1 else ''}"
+            out.append(_join([f"{r['label']} saw {int(r['duplicates']):,} "
+                              f"duplicate{'s' if r['duplicates'] != 1 else ''}"
                               for _, r in dups.iterrows()]) + ".")
 
     costed = headline[headline["target_cpu_ms_per_1k"].notna()].sort_values("target_cpu_ms_per_1k", kind="stable")
@@ -332,7 +345,7 @@ def warnings(data: ReportData) -> dict[str, Any]:
     """Banner near the top: everything that makes (part of) the measurement untrustworthy."""
     trust = data.trust
     items = [{"label": r["label"], "mode": r["mode"], "kind": r["kind"], "severity": r["severity"],
-              "message": r["message"]} for r in trust.to_dict("records")]
+              "message": r["message"]} for r in _records(trust)]
     items.sort(key=lambda w: (w["severity"] != "danger", w["kind"] != "saturated"))
     return _section("warnings", "Can this measurement be trusted?", visible=bool(items), items=items)
 
@@ -340,7 +353,7 @@ def warnings(data: ReportData) -> dict[str, Any]:
 def headline(data: ReportData) -> dict[str, Any]:
     h = data.headline.copy()
     badges = []
-    for r in h.to_dict("records"):
+    for r in _records(h):
         b = []
         if r["status"] != "ok":
             b.append({"text": r["status"], "cls": "bad"})
@@ -349,8 +362,8 @@ def headline(data: ReportData) -> dict[str, Any]:
         if r["metric"] != "delivery":
             b.append({"text": r["metric"], "cls": "info"})
         badges.append(b)
-    h["label__badges"] = badges
-    h["mode__badges"] = badges
+    h["label__badges"] = pd.Series(badges, index=h.index, dtype=object)
+    h["mode__badges"] = pd.Series(badges, index=h.index, dtype=object)
     h["status__sub"] = ["; ".join(x for x in (f, why) if isinstance(x, str) and x) or None
                         for f, why in zip(h["failure"], h["reasons"])]
     columns = [*_label_columns(data),
@@ -366,7 +379,8 @@ def headline(data: ReportData) -> dict[str, Any]:
                Column("target_cpu_ms_per_1k", "target CPU-ms / 1k deliveries", "f1", "low"),
                Column("publish_lag_p99", "publisher lag p99 ms", "ms", "low")]
     t = table(h, columns, table_id="headline-table",
-              row_class=lambda r: " ".join(c for c in (f"status-{r['status']}", "saturated" if r["saturated"] else "") if c),
+              row_class=lambda r: " ".join(c for c in (f"status-{r['status']}",
+                                                       "saturated" if r["saturated"] else "") if c),
               eligible=lambda r: r["status"] != "failed")
     subs = sorted({int(x) for x in h["subscribers"].dropna()})
     rates = sorted({float(x) for x in h["rate"].dropna()})
@@ -422,7 +436,8 @@ def over_time(data: ReportData) -> dict[str, Any]:
 
 
 def connections(data: ReportData) -> dict[str, Any]:
-    figs = [_figure(figures.connections_svg(data.series), "Subscriber sessions / registrations open.", "fig-connections"),
+    figs = [_figure(figures.connections_svg(data.series), "Subscriber sessions / registrations open.",
+                    "fig-connections"),
             _figure(figures.errors_over_time_svg(data.errors_series), "Errors per second by mode and kind.",
                     "fig-errors-time")]
     tables = []
@@ -490,7 +505,7 @@ def cost(data: ReportData) -> dict[str, Any]:
               table(c, harness_cols, table_id="harness-table", caption="Harness (load generator)",
                     row_class=lambda r: "saturated" if r["harness_saturated"] else "")]
     saturated = [{"label": r["label"], "reason": r["harness_reason"] or "no reason given"}
-                 for r in c.to_dict("records") if r["harness_saturated"]]
+                 for r in _records(c) if r["harness_saturated"]]
     by_role = frames.resources_by_role_frame(data.resources)
     figs = [_figure(figures.resources_svg(by_role), "CPU (100 % = one core) and RSS per role, summed over processes; "
                     "target solid, harness dashed.", "fig-resources")]
@@ -519,8 +534,9 @@ def audit(data: ReportData) -> dict[str, Any]:
     wh = frames.webhook_frame(data.refs)
     if len(wh):
         wh = wh.copy()
-        wh["failures_text"] = [", ".join(f"{k}: {int(v):,}" for k, v in sorted(f.items(), key=lambda kv: -kv[1]))
-                               or "none" for f in wh["failures"]]
+        texts = [", ".join(f"{k}: {int(v):,}" for k, v in sorted(f.items(), key=lambda kv: -kv[1])) or "none"
+                 for f in wh["failures"]]
+        wh["failures_text"] = pd.Series(texts, index=wh.index, dtype=object)
         cols = [*_label_columns(data), *[Column(k, k.replace("_", " "), "int") for k in frames.WEBHOOK_COLUMNS],
                 Column("failures_text", "failures by kind")]
         tables.append(table(wh, cols, table_id="webhook-table", caption="Webhook delivery (reported by the target)"))
@@ -532,7 +548,8 @@ def audit(data: ReportData) -> dict[str, Any]:
     if len(pf):
         cols = [*_label_columns(data), Column("requests", "requests", "int"),
                 Column("requests_per_delivery", "requests / delivery", "f3"),
-                Column("empty_polls", "empty polls", "int"), Column("gaps", "gaps", "int")]
+                Column("empty_polls", "empty polls", "int"), Column("gaps", "gaps", "int"),
+                Column("full_pages", "full pages", "int")]
         tables.append(table(pf, cols, table_id="poll-table", caption="Polling"))
     other = frames.other_extra_frame(data.refs)
     if len(other):
@@ -541,16 +558,17 @@ def audit(data: ReportData) -> dict[str, Any]:
     return _section("audit", "Audit", tables=tables)
 
 
-def _utc(ns: Any) -> str:
-    if _missing(ns):
+def _utc(ns: int) -> str:
+    """A wall-clock time for the metadata table; 0 is the model's "not recorded"."""
+    if not ns:
         return "—"
-    return _dt.datetime.fromtimestamp(int(ns) / 1e9, tz=_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return _dt.datetime.fromtimestamp(ns / 1e9, tz=_dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def _duration(start: Any, end: Any) -> str:
-    if _missing(start) or _missing(end):
+def _duration(start: int, end: int) -> str:
+    if not start or not end:
         return "—"
-    seconds = (int(end) - int(start)) / 1e9
+    seconds = (end - start) / 1e9
     minutes, sec = divmod(seconds, 60)
     return f"{int(minutes)} min {sec:.1f} s" if minutes else f"{sec:.1f} s"
 
@@ -558,36 +576,36 @@ def _duration(start: Any, end: Any) -> str:
 def metadata(data: ReportData) -> dict[str, Any]:
     runs = []
     for doc in data.docs:
-        run = doc.get("run") or {}
+        run = doc.run
         facts = {
-            "run id": run.get("id"),
-            "status": run.get("status"),
-            "started": _utc(run.get("started_ns")),
-            "ended": _utc(run.get("ended_ns")),
-            "duration": _duration(run.get("started_ns"), run.get("ended_ns")),
-            "commit": run.get("commit") or "—",
-            "command": " ".join(str(x) for x in run.get("command") or []) or "—",
-            "schema version": doc.get("schema_version"),
+            "run id": run.id,
+            "status": run.status,
+            "started": _utc(run.started_ns),
+            "ended": _utc(run.ended_ns),
+            "duration": _duration(run.started_ns, run.ended_ns),
+            "commit": run.commit or "—",
+            "command": " ".join(run.command) or "—",
+            "schema version": SCHEMA_VERSION,  # the only version a Run is loaded from
         }
         modes = []
-        for name, result in (doc.get("modes") or {}).items():
-            info = {
-                "status": result.get("status"),
-                "failure": result.get("failure") or "—",
-                "started": _utc(result.get("started_ns")),
-                "stream start": _utc(result.get("stream_start_ns")),
-                "ended": _utc(result.get("ended_ns")),
-                "duration": _duration(result.get("started_ns"), result.get("ended_ns")),
+        for name, result in doc.modes.items():
+            info: dict[str, Any] = {
+                "status": result.status,
+                "failure": result.failure or "—",
+                "started": _utc(result.started_ns),
+                "stream start": _utc(result.stream_start_ns),
+                "ended": _utc(result.ended_ns),
+                "duration": _duration(result.started_ns, result.ended_ns),
             }
-            info.update({f"target.{k}": v for k, v in frames.flatten(result.get("target") or {}).items()})
-            info.update({f"params.{k}": v for k, v in frames.flatten(result.get("params") or {}).items()})
+            info.update({f"target.{k}": v for k, v in frames.flatten(result.target.to_dict()).items()})
+            info.update({f"params.{k}": v for k, v in frames.flatten(result.params.to_dict()).items()})
             modes.append({"name": name, "table": kv_table(info)})
         runs.append({
-            "id": run.get("id"),
+            "id": run.id,
             "facts": kv_table(facts, "Run"),
-            "config": kv_table(frames.flatten(doc.get("config") or {}), "Configuration"),
-            "machine": kv_table(frames.flatten(doc.get("machine") or {}), "Machine"),
-            "packages": kv_table(frames.flatten(doc.get("packages") or {}), "Packages"),
+            "config": kv_table(frames.flatten(doc.config), "Configuration"),
+            "machine": kv_table(frames.flatten(doc.machine), "Machine"),
+            "packages": kv_table(frames.flatten(doc.packages), "Packages"),
             "modes": modes,
         })
     return _section("metadata", "Run metadata", runs=runs)

@@ -24,9 +24,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from deliverybench.core.model import ResultsFormatError, Run
 from deliverybench.core.results import dumps, loads
-from reports import load_results, render_report
 from reports import frames as F
+from reports import load_results, render_report
 
 FIXTURES = Path(__file__).parent / "fixtures"
 FIXTURE = FIXTURES / "small_results.json"
@@ -180,6 +181,16 @@ def test_fixture_is_what_make_fixture_builds(doc):
 # --------------------------------------------------------------------------- structure
 
 
+def test_render_takes_the_model_and_validates_dicts_once_at_the_edge(doc, tmp_path):
+    run = Run.from_dict(doc)
+    page = Page(render_report([run], tmp_path / "model", baseline=run).read_text(encoding="utf-8"))
+    assert {r["_label"] for r in page.rows("headline-table")} == {"push", "callback", "poll"}
+    bad = copy.deepcopy(doc)
+    bad["modes"]["poll"]["summary"]["delivery"]["p99"] = float("nan")
+    with pytest.raises(ResultsFormatError, match=r"modes\.poll\.summary\.delivery\.p99"):
+        render_report([bad], tmp_path / "bad")
+
+
 def test_render_returns_html_path_and_accepts_file_path(doc, tmp_path):
     out = render_report(doc, tmp_path / "sub" / "custom.html")
     assert out == tmp_path / "sub" / "custom.html" and out.exists()
@@ -232,7 +243,8 @@ def test_headline_marks_best_per_column(page, html):
         assert key in rows["push"]["_best"].split(","), key
         assert key not in rows["callback"]["_best"].split(",")
     # lost: push and poll tie at 0, callback lost some -> both zeros marked
-    assert "lost" in rows["push"]["_best"] and "lost" in rows["poll"]["_best"] and "lost" not in rows["callback"]["_best"]
+    assert "lost" in rows["push"]["_best"] and "lost" in rows["poll"]["_best"]
+    assert "lost" not in rows["callback"]["_best"]
     assert "★" in html
 
 
@@ -323,6 +335,31 @@ def test_audit_and_extra_tables(doc, page):
         doc["modes"]["poll"]["extra"]["requests_per_delivery"], abs=5e-4)
 
 
+def test_polling_table_shows_the_pollers_own_counters(doc, page):
+    """The Polling table reads ``poll_empty`` (what the poller writes): it once showed "—" beside the real count."""
+    extra = doc["modes"]["poll"]["extra"]
+    assert extra["poll_empty"] == 80 and "poll_gaps" not in extra  # a counter that never moved is absent: 0
+    assert page.headers("poll-table") == ["mode", "requests", "requests / delivery", "empty polls", "gaps",
+                                          "full pages"]
+    rows = {r["_label"]: r for r in page.rows("poll-table")}
+    assert set(rows) == {"poll"}
+    assert number(rows["poll"]["empty_polls"]) == extra["poll_empty"]
+    assert number(rows["poll"]["requests"]) == extra["requests"]
+    assert number(rows["poll"]["gaps"]) == 0 and number(rows["poll"]["full_pages"]) == 0
+    # shown once: the poller's counters are not repeated among the other counters
+    other = [r for r in page.rows("extra-table") if r["_label"] == "poll"]
+    assert not {r["key"] for r in other} & {"poll_empty", "poll_requests", "requests", "requests_per_delivery"}
+
+
+def test_polling_table_gaps_and_full_pages(doc, tmp_path):
+    moved = copy.deepcopy(doc)
+    moved["modes"]["poll"]["extra"].update(poll_gaps=3, poll_full_pages=7, poll_empty=1895)
+    rows = {r["_label"]: r for r in Page(render_report([moved], tmp_path).read_text(encoding="utf-8"))
+            .rows("poll-table")}
+    assert (number(rows["poll"]["empty_polls"]), number(rows["poll"]["gaps"]),
+            number(rows["poll"]["full_pages"])) == (1895, 3, 7)
+
+
 def test_cost_table(doc, page):
     rows = {r["_label"]: r for r in page.rows("cost-table")}
     for mode, result in doc["modes"].items():
@@ -400,7 +437,8 @@ def test_load_results_reads_files_and_directories(tmp_path):
     run.mkdir()
     shutil.copy(FIXTURE, run / "results.json")
     docs = load_results([run, FIXTURE])
-    assert len(docs) == 2 and docs[0]["run"]["id"] == docs[1]["run"]["id"]
+    assert len(docs) == 2 and docs[0].run.id == docs[1].run.id
+    assert all(isinstance(d, Run) for d in docs)
     assert len(load_results(str(FIXTURE))) == 1
 
 
@@ -421,17 +459,17 @@ def test_burst_and_push_document_renders(tmp_path):
 
 
 def test_spectrum_matches_hdr_percentiles(doc):
-    refs = F.mode_refs([doc])
+    refs = F.mode_refs([Run.from_dict(doc)])
     spectrum = F.spectrum_frame(refs)
     for ref in refs:
         hist = F.total_histogram(ref.result, "delivery")
         pcts = np.array([0.0, 50.0, 90.0, 99.0, 99.9, 99.99, 100.0])
         ours = F.spectrum_values(hist, pcts)
         assert ours.tolist() == [float(hist.get_value_at_percentile(p)) for p in pcts]
-        assert ours[3] / 1000 == ref.result["summary"]["delivery"]["p99"]
+        assert ours[3] / 1000 == ref.result.summary["delivery"].p99
         sel = spectrum[spectrum["label"] == ref.label]
         assert sel["value_ms"].is_monotonic_increasing
-        assert sel["value_ms"].iloc[-1] == ref.result["summary"]["delivery"]["max"]
+        assert sel["value_ms"].iloc[-1] == ref.result.summary["delivery"].max
 
 
 def test_fanout_downsampling_keeps_tail_and_incomplete():
