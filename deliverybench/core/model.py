@@ -543,6 +543,25 @@ def _histograms(f: _Fields) -> Mapping[str, Any]:
     return f.data
 
 
+def _publisher_figures(extra: Mapping[str, Any], where: str) -> PublisherFigures | None:
+    raw = extra.get("publisher")
+    if raw is None:
+        return None
+    f = _Fields(raw, f"{where}.publisher")
+    errors = f.obj("errors")
+    return PublisherFigures(f.int_("requests") or 0, f.int_("failed_requests") or 0, f.num("max_lag_ms"),
+                            {str(k): errors.int_(k) or 0 for k in errors.data}, f.int_("peak_in_flight", None),
+                            f.int_("concurrency", None), f.int_("batch", None))
+
+
+def _poll_figures(extra: Mapping[str, Any], where: str) -> PollFigures:
+    f = _Fields(extra, where)
+    requests = f.int_("requests", None)
+    return PollFigures(requests if requests is not None else f.int_("poll_requests", None),
+                       f.num("requests_per_delivery"), f.int_("poll_empty"), f.int_("poll_gaps"),
+                       f.int_("poll_full_pages"))
+
+
 #: the order in which the builder writes a mode result's sections
 _MODE_ORDER = ("mode", "status", "status_reasons", "failure", "stopped_early", "warnings", "target", "params",
                "started_ns", "stream_start_ns", "ended_ns", "histograms", "summary", "throughput", "series",
@@ -599,6 +618,9 @@ class ModeResult:
         if repeats_raw is not None and not isinstance(repeats_raw, list):
             raise ResultsFormatError(f"{f.where('repeats')}: must be a list of mode results")
         repeats = tuple(cls.from_dict(r, f"{f.where('repeats')}[{i}]") for i, r in enumerate(repeats_raw or ()))
+        extra = f.json("extra")
+        _publisher_figures(extra, f.where("extra"))  # the typed parts of extra are checked now, not when read
+        _poll_figures(extra, f.where("extra"))
         return cls(
             mode=mode, status=status, status_reasons=f.strs("status_reasons"), failure=f.opt_str("failure"),
             stopped_early=f.opt_str("stopped_early"), warnings=f.strs("warnings"),
@@ -609,7 +631,7 @@ class ModeResult:
             audit=Audit.from_fields(f.obj("audit")), fanout=Table.from_fields(f.obj("fanout")), errors=errors,
             errors_series=Table.from_fields(f.obj("errors_series")),
             resources=Resources.from_fields(f.obj("resources")), harness=HarnessCheck.from_fields(f.obj("harness")),
-            extra=f.json("extra"), notes=f.strs("notes"), repeats=repeats, more=f.rest(),
+            extra=extra, notes=f.strs("notes"), repeats=repeats, more=f.rest(),
             present=frozenset(k for k in _MODE_ORDER if k in f.data),
         )
 
@@ -673,23 +695,12 @@ class ModeResult:
     @property
     def publisher(self) -> PublisherFigures | None:
         """The publisher's own figures, when this mode published."""
-        raw = self.extra.get("publisher")
-        if not isinstance(raw, Mapping):
-            return None
-        f = _Fields(raw, "extra.publisher")
-        errors = f.obj("errors")
-        return PublisherFigures(f.int_("requests") or 0, f.int_("failed_requests") or 0, f.num("max_lag_ms"),
-                                {str(k): errors.int_(k) or 0 for k in errors.data}, f.int_("peak_in_flight", None),
-                                f.int_("concurrency", None), f.int_("batch", None))
+        return _publisher_figures(self.extra, "extra")
 
     @property
     def poll(self) -> PollFigures:
         """Polling's cost, from the poller's counters (a counter that never moved is absent: 0)."""
-        f = _Fields(self.extra, "extra")
-        requests = f.int_("requests", None)
-        return PollFigures(requests if requests is not None else f.int_("poll_requests", None),
-                           f.num("requests_per_delivery"), f.int_("poll_empty"), f.int_("poll_gaps"),
-                           f.int_("poll_full_pages"))
+        return _poll_figures(self.extra, "extra")
 
     def cpu_per_1k(self, role: str) -> float | None:
         """A role's CPU-seconds per 1,000 deliveries (``None``: not sampled, or nothing delivered)."""

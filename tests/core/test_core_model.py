@@ -81,6 +81,8 @@ def _set(doc: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
     ("modes.push.series.rows", [[1, 2]], "modes.push.series.rows[0]: must be a list of 11 values"),
     ("modes.push.extra.echo_sent", float("inf"), "modes.push.extra.echo_sent: must be a finite number"),
     ("config.rate", float("nan"), "config.rate: must be a finite number"),
+    ("modes.poll.extra.poll_empty", -1, "modes.poll.extra.poll_empty: must be a whole number >= 0"),
+    ("modes.push.extra.publisher", {"requests": "many"}, "modes.push.extra.publisher.requests: must be a whole"),
     ("run", [], "results document lacks 'run'"),
 ])
 def test_bad_values_are_refused_naming_the_field(doc: dict[str, Any], path: str, value: Any, words: str) -> None:
