@@ -56,9 +56,9 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Sequence
 
 from scipy import stats
 
@@ -68,42 +68,41 @@ if str(REPO) not in sys.path:
 
 from deliverybench.core.gate import compare  # noqa: E402
 from deliverybench.core.metrics import metric_value  # noqa: E402
-from deliverybench.core.repeats import merge_repeats  # noqa: E402
-from deliverybench.core.resources import run_steal_fraction  # noqa: E402
-
+from deliverybench.core.model import ModeResult, Run  # noqa: E402
 from deliverybench.core.options import PROFILES  # noqa: E402
+from deliverybench.core.repeats import merge_repeats  # noqa: E402
 
 PER_SIDE = int(PROFILES["ci"]["repeats"])  # the CI profile's --repeats
 
 
-def runs_of_pool(doc: dict[str, Any]) -> list[dict[str, Any]]:
+def runs_of_pool(doc: Run) -> list[ModeResult]:
     """The pool's runs (the repeats of its push mode)."""
-    return doc["modes"]["push"].get("repeats") or [doc["modes"]["push"]]
+    return list(doc.mode("push").runs)
 
 
-def median_p99(runs: list[dict[str, Any]]) -> float:
+def median_p99(runs: Sequence[ModeResult]) -> float:
     """The median per-run p99 of ``runs`` (the upper one of an even count): what the knob is set from."""
     p99s = sorted(metric_value(r, "p99") or 0.0 for r in runs)
     return p99s[len(p99s) // 2]
 
 
-def steal_shares(doc: dict[str, Any]) -> list[float | None]:
+def steal_shares(doc: Run) -> list[float | None]:
     """Each run's CPU steal (the hypervisor's share of all CPU time while it measured), from its results.
 
     Why it is printed: on a shared VM a run's p99 follows the steal during it.
     """
-    return [run_steal_fraction(run) for run in runs_of_pool(doc)]
+    return [run.harness.steal_fraction for run in runs_of_pool(doc)]
 
 
-def one_run(out: Path, run_id: str, delay_ms: float, *, extra: Sequence[str] = (), reuse: bool = False
-            ) -> dict[str, Any]:
-    """One CI-profile push run (``out/run_id``, ``extra`` run_bench.py options on top) as its results document.
+def one_run(out: Path, run_id: str, delay_ms: float, *, extra: Sequence[str] = (), reuse: bool = False) -> Run:
+    """One CI-profile push run (``out/run_id``, ``extra`` run_bench.py options on top) as its results document,
+    read into the model once.
 
     With ``reuse``, a run already measured in ``out`` is read instead of run again.
     """
     path = out / run_id / "results.json"
     if reuse and path.is_file():
-        doc: dict[str, Any] = json.loads(path.read_text())
+        doc = Run.from_dict(json.loads(path.read_text()))
         print(f"[{run_id}] reused", flush=True)
         return doc
     cmd = [sys.executable, str(REPO / "run_bench.py"), "--profile", "ci", "--modes", "push", "--repeats", "1",
@@ -114,12 +113,12 @@ def one_run(out: Path, run_id: str, delay_ms: float, *, extra: Sequence[str] = (
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     if proc.returncode not in (0, 1):
         raise SystemExit(f"run {run_id} failed (exit {proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
-    doc = json.loads(path.read_text())
+    doc = Run.from_dict(json.loads(path.read_text()))
     (run,) = runs_of_pool(doc)
     if metric_value(run, "p99") is None:
         raise SystemExit(f"run {run_id} measured nothing (see {out / run_id}); not counting around it")
     print(f"[{run_id}] {time.monotonic() - started:.0f} s: p99 {metric_value(run, 'p99'):.2f} ms, "
-          f"CPU steal {_pct(run_steal_fraction(run))}", flush=True)
+          f"CPU steal {_pct(run.harness.steal_fraction)}", flush=True)
     return doc
 
 
@@ -129,14 +128,14 @@ class Variant:
 
     name: str  # prefixes its runs' folders ("" for the profile as it is)
     extra: list[str]
-    runs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # pool name -> results documents
+    runs: dict[str, list[Run]] = field(default_factory=dict)  # pool name -> results documents
     median: float = 0.0  # A's calibration median p99
     delays: dict[str, float] = field(default_factory=dict)  # pool name -> target delay (ms)
 
     def run_id(self, pool: str, k: int) -> str:
         return f"{self.name}{'-' if self.name else ''}{pool}{k:02d}"
 
-    def docs(self) -> dict[str, dict[str, Any]]:
+    def docs(self) -> dict[str, Run]:
         """Each pool as one results document whose repeats are its runs."""
         return {name: document(docs[0], [runs_of_pool(d)[0] for d in docs]) for name, docs in self.runs.items()}
 
@@ -181,7 +180,7 @@ def _pct(share: float | None) -> str:
     return "?" if share is None else f"{share * 100:.1f} %"
 
 
-def steal_report(docs: dict[str, dict[str, Any]]) -> None:
+def steal_report(docs: dict[str, Run]) -> None:
     """Each pool's median p99 and steal, and how p99 follows steal over every run (Spearman)."""
     xs: list[float] = []
     ys: list[float] = []
@@ -201,13 +200,16 @@ def steal_report(docs: dict[str, dict[str, Any]]) -> None:
         print(f"  p99 against CPU steal over {len(xs)} runs: Spearman rho {rho:.2f} (p {p:.2g})")
 
 
-def document(template: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str, Any]:
-    doc = dict(template)
-    doc["modes"] = {"push": merge_repeats(runs)}
-    return doc
+def document(template: Run, runs: Sequence[ModeResult]) -> Run:
+    """``template`` with ``runs`` as its push mode, combined as ``--repeats`` combines them."""
+    if len(runs) == 1:
+        return replace(template, modes={"push": runs[0]})
+    merged = merge_repeats(runs)
+    del merged["repeats"]  # the runs are models already: read only the combined view, then hold them as they are
+    return replace(template, modes={"push": replace(ModeResult.from_dict(merged, "modes.push"), repeats=tuple(runs))})
 
 
-def without_histograms(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def without_histograms(runs: Sequence[ModeResult]) -> list[ModeResult]:
     """``runs`` without their HDR histograms (for decisions of two or more runs a side).
 
     Why: with K >= 2 runs a side the gate reads only each run's own summary values (the histograms serve the
@@ -215,11 +217,10 @@ def without_histograms(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     (114 ms a decision with them, 19 ms without). The comparison comes out the same either way: outcome,
     every metric's numbers and verdict, warnings (45 of 45 draws of 2, 5 and 10 runs a side from its pools).
     """
-    return [{k: v for k, v in run.items() if k != "histograms"} for run in runs]
+    return [replace(run, histograms={}) for run in runs]
 
 
-def decide(base_doc: dict[str, Any], base_runs: list[dict[str, Any]], new_doc: dict[str, Any],
-           new_runs: list[dict[str, Any]]) -> str:
+def decide(base_doc: Run, base_runs: list[ModeResult], new_doc: Run, new_runs: list[ModeResult]) -> str:
     if len(base_runs) >= 2 and len(new_runs) >= 2:
         base_runs, new_runs = without_histograms(base_runs), without_histograms(new_runs)
     comparison = compare(document(base_doc, base_runs), document(new_doc, new_runs))
@@ -290,16 +291,16 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def report(per_side: int, comparisons: int, rng: random.Random, a_doc: dict[str, Any], b_doc: dict[str, Any],
-           c_doc: dict[str, Any], delays: dict[str, float], out: Path) -> None:
+def report(per_side: int, comparisons: int, rng: random.Random, a_doc: Run, b_doc: Run, c_doc: Run,
+           delays: dict[str, float], out: Path) -> None:
     """Draw ``comparisons`` decisions of ``per_side`` vs ``per_side`` runs per scenario; print the table."""
-    a_runs = a_doc["modes"]["push"]["repeats"]
+    a_runs = runs_of_pool(a_doc)
     scenarios = {"A vs A (identical)": (a_doc, b_doc, None), "A vs B (+30 % p99)": (a_doc, b_doc, "B"),
                  "A vs C (+10 % p99)": (a_doc, c_doc, "C")}
     rows = []
     for name, (base_doc, new_doc, which) in scenarios.items():
         counts: Counter[str] = Counter()
-        new_runs_pool = new_doc["modes"]["push"]["repeats"]
+        new_runs_pool = runs_of_pool(new_doc)
         for _ in range(comparisons):
             if which is None:
                 draw = rng.sample(a_runs, 2 * per_side)
@@ -312,13 +313,14 @@ def report(per_side: int, comparisons: int, rng: random.Random, a_doc: dict[str,
         rows.append((name, counts))
 
     print()
-    run = a_doc["modes"]["push"]["params"]  # what the runs did, --run-args included
-    print(f"gate noise: CI profile (push, {run.get('subscribers')} subscribers, {run.get('rate', 0):g} events/s, "
-          f"{run.get('duration_s', 0):g} s + {run.get('warmup_s', 0):g} s warm-up), pools run interleaved, "
+    run = a_doc.mode("push").params  # what the runs did, --run-args included
+    print(f"gate noise: CI profile (push, {run.subscribers} subscribers, {run.rate or 0:g} events/s, "
+          f"{run.duration_s or 0:g} s + {run.warmup_s or 0:g} s warm-up), pools run interleaved, "
           f"{per_side} vs {per_side} runs per decision, {comparisons} decisions per scenario; "
           f"B adds {delays['B']:.2f} ms of target delay (+30 %) and C {delays['C']:.2f} ms (+10 %); out: {out}")
     print()
-    header = f"{'scenario':24}{'decisions':>10}{'regression':>12}{'unchanged':>11}{'inconclusive':>14}{'improvement':>13}"
+    header = (f"{'scenario':24}{'decisions':>10}{'regression':>12}{'unchanged':>11}{'inconclusive':>14}"
+              f"{'improvement':>13}")
     print(header)
     for name, counts in rows:
         print(f"{name:24}{sum(counts.values()):>10}{counts['regression']:>12}{counts['unchanged']:>11}"
@@ -332,8 +334,8 @@ def report(per_side: int, comparisons: int, rng: random.Random, a_doc: dict[str,
     print(f"  {'PASS' if detected == comparisons else 'MISS'}  every +30 % p99 slow-down detected             "
           f"measured {detected} of {comparisons}")
     c = rows[2][1]
-    print(f"  info  +10 % (inside the 15 % tolerance): {c['regression']} called regression, {c['unchanged']} unchanged, "
-          f"{c['inconclusive']} inconclusive")
+    print(f"  info  +10 % (inside the 15 % tolerance): {c['regression']} called regression, "
+          f"{c['unchanged']} unchanged, {c['inconclusive']} inconclusive")
 
 
 if __name__ == "__main__":

@@ -13,13 +13,15 @@ from __future__ import annotations
 import json
 import os
 import shlex
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from ..adapters import results_file
-from ..core.gate import GateOptions, compare
+from ..core.gate import GateOptions, Side, compare
 from ..core.gate_report import to_junit_xml, to_markdown
+from ..core.model import Run
 from ..core.slo import SloOutcome, check, parse_slo
 
 __all__ = ["GateResult", "gate_options", "evaluate", "OUTPUT_NAMES"]
@@ -53,10 +55,17 @@ def gate_options(values: Mapping[str, Any]) -> GateOptions:
 def evaluate(new_doc: Mapping[str, Any], out_dir: Path, *, values: Mapping[str, Any],
              baseline_doc: Mapping[str, Any] | None = None, reproduce: Sequence[str] = (),
              report: bool = True) -> GateResult:
-    """Compare ``new_doc`` with ``baseline_doc`` (if any), check ``--slo`` (if any), write the outputs."""
+    """Compare ``new_doc`` with ``baseline_doc`` (if any), check ``--slo`` (if any), write the outputs.
+
+    The documents are read into the typed model here, once; the gate, the objectives and the report read that.
+    """
     slo_text = str(values.get("slo") or "")
-    outcomes: list[SloOutcome] = check(parse_slo(slo_text), new_doc) if slo_text else []
-    comparison = compare(baseline_doc, new_doc, options=gate_options(values)) if baseline_doc is not None else None
+    if baseline_doc is None and not slo_text:
+        return GateResult("pass")
+    new = Run.from_dict(new_doc)
+    baseline = Run.from_dict(baseline_doc) if baseline_doc is not None else None
+    outcomes: list[SloOutcome] = check(parse_slo(slo_text), new) if slo_text else []
+    comparison = compare(baseline, new, options=gate_options(values)) if baseline is not None else None
     if comparison is None and not outcomes:
         return GateResult("pass")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -76,12 +85,11 @@ def evaluate(new_doc: Mapping[str, Any], out_dir: Path, *, values: Mapping[str, 
     if summary:
         with open(summary, "a", encoding="utf-8") as handle:
             handle.write(markdown + "\n")
-    if report and baseline_doc is not None:
+    if report and baseline is not None:
         try:
             from reports import render_report
 
-            outputs.append(render_report([new_doc], out_dir / "report.html", baseline=baseline_doc,
-                                         comparison=data))
+            outputs.append(render_report([new], out_dir / "report.html", baseline=baseline, comparison=data))
         except Exception as exc:  # the verdict is written; a report bug must not hide it
             outputs.append(out_dir / f"(report not rendered: {exc})")
     broken = [o for o in outcomes if not o.ok]
@@ -90,7 +98,7 @@ def evaluate(new_doc: Mapping[str, Any], out_dir: Path, *, values: Mapping[str, 
         lines += [f"regression: {m.label}: {m.words}" for m in comparison.regressions]
         lines += [f"inconclusive: {m.label}: {m.words}" for m in comparison.inconclusive]
         lines += [f"warning: {w}" for w in comparison.warnings]
-    if comparison is not None and any(side == "new" for side in _failed_sides(comparison.failed_runs)):
+    if comparison is not None and Side.NEW in comparison.failed_sides:
         kind = "failed"
     elif (comparison is not None and comparison.outcome == "regression") or broken:
         kind = "regression"
@@ -99,10 +107,6 @@ def evaluate(new_doc: Mapping[str, Any], out_dir: Path, *, values: Mapping[str, 
     else:
         kind = "pass"
     return GateResult(kind, outputs, lines)
-
-
-def _failed_sides(reasons: Sequence[str]) -> list[str]:
-    return ["new" if reason.startswith("new") else "baseline" for reason in reasons]
 
 
 def read(path: str) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.fingerprint import fingerprint_key, workload_fingerprint
+from ..core.model import Run
 from ..core.options import Option, by_dest, command_options
 from ..core.slo import SloClause, format_number
 from ..core.sweep import (
@@ -256,12 +257,13 @@ def run_sweep(argv: Sequence[str], say: Callable[[str], None] | None = None) -> 
                 if interrupt.signal is not None:
                     outcome_kind = "interrupted"  # this point is not recorded: --resume runs it again
                     break
-                result = result_run.document["modes"][point.mode]
-                verdict = judge_point(result, clauses, stopped_early=result.get("stopped_early"))
+                document = Run.from_dict(result_run.document)  # read once; everything below reads the model
+                result = document.mode(point.mode)
+                verdict = judge_point(result, clauses, stopped_early=result.stopped_early)
                 figures = point_figures(result)
-                key = point_key(fingerprint_key(workload_fingerprint(result_run.document, point.mode)), point.repeat)
+                key = point_key(fingerprint_key(workload_fingerprint(document, point.mode)), point.repeat)
                 rel = os.path.relpath(result_run.results_path, sweep_dir)  # the point's run folder is inside
-                failed_to_run += result.get("status") == "failed"
+                failed_to_run += result.status == "failed"
             ran += 1
             index = add_point(index, key, point=point, verdict=verdict, figures=figures, results_path=rel)
             _atomic_json(sweep_dir / INDEX_NAME, index)

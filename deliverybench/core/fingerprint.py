@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import fields
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from .model import SCHEMA_VERSION, Run
 from .schedule import Schedule
@@ -92,7 +93,7 @@ def _schedule(raw: Any) -> Any:
     return _plain({name: raw.get(name, _SCHEDULE_DEFAULTS[name]) for name in keep})
 
 
-def workload_fingerprint(document: Run | Mapping[str, Any], mode: str) -> dict[str, Any]:
+def workload_fingerprint(document: Run, mode: str) -> dict[str, Any]:
     """The workload fields of one mode that must match for a comparison.
 
     Values come from the mode result's ``params`` and ``target`` (falling back
@@ -100,7 +101,7 @@ def workload_fingerprint(document: Run | Mapping[str, Any], mode: str) -> dict[s
     fields are ``None``.
 
     Args:
-        document: a results document (the typed model, or a plain one, validated here).
+        document: a results document.
         mode: one of the document's modes.
 
     Returns:
@@ -109,8 +110,7 @@ def workload_fingerprint(document: Run | Mapping[str, Any], mode: str) -> dict[s
     Raises:
         KeyError: ``mode`` is not in the document.
     """
-    run = document if isinstance(document, Run) else Run.from_dict(document)
-    result = run.modes[mode]
+    result = document.modes[mode]
     first = result.runs[0]
     params = result.params if result.params.to_dict() else first.params
     target = result.target if result.target.to_dict() else first.target
@@ -154,8 +154,8 @@ def fingerprint_diff(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[tuple[s
 
 
 def machine_diff(
-    doc_a: Run | Mapping[str, Any],
-    doc_b: Run | Mapping[str, Any],
+    doc_a: Run,
+    doc_b: Run,
     *,
     memory_tolerance: float = 0.05,
     ignore_packages: Sequence[str] = ("deliverybench",),
@@ -176,9 +176,7 @@ def machine_diff(
         ``packages.<name>``; empty when the machines match.
     """
     out: list[tuple[str, Any, Any]] = []
-    run_a = doc_a if isinstance(doc_a, Run) else Run.from_dict(doc_a)
-    run_b = doc_b if isinstance(doc_b, Run) else Run.from_dict(doc_b)
-    ma, mb = run_a.machine, run_b.machine
+    ma, mb = doc_a.machine, doc_b.machine
     for name in MACHINE_FIELDS:
         left, right = ma.get(name), mb.get(name)
         if name == "memory_bytes" and isinstance(left, (int, float)) and isinstance(right, (int, float)):
@@ -186,7 +184,7 @@ def machine_diff(
                 continue
         if _plain(left) != _plain(right):
             out.append((f"machine.{name}", left, right))
-    pa, pb = run_a.packages, run_b.packages
+    pa, pb = doc_a.packages, doc_b.packages
     for name in sorted(set(pa) | set(pb)):
         if name in ignore_packages:
             continue

@@ -11,7 +11,7 @@ repeats would. It never turns the decision into an exit code (that is
 How it decides, per mode and metric (see :func:`compare`):
 
 * **The run is the unit of replication.** Values are taken per run
-  (:func:`deliverybench.core.metrics.runs_of`); the seconds or deliveries of
+  (:attr:`deliverybench.core.model.ModeResult.runs`); the seconds or deliveries of
   one run are not independent evidence of run-to-run variation.
 * **K >= 2 runs on each side**: Mann-Whitney U (:func:`scipy.stats.mannwhitneyu`)
   and the Hodges-Lehmann shift with its distribution-free interval (the
@@ -43,10 +43,13 @@ How it decides, per mode and metric (see :func:`compare`):
 * **Comparability**: the workload fingerprints
   (:mod:`deliverybench.core.fingerprint`) must match, else ``not_comparable``
   naming the fields. Different machines turn regressions into warnings (or,
-  with ``strict_machine``, make everything not comparable). A failed or
-  interrupted run, or one whose harness was the bottleneck (saturated, or its
-  publisher behind schedule), is never a pass: ``inconclusive`` with the
-  reason. A ``degraded`` run is judged: its losses are what the gate measures.
+  with ``strict_machine``, make everything not comparable).
+* **Trust**: a run :func:`deliverybench.core.trust.trust` does not trust --
+  failed, interrupted or stopped early, its harness the bottleneck (saturated,
+  or its publisher behind schedule), its audit unbalanced -- is never a pass:
+  ``inconclusive`` with the reason, worded from trust's reasons (the same
+  decision status and sweeps use); which side failed is a value (:class:`Side`).
+  A ``degraded`` run is judged: its losses are what the gate measures.
 
 The statistics are :mod:`deliverybench.core.stats` (shared with sweeps) and
 the words :mod:`deliverybench.core.gate_words`; this module holds the
@@ -58,6 +61,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 import numpy as np
@@ -65,17 +69,9 @@ import numpy as np
 from . import gate_words as words
 from . import hdr_fast
 from .fingerprint import fingerprint_diff, fingerprint_key, machine_diff, workload_fingerprint
-from .metrics import (
-    COUNT_METRICS,
-    HIGHER_IS_BETTER,
-    LATENCY_METRICS,
-    METRIC_NAMES,
-    headline_metric,
-    metric_value,
-    runs_of,
-)
+from .metrics import COUNT_METRICS, HIGHER_IS_BETTER, LATENCY_METRICS, METRIC_NAMES, metric_value
+from .model import ModeResult, Run, headline_metric
 from .recording import Recorder
-from .resources import run_steal_fraction
 from .stats import (
     MAX_REPEATS,
     hodges_lehmann,
@@ -91,7 +87,7 @@ from .stats import (
     repeats_for_alpha,
     smallest_possible_p,
 )
-from .status import PUBLISHER_LAG_LIMIT_MS, schedule_lag_p99
+from .trust import Distrust, trust
 
 __all__ = [
     "COMPARISON_VERSION",
@@ -104,6 +100,7 @@ __all__ = [
     "DEFAULT_GATE",
     "DEFAULT_TOLERANCES",
     "GateOptions",
+    "Side",
     "MetricComparison",
     "ModeComparison",
     "Comparison",
@@ -150,8 +147,6 @@ DEFAULT_TOLERANCES: Mapping[str, float] = {
 _QUANTILES: Mapping[str, float] = {"p50": 0.50, "p90": 0.90, "p99": 0.99, "p99_9": 0.999}
 _ALIASES: Mapping[str, str] = {"p99.9": "p99_9", "p999": "p99_9", "deliveries/s": "deliveries_per_s",
                                "throughput": "deliveries_per_s", "rate": "deliveries_per_s"}
-# statuses of a run that stopped before its stream and drain were measured
-_STOPPED = frozenset({"interrupted", "incomplete"})
 
 
 def parse_gate_spec(spec: str) -> tuple[str, str]:
@@ -257,28 +252,25 @@ class GateOptions:
 class _Quantiles:
     """Order statistics of one run's merged HDR histogram."""
 
-    def __init__(self, result: Mapping[str, Any], mode: str, effective: str) -> None:
-        histograms = result.get("histograms")
+    def __init__(self, result: ModeResult, mode: str, effective: str) -> None:
         metric = headline_metric(mode)
         self.n = 0
         self.n_eff = 0
-        if not isinstance(histograms, Mapping):
+        # the model checked the encoded slices' shape; decode only the headline metric's (the others are not read)
+        slices: Mapping[str, Any] = result.histograms.get("slices", {})
+        if metric not in slices:
             return
-        slices = histograms.get("slices")
-        if not isinstance(slices, Mapping) or not isinstance(slices.get(metric), Mapping):
-            return
-        # decode only the headline metric's slices: the others are not read here
         total = Recorder.decode({"slices": {metric: slices[metric]}}).total(metric)
         self.n = int(total.get_total_count())
         if not self.n:
             return
         self.cumulative = np.cumsum(hdr_fast.counts_of(total))
         self.low, self.high, _ = hdr_fast.value_tables(total)
-        throughput = result.get("throughput", {})
+        throughput = result.throughput
         # events the target accepted are the ones subscribers could receive
-        events = throughput.get("accepted", throughput.get("published"))
+        events = throughput.accepted if throughput.accepted is not None else throughput.published
         self.n_eff = self.n
-        if effective == "events" and isinstance(events, int) and not isinstance(events, bool) and events > 0:
+        if effective == "events" and events:
             self.n_eff = min(self.n, events)
 
     def _at(self, rank: int, table: np.ndarray) -> float:
@@ -365,6 +357,13 @@ class MetricComparison:
         }
 
 
+class Side(StrEnum):
+    """A side of a comparison (which one failed is read from here, never from the words)."""
+
+    BASELINE = "baseline"
+    NEW = "new"
+
+
 @dataclass(frozen=True, kw_only=True)
 class ModeComparison:
     """One mode: whether it can be compared, and each metric's verdict.
@@ -372,7 +371,9 @@ class ModeComparison:
     Attributes:
         reasons: why the mode is not comparable (empty when it is).
         untrusted: why its verdicts are held at ``inconclusive`` (failed,
-            incomplete or harness-saturated runs).
+            interrupted or harness-saturated runs), in words.
+        failed: the untrusted reasons that say a run failed, in words.
+        failed_sides: the sides with a run that failed (measured nothing).
     """
 
     mode: str
@@ -380,6 +381,7 @@ class ModeComparison:
     reasons: tuple[str, ...]
     untrusted: tuple[str, ...]
     failed: tuple[str, ...]
+    failed_sides: tuple[Side, ...]
     fingerprint_baseline: Mapping[str, Any] | None
     fingerprint_new: Mapping[str, Any] | None
     fingerprint_diff: tuple[tuple[str, Any, Any], ...]
@@ -393,6 +395,7 @@ class ModeComparison:
         return {
             "mode": self.mode, "comparable": self.comparable, "reasons": list(self.reasons),
             "untrusted": list(self.untrusted), "failed": list(self.failed),
+            "failed_sides": [str(side) for side in self.failed_sides],
             "runs": {"baseline": self.baseline_runs, "new": self.new_runs},
             "fingerprint": {
                 "baseline": None if fp_b is None else dict(fp_b), "new": None if fp_n is None else dict(fp_n),
@@ -427,8 +430,13 @@ class Comparison:
 
     @property
     def failed_runs(self) -> list[str]:
-        """Runs with status ``failed`` (the CLI may map these to "the run itself failed")."""
+        """Runs with status ``failed``, in words."""
         return [reason for mode in self.modes for reason in mode.failed]
+
+    @property
+    def failed_sides(self) -> frozenset[Side]:
+        """The sides with a failed run in any mode (the CLI maps a failed new side to "the run itself failed")."""
+        return frozenset(side for mode in self.modes for side in mode.failed_sides)
 
     @property
     def inconclusive(self) -> list[MetricComparison]:
@@ -525,39 +533,17 @@ class _Stat:
         return 1.0 if self.scale == "ratio" else 0.0
 
 
-def _untrusted(side: str, runs: Sequence[Mapping[str, Any]], result: Mapping[str, Any]
-               ) -> tuple[list[str], list[str]]:
-    """Why a side's runs cannot be trusted to judge the target, and which of them failed.
+def _untrusted(side: Side, result: ModeResult) -> tuple[list[str], list[str]]:
+    """Why a side's runs cannot be trusted to judge the target, and which of them failed, in words.
 
-    ``degraded`` is not a reason by itself: loss and refusals are findings the
-    gate measures. Not measured (``failed``), stopped early (``interrupted``,
-    ``incomplete``) or measured by a harness that was the bottleneck
-    (saturated, or its publisher behind schedule) are.
+    The decision is :func:`~deliverybench.core.trust.trust`'s (the one status and sweeps
+    use): ``degraded`` is not a reason by itself -- loss and refusals are findings the gate
+    measures -- while not measured, stopped early or measured by a harness that was the
+    bottleneck are.
     """
-    reasons: list[str] = []
-    failed: list[str] = []
-    many = len(runs) > 1
-    for i, run in enumerate(runs):
-        which = f"{side} run {i + 1}" if many else f"{side} run"
-        status = run.get("status", result.get("status", "ok"))
-        failure = f": {run.get('failure')}" if run.get("failure") else ""
-        if status == "failed":
-            reasons.append(f"{which} failed{failure}")
-            failed.append(reasons[-1])
-        elif status in _STOPPED:
-            reasons.append(f"{which} is {status}{failure}")
-        harness = run.get("harness")
-        if isinstance(harness, Mapping) and harness.get("saturated"):
-            reasons.append(f"{which}'s harness was saturated ({harness.get('reason', 'no reason given')})")
-        lag = schedule_lag_p99(run)
-        if lag is not None and lag > PUBLISHER_LAG_LIMIT_MS:
-            reasons.append(f"{which}'s publisher was behind schedule (lag p99 {lag:.1f} ms > "
-                           f"{PUBLISHER_LAG_LIMIT_MS:g} ms), so its latencies include the harness's own delay")
-    if result.get("status") == "failed" and not failed:
-        why = f"{side} run failed" + (f": {result.get('failure')}" if result.get("failure") else "")
-        failed.append(why)
-        reasons.append(why)
-    return reasons, failed
+    reasons = trust(result).reasons
+    said = [words.untrusted_run(str(side), reason) for reason in reasons]
+    return said, [text for text, reason in zip(said, reasons) if reason.kind is Distrust.FAILED]
 
 
 #: CPU steal (share of all CPU time) above which a comparison warns: on the development VM runs
@@ -565,10 +551,10 @@ def _untrusted(side: str, runs: Sequence[Mapping[str, Any]], result: Mapping[str
 STEAL_WARNING = 0.005
 
 
-def _steal_warning(mode: str, base_runs: Sequence[Mapping[str, Any]], new_runs: Sequence[Mapping[str, Any]]) -> str:
+def _steal_warning(mode: str, base_runs: Sequence[ModeResult], new_runs: Sequence[ModeResult]) -> str:
     """The warning of a comparison whose runs lost CPU to the hypervisor (empty when none did, or unknown)."""
-    def shares(runs: Sequence[Mapping[str, Any]]) -> list[float]:
-        return [share for share in map(run_steal_fraction, runs) if share is not None]
+    def shares(runs: Sequence[ModeResult]) -> list[float]:
+        return [run.harness.steal_fraction for run in runs if run.harness.steal_fraction is not None]
 
     base, new = shares(base_runs), shares(new_runs)
     if max(base + new, default=0.0) <= STEAL_WARNING:
@@ -595,7 +581,7 @@ def _rank_stat(s: _Stat, base: list[float], new: list[float], alpha: float) -> N
         s.estimate, s.interval = shift, (lo, hi)
 
 
-def _single_stat(s: _Stat, base_run: Mapping[str, Any], new_run: Mapping[str, Any], options: GateOptions,
+def _single_stat(s: _Stat, base_run: ModeResult, new_run: ModeResult, options: GateOptions,
                  cache: dict[int, _Quantiles]) -> None:
     alpha = options.alpha
     metric, mode = s.metric, s.mode
@@ -626,12 +612,11 @@ def _single_stat(s: _Stat, base_run: Mapping[str, Any], new_run: Mapping[str, An
         else:
             s.note = words.one_run_note(metric, "no_histogram")
     elif metric == "deliveries_per_s" and s.scale == "ratio":
-        d_b = _number(base_run.get("throughput", {}).get("deliveries"))
-        d_n = _number(new_run.get("throughput", {}).get("deliveries"))
+        d_b, d_n = base_run.throughput.deliveries, new_run.throughput.deliveries
         if d_b and d_n:
             t_b, t_n = d_b / s.base_est, d_n / s.new_est
             # a rate over the whole seconds that saw deliveries (older results, ack-timed modes) is up to 2 s off
-            exact = all(run.get("throughput", {}).get("span_from") == "schedule" for run in (base_run, new_run))
+            exact = all(run.throughput.span_from == "schedule" for run in (base_run, new_run))
             slack = 0.0 if exact else 2.0
 
             def rate_at(a: float) -> tuple[float, float]:
@@ -644,8 +629,8 @@ def _single_stat(s: _Stat, base_run: Mapping[str, Any], new_run: Mapping[str, An
             s.method = "poisson"
             s.note = words.one_run_note(metric, s.method, whole_seconds=bool(slack))
     elif metric in COUNT_METRICS:
-        e_b = _number(base_run.get("audit", {}).get("expected")) or 1.0
-        e_n = _number(new_run.get("audit", {}).get("expected")) or 1.0
+        e_b = float(base_run.audit.expected or 1)
+        e_n = float(new_run.audit.expected or 1)
         base_scaled = s.base_est * e_n / e_b
         s.estimate = s.new_est - base_scaled
         x_b, x_n = s.base_est, s.new_est
@@ -665,15 +650,8 @@ def _single_stat(s: _Stat, base_run: Mapping[str, Any], new_run: Mapping[str, An
         s.coverage = 1.0 - alpha
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value)
-
-
-def _metric_stat(mode: str, metric: str, base_runs: Sequence[Mapping[str, Any]],
-                 new_runs: Sequence[Mapping[str, Any]], options: GateOptions, cache: dict[int, _Quantiles]
-                 ) -> _Stat:
+def _metric_stat(mode: str, metric: str, base_runs: Sequence[ModeResult], new_runs: Sequence[ModeResult],
+                 options: GateOptions, cache: dict[int, _Quantiles]) -> _Stat:
     s = _Stat(mode=mode, metric=metric, gated=options.is_gated(mode, metric))
     s.base_values = tuple(metric_value(r, metric) for r in base_runs)
     s.new_values = tuple(metric_value(r, metric) for r in new_runs)
@@ -805,29 +783,17 @@ def _decide(s: _Stat, p_adj: float | None, options: GateOptions, trusted: bool, 
                                          repeats=k), k
 
 
-def _mode_result(doc: Mapping[str, Any], mode: str) -> Mapping[str, Any] | None:
-    modes = doc.get("modes")
-    if isinstance(modes, Mapping):
-        result = modes.get(mode)
-        if isinstance(result, Mapping):
-            return result
-    return None
+def _run_info(document: Run) -> dict[str, Any]:
+    run = document.run
+    return {"id": run.id, "commit": run.commit, "status": run.status, "command": list(run.command)}
 
 
-def _run_info(doc: Mapping[str, Any]) -> dict[str, Any]:
-    run = doc.get("run") if isinstance(doc.get("run"), Mapping) else {}
-    assert isinstance(run, Mapping)
-    return {"id": run.get("id"), "commit": run.get("commit"), "status": run.get("status"),
-            "command": list(run.get("command") or [])}
-
-
-def compare(baseline_doc: Mapping[str, Any], new_doc: Mapping[str, Any], *,
-            options: GateOptions = GateOptions()) -> Comparison:
+def compare(baseline: Run, new: Run, *, options: GateOptions = GateOptions()) -> Comparison:
     """Compare a new results document with a baseline, per mode and metric.
 
     Args:
-        baseline_doc: the baseline results document (validated by the caller).
-        new_doc: the new results document.
+        baseline: the baseline results document.
+        new: the new results document.
         options: tolerances, gated metrics, alpha and machine policy.
 
     Returns:
@@ -837,45 +803,37 @@ def compare(baseline_doc: Mapping[str, Any], new_doc: Mapping[str, Any], *,
         when any mode could not be compared, else ``"pass"`` -- inconclusive
         metrics do not fail the job, their words say what would decide them.
     """
-    machines = tuple(machine_diff(baseline_doc, new_doc, memory_tolerance=options.memory_tolerance,
+    machines = tuple(machine_diff(baseline, new, memory_tolerance=options.memory_tolerance,
                                   ignore_packages=options.ignore_packages))
     warnings: list[str] = []
     refuse_machine = bool(machines) and options.strict_machine
     if machines:
         warnings.append(words.machines_differ([f for f, _, _ in machines], refused=refuse_machine))
-    if options.modes is not None:
-        names = list(options.modes)
-    else:
-        names = []
-        for doc in (baseline_doc, new_doc):
-            modes = doc.get("modes")
-            if isinstance(modes, Mapping):
-                names += [m for m in modes if m not in names]
+    names = list(options.modes) if options.modes is not None else list(dict.fromkeys([*baseline.modes, *new.modes]))
 
     # -- phase 1: numbers per mode and metric
     plans: list[tuple[ModeComparison, list[_Stat], bool, str]] = []
     for mode in names:
-        base_result, new_result = _mode_result(baseline_doc, mode), _mode_result(new_doc, mode)
+        base_result, new_result = baseline.modes.get(mode), new.modes.get(mode)
         reasons: list[str] = []
-        fp_b = workload_fingerprint(baseline_doc, mode) if base_result is not None else None
-        fp_n = workload_fingerprint(new_doc, mode) if new_result is not None else None
+        fp_b = workload_fingerprint(baseline, mode) if base_result is not None else None
+        fp_n = workload_fingerprint(new, mode) if new_result is not None else None
         diff: tuple[tuple[str, Any, Any], ...] = ()
         if base_result is None:
             reasons.append(words.missing_mode(mode, "the baseline"))
         if new_result is None:
             reasons.append(words.missing_mode(mode, "the new results"))
-        base_runs = runs_of(base_result) if base_result is not None else []
-        new_runs = runs_of(new_result) if new_result is not None else []
+        base_runs = base_result.runs if base_result is not None else ()
+        new_runs = new_result.runs if new_result is not None else ()
         untrusted: list[str] = []
         failed: list[str] = []
-        if base_result is not None:
-            u, f = _untrusted("baseline", base_runs, base_result)
-            untrusted += u
-            failed += f
-        if new_result is not None:
-            u, f = _untrusted("new", new_runs, new_result)
-            untrusted += u
-            failed += f
+        failed_sides: list[Side] = []
+        for side, result in ((Side.BASELINE, base_result), (Side.NEW, new_result)):
+            if result is not None:
+                u, f = _untrusted(side, result)
+                untrusted += u
+                failed += f
+                failed_sides += [side] if f else []
         if fp_b is not None and fp_n is not None:
             diff = tuple(fingerprint_diff(fp_b, fp_n))
             # a failed run may lack its parameters: say it failed rather than "different workload"
@@ -898,9 +856,9 @@ def compare(baseline_doc: Mapping[str, Any], new_doc: Mapping[str, Any], *,
                 s.fixed, s.fixed_words = NOT_COMPARABLE, words.not_comparable(reasons)
             stats_.append(s)
         shell = ModeComparison(mode=mode, comparable=comparable, reasons=tuple(reasons),
-                               untrusted=tuple(untrusted), failed=tuple(failed), fingerprint_baseline=fp_b,
-                               fingerprint_new=fp_n, fingerprint_diff=diff, baseline_runs=len(base_runs),
-                               new_runs=len(new_runs), metrics=())
+                               untrusted=tuple(untrusted), failed=tuple(failed), failed_sides=tuple(failed_sides),
+                               fingerprint_baseline=fp_b, fingerprint_new=fp_n, fingerprint_diff=diff,
+                               baseline_runs=len(base_runs), new_runs=len(new_runs), metrics=())
         plans.append((shell, stats_, comparable and not untrusted, "; ".join(untrusted)))
         if comparable and untrusted:
             warnings.append(words.held_inconclusive(mode, untrusted))
@@ -956,13 +914,13 @@ def compare(baseline_doc: Mapping[str, Any], new_doc: Mapping[str, Any], *,
                 one_run=s.n1 == 1 and s.n2 == 1, warning_only=warning_only))
         modes_out.append(ModeComparison(
             mode=shell.mode, comparable=shell.comparable, reasons=shell.reasons, untrusted=shell.untrusted,
-            failed=shell.failed, fingerprint_baseline=shell.fingerprint_baseline,
+            failed=shell.failed, failed_sides=shell.failed_sides, fingerprint_baseline=shell.fingerprint_baseline,
             fingerprint_new=shell.fingerprint_new, fingerprint_diff=shell.fingerprint_diff,
             baseline_runs=shell.baseline_runs, new_runs=shell.new_runs, metrics=tuple(metrics_out)))
     if not names:
         warnings.append(words.NO_MODES)
     return Comparison(modes=tuple(modes_out), machine_diff=machines, warnings=tuple(warnings), options=options,
-                      baseline_run=_run_info(baseline_doc), new_run=_run_info(new_doc))
+                      baseline_run=_run_info(baseline), new_run=_run_info(new))
 
 
 def _deltas(s: _Stat) -> tuple[float | None, float | None, float | None]:

@@ -16,6 +16,7 @@ from typing import Any
 
 from .metrics import COUNT_METRICS, HIGHER_IS_BETTER, LATENCY_METRICS
 from .stats import MAX_REPEATS
+from .trust import Distrust, TrustReason
 
 __all__ = [
     "LABELS",
@@ -42,6 +43,7 @@ __all__ = [
     "workload_differs",
     "machines_refused",
     "machines_differ",
+    "untrusted_run",
     "held_inconclusive",
     "one_run_per_side",
     "steal_warning",
@@ -279,6 +281,19 @@ def machines_differ(fields: Sequence[str], *, refused: bool) -> str:
     return f"the machines differ ({', '.join(fields)}): " + (
         "refused because strict_machine is set" if refused else
         "regressions are reported as warnings, not failures; re-record the baseline on this machine")
+
+
+def untrusted_run(side: str, reason: TrustReason) -> str:
+    """Why one side's run cannot be trusted (``side``: ``baseline`` or ``new``), from the trust decision."""
+    which = f"{side} run" if reason.run is None else f"{side} run {reason.run}"
+    if reason.kind in (Distrust.HARNESS_SATURATED, Distrust.MACHINE_BUSY):
+        return f"{which}'s harness was saturated ({reason.detail or 'no reason given'})"
+    if reason.kind is Distrust.PUBLISHER_LAG:
+        return (f"{which}'s publisher was behind schedule (lag p99 {reason.observed or 0.0:.1f} ms > "
+                f"{reason.limit or 0.0:g} ms), so its latencies include the harness's own delay")
+    if reason.kind is Distrust.AUDIT_UNBALANCED:
+        return f"{which}'s audit does not balance (expected != delivered + lost): a fault of the harness"
+    return f"{which} {reason.words()}"  # failed / is interrupted / was stopped early, with the run's own words
 
 
 def held_inconclusive(mode: str, untrusted: Sequence[str]) -> str:

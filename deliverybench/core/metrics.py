@@ -1,12 +1,12 @@
-"""The figures a mode result is judged by, read from a results document.
+"""The figures a mode result is judged by, read from the typed results model.
 
 The CI gate, the SLO checks and capacity sweeps all ask the same questions of
 a mode result -- its p99, its delivered rate, how much it lost -- so the
 answers are computed here, once. Percentiles come from the mode's merged HDR
 histogram (never an average of per-second percentiles).
 
-A mode run with ``--repeats K`` holds its K independent runs under
-``"repeats"`` (each an ordinary mode result); :func:`runs_of` returns them,
+A mode run with ``--repeats K`` holds its K independent runs as
+:attr:`~deliverybench.core.model.ModeResult.repeats`; :func:`runs_of` returns them,
 or the mode result itself when it was run once. The run is the unit of
 replication, so statistics are taken over :func:`runs_of`, never over the
 autocorrelated seconds of one run.
@@ -14,10 +14,7 @@ autocorrelated seconds of one run.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
-
 from .model import ModeResult, headline_metric
-from .status import as_mode_result
 
 __all__ = [
     "METRIC_NAMES",
@@ -40,42 +37,31 @@ METRIC_NAMES: tuple[str, ...] = (*LATENCY_METRICS, "deliveries_per_s", *COUNT_ME
 HIGHER_IS_BETTER: frozenset[str] = frozenset({"deliveries_per_s"})
 
 
-def runs_of(result: ModeResult | Mapping[str, Any]) -> list[Any]:
-    """The independent runs behind a mode result: its repeats, or itself.
-
-    Given the typed model, the runs are models; given a plain mapping (readers
-    not yet moved to the model), plain mappings.
-    """
-    if isinstance(result, ModeResult):
-        return list(result.runs)
-    repeats = result.get("repeats")
-    if isinstance(repeats, Sequence) and repeats:
-        return [r for r in repeats if isinstance(r, Mapping)]
-    return [result]
+def runs_of(result: ModeResult) -> list[ModeResult]:
+    """The independent runs behind a mode result: its repeats, or itself."""
+    return list(result.runs)
 
 
-def metric_value(result: ModeResult | Mapping[str, Any], name: str) -> float | None:
+def metric_value(result: ModeResult, name: str) -> float | None:
     """One figure of one run's mode result; ``None`` when the run cannot say.
 
     Args:
         result: a mode result (``run.modes[mode]`` or one of its runs).
         name: one of :data:`METRIC_NAMES`.
     """
-    run = as_mode_result(result)
     if name in LATENCY_METRICS:
-        return run.headline.value(name)
+        return result.headline.value(name)
     if name == "deliveries_per_s":
-        return run.throughput.deliveries_per_s
+        return result.throughput.deliveries_per_s
     if name in COUNT_METRICS:
         # a count the run did not record is unknown, not zero
-        count = getattr(run.audit, name)
+        count = getattr(result.audit, name)
         return None if count is None else float(count)
     if name == "target_cpu_per_1k":
-        return run.cpu_per_1k("target")
+        return result.cpu_per_1k("target")
     raise KeyError(f"unknown metric {name!r}; known: {', '.join(METRIC_NAMES)}")
 
 
-def mode_metrics(result: ModeResult | Mapping[str, Any]) -> dict[str, float | None]:
+def mode_metrics(result: ModeResult) -> dict[str, float | None]:
     """Every metric of :data:`METRIC_NAMES` for one run's mode result."""
-    run = as_mode_result(result)
-    return {name: metric_value(run, name) for name in METRIC_NAMES}
+    return {name: metric_value(result, name) for name in METRIC_NAMES}

@@ -28,10 +28,12 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
-from .metrics import runs_of, metric_value
+from .metrics import metric_value
+from .model import ModeResult, Run
 
 __all__ = [
     "MODES",
@@ -181,7 +183,8 @@ class SloClause:
 
     def describe(self) -> str:
         """The objective as a plan would say it: ``no loss``, ``p99 ≤ 50 ms``, ``loss ≤ 0.1 %``."""
-        nothing = (self.limit == 0 and self.op in ("<=", "==")) or (self.limit == 1 and self.op == "<" and not self.percent)
+        nothing = ((self.limit == 0 and self.op in ("<=", "=="))
+                   or (self.limit == 1 and self.op == "<" and not self.percent))
         if self.metric in _COUNTS and nothing:
             return {"lost": "no loss", "refused": "nothing refused", "duplicates": "no duplicates"}[self.metric]
         if self.metric == "lost" and self.is_upper_bound:
@@ -311,11 +314,10 @@ def parse_slo(text: str, *, option: str = "--slo") -> tuple[SloClause, ...]:
     return tuple(clauses)
 
 
-def _observe(clause: SloClause, run: Mapping[str, Any]) -> tuple[float | None, str]:
+def _observe(clause: SloClause, run: ModeResult) -> tuple[float | None, str]:
     """The run's figure for ``clause`` in canonical units, or ``None`` and why not."""
-    if run.get("status") == "failed":
-        failure = run.get("failure") or "no reason recorded"
-        return None, f"the mode failed to run ({failure})"
+    if run.status == "failed":
+        return None, f"the mode failed to run ({run.failure or 'no reason recorded'})"
     value = metric_value(run, clause.metric)
     if value is None:
         if clause.metric in _COUNTS:
@@ -324,8 +326,8 @@ def _observe(clause: SloClause, run: Mapping[str, Any]) -> tuple[float | None, s
             return None, "the run has no throughput figures"
         return None, "the run recorded no latencies"
     if clause.percent:
-        expected = run.get("audit", {}).get("expected")
-        if isinstance(expected, bool) or not isinstance(expected, (int, float)) or expected <= 0:
+        expected = run.audit.expected
+        if not expected:
             return None, f"{clause.label} as a percentage needs the audit's expected deliveries, and it has none"
         return 100.0 * value / float(expected), ""
     return value, ""
@@ -340,8 +342,8 @@ def _worse(clause: SloClause, a: float, b: float) -> float:
     return a if abs(a - clause.limit) >= abs(b - clause.limit) else b
 
 
-def _outcome(clause: SloClause, mode: str, result: Mapping[str, Any]) -> SloOutcome:
-    runs = runs_of(result)
+def _outcome(clause: SloClause, mode: str, result: ModeResult) -> SloOutcome:
+    runs = result.runs
     seen: list[tuple[int, float | None, bool, str]] = []
     for index, run in enumerate(runs):
         value, why = _observe(clause, run)
@@ -375,13 +377,13 @@ def _outcome(clause: SloClause, mode: str, result: Mapping[str, Any]) -> SloOutc
                       limit=clause.limit, ok=ok, reason=reason)
 
 
-def check_mode(clauses: Iterable[SloClause], mode: str, result: Mapping[str, Any]) -> list[SloOutcome]:
+def check_mode(clauses: Iterable[SloClause], mode: str, result: ModeResult) -> list[SloOutcome]:
     """Check the clauses that apply to ``mode`` against its result.
 
     Args:
         clauses: parsed objectives (clauses naming other modes are skipped).
         mode: the mode's name.
-        result: the mode result (``document["modes"][mode]``); with repeats a
+        result: the mode result (``run.modes[mode]``); with repeats a
             clause holds only if it holds in every run.
 
     Returns:
@@ -390,7 +392,7 @@ def check_mode(clauses: Iterable[SloClause], mode: str, result: Mapping[str, Any
     return [_outcome(c, mode, result) for c in clauses if c.applies_to(mode)]
 
 
-def check(clauses: Iterable[SloClause], document: Mapping[str, Any]) -> list[SloOutcome]:
+def check(clauses: Iterable[SloClause], document: Run) -> list[SloOutcome]:
     """Check objectives against every mode of a results document.
 
     A clause naming a mode the document does not hold is a miss (with that
@@ -398,17 +400,17 @@ def check(clauses: Iterable[SloClause], document: Mapping[str, Any]) -> list[Slo
 
     Args:
         clauses: parsed objectives.
-        document: a results document (``{"modes": {...}, ...}``).
+        document: a results document.
 
     Returns:
         Outcomes per mode in document order (clauses in clause order), then
         those of clauses about absent modes.
     """
     clause_list = list(clauses)
-    modes: Mapping[str, Any] = document.get("modes") or {}
+    modes = document.modes
     outcomes: list[SloOutcome] = []
     for mode, result in modes.items():
-        outcomes.extend(check_mode(clause_list, str(mode), result))
+        outcomes.extend(check_mode(clause_list, mode, result))
     for clause in clause_list:
         if clause.mode is not None and clause.mode not in modes:
             outcomes.append(SloOutcome(mode=clause.mode, clause=clause.text, metric=clause.metric, observed=None,

@@ -22,7 +22,6 @@ from .model import MIN_LAG_EVENTS, SCHEDULE_LAG_METRIC, STATUSES, ModeResult
 from .trust import PUBLISHER_LAG_LIMIT_MS, Distrust, trust
 
 __all__ = ["STATUSES", "PUBLISHER_LAG_LIMIT_MS", "SCHEDULE_LAG_METRIC", "MIN_LAG_EVENTS", "as_mode_result",
-           "schedule_lag_p99",
            "assess", "decide", "document_status"]
 
 #: error kinds, by prefix, and how to say how many there were
@@ -42,11 +41,6 @@ _ERROR_FAMILIES: tuple[tuple[str, str], ...] = (
 def as_mode_result(result: ModeResult | Mapping[str, Any]) -> ModeResult:
     """A mode result as the typed model (validated here when it arrives as a plain mapping)."""
     return result if isinstance(result, ModeResult) else ModeResult.from_dict(result)
-
-
-def schedule_lag_p99(result: ModeResult | Mapping[str, Any]) -> float | None:
-    """The run's schedule-lag p99 in ms, when it rests on enough events to mean anything."""
-    return as_mode_result(result).schedule_lag_p99
 
 
 def _pct(part: float, whole: float) -> str:

@@ -16,7 +16,19 @@ from deliverybench.core.fingerprint import (
     machine_diff,
     workload_fingerprint,
 )
+from deliverybench.core.model import Run
 from deliverybench.core.results import SCHEMA_VERSION, ResultsVersionError, new_document
+
+
+def fingerprint(doc: dict[str, Any], mode: str) -> dict[str, Any]:
+    """The fingerprint of a document built as a dict, read into the model as readers take it."""
+    return workload_fingerprint(Run.from_dict(doc), mode)
+
+
+def machines(a: dict[str, Any], b: dict[str, Any], **options: Any) -> list[tuple[str, Any, Any]]:
+    """:func:`machine_diff` of two documents built as dicts."""
+    return machine_diff(Run.from_dict(a), Run.from_dict(b), **options)
+
 
 
 def _mode(mode: str, port: int) -> dict[str, Any]:
@@ -42,7 +54,7 @@ def doc() -> dict[str, Any]:
 
 
 def test_fingerprint_of_the_fixture(doc: dict[str, Any]) -> None:
-    fp = workload_fingerprint(doc, "push")
+    fp = fingerprint(doc, "push")
     assert list(fp) == list(FINGERPRINT_FIELDS)
     assert fp == {
         "schema_version": SCHEMA_VERSION,
@@ -60,17 +72,17 @@ def test_fingerprint_of_the_fixture(doc: dict[str, Any]) -> None:
         "processes": 2,
     }
     with pytest.raises(KeyError):
-        workload_fingerprint(doc, "burst")
+        fingerprint(doc, "burst")
 
 
 def test_key_is_a_short_stable_hash(doc: dict[str, Any]) -> None:
-    fp = workload_fingerprint(doc, "push")
+    fp = fingerprint(doc, "push")
     key = fingerprint_key(fp)
     canonical = json.dumps(fp, sort_keys=True, separators=(",", ":"))
     assert key == hashlib.sha256(canonical.encode()).hexdigest()[:16]
     assert len(key) == 16 and int(key, 16) >= 0
     assert fingerprint_key(dict(reversed(list(fp.items())))) == key  # order of keys does not matter
-    assert fingerprint_key(workload_fingerprint(doc, "callback")) != key  # another mode, another target
+    assert fingerprint_key(fingerprint(doc, "callback")) != key  # another mode, another target
 
 
 def test_equal_workloads_written_differently_match(doc: dict[str, Any]) -> None:
@@ -85,7 +97,7 @@ def test_equal_workloads_written_differently_match(doc: dict[str, Any]) -> None:
     other["config"]["target_delay_ms"] = 12.0
     other["run"]["commit"] = "ffffffff"
     other["machine"]["cpu_model"] = "something else"
-    a, b = workload_fingerprint(doc, "push"), workload_fingerprint(other, "push")
+    a, b = fingerprint(doc, "push"), fingerprint(other, "push")
     assert fingerprint_diff(a, b) == []
     assert fingerprint_key(a) == fingerprint_key(b)
 
@@ -95,23 +107,23 @@ def test_differences_are_named(doc: dict[str, Any]) -> None:
     params = other["modes"]["push"]["params"]
     params["subscribers"] = 50
     params["payload_bytes"] = 1024
-    a, b = workload_fingerprint(doc, "push"), workload_fingerprint(other, "push")
+    a, b = fingerprint(doc, "push"), fingerprint(other, "push")
     assert fingerprint_diff(a, b) == [("subscribers", 20, 50), ("payload_bytes", 256, 1024)]
     assert fingerprint_key(a) != fingerprint_key(b)
     # a document of another schema version is refused when it is read (ResultsVersionError), so
     # fingerprints of two versions only meet when one was stored (a sweep index): still named first
-    newer = {**workload_fingerprint(other, "push"), "schema_version": SCHEMA_VERSION + 1}
+    newer = {**fingerprint(other, "push"), "schema_version": SCHEMA_VERSION + 1}
     assert fingerprint_diff(a, newer)[0] == ("schema_version", SCHEMA_VERSION, SCHEMA_VERSION + 1)
     other["schema_version"] = SCHEMA_VERSION + 1
     with pytest.raises(ResultsVersionError, match=f"schema_version {SCHEMA_VERSION + 1}"):
-        workload_fingerprint(other, "push")
+        fingerprint(other, "push")
 
 
 def test_schedule_fields_that_matter_depend_on_the_kind(doc: dict[str, Any]) -> None:
     def with_schedule(**schedule: Any) -> dict[str, Any]:
         other = copy.deepcopy(doc)
         other["modes"]["push"]["params"]["schedule"] = schedule
-        return workload_fingerprint(other, "push")
+        return fingerprint(other, "push")
 
     # a seed changes a poisson schedule, not a constant one
     assert fingerprint_diff(with_schedule(kind="constant", rate=5, seed=1), with_schedule(kind="constant", rate=5,
@@ -129,20 +141,20 @@ def test_params_come_from_the_first_repeat_when_the_mode_result_has_none(doc: di
     push = other["modes"]["push"]
     run = copy.deepcopy(push)
     other["modes"]["push"] = {"mode": "push", "repeats": [run, run]}
-    assert workload_fingerprint(other, "push") == workload_fingerprint(doc, "push")
+    assert fingerprint(other, "push") == fingerprint(doc, "push")
 
 
 def test_fingerprint_diff_reports_fields_on_one_side_only() -> None:
     assert fingerprint_diff({"rate": 5}, {"rate": 5.0, "extra": 1}) == [("extra", None, 1)]
 
 
-def test_machine_diff(doc: dict[str, Any]) -> None:
-    assert machine_diff(doc, copy.deepcopy(doc)) == []
+def test_machines(doc: dict[str, Any]) -> None:
+    assert machines(doc, copy.deepcopy(doc)) == []
     other = copy.deepcopy(doc)
     other["machine"]["hostname"] = "another-runner"  # CI runners change names: not a difference
     other["machine"]["memory_bytes"] = int(doc["machine"]["memory_bytes"] * 1.02)  # within 5 %
     other["packages"]["deliverybench"] = "0.2.0"  # the code under test
-    assert machine_diff(doc, other) == []
+    assert machines(doc, other) == []
     other["machine"]["cpu_model"] = "AMD EPYC 7763 64-Core Processor"
     other["machine"]["cpu_count"] = 4
     other["machine"]["memory_bytes"] = 16_000_000_000
@@ -150,7 +162,7 @@ def test_machine_diff(doc: dict[str, Any]) -> None:
     other["machine"]["python"] = "3.12.1"
     other["packages"]["locust"] = "2.48.0"
     other["packages"]["uvloop"] = "0.21.0"
-    assert machine_diff(doc, other) == [
+    assert machines(doc, other) == [
         ("machine.cpu_model", "Intel(R) Xeon(R) CPU @ 2.20GHz", "AMD EPYC 7763 64-Core Processor"),
         ("machine.cpu_count", 2, 4),
         ("machine.memory_bytes", 8331264000, 16_000_000_000),
@@ -159,4 +171,4 @@ def test_machine_diff(doc: dict[str, Any]) -> None:
         ("packages.locust", "2.47.0", "2.48.0"),
         ("packages.uvloop", None, "0.21.0"),
     ]
-    assert ("packages.deliverybench", "0.1.0", "0.2.0") in machine_diff(doc, other, ignore_packages=())
+    assert ("packages.deliverybench", "0.1.0", "0.2.0") in machines(doc, other, ignore_packages=())

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pytest
 
 from deliverybench.core.audit import AuditTotals
-from deliverybench.core.gate import COMPARISON_VERSION, DEFAULT_GATE, GateOptions, compare, parse_gate_spec
+from deliverybench.core.gate import COMPARISON_VERSION, DEFAULT_GATE, GateOptions, Side, compare, parse_gate_spec
 from deliverybench.core.gate_report import to_markdown
+from deliverybench.core.model import Run
 from deliverybench.core.recording import Recorder
 from deliverybench.core.results import build_mode_result, new_document
 from deliverybench.core.stats import smallest_possible_p
@@ -76,12 +78,13 @@ def mode_result(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 def make_doc(modes: dict[str, Sequence[dict[str, Any]]], *, machine: dict[str, Any] | None = None,
              packages: dict[str, str] | None = None, run_id: str = "run", config: dict[str, Any] | None = None
-             ) -> dict[str, Any]:
-    return new_document(run_id=run_id, config=config or {"target_delay_ms": 0.0},
-                        machine=machine or dict(MACHINE), packages=packages or dict(PACKAGES),
-                        commit="abc123def456", started_ns=T0 - NS, ended_ns=T0 + 20 * NS,
-                        modes={name: mode_result(runs) for name, runs in modes.items()},
-                        command=["run_bench.py", "--modes", ",".join(modes)])
+             ) -> Run:
+    """A results document of ``modes`` (each mode's runs, built as dicts), read into the model as the gate takes it."""
+    return Run.from_dict(new_document(run_id=run_id, config=config or {"target_delay_ms": 0.0},
+                                      machine=machine or dict(MACHINE), packages=packages or dict(PACKAGES),
+                                      commit="abc123def456", started_ns=T0 - NS, ended_ns=T0 + 20 * NS,
+                                      modes={name: mode_result(runs) for name, runs in modes.items()},
+                                      command=["run_bench.py", "--modes", ",".join(modes)]))
 
 
 def lognormal(rng: np.random.Generator, n: int, factor: float = 1.0, median_ms: float = 10.0) -> np.ndarray:
@@ -343,7 +346,7 @@ def test_single_run_throughput_over_the_schedules_span_needs_no_whole_second_sla
     """Divided by the schedule's own span, one run's rate is as exact as its Poisson count allows."""
     rng = np.random.default_rng(7)
     base = make_doc({"push": [make_run(lognormal(rng, 20000), exact_span=True)]})
-    assert base["modes"]["push"]["throughput"]["deliveries_per_s"] == 2000.0
+    assert base.modes["push"].throughput.deliveries_per_s == 2000.0
     slightly = metric(compare(base, make_doc({"push": [make_run(lognormal(rng, 19500), exact_span=True)]})),
                       "push", "deliveries_per_s")
     assert slightly.verdict == "unchanged" and "whole-second" not in slightly.words
@@ -516,6 +519,13 @@ def test_publisher_behind_schedule_or_interrupted_is_inconclusive() -> None:
     c = compare(base, make_doc({"push": stopped}))
     assert c.modes[0].untrusted == ("new run 5 is interrupted",)
     assert metric(c, "push", "p99").verdict == "inconclusive"
+    # the trust decision the gate shares with status and sweeps: a harness bookkeeping fault is no evidence
+    unbalanced = runs(rng, 5, factor=1.5)
+    unbalanced[1]["audit"]["balanced"] = False
+    c = compare(base, make_doc({"push": unbalanced}))
+    assert c.modes[0].untrusted == ("new run 2's audit does not balance (expected != delivered + lost): "
+                                    "a fault of the harness",)
+    assert metric(c, "push", "p99").verdict == "inconclusive" and not c.regressions
 
 
 def test_failed_run_is_inconclusive_and_reported() -> None:
@@ -526,6 +536,14 @@ def test_failed_run_is_inconclusive_and_reported() -> None:
     assert c.failed_runs == ["new run failed: it broke"]
     assert all(m.verdict == "inconclusive" for m in c.metrics)
     assert c.outcome == "pass"
+    # which side failed is a value, in the comparison and in its JSON, not something to parse from the words
+    assert c.failed_sides == {Side.NEW} and c.modes[0].failed_sides == (Side.NEW,)
+    assert c.to_dict()["modes"]["push"]["failed_sides"] == ["new"]
+    back = compare(new, base)
+    assert back.failed_runs == ["baseline run failed: it broke"] and back.failed_sides == {Side.BASELINE}
+    # a run that merely held the new side back is not a failed side
+    saturated = make_doc({"push": [make_run(lognormal(rng, 2000), saturated=True)]})
+    assert compare(base, saturated).failed_sides == frozenset()
 
 
 # ---------------------------------------------------------------- the record

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import replace
 
 import pytest
 
+from deliverybench.core.model import ModeResult, Run, RunInfo
 from deliverybench.core.slo import (
     SloClause,
     SloError,
@@ -35,12 +37,12 @@ def mode_result(
     status: str = "ok",
     failure: str | None = None,
     audit: bool = True,
-) -> dict[str, Any]:
+) -> ModeResult:
     """A minimal mode result: only what metric_value and the SLO checks read."""
     headline = "ack" if mode == "burst" else "delivery"
     summary = {} if p99 is None else {headline: {"count": 100, "p50": p50, "p90": p90, "p99": p99,
                                                  "p99_9": p99_9, "max": max_ms}}
-    return {
+    return ModeResult.from_dict({
         "mode": mode,
         "status": status,
         "failure": failure,
@@ -50,7 +52,12 @@ def mode_result(
                   "delivered_unique": expected - lost, "balanced": True} if audit else {},
         "harness": {"saturated": False, "reason": "fine"},
         "series": {"columns": ["second", "p99_ms"], "rows": []},
-    }
+    })
+
+
+def repeated(result: ModeResult, runs: Sequence[ModeResult]) -> ModeResult:
+    """``result`` holding ``runs`` as its repeats."""
+    return replace(result, repeats=tuple(runs))
 
 
 # -- parsing -----------------------------------------------------------------------------
@@ -213,31 +220,31 @@ def test_burst_reads_the_ack_latency() -> None:
 
 def test_repeats_must_all_hold_and_the_failing_run_is_named() -> None:
     runs = [mode_result(p99=30.0), mode_result(p99=62.5), mode_result(p99=45.0)]
-    result = {**mode_result(p99=40.0), "repeats": runs}
+    result = repeated(mode_result(p99=40.0), runs)
     (outcome,) = check_mode(parse_slo("p99<=50"), "push", result)
     assert not outcome.ok
     assert outcome.observed == 62.5  # the deciding (worst) run
     assert "1 of 3 runs" in outcome.reason and "run 2" in outcome.reason and "62.5" in outcome.reason
 
-    good = {**mode_result(), "repeats": [mode_result(p99=30.0), mode_result(p99=45.0)]}
+    good = repeated(mode_result(), [mode_result(p99=30.0), mode_result(p99=45.0)])
     (held,) = check_mode(parse_slo("p99<=50"), "push", good)
     assert held.ok and held.observed == 45.0 and "all 2 runs" in held.reason
 
     # a lower bound's worst run is the lowest
-    rates = {**mode_result(), "repeats": [mode_result(rate=900.0), mode_result(rate=700.0)]}
+    rates = repeated(mode_result(), [mode_result(rate=900.0), mode_result(rate=700.0)])
     (rate,) = check_mode(parse_slo("rate>=800"), "push", rates)
     assert not rate.ok and rate.observed == 700.0 and "run 2" in rate.reason
 
 
 def test_one_repeat_without_the_metric_fails_the_clause() -> None:
-    result = {**mode_result(), "repeats": [mode_result(p99=30.0), mode_result(p99=None)]}
+    result = repeated(mode_result(), [mode_result(p99=30.0), mode_result(p99=None)])
     (outcome,) = check_mode(parse_slo("p99<=50"), "push", result)
     assert not outcome.ok and "run 2" in outcome.reason and "unknown" in outcome.reason
 
 
 def test_check_document_per_mode_and_absent_modes() -> None:
-    document = {"modes": {"push": mode_result("push", p99=20.0),
-                          "callback": mode_result("callback", p99=80.0, lost=2)}}
+    document = Run(RunInfo("slo", "ok"), modes={"push": mode_result("push", p99=20.0),
+                                                "callback": mode_result("callback", p99=80.0, lost=2)})
     outcomes = check(parse_slo("push.p99<=50ms,*.lost==0,callback.p99<=100,poll.p99<=500"), document)
     table = {(o.mode, o.clause): o.ok for o in outcomes}
     assert table == {

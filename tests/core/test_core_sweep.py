@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any, Callable
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from deliverybench.core.model import ModeResult, Table
 from deliverybench.core.slo import parse_slo
 from deliverybench.core.sweep import (
     SWEEP_VERSION,
@@ -51,6 +54,7 @@ from deliverybench.core.sweep import (
     usl_fit,
     with_answers,
 )
+from deliverybench.core.trust import PUBLISHER_LAG_LIMIT_MS
 
 SLO = parse_slo("p99<=50ms,lost==0")
 T0 = 1_764_245_000
@@ -58,9 +62,9 @@ T0 = 1_764_245_000
 Oracle = Callable[[int, int], str]
 
 
-def series(p99s: list[float], *, deliveries: int = 1000) -> dict[str, Any]:
-    return {"columns": ["second", "deliveries", "p50_ms", "p99_ms", "published", "connected"],
-            "rows": [[T0 + i, deliveries, v / 3, v, 10, deliveries // 10] for i, v in enumerate(p99s)]}
+def series(p99s: list[float], *, deliveries: int = 1000) -> Table:
+    return Table(("second", "deliveries", "p50_ms", "p99_ms", "published", "connected"),
+                 tuple((T0 + i, deliveries, v / 3, v, 10, deliveries // 10) for i, v in enumerate(p99s)))
 
 
 def mode_result(
@@ -76,7 +80,7 @@ def mode_result(
     publish_lag_p99: float | None = None,
     subscribers: int = 1000,
     processes: int = 1,
-) -> dict[str, Any]:
+) -> ModeResult:
     """A minimal mode result: what the verdict reads."""
     summary: dict[str, Any] = {}
     if p99 is not None:
@@ -84,7 +88,7 @@ def mode_result(
                                "p99_9": p99 * 1.5, "max": p99 * 2}
     if publish_lag_p99 is not None:
         summary["schedule_lag"] = {"count": 4000, "p50": publish_lag_p99 / 10, "p99": publish_lag_p99}
-    return {
+    return ModeResult.from_dict({
         "mode": mode,
         "status": status,
         "failure": "target did not start" if status == "failed" else None,
@@ -95,8 +99,13 @@ def mode_result(
         "harness": {"saturated": saturated,
                     "reason": "harness process 42 was above 90% CPU in 60% of its samples" if saturated else "ok",
                     "busiest_pid": 42, "busy_fraction": 0.6 if saturated else 0.0},
-        "series": series(p99s if p99s is not None else [p99 or 0.0] * 40),
-    }
+        "series": series(p99s if p99s is not None else [p99 or 0.0] * 40).to_dict(),
+    })
+
+
+def repeated(result: ModeResult, runs: Sequence[ModeResult]) -> ModeResult:
+    """``result`` holding ``runs`` as its repeats."""
+    return replace(result, repeats=tuple(runs))
 
 
 def run_search(search: CapacitySearch, oracle: Oracle, limit: int = 10_000) -> list[tuple[int, int]]:
@@ -495,7 +504,8 @@ def test_invalid_when_the_harness_saturated_with_advice() -> None:
 
 
 def test_invalid_when_the_publisher_lagged_its_schedule() -> None:
-    # default threshold: max(5 ms, 10 % of the 50 ms bound) = 5 ms
+    # default threshold: max(5 ms, 10 % of the 50 ms bound) = 5 ms, the trust decision's own limit
+    assert JudgeOptions().lag_floor_ms == PUBLISHER_LAG_LIMIT_MS == 5.0
     lagging = judge_point(mode_result(p99=20.0, publish_lag_p99=12.0), SLO)
     assert lagging.status == Status.INVALID and "publisher lagged" in lagging.reasons[0]
     assert "12 ms > 5 ms" in lagging.reasons[0] and lagging.advice
@@ -517,10 +527,10 @@ def test_invalid_when_the_mode_failed_to_run() -> None:
 
 
 def test_repeats_inside_a_result_are_all_judged() -> None:
-    result = {**mode_result(), "repeats": [mode_result(p99=20.0), mode_result(p99=80.0)]}
+    result = repeated(mode_result(), [mode_result(p99=20.0), mode_result(p99=80.0)])
     verdict = judge_point(result, SLO)
     assert verdict.status == Status.FAIL and "run 2" in verdict.reasons[0]
-    saturated = {**mode_result(), "repeats": [mode_result(), mode_result(saturated=True)]}
+    saturated = repeated(mode_result(), [mode_result(), mode_result(saturated=True)])
     assert judge_point(saturated, SLO).status == Status.INVALID
     figures = point_figures(result)
     assert figures["p99"] == 80.0  # the worst run
@@ -574,8 +584,8 @@ def test_drift_needs_enough_seconds_and_ignores_partial_edge_seconds() -> None:
     short = detect_drift(series([1.0, 2.0, 3.0, 4.0, 5.0, 6.0]))
     assert not short.drifting and "needed" in short.reason
     # a flat run whose last, partial second (few deliveries, drained stragglers) is slow
-    rows = series([10.0] * 30)
-    rows["rows"].append([T0 + 30, 3, 100.0, 300.0, 0, 100])
+    flat = series([10.0] * 30)
+    rows = Table(flat.columns, (*flat.rows, (T0 + 30, 3, 100.0, 300.0, 0, 100)))
     assert not detect_drift(rows, bound_ms=50.0).drifting
 
 

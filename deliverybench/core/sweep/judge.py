@@ -16,10 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from ..metrics import metric_value, runs_of
+from ..metrics import metric_value
+from ..model import ModeResult, Table
 from ..slo import SloClause, check_mode, format_number, latency_bound, limits_loss
 from ..stats import is_number, median, sen_slope
-from ..status import schedule_lag_p99
+from ..trust import PUBLISHER_LAG_LIMIT_MS, Distrust, TrustReason, trust
 
 __all__ = [
     "Status",
@@ -95,17 +96,14 @@ class DriftResult:
     reason: str
 
 
-def _column_rows(series: Mapping[str, Any], *names: str) -> list[list[Any]]:
-    columns = list(series.get("columns") or [])
+def _column_rows(series: Table, *names: str) -> list[list[Any]]:
+    columns = series.columns
     index = [columns.index(n) if n in columns else -1 for n in names]
-    out = []
-    for row in series.get("rows") or []:
-        out.append([row[i] if 0 <= i < len(row) else None for i in index])
-    return out
+    return [[row[i] if 0 <= i < len(row) else None for i in index] for row in series.rows]
 
 
 def detect_drift(
-    series: Mapping[str, Any],
+    series: Table,
     *,
     bound_ms: float | None = None,
     options: DriftOptions | None = None,
@@ -139,7 +137,7 @@ def detect_drift(
     about 1000·ε ms every second, so 0.1 % over capacity adds 1 ms/s.
 
     Args:
-        series: a mode result's ``series`` (``{"columns": [...], "rows": [...]}``).
+        series: a mode result's per-second ``series``.
         bound_ms: the SLO's latency bound, if any (see :func:`~deliverybench.core.slo.latency_bound`).
         options: thresholds (defaults: :class:`DriftOptions`).
     """
@@ -194,15 +192,16 @@ class JudgeOptions:
 
     Attributes:
         lag_floor_ms: publisher lag p99 above ``max(lag_floor_ms, lag_fraction
-            × SLO latency bound)`` makes a point INVALID [5.0 ms]. Latency
-            counts from the due time, so a lagging publisher eats into the
-            SLO itself; a lag a tenth of the bound could decide the verdict.
+            × SLO latency bound)`` makes a point INVALID [the trust decision's
+            own limit, 5.0 ms]. Latency counts from the due time, so a lagging
+            publisher eats into the SLO itself; a lag a tenth of the bound
+            could decide the verdict.
         lag_fraction: see ``lag_floor_ms`` [0.1].
         check_drift: whether a climbing p99 fails a point [True].
         drift: thresholds of :func:`detect_drift`.
     """
 
-    lag_floor_ms: float = 5.0
+    lag_floor_ms: float = PUBLISHER_LAG_LIMIT_MS
     lag_fraction: float = 0.1
     check_drift: bool = True
     drift: DriftOptions = field(default_factory=DriftOptions)
@@ -238,17 +237,16 @@ class PointVerdict:
                    str(data.get("headline") or ""))
 
 
-def _per_process_advice(run: Mapping[str, Any]) -> str:
-    params = run.get("params") or {}
-    subscribers, processes = params.get("subscribers"), params.get("processes")
-    if is_number(subscribers) and is_number(processes) and processes >= 1:
+def _per_process_advice(run: ModeResult) -> str:
+    subscribers, processes = run.params.subscribers, run.params.processes
+    if subscribers is not None and processes is not None and processes >= 1:
         each = subscribers / processes
         return (f"run with more --processes (now {format_number(processes)}, {format_number(round(each))} "
                 f"subscribers each; try {format_number(processes * 2)}) or fewer subscribers per process")
     return "run with more --processes / fewer subscribers per process"
 
 
-def point_figures(result: Mapping[str, Any]) -> dict[str, float | None]:
+def point_figures(result: ModeResult) -> dict[str, float | None]:
     """The key figures of a point for ``sweep.json`` and progress lines.
 
     Keys: ``p50``, ``p99``, ``p99_9`` (ms), ``lost``, ``refused``,
@@ -256,18 +254,17 @@ def point_figures(result: Mapping[str, Any]) -> dict[str, float | None]:
     With repeats the worst run's figure is given (highest latency and loss,
     lowest rate).
     """
-    runs = runs_of(result)
+    runs = result.runs
     out: dict[str, float | None] = {}
     for name in ("p50", "p99", "p99_9", "lost", "refused", "deliveries_per_s"):
         values = [v for v in (metric_value(r, name) for r in runs) if v is not None]
         out[name] = None if not values else (min(values) if name == "deliveries_per_s" else max(values))
-    expected = [float(r.get("audit", {}).get("expected")) for r in runs
-                if is_number(r.get("audit", {}).get("expected"))]
+    expected = [float(r.audit.expected) for r in runs if r.audit.expected is not None]
     out["expected"] = min(expected) if expected else None
     return out
 
 
-def _short(clause: SloClause, observed: float | None, result: Mapping[str, Any]) -> str:
+def _short(clause: SloClause, observed: float | None, result: ModeResult) -> str:
     if observed is None:
         return f"{clause.label} unknown"
     text = f"{clause.label} {clause.show(observed)}"
@@ -278,8 +275,33 @@ def _short(clause: SloClause, observed: float | None, result: Mapping[str, Any])
     return text
 
 
+#: the kinds of distrust that make a point INVALID. A point the runner stopped early is a FAIL
+#: (``stopped_early``), and one interrupted from outside is judged on what it measured, as before
+_INVALID = (Distrust.FAILED, Distrust.HARNESS_SATURATED, Distrust.MACHINE_BUSY, Distrust.PUBLISHER_LAG,
+            Distrust.AUDIT_UNBALANCED)
+
+
+def _invalid(reason: TrustReason, run: ModeResult) -> tuple[str, str, str]:
+    """``(reason, advice, headline)`` of one reason the trust decision gave, in the sweep's words."""
+    if reason.kind is Distrust.FAILED:
+        return (f"the mode failed to run: {reason.detail or 'no reason recorded'}",
+                "read the point's log and report: the target or the harness did not start or stream",
+                "failed to run")
+    if reason.kind in (Distrust.HARNESS_SATURATED, Distrust.MACHINE_BUSY):
+        return (f"harness saturated: {reason.detail or 'no reason recorded'}", _per_process_advice(run),
+                "harness saturated")
+    if reason.kind is Distrust.PUBLISHER_LAG:
+        lag = format_number(reason.observed or 0.0)
+        return (f"publisher lagged its schedule: p99 lag {lag} ms > {format_number(reason.limit or 0.0)} ms",
+                "give the publisher room: " + _per_process_advice(run)
+                + ", or lower the rate × subscribers per harness machine",
+                f"publisher lag p99 {lag} ms")
+    return ("the audit does not balance (expected != delivered + lost)",
+            "a harness bookkeeping bug: report it with the point's results file", "audit unbalanced")
+
+
 def judge_point(
-    result: Mapping[str, Any],
+    result: ModeResult,
     clauses: Sequence[SloClause],
     *,
     options: JudgeOptions | None = None,
@@ -288,56 +310,42 @@ def judge_point(
     """PASS, FAIL or INVALID for one mode result.
 
     INVALID (checked first: a measurement that cannot be trusted says nothing
-    about the target, pass or fail) when, in any run: the mode failed to run;
-    the harness was saturated (``result["harness"]["saturated"]``); the
-    publisher lagged its schedule (``summary.schedule_lag.p99`` above the
-    threshold of :class:`JudgeOptions`; absent = no evidence of lag); or the
-    audit does not balance. Otherwise FAIL when any SLO clause misses (in
-    any run), p99 drifts upward at the end (:func:`detect_drift`), or the
-    runner stopped the point early; else PASS.
+    about the target, pass or fail) when :func:`~deliverybench.core.trust.trust`
+    finds, in any run: the mode failed to run; the harness was saturated; the
+    publisher lagged its schedule (schedule-lag p99 above the threshold of
+    :class:`JudgeOptions`; absent = no evidence of lag); or the audit does not
+    balance. Otherwise FAIL when any SLO clause misses (in any run), p99
+    drifts upward at the end (:func:`detect_drift`), or the runner stopped
+    the point early; else PASS.
 
     Args:
-        result: the mode result (``document["modes"][mode]``).
+        result: the mode result (``run.modes[mode]``).
         clauses: the objectives (clauses for other modes are ignored).
         options: thresholds (defaults: :class:`JudgeOptions`).
         stopped_early: the runner's reason if it cut the point short
             (:func:`clearly_failed`); makes a valid point a FAIL.
     """
     opts = options or JudgeOptions()
-    mode = str(result.get("mode", ""))
-    runs = runs_of(result)
+    mode = result.mode
+    runs = result.runs
     bound = latency_bound(clauses, mode)
     lag_limit = max(opts.lag_floor_ms, opts.lag_fraction * bound) if bound is not None else opts.lag_floor_ms
 
     def tag(i: int) -> str:
         return f"run {i + 1}: " if len(runs) > 1 else ""
 
+    distrust = trust(result, lag_limit_ms=lag_limit).of_kind(*_INVALID)
+    failed = {r.run for r in distrust if r.kind is Distrust.FAILED}
     invalid: list[str] = []
     advice: list[str] = []
     headline = ""
-    for i, run in enumerate(runs):
-        if run.get("status") == "failed":
-            invalid.append(f"{tag(i)}the mode failed to run: {run.get('failure') or 'no reason recorded'}")
-            advice.append("read the point's log and report: the target or the harness did not start or stream")
-            headline = headline or "failed to run"
-            continue
-        harness = run.get("harness") or {}
-        if harness.get("saturated"):
-            invalid.append(f"{tag(i)}harness saturated: {harness.get('reason') or 'no reason recorded'}")
-            advice.append(_per_process_advice(run))
-            headline = headline or "harness saturated"
-        lag_p99 = schedule_lag_p99(run)
-        if is_number(lag_p99) and lag_p99 > lag_limit:
-            invalid.append(f"{tag(i)}publisher lagged its schedule: p99 lag {format_number(lag_p99)} ms "
-                           f"> {format_number(lag_limit)} ms")
-            advice.append("give the publisher room: " + _per_process_advice(run)
-                          + ", or lower the rate × subscribers per harness machine")
-            headline = headline or f"publisher lag p99 {format_number(lag_p99)} ms"
-        audit = run.get("audit") or {}
-        if audit.get("balanced") is False:
-            invalid.append(f"{tag(i)}the audit does not balance (expected != delivered + lost)")
-            advice.append("a harness bookkeeping bug: report it with the point's results file")
-            headline = headline or "audit unbalanced"
+    for reason in distrust:
+        if reason.kind is not Distrust.FAILED and reason.run in failed:
+            continue  # a run that did not run has nothing else worth saying
+        said, what_to_do, short = _invalid(reason, runs[reason.run - 1] if reason.run is not None else result)
+        invalid.append((f"run {reason.run}: " if reason.run is not None else "") + said)
+        advice.append(what_to_do)
+        headline = headline or short
     if invalid:
         return PointVerdict(Status.INVALID, tuple(invalid), tuple(dict.fromkeys(advice)), headline)
 
@@ -350,7 +358,7 @@ def judge_point(
     unjudged: list[str] = []
     if opts.check_drift:
         for i, run in enumerate(runs):
-            drift = detect_drift(run.get("series") or {}, bound_ms=bound, options=opts.drift)
+            drift = detect_drift(run.series, bound_ms=bound, options=opts.drift)
             if drift.drifting:
                 reasons.append(f"{tag(i)}{drift.reason}")
                 headline = headline or f"p99 climbing +{format_number(drift.rise_ms)} ms over {drift.seconds} s"
@@ -368,11 +376,10 @@ def judge_point(
     return PointVerdict(Status.PASS, held, (), summary or "passed")
 
 
-
 # -- early stop ------------------------------------------------------------------------
 
 
-def rows_from_series(series: Mapping[str, Any]) -> list[dict[str, float | None]]:
+def rows_from_series(series: Table) -> list[dict[str, float | None]]:
     """Per-second rows for :func:`clearly_failed` from a results ``series``.
 
     ``expected`` is estimated as ``published × connected`` for seconds that
