@@ -27,9 +27,10 @@ forward each line without re-encoding.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Iterable
+from typing import Any
 
 __all__ = [
     "Event",

@@ -12,8 +12,8 @@ built once per histogram layout. Results match ``hdrh``'s own methods exactly
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
-from typing import Sequence
 
 import numpy as np
 from hdrh.histogram import HdrHistogram

@@ -6,9 +6,9 @@ answers are computed here, once. Percentiles come from the mode's merged HDR
 histogram (never an average of per-second percentiles).
 
 A mode run with ``--repeats K`` holds its K independent runs as
-:attr:`~deliverybench.core.model.ModeResult.repeats`; :func:`runs_of` returns them,
-or the mode result itself when it was run once. The run is the unit of
-replication, so statistics are taken over :func:`runs_of`, never over the
+:attr:`~deliverybench.core.model.ModeResult.repeats`; :attr:`~deliverybench.core.model.ModeResult.runs`
+returns them, or the mode result itself when it was run once. The run is the unit of
+replication, so statistics are taken over those runs, never over the
 autocorrelated seconds of one run.
 """
 
@@ -22,7 +22,6 @@ __all__ = [
     "COUNT_METRICS",
     "HIGHER_IS_BETTER",
     "headline_metric",
-    "runs_of",
     "metric_value",
     "mode_metrics",
 ]
@@ -35,11 +34,6 @@ COUNT_METRICS: tuple[str, ...] = ("lost", "refused", "duplicates")
 METRIC_NAMES: tuple[str, ...] = (*LATENCY_METRICS, "deliveries_per_s", *COUNT_METRICS, "target_cpu_per_1k")
 #: metrics where a larger value is an improvement (all others: smaller is better)
 HIGHER_IS_BETTER: frozenset[str] = frozenset({"deliveries_per_s"})
-
-
-def runs_of(result: ModeResult) -> list[ModeResult]:
-    """The independent runs behind a mode result: its repeats, or itself."""
-    return list(result.runs)
 
 
 def metric_value(result: ModeResult, name: str) -> float | None:

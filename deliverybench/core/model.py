@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import binascii
 import math
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -145,7 +146,7 @@ class _Fields:
             raise ResultsFormatError(f"{self.where(key)}: must be a list of text")
         return tuple(value)
 
-    def obj(self, key: str) -> "_Fields":
+    def obj(self, key: str) -> _Fields:
         value = self.raw(key)
         return _Fields({} if value is None else value, self.where(key))
 
@@ -234,7 +235,7 @@ class LatencySummary:
     mean: float | None = None
 
     @classmethod
-    def from_fields(cls, f: _Fields) -> "LatencySummary":
+    def from_fields(cls, f: _Fields) -> LatencySummary:
         return cls(f.int_("count") or 0, *(f.num(name) for name in _SUMMARY_FIELDS))
 
     def to_dict(self) -> dict[str, Any]:
@@ -278,7 +279,7 @@ class Audit:
     present: bool = True
 
     @classmethod
-    def from_fields(cls, f: _Fields) -> "Audit":
+    def from_fields(cls, f: _Fields) -> Audit:
         counts = {name: f.int_(name, None) for name in _AUDIT_COUNTS}
         return cls(**counts, balanced=f.bool_("balanced", True), recorded=f.int_("recorded", None),
                    recorded_matches=f.bool_("recorded_matches", True), more=f.rest(), present=bool(f.data))
@@ -313,7 +314,7 @@ class Throughput:
     more: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_fields(cls, f: _Fields) -> "Throughput":
+    def from_fields(cls, f: _Fields) -> Throughput:
         return cls(f.int_("deliveries") or 0, f.num("deliveries_per_s"), f.int_("published", None),
                    f.int_("accepted", None), f.num("stream_seconds"), f.num("span_seconds"), f.opt_str("span_from"),
                    f.rest())
@@ -337,7 +338,7 @@ class Table:
     rows: tuple[tuple[Cell, ...], ...] = ()
 
     @classmethod
-    def from_fields(cls, f: _Fields, *, default_columns: Sequence[str] = ()) -> "Table":
+    def from_fields(cls, f: _Fields, *, default_columns: Sequence[str] = ()) -> Table:
         columns = f.strs("columns") or tuple(default_columns)
         raw_rows = f.raw("rows")
         if raw_rows is None:
@@ -384,7 +385,7 @@ class RoleCost:
     more: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_fields(cls, f: _Fields) -> "RoleCost":
+    def from_fields(cls, f: _Fields) -> RoleCost:
         return cls(f.int_("processes") or 0, f.num("cpu_s"), f.int_("peak_rss_bytes", None),
                    f.num("max_cpu_percent"), f.num("mean_cpu_percent"), f.rest())
 
@@ -404,7 +405,7 @@ class Resources:
     costs: Mapping[str, RoleCost] = field(default_factory=dict)
 
     @classmethod
-    def from_fields(cls, f: _Fields) -> "Resources":
+    def from_fields(cls, f: _Fields) -> Resources:
         costs_f = f.obj("costs")
         costs = {str(role): RoleCost.from_fields(costs_f.obj(role)) for role in costs_f.data}
         return cls(Table.from_fields(f), costs)
@@ -431,7 +432,7 @@ class HarnessCheck:
     more: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_fields(cls, f: _Fields) -> "HarnessCheck":
+    def from_fields(cls, f: _Fields) -> HarnessCheck:
         return cls(f.bool_("saturated", False), f.str_("reason"), f.int_("busiest_pid", None),
                    f.num("busy_fraction", hi=1.0), f.num("machine_busy_fraction", hi=1.0),
                    f.num("steal_fraction", hi=1.0), f.rest())
@@ -452,7 +453,7 @@ class TargetInfo:
     more: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_fields(cls, f: _Fields) -> "TargetInfo":
+    def from_fields(cls, f: _Fields) -> TargetInfo:
         return cls(f.opt_str("name"), f.opt_str("kind"), f.json("urls") if f.has("urls") else None, f.rest())
 
     def to_dict(self) -> dict[str, Any]:
@@ -480,7 +481,7 @@ class Params:
     more: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_fields(cls, f: _Fields) -> "Params":
+    def from_fields(cls, f: _Fields) -> Params:
         return cls(f.int_("subscribers", None), f.num("rate"), f.num("duration_s"), f.json("schedule"),
                    f.int_("payload_bytes", None), f.int_("processes", None), f.num("drain_s"), f.num("join_grace_s"),
                    f.num("warmup_s"), f.int_("warmup_events", None), f.int_("repeats", None), f.rest())
@@ -595,7 +596,7 @@ class ModeResult:
     harness: HarnessCheck = field(default_factory=HarnessCheck)
     extra: Mapping[str, Any] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
-    repeats: tuple["ModeResult", ...] = ()
+    repeats: tuple[ModeResult, ...] = ()
     more: Mapping[str, Any] = field(default_factory=dict)
     #: which sections the document had, so writing it back adds none
     present: frozenset[str] = frozenset(_MODE_ORDER)
@@ -603,7 +604,7 @@ class ModeResult:
     # -- reading and writing
 
     @classmethod
-    def from_dict(cls, data: Any, path: str = "mode") -> "ModeResult":
+    def from_dict(cls, data: Any, path: str = "mode") -> ModeResult:
         """Validate one mode result; :class:`ResultsFormatError` names the first bad field."""
         f = _Fields(data, path)
         mode = f.str_("mode")
@@ -658,7 +659,7 @@ class ModeResult:
                 out[key] = values[key]()
         return {**out, **self.more}
 
-    def with_status(self, status: str, reasons: Sequence[str]) -> "ModeResult":
+    def with_status(self, status: str, reasons: Sequence[str]) -> ModeResult:
         """A copy with its status decided (see ``core/status.py``)."""
         if status not in STATUSES:
             raise ValueError(f"unknown status {status!r}")
@@ -668,7 +669,7 @@ class ModeResult:
     # -- what every reader asks
 
     @property
-    def runs(self) -> tuple["ModeResult", ...]:
+    def runs(self) -> tuple[ModeResult, ...]:
         """The independent runs behind this result: its repeats, or itself (the unit of replication)."""
         return self.repeats or (self,)
 
@@ -733,7 +734,7 @@ class RunInfo:
     more: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_fields(cls, f: _Fields) -> "RunInfo":
+    def from_fields(cls, f: _Fields) -> RunInfo:
         status = f.str_("status", "ok")
         if status not in RUN_STATUSES:
             raise ResultsFormatError(f"{f.where('status')}: must be one of {', '.join(RUN_STATUSES)}, "
@@ -758,7 +759,7 @@ class Run:
     more: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_dict(cls, data: Any) -> "Run":
+    def from_dict(cls, data: Any) -> Run:
         """Validate a document once (:class:`ResultsVersionError` for another schema version)."""
         if not isinstance(data, Mapping) or data.get("tool") != "deliverybench":
             raise ResultsFormatError("not a deliverybench results document")

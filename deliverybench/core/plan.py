@@ -13,8 +13,9 @@ a locustfile's parsed options hold them), a frozen plan out.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from .options import schedule_from
 from .schedule import Schedule

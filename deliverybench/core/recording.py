@@ -15,10 +15,9 @@ as the maximum and counted as ``clamped``. Nothing is dropped.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
-
 from hdrh.histogram import HdrHistogram
 
 from . import hdr_fast
@@ -138,7 +137,7 @@ class Recorder:
     def __bool__(self) -> bool:
         return bool(self.slices) or bool(self.negative) or bool(self.clamped)
 
-    def take(self, before_second: int | None = None) -> "Recorder":
+    def take(self, before_second: int | None = None) -> Recorder:
         """Move out the slices older than ``before_second`` (all if ``None``).
 
         The adapter calls this once a second so finished slices can travel to
@@ -152,7 +151,7 @@ class Recorder:
         taken.clamped, self.clamped = self.clamped, Counter()
         return taken
 
-    def merge(self, other: "Recorder") -> None:
+    def merge(self, other: Recorder) -> None:
         """Add ``other`` into this recorder; exact because HDR counts add."""
         for key, histogram in other.slices.items():
             mine = self.slices.get(key)
@@ -190,7 +189,7 @@ class Recorder:
         return {"slices": slices, "negative": dict(self.negative), "clamped": dict(self.clamped)}
 
     @classmethod
-    def decode(cls, data: Mapping[str, object]) -> "Recorder":
+    def decode(cls, data: Mapping[str, object]) -> Recorder:
         recorder = cls()
         slices = data.get("slices", {})
         assert isinstance(slices, Mapping)
@@ -202,7 +201,7 @@ class Recorder:
         return recorder
 
     @classmethod
-    def merged(cls, recorders: Iterable["Recorder"]) -> "Recorder":
+    def merged(cls, recorders: Iterable[Recorder]) -> Recorder:
         out = cls()
         for recorder in recorders:
             out.merge(recorder)

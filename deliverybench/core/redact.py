@@ -11,7 +11,8 @@ by spelling: argparse-style parsers accept any unambiguous prefix of a flag
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from .options import secret_dests, secret_flags
 

@@ -2,7 +2,7 @@
 
 The CI gate treats the *run* as the unit of replication (``--repeats K``):
 it compares per-run values, so every repeat's own result is kept whole under
-``"repeats"`` (see :func:`~deliverybench.core.metrics.runs_of`). The mode
+``"repeats"`` (read as :attr:`~deliverybench.core.model.ModeResult.runs`). The mode
 result around them is what a reader and the report see: histograms of all
 repeats added (HDR counts add exactly), percentiles read from that sum,
 counts summed, the worst status with every repeat's reasons -- and, where a
@@ -13,7 +13,8 @@ Pure: mode results in, a mode result out.
 from __future__ import annotations
 
 import copy
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from .model import ModeResult
 from .recording import Recorder, summarize

@@ -8,12 +8,12 @@ figures measure the harness rather than the target and must be flagged.
 
 from __future__ import annotations
 
-import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 __all__ = ["Sample", "RoleCost", "SaturationVerdict", "role_costs", "harness_saturation", "one_per_second",
-           "SAMPLE_COLUMNS", "MACHINE_ROLE", "STEAL_ROLE", "steal_fraction", "run_steal_fraction"]
+           "SAMPLE_COLUMNS", "MACHINE_ROLE", "STEAL_ROLE", "steal_fraction"]
 
 SAMPLE_COLUMNS = ("t_s", "role", "pid", "cpu_s", "cpu_percent", "rss_bytes", "connections")
 #: the role of whole-machine samples: pid 0, cpu_percent of all cores (100 = every core busy)
@@ -46,7 +46,7 @@ class Sample:
                 self.rss_bytes, self.connections]
 
     @classmethod
-    def from_row(cls, row: Sequence[Any]) -> "Sample":
+    def from_row(cls, row: Sequence[Any]) -> Sample:
         t_s, role, pid, cpu_s, pct, rss, *rest = row
         conns = int(rest[0]) if rest else -1
         return cls(float(t_s), str(role), int(pid), float(cpu_s), float(pct), int(rss), conns)
@@ -189,15 +189,6 @@ def steal_fraction(samples: Sequence[Sample], *, window: tuple[float, float] | N
     return min(1.0, sum(s.cpu_percent for s in rows) / len(rows) / 100.0)
 
 
-def run_steal_fraction(run: Mapping[str, Any]) -> float | None:
-    """The steal share a mode result (one run) recorded in ``harness.steal_fraction``; None if unknown."""
-    harness = run.get("harness")
-    value = harness.get("steal_fraction") if isinstance(harness, Mapping) else None
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-        return float(value)
-    return None
-
-
 def _process_saturation(
     samples: Sequence[Sample], *, role: str, threshold_percent: float, max_busy_fraction: float,
     window: tuple[float, float] | None,
@@ -222,7 +213,8 @@ def _process_saturation(
             pid,
             busy,
         )
-    return SaturationVerdict(False, f"busiest harness process above {threshold_percent:.0f}% CPU in {busy:.0%} of samples", pid, busy)
+    return SaturationVerdict(False, f"busiest harness process above {threshold_percent:.0f}% CPU in {busy:.0%} of "
+                             "samples", pid, busy)
 
 
 def samples_from_rows(rows: Iterable[Sequence[object]]) -> list[Sample]:

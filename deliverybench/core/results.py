@@ -15,12 +15,13 @@ files is the adapters' job.
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from . import hdr_fast
 from .audit import AuditTotals
-from .recording import Recorder, summarize
 from .model import SCHEMA_VERSION, ResultsFormatError, ResultsVersionError, Run
+from .recording import Recorder, summarize
 from .resources import Sample, costs_to_dict, harness_saturation, one_per_second, role_costs
 from .status import as_mode_result, decide, document_status
 

@@ -15,8 +15,9 @@ from __future__ import annotations
 import bisect
 import math
 import random
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterator, Literal, Sequence
+from typing import Literal
 
 __all__ = ["Schedule", "ScheduleKind", "SCHEDULE_KINDS", "offsets_ns", "due_times_ns", "quiet_moment_ns"]
 

@@ -16,7 +16,8 @@ this module only words its reasons among the findings.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from .model import MIN_LAG_EVENTS, SCHEDULE_LAG_METRIC, STATUSES, ModeResult
 from .trust import PUBLISHER_LAG_LIMIT_MS, Distrust, trust
