@@ -12,15 +12,16 @@ per delivered event. ``--subscribe-url`` is the target's poll URL
 from __future__ import annotations
 
 import time
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from locust import User, constant, task
 from locust.exception import StopUser
 
+from deliverybench.adapters.poll_client import Poller, PollOptions
 from deliverybench.harness.controller import RunController
 from deliverybench.harness.process import HarnessProcess
 from deliverybench.harness.wiring import install
-from deliverybench.adapters.poll_client import PollOptions, Poller
 
 
 def _poll_cost(controller: RunController) -> Mapping[str, Any]:
@@ -38,7 +39,7 @@ class PollSubscriber(User):
     wait_time = constant(3600)
 
     def on_start(self) -> None:
-        harness: HarnessProcess = self.environment.deliverybench_harness  # type: ignore[attr-defined]
+        harness: HarnessProcess = self.environment.deliverybench_harness
         opts = self.environment.parsed_options
         if not harness.subscribe_url:
             raise StopUser("no --subscribe-url (poll URL) given")

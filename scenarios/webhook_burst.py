@@ -18,7 +18,8 @@ ClientSession: ``benchmarks/webhook_capacity.py`` measures them side by side.
 from __future__ import annotations
 
 import time
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import gevent
 from locust import User, constant, task
@@ -26,13 +27,13 @@ from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
 from deliverybench.adapters.burst import BurstOptions, BurstSender
+from deliverybench.adapters.publisher import PublishOutcome
 from deliverybench.core.audit import PublishedLog
-from deliverybench.core.schedule import Schedule, offsets_ns
 from deliverybench.core.plan import plan_run
+from deliverybench.core.schedule import Schedule, offsets_ns
 from deliverybench.harness.controller import RunController
 from deliverybench.harness.process import HarnessProcess
 from deliverybench.harness.wiring import install
-from deliverybench.adapters.publisher import PublishOutcome
 
 START_MESSAGE = "deliverybench_burst_start"
 
@@ -95,7 +96,8 @@ def _run_stream(controller: RunController, schedule: Schedule) -> PublishOutcome
     controller.publisher_outcome = outcome
     gevent.sleep(max(0.0, (last_due - time.time_ns()) / 1e9))
     # Requests still in flight get their timeout to finish (the drain follows).
-    gevent.sleep(min(environment.parsed_options.burst_timeout, 30.0))
+    opts = environment.parsed_options
+    gevent.sleep(min(opts.burst_timeout if opts is not None else 30.0, 30.0))
     outcome.finished_ns = time.time_ns()
     return outcome
 
@@ -118,7 +120,7 @@ class BurstConnection(User):
     wait_time = constant(3600)
 
     def on_start(self) -> None:
-        harness: HarnessProcess = self.environment.deliverybench_harness  # type: ignore[attr-defined]
+        harness: HarnessProcess = self.environment.deliverybench_harness
         self.harness = harness
         harness.loop.call(self._count, 1)
 

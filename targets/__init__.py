@@ -5,7 +5,16 @@ Import the registry from here; the concrete targets are loaded on demand
 pulls in no server code.
 """
 
-from targets.base import BUILTIN_FOR_MODE, ENTRY_POINT_GROUP, MODES, Target, TargetError, available_targets, get_target, test_knobs
+from targets.base import (
+    BUILTIN_FOR_MODE,
+    ENTRY_POINT_GROUP,
+    MODES,
+    Target,
+    TargetError,
+    available_targets,
+    get_target,
+    test_knobs,
+)
 from targets.start import StartedTarget, TargetUrls, start_target
 
 __all__ = ["BUILTIN_FOR_MODE", "ENTRY_POINT_GROUP", "MODES", "Target", "TargetError", "available_targets", "get_target",

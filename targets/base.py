@@ -129,7 +129,7 @@ class Target(abc.ABC):
             return False
         try:
             with urllib.request.urlopen(url, timeout=_HEALTH_TIMEOUT_S) as resp:
-                return 200 <= resp.status < 300
+                return bool(200 <= resp.status < 300)
         except (OSError, ValueError, urllib.error.URLError):
             return False
 
@@ -143,7 +143,7 @@ class Target(abc.ABC):
         """A JSON-ready summary for the results file."""
         return {"name": self.name, "kind": self.kind, "urls": self.urls()}
 
-    def __enter__(self) -> "Target":
+    def __enter__(self) -> Target:
         self.start()
         return self
 
@@ -174,7 +174,7 @@ def tcp_reachable(url: str, *, timeout_s: float = 3.0) -> str | None:
     try:
         with socket.create_connection((parts.hostname, port), timeout=timeout_s):
             return None
-    except socket.timeout:
+    except TimeoutError:
         return f"no answer within {timeout_s:g} s"
     except OSError as exc:
         return exc.strerror or str(exc)

@@ -10,8 +10,9 @@ is decided in one place; the caller keeps the :class:`TargetUrls` it gets
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from targets.base import BUILTIN_FOR_MODE, Target, TargetError, get_target, test_knobs
 

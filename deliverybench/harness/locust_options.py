@@ -19,7 +19,8 @@ the same call ``run_bench.py`` makes, run
 from __future__ import annotations
 
 import sys
-from typing import Any, Callable, Mapping, NoReturn
+from collections.abc import Callable, Mapping
+from typing import Any, NoReturn
 
 from ..core.options import Option, OptionError, locust_options, validate
 

@@ -47,8 +47,8 @@ def _entry_from_slice(stats: RequestStats, name: str, method: str, second: int,
         key = _bucket(ms)
         entry.response_times[key] = entry.response_times.get(key, 0) + n
     entry.total_response_time = total_ms  # type: ignore[assignment]
-    entry.min_response_time = histogram.get_min_value() / 1000.0  # type: ignore[assignment]
-    entry.max_response_time = histogram.get_max_value() / 1000.0  # type: ignore[assignment]
+    entry.min_response_time = histogram.get_min_value() / 1000.0
+    entry.max_response_time = histogram.get_max_value() / 1000.0
     return entry
 
 

@@ -13,7 +13,7 @@ have gaps, they do not wait at all.
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import gevent
 
