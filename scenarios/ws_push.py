@@ -27,12 +27,13 @@ stack.
 from __future__ import annotations
 
 import time
+from functools import partial
 from typing import Any
 
 from gevent import Greenlet
 from gevent.pool import Group
 from locust import User, task
-from locust.user.users import LOCUST_STATE_STOPPING, LOCUST_STATE_WAITING
+from locust.user.task import LOCUST_STATE_STOPPING, LOCUST_STATE_WAITING
 
 from deliverybench.adapters.ws_receiver import PushSession, PushSessionOptions
 from deliverybench.harness.process import HarnessProcess
@@ -41,16 +42,16 @@ from deliverybench.harness.wiring import install
 install("push")
 
 
-def _parked(user: "PushSubscriber") -> None:
+def _parked(user: PushSubscriber) -> None:
     """The body of a user greenlet that is never started (see the module docstring)."""
 
 
 class PushSubscriber(User):
     """Holds one WebSocket session open; the loop thread records what arrives."""
 
-    def start(self, group: Group) -> Greenlet:
+    def start(self, group: Group) -> Greenlet[..., Any]:
         """Open the session (in the loop thread) and join Locust's group without a running greenlet."""
-        greenlet = Greenlet(_parked, self)
+        greenlet: Greenlet[..., Any] = Greenlet(_parked, self)
         group.add(greenlet)
         self._group, self._greenlet = group, greenlet
         self._state = LOCUST_STATE_WAITING  # Locust may stop (kill) it at once: nothing is running
@@ -58,7 +59,7 @@ class PushSubscriber(User):
         return greenlet
 
     def _open_session(self) -> None:
-        harness: HarnessProcess = self.environment.deliverybench_harness  # type: ignore[attr-defined]
+        harness: HarnessProcess = self.environment.deliverybench_harness
         opts = self.environment.parsed_options
         url = harness.subscribe_url or self.host
         self.harness, self.session = harness, None
@@ -78,8 +79,8 @@ class PushSubscriber(User):
 
         def failed_first(ok: bool, error: str | None) -> None:
             if not ok:  # counted in the error series already; the session keeps retrying
-                inbox.post(events.request.fire, request_type="push", name="connect", response_time=0,
-                           response_length=0, exception=ConnectionError(error), context={})
+                inbox.post(partial(events.request.fire, request_type="push", name="connect", response_time=0,
+                                   response_length=0, exception=ConnectionError(error), context={}))
 
         def begin() -> None:
             self.session = PushSession(name, harness.recorder, options, notify=failed_first)
@@ -95,7 +96,8 @@ class PushSubscriber(User):
             harness = getattr(self, "harness", None)
             if harness is not None:
                 harness.loop.call(self._close_session, at_ns)
-        self._group.killone(self._greenlet)
+        if self._greenlet is not None:
+            self._group.killone(self._greenlet)
         return True
 
     def _close_session(self, at_ns: int) -> None:

@@ -21,7 +21,13 @@ protocol is the floor (~5.5 µs, 2.5 KB). So a session here is:
   messages (it checks the sequence; the fragments are joined here), masked or
   RSV frames and frames over ``max_size`` (it fails the connection with the
   right close code). Protocol correctness stays in the library.
-* :class:`PushSession` -- the subscriber: connects, reconnects after a drop,
+* Once the connection is failing or closing (the library refused a frame,
+  the server or the session started the closing handshake) nothing more is
+  cut into frames here: every byte goes to the library, which discards it
+  or reads only the close frame. The payload of a refused oversized frame
+  can never be taken for events.
+* :class:`PushSession` -- the subscriber: connects, reconnects after a
+  failed handshake or a drop (with jittered, capped exponential backoff),
   keeps its subscription windows, sends echo probes, closes politely.
 
 Nothing here knows about Locust; it runs in whatever loop it is started in.
@@ -32,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,7 +47,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from websockets.client import ClientProtocol
-from websockets.exceptions import InvalidHandshake, InvalidURI
+from websockets.exceptions import InvalidHandshake, InvalidStatus, InvalidURI, PayloadTooBig
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Response
 from websockets.protocol import State
@@ -49,7 +56,7 @@ from websockets.uri import parse_uri
 from ..core.event import EVENT_PREFIX, WARMUP_MARK, MalformedEvent, read_head
 from ..core.process_recorder import ProcessRecorder
 
-__all__ = ["PushSessionOptions", "PushSession", "PushReceiver"]
+__all__ = ["PushSessionOptions", "PushSession", "PushReceiver", "reconnect_delay"]
 
 #: one logger for every session's protocol (websockets makes one per connection otherwise)
 _LOGGER = logging.getLogger("deliverybench.ws")
@@ -60,6 +67,8 @@ _HEADERS_END = b"\r\n\r\n"
 _MAX_HANDSHAKE = 64 * 1024
 _CLOSE_WAIT_S = 2.0
 _MIN64, _MAX64 = -(2**63), 2**63 - 1
+#: handshake answers that say "not now" rather than "not here": each is counted by its code
+_RETRY_LATER = frozenset({408, 429})
 #: whole-frame chunks already read, and their (id, due, sent): the same event reaches every
 #: session of the process as the same bytes, so each is read once, not once per session.
 #: Bounded (cleared when full), so no input can make it grow; the loop thread alone uses it.
@@ -75,7 +84,12 @@ class PushSessionOptions:
     open_timeout_s: float = 10.0
     local_addr: str | None = None
     echo_interval_s: float = 0.0
+    #: the first wait before connecting again; it doubles with every failure in a row, up to
+    #: ``reconnect_max_delay_s`` (see :func:`reconnect_delay`)
     reconnect_delay_s: float = 1.0
+    reconnect_max_delay_s: float = 5.0
+    #: failed attempts in a row before the session gives up (about 30 s of trying with the defaults,
+    #: inside the 60 s the controller waits for subscribers)
     max_reconnects: int = 10
     #: largest message accepted (websockets' default); a larger frame fails the connection (1009)
     max_size: int = 2**20
@@ -87,8 +101,8 @@ class PushSessionOptions:
 class PushReceiver(asyncio.Protocol):
     """One WebSocket connection of a :class:`PushSession` (see the module docstring)."""
 
-    __slots__ = ("session", "transport", "proto", "buf", "opened", "fragments", "_close_timer", "appenders",
-                 "index")
+    __slots__ = ("session", "transport", "proto", "buf", "opened", "live", "fragments", "_close_timer",
+                 "appenders", "index")
 
     def __init__(self, session: PushSession) -> None:
         self.session = session
@@ -98,6 +112,8 @@ class PushReceiver(asyncio.Protocol):
         self.proto = ClientProtocol(session.uri, max_size=session.options.max_size, logger=_LOGGER)
         self.buf = b""
         self.opened = False
+        #: open and not failing or closing: only then are frames cut out here
+        self.live = False
         self.fragments: list[bytes] | None = None
         self._close_timer: asyncio.TimerHandle | None = None
 
@@ -113,7 +129,7 @@ class PushReceiver(asyncio.Protocol):
         # The hot path. Every session receives the same bytes for the same event, so a chunk seen
         # before (the same whole frame, byte for byte) is not read again: its head is looked up.
         head = _HEADS.get(data)
-        if head is not None and not self.buf and self.opened:
+        if head is not None and not self.buf and self.live:
             if head is _WARMUP:
                 return
             add_sub, add_id, add_due, add_sent, add_rx = self.appenders
@@ -126,7 +142,7 @@ class PushReceiver(asyncio.Protocol):
         # First sight: is the chunk exactly one whole, final, unmasked text frame holding one
         # canonical event? (What every message is when nothing is wrong.)
         n = len(data)
-        if not self.buf and n > 4 and data[0] == 0x81 and self.opened:
+        if not self.buf and n > 4 and data[0] == 0x81 and self.live:
             b1 = data[1]
             if (b1 == 126 and ((data[2] << 8) | data[3]) == n - 4) or (b1 < 126 and b1 == n - 2):
                 at = 4 if b1 == 126 else 2
@@ -163,7 +179,10 @@ class PushReceiver(asyncio.Protocol):
         """Any other chunk: several frames, part of one, control frames, the handshake."""
         if self.buf:
             data, self.buf = self.buf + data, b""
-        if not self.opened:
+        if not self.live:
+            if self.opened:  # failing or closing: the library discards it, or reads the close frame
+                self._slow(data, rx_ns)
+                return
             data = self._handshake(data, rx_ns)
             if not data:
                 return
@@ -200,8 +219,8 @@ class PushReceiver(asyncio.Protocol):
                 if end > n:
                     break
                 self._slow(data[i:end], rx_ns)
-                if self.transport is None or self.proto.state is not State.OPEN:
-                    return
+                if not self.live:
+                    return  # the rest of the chunk belongs to a connection that is over
                 i = end
                 continue
             end = i + head + length
@@ -238,11 +257,16 @@ class PushReceiver(asyncio.Protocol):
         self._flush()
         if proto.state is not State.OPEN:
             exc = proto.handshake_exc
-            reason = str(exc) if exc is not None else "the handshake did not complete"
-            self.session.refused(self, "handshake", reason)
+            if exc is not None:
+                kind, reason = _error_kind(exc), str(exc)
+            else:  # a refusal with a body: the library waits for the body; the status line is the reason
+                status = _status_code(data[:end])
+                kind = "handshake" if status is None else _status_kind(status)
+                reason = "the handshake did not complete" if status is None else f"HTTP {status}"
+            self.session.refused(self, kind, reason)
             self.abort()
             return b""
-        self.opened = True
+        self.opened = self.live = True
         self.session.opened(self, rx_ns)
         return data[end + 4:]
 
@@ -253,7 +277,11 @@ class PushReceiver(asyncio.Protocol):
             if not isinstance(event, Frame):
                 continue
             opcode = event.opcode
-            if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
+            if opcode is Opcode.CLOSE:
+                self.session.close_received(proto.close_rcvd.code if proto.close_rcvd is not None else None)
+            elif not self.live:
+                continue  # after our own close frame: the server's last messages are not read
+            elif opcode is Opcode.TEXT or opcode is Opcode.BINARY:
                 if event.fin:
                     self.session.message(bytes(event.data), rx_ns)
                 else:
@@ -263,9 +291,11 @@ class PushReceiver(asyncio.Protocol):
                 if event.fin:
                     message, self.fragments = b"".join(self.fragments), None
                     self.session.message(message, rx_ns)
-            elif opcode is Opcode.CLOSE:
-                self.session.close_received(proto.close_rcvd.code if proto.close_rcvd is not None else None)
         self._flush()
+        if self.live and proto.state is not State.OPEN:
+            self.live = False
+            if isinstance(proto.parser_exc, PayloadTooBig):
+                self.session.oversized(rx_ns)
         if proto.close_expected():
             self._expect_close()
 
@@ -296,6 +326,7 @@ class PushReceiver(asyncio.Protocol):
         if self.transport is None:
             return
         if self.opened and self.proto.state is State.OPEN:
+            self.live = False
             self.proto.send_close(code)
             self._flush()
             self._expect_close()
@@ -430,7 +461,12 @@ class PushSession:
         now = time.time_ns()
         self.recorder.connected -= 1
         self.recorder.intake.close(self.index, now)
-        code = self._closed_by_server if self._closed_by_server is not None else "abnormal"
+        # the server's close code; else the one this side failed the connection with (1002, 1009, ...)
+        code: int | str | None = self._closed_by_server
+        if code is None and receiver.proto.close_sent is not None:
+            code = receiver.proto.close_sent.code
+        if code is None:
+            code = "abnormal"
         self.recorder.error(f"closed_{code}", now)
         if self._echo is not None:
             self._echo.cancel()
@@ -468,6 +504,10 @@ class PushSession:
     def malformed(self, rx_ns: int) -> None:
         self.recorder.error("malformed_event", rx_ns)
 
+    def oversized(self, rx_ns: int) -> None:
+        """A frame (or message) over ``max_size``: the connection was failed with 1009 and read no further."""
+        self.recorder.error("malformed_oversized", rx_ns)
+
     def realign(self, rx_ns: int, kind: str | None = None, *, count: bool = True) -> None:
         """A value was not a 64-bit integer: drop this delivery's partial columns, count it by field."""
         intake = self.recorder.intake
@@ -485,13 +525,16 @@ class PushSession:
         now = time.time_ns()
         self.recorder.error(f"connect_{kind}", now)
         self._receiver = None
+        self._retry()  # first: whatever the listener does, the session tries again
         self._tell(False, f"{kind}: {reason}")
-        self._retry()
 
     def _retry(self) -> None:
-        if self._stopping or self._attempts > self.options.max_reconnects:
+        options = self.options
+        if self._stopping or self._attempts > options.max_reconnects:
             return
-        self._timer = asyncio.get_running_loop().call_later(self.options.reconnect_delay_s, self._connect)
+        delay = reconnect_delay(self._attempts, options.reconnect_delay_s, options.reconnect_max_delay_s,
+                                random.random())
+        self._timer = asyncio.get_running_loop().call_later(delay, self._connect)
 
     def _tell(self, ok: bool, error: str | None) -> None:
         if self._notify is not None:
@@ -510,9 +553,40 @@ class PushSession:
         self._schedule_echo()
 
 
+def reconnect_delay(attempts: int, first_s: float, cap_s: float, draw: float) -> float:
+    """Seconds to wait before the next attempt, after ``attempts`` failed ones in a row (0: after a drop).
+
+    ``first_s`` doubled per failure, at most ``cap_s``; then its upper half
+    chosen by ``draw`` (in [0, 1)) -- so sessions refused together do not
+    all come back at the same instant, and none comes back sooner than half
+    the nominal wait.
+    """
+    nominal = min(cap_s, first_s * 2.0 ** min(max(attempts - 1, 0), 32))
+    return nominal * (0.5 + 0.5 * draw)
+
+
+def _status_code(head: bytes) -> int | None:
+    """The status of an HTTP response head (``HTTP/1.1 503 Service Unavailable``), if it has one."""
+    parts = head.split(b"\r\n", 1)[0].split(b" ", 2)
+    if len(parts) >= 2 and parts[0].startswith(b"HTTP/") and len(parts[1]) == 3 and parts[1].isdigit():
+        return int(parts[1])
+    return None
+
+
+def _status_kind(status: int) -> str:
+    """The kind of a refused upgrade: ``http_503`` for "not now" (5xx, 408, 429), else ``handshake``.
+
+    Any other answer (200, 404, 405, ...) says the URL is no WebSocket
+    endpoint at all, which the operator fixes, not the target.
+    """
+    return f"http_{status}" if status >= 500 or status in _RETRY_LATER else "handshake"
+
+
 def _error_kind(exc: BaseException) -> str:
     if isinstance(exc, asyncio.TimeoutError):
         return "timeout"
+    if isinstance(exc, InvalidStatus):
+        return _status_kind(exc.response.status_code)
     if isinstance(exc, ConnectionRefusedError):
         return "refused"
     if isinstance(exc, InvalidURI):

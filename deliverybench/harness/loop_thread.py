@@ -25,7 +25,8 @@ import os
 import sys
 import threading
 from collections import deque
-from typing import Any, Callable, Coroutine
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 __all__ = ["LoopThread", "GeventInbox", "real_thread_start", "wait_for_coroutine"]
 
@@ -46,7 +47,7 @@ def _new_loop() -> asyncio.AbstractEventLoop:
     try:
         import uvloop
 
-        return uvloop.new_event_loop()  # type: ignore[no-any-return]
+        return uvloop.new_event_loop()
     except ImportError:  # pragma: no cover - uvloop is a dependency; keep working without it
         return asyncio.new_event_loop()
 
@@ -62,7 +63,7 @@ class LoopThread:
     delay an arrival stamp.
     """
 
-    _instances: "dict[str, LoopThread]" = {}
+    _instances: dict[str, LoopThread] = {}
     _owner_pid: int = -1
 
     def __init__(self) -> None:
@@ -74,7 +75,7 @@ class LoopThread:
             raise RuntimeError("event-loop thread did not start")
 
     @classmethod
-    def get(cls, role: str = "sessions") -> "LoopThread":
+    def get(cls, role: str = "sessions") -> LoopThread:
         """The loop thread of *this* process for ``role`` (a forked child starts its own)."""
         if cls._owner_pid != os.getpid():
             cls._instances = {}
@@ -85,7 +86,7 @@ class LoopThread:
         return thread
 
     @classmethod
-    def running(cls, role: str = "sessions") -> "LoopThread | None":
+    def running(cls, role: str = "sessions") -> LoopThread | None:
         if cls._owner_pid == os.getpid():
             return cls._instances.get(role)
         return None
@@ -140,11 +141,11 @@ class GeventInbox:
     events or append to structures the greenlets read.
     """
 
-    _instance: "GeventInbox | None" = None
+    _instance: GeventInbox | None = None
     _owner_pid: int = -1
 
     @classmethod
-    def get(cls) -> "GeventInbox":
+    def get(cls) -> GeventInbox:
         """This process's inbox (created on first use, in the gevent thread)."""
         if cls._instance is None or cls._owner_pid != os.getpid():
             cls._instance = cls()
@@ -182,7 +183,7 @@ def wait_for_coroutine(make: Callable[[], Coroutine[Any, Any, Any]], timeout: fl
     import gevent.event
 
     loop, inbox = LoopThread.get(role), GeventInbox.get()
-    result: gevent.event.AsyncResult = gevent.event.AsyncResult()
+    result: gevent.event.AsyncResult[Any] = gevent.event.AsyncResult()
 
     async def run() -> None:
         try:
