@@ -7,7 +7,10 @@ which events were really published and when each was due, and computes:
 * **expected** -- for each subscriber, the published events due inside one of
   its windows, from ``subscribed + join_grace`` to ``unsubscribed - drain``:
   an event it could not have been sent, or had no time to arrive, is not
-  held against it;
+  held against it. Only the test ends a window (a subscriber it made leave,
+  or the end of the run): a session the *target* dropped (:data:`DROPPED`)
+  keeps its window open until the subscriber's next connection continues
+  it, or to the end of the run -- what it missed meanwhile is lost;
 * **delivered_unique** -- expected events that arrived at least once;
 * **lost** -- expected events that never arrived: ``expected - delivered_unique``;
 * **duplicates** -- arrivals after the first of the same id (any id);
@@ -24,10 +27,15 @@ from __future__ import annotations
 
 import bisect
 import zlib
-from dataclasses import dataclass, field, asdict
-from typing import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+
+#: the third item of a window that ended because the target dropped the session (not because the
+#: test made the subscriber leave): what is expected of the subscriber goes on past its end
+DROPPED = 1
 
 __all__ = [
+    "DROPPED",
     "ReceivedIds",
     "SubscriberRecord",
     "PublishedLog",
@@ -35,6 +43,7 @@ __all__ = [
     "AuditTotals",
     "audit",
     "expected_per_event",
+    "held_windows",
     "fanout_times_ns",
 ]
 
@@ -88,7 +97,8 @@ class SubscriberRecord:
 
     ``windows`` are ``[subscribed_ns, unsubscribed_ns]`` pairs; an open
     window (still subscribed when the record was taken) has ``None`` as its
-    end and is closed by the aggregator at the end of the run.
+    end and is closed by the aggregator at the end of the run. A window the
+    target ended has a third item, :data:`DROPPED` (see :meth:`drop`).
     """
 
     subscriber: str
@@ -99,8 +109,19 @@ class SubscriberRecord:
         self.windows.append([at_ns, None])
 
     def close(self, at_ns: int) -> None:
+        """The subscriber left (the test made it): nothing is expected of it after ``at_ns``."""
         if self.windows and self.windows[-1][1] is None:
             self.windows[-1][1] = at_ns
+
+    def drop(self, at_ns: int) -> None:
+        """The target ended the session at ``at_ns``: the subscriber still expects every event.
+
+        Its window stays open in the audit until the next :meth:`open` (a
+        reconnect) continues it, or to the end of the run.
+        """
+        if self.windows and self.windows[-1][1] is None:
+            self.windows[-1][1] = at_ns
+            self.windows[-1].append(DROPPED)
 
     def to_wire(self) -> dict[str, object]:
         r = self.received
@@ -114,7 +135,7 @@ class SubscriberRecord:
         }
 
     @classmethod
-    def from_wire(cls, data: Mapping[str, object]) -> "SubscriberRecord":
+    def from_wire(cls, data: Mapping[str, object]) -> SubscriberRecord:
         received = ReceivedIds()
         bits = data["bits"]
         assert isinstance(bits, (bytes, bytearray))
@@ -145,7 +166,7 @@ class PublishedLog:
     ok: list[bool] = field(default_factory=list)
 
     @classmethod
-    def scheduled(cls, due_ns: Sequence[int]) -> "PublishedLog":
+    def scheduled(cls, due_ns: Sequence[int]) -> PublishedLog:
         """A log of ``len(due_ns)`` events, none sent yet."""
         n = len(due_ns)
         return cls(list(due_ns), [0] * n, [False] * n)
@@ -193,7 +214,7 @@ class PublishedLog:
         return {"due_ns": list(self.due_ns), "sent_ns": list(self.sent_ns), "ok": [int(x) for x in self.ok]}
 
     @classmethod
-    def from_wire(cls, data: Mapping[str, Sequence[int]]) -> "PublishedLog":
+    def from_wire(cls, data: Mapping[str, Sequence[int]]) -> PublishedLog:
         return cls(list(data["due_ns"]), list(data["sent_ns"]), [bool(x) for x in data["ok"]])
 
 
@@ -213,7 +234,7 @@ class FanoutTracker:
             self.last_ns[event_id] = receive_ns
         self.count[event_id] = self.count.get(event_id, 0) + 1
 
-    def merge(self, other: "FanoutTracker") -> None:
+    def merge(self, other: FanoutTracker) -> None:
         for event_id, last in other.last_ns.items():
             mine = self.last_ns.get(event_id)
             if mine is None or last > mine:
@@ -221,7 +242,7 @@ class FanoutTracker:
         for event_id, n in other.count.items():
             self.count[event_id] = self.count.get(event_id, 0) + n
 
-    def take(self) -> "FanoutTracker":
+    def take(self) -> FanoutTracker:
         taken = FanoutTracker()
         taken.last_ns, self.last_ns = self.last_ns, {}
         taken.count, self.count = self.count, {}
@@ -232,7 +253,7 @@ class FanoutTracker:
         return {"ids": ids, "last_ns": [self.last_ns[i] for i in ids], "count": [self.count[i] for i in ids]}
 
     @classmethod
-    def from_wire(cls, data: Mapping[str, Sequence[int]]) -> "FanoutTracker":
+    def from_wire(cls, data: Mapping[str, Sequence[int]]) -> FanoutTracker:
         tracker = cls()
         for event_id, last, n in zip(data["ids"], data["last_ns"], data["count"]):
             tracker.last_ns[int(event_id)] = int(last)
@@ -260,6 +281,9 @@ class AuditTotals:
     arrivals: int = 0
     subscribers_with_loss: int = 0
     subscribers_never_connected: int = 0
+    #: subscribers of a harness process that died before it handed them over: in none of the sums
+    #: above (written only when there were any)
+    subscribers_unmeasured: int = 0
 
     @property
     def balanced(self) -> bool:
@@ -267,16 +291,39 @@ class AuditTotals:
 
     def to_dict(self) -> dict[str, int | bool]:
         out: dict[str, int | bool] = dict(asdict(self))
+        if not self.subscribers_unmeasured:
+            del out["subscribers_unmeasured"]
         out["balanced"] = self.balanced
         return out
+
+
+def held_windows(windows: Iterable[Sequence[int | None]]) -> list[tuple[int, int | None]]:
+    """The spans during which a subscriber is held to every event, from its connection windows.
+
+    A window the target ended (:data:`DROPPED`) does not end the span: the
+    next window continues it, and when none follows it runs to the end of
+    the run (``None``). Only a window the test ended (a leave) ends one.
+    """
+    held: list[tuple[int, int | None]] = []
+    continues = False
+    for window in sorted(windows, key=lambda w: w[0] or 0):
+        start, stop = window[0], window[1]
+        assert start is not None
+        dropped = len(window) > 2 and window[2] == DROPPED
+        end = None if dropped else stop
+        if continues:
+            held[-1] = (held[-1][0], end)
+        else:
+            held.append((start, end))
+        continues = dropped
+    return held
 
 
 def _expected_ranges(record: SubscriberRecord, log: PublishedLog, join_grace_ns: int, drain_ns: int,
                      end_ns: int) -> list[tuple[int, int]]:
     """Id ranges ``[lo, hi)`` expected of ``record``, merged so overlapping windows count once."""
     ranges = []
-    for start, stop in record.windows:
-        assert start is not None
+    for start, stop in held_windows(record.windows):
         window_end = (stop if stop is not None else end_ns) - drain_ns
         lo, hi = log.expected_range(start + join_grace_ns, window_end)
         if hi > lo:
@@ -299,8 +346,7 @@ def _expected_mask(
 
     An event due in the first ``join_grace`` or the last ``drain`` of a
     subscription window is not held against the subscriber -- it may not
-    have been registered yet, or had no time to arrive before it left (a
-    dropped session that reconnects leaves such a tail in every window).
+    have been registered yet, or had no time to arrive before it left.
     If it *did* arrive, it is a delivery of that window, not "unexpected".
     """
     strict = _ranges_mask(_expected_ranges(record, log, join_grace_ns, drain_ns, end_ns))

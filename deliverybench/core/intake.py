@@ -20,18 +20,21 @@ stream's length.
 Subscribers are small integers handed out by :meth:`Intake.add`; windows and
 names stay in plain lists, and :meth:`Intake.records` turns a subscriber into
 an ordinary :class:`~deliverybench.core.audit.SubscriberRecord` when it
-travels to the aggregator. Pure: times are passed in.
+travels to the aggregator. A window is one connection: :meth:`Intake.close`
+ends it as dropped by the target (:data:`~deliverybench.core.audit.DROPPED`:
+the subscriber still expects every event) unless :meth:`Intake.leave` says
+the test made the subscriber leave. Pure: times are passed in.
 """
 
 from __future__ import annotations
 
 from array import array
 from collections import Counter
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 
-from .audit import FanoutTracker, ReceivedIds, SubscriberRecord
+from .audit import DROPPED, FanoutTracker, ReceivedIds, SubscriberRecord
 from .recording import NS_PER_S, Recorder
 
 __all__ = ["Intake", "MAX_EARLY_NS", "MAX_LATE_NS"]
@@ -63,6 +66,7 @@ class Intake:
         # per subscriber
         self.names: list[str] = []
         self.windows: list[list[list[int | None]]] = []
+        self._closed_ns: list[int | None] = []  # each subscriber's latest close
         self._bits = np.zeros((0, 0), dtype=np.uint8)
         self._max_id = np.zeros(0, dtype=np.int64)
         self._duplicates = np.zeros(0, dtype=np.int64)
@@ -75,6 +79,7 @@ class Intake:
         index = len(self.names)
         self.names.append(name)
         self.windows.append([])
+        self._closed_ns.append(None)
         if index >= len(self._max_id):
             self._grow_rows(max(64, 2 * len(self._max_id)))
         return index
@@ -83,9 +88,32 @@ class Intake:
         self.windows[index].append([at_ns, None])
 
     def close(self, index: int, at_ns: int) -> None:
+        """A connection of subscriber ``index`` ended at ``at_ns``: dropped, unless :meth:`leave` follows.
+
+        A session stopped by the test closes, then leaves; one the target
+        dropped only closes -- a reconnect continues its window, and without
+        one it expects every event to the end of the run.
+        """
+        self._closed_ns[index] = at_ns
         windows = self.windows[index]
         if windows and windows[-1][1] is None:
             windows[-1][1] = at_ns
+            windows[-1].append(DROPPED)
+
+    def leave(self, index: int, at_ns: int | None = None) -> None:
+        """The test made subscriber ``index`` leave, at ``at_ns`` (by default at its latest :meth:`close`).
+
+        Its last window ends then, whether its connection was still open or
+        had been dropped meanwhile: a subscriber stopped while reconnecting
+        expected every event until it was stopped.
+        """
+        at = self._closed_ns[index] if at_ns is None else at_ns
+        windows = self.windows[index]
+        if at is None or not windows:
+            return
+        start, end = windows[-1][0], windows[-1][1]
+        if end is None or len(windows[-1]) > 2:
+            windows[-1] = [start, at]
 
     def _grow_rows(self, rows: int) -> None:
         old = len(self._max_id)

@@ -18,7 +18,8 @@ from .event import WARMUP_MARK, MalformedEvent, read_head
 from .intake import Intake
 from .recording import NS_PER_S, Recorder
 
-__all__ = ["ProcessRecorder", "empty_payload", "CONNECT_FAILURE_KINDS", "DEFAULT_ID_LIMIT", "MAX_EARLY_NS", "MAX_LATE_NS"]
+__all__ = ["ProcessRecorder", "empty_payload", "CONNECT_FAILURE_KINDS", "DEFAULT_ID_LIMIT", "MAX_EARLY_NS",
+           "MAX_LATE_NS"]
 
 _ECHO_PREFIX = b'{"echo":'
 
@@ -73,6 +74,7 @@ class ProcessRecorder:
         #: controller reads them to stop waiting for subscribers that cannot connect)
         self.connect_failures: Counter[str] = Counter()
         self._intake: Intake | None = None
+        self._named = 0
         self._retired: list[int] = []
         self._handed: set[int] = set()
         self._buffer: dict[tuple[str, int], list[int]] = {}
@@ -82,7 +84,17 @@ class ProcessRecorder:
         record = self.subscribers.get(name)
         if record is None:
             record = self.subscribers[name] = SubscriberRecord(name)
+            self._named += 1
         return record
+
+    @property
+    def subscriber_count(self) -> int:
+        """Subscribers this process has had since the test started, here or gone, connected or not.
+
+        The master keeps the latest count of each worker: if the worker dies,
+        that is how many subscribers went unmeasured with it.
+        """
+        return self._named + (len(self._intake.names) if self._intake is not None else 0)
 
     @property
     def intake(self) -> Intake:
@@ -92,7 +104,8 @@ class ProcessRecorder:
         return self._intake
 
     def retire_index(self, index: int) -> None:
-        """An intake subscriber is gone for good: its record travels with the next payload."""
+        """The test made an intake subscriber leave (as of its latest close): its record travels next."""
+        self.intake.leave(index)
         self._retired.append(index)
 
     def on_echo(self, data: bytes, receive_ns: int) -> None:
@@ -197,8 +210,9 @@ class ProcessRecorder:
     def take_payload(self, *, final: bool, now_ns: int) -> dict[str, Any]:
         """Move out completed seconds (all of them when ``final``) and retired records.
 
-        On ``final`` every subscriber still present is included too, with
-        its open window closed at ``now_ns``.
+        On ``final`` every subscriber still present is included too: the
+        test is over, so it leaves at ``now_ns`` -- its open window ends
+        then, and so does one the target dropped and nothing continued.
         """
         self.fold_buffer()
         recorder = self.recorder.take(None if final else now_ns // NS_PER_S)
@@ -214,7 +228,7 @@ class ProcessRecorder:
             retired, self._retired = self._retired, []
             if final:
                 for index in range(len(intake.names)):
-                    intake.close(index, now_ns)
+                    intake.leave(index, now_ns)
                 retired += range(len(intake.names))
             fresh = [i for i in dict.fromkeys(retired) if i not in self._handed]
             self._handed.update(fresh)

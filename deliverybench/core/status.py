@@ -4,8 +4,9 @@
 refused, every subscriber connected and stayed, no malformed input, no
 warning, and neither the harness nor its publisher was the bottleneck.
 Anything else is ``degraded`` with reasons in plain words (``lost 73 %``,
-``refused 16 %``, ``40 sessions dropped``, ``harness saturated``) -- still a
-finding, not a failure: loss is what a user runs the tool to find. ``failed``
+``refused 16 %``, ``40 sessions dropped``, ``harness saturated``, ``harness
+worker died, 50 subscribers unmeasured``) -- still a finding, not a
+failure: loss is what a user runs the tool to find. ``failed``
 (nothing measured) and ``interrupted`` (stopped from outside) are decided by
 whoever ran the mode and are kept, with the same reasons added.
 
@@ -36,6 +37,8 @@ _ERROR_FAMILIES: tuple[tuple[str, str], ...] = (
     ("malformed_", "{n:,} malformed messages"),
     ("unexpected_id", "{n:,} events with ids outside the stream"),
     ("rejected_", "{n:,} deliveries with a bad signature or timestamp"),
+    # the harness's own failure, never the target's: what the dead process measured is not in the audit
+    ("harness_worker_lost", "{harness_workers} died, {unmeasured:,} subscribers unmeasured"),
 )
 
 
@@ -51,7 +54,7 @@ def _pct(part: float, whole: float) -> str:
     return f"{share:.2g} %" if share >= 0.01 else "<0.01 %"
 
 
-def _error_reasons(errors: Mapping[str, int]) -> list[str]:
+def _error_reasons(errors: Mapping[str, int], *, unmeasured: int = 0) -> list[str]:
     reasons: list[str] = []
     families: dict[str, int] = {}
     others: dict[str, int] = {}
@@ -66,7 +69,9 @@ def _error_reasons(errors: Mapping[str, int]) -> list[str]:
             others[kind] = n
     for prefix, phrase in _ERROR_FAMILIES:
         if prefix in families:
-            reasons.append(phrase.format(n=families[prefix]))
+            n = families[prefix]
+            reasons.append(phrase.format(n=n, unmeasured=unmeasured,
+                                         harness_workers="harness worker" if n == 1 else f"{n:,} harness workers"))
     if others:
         listed = ", ".join(f"{kind} ×{n:,}" for kind, n in sorted(others.items(), key=lambda kv: -kv[1]))
         reasons.append(f"{sum(others.values()):,} errors ({listed})")
@@ -88,11 +93,19 @@ def _findings(result: ModeResult) -> list[str]:
         reasons.append(f"{unpublished:,} scheduled events never published")
     never = audit.count("subscribers_never_connected")
     wanted = result.params.subscribers or 0
+    unmeasured = _unmeasured(result)  # they took part: a dead harness process lost their records
     if never:
         reasons.append(f"{never:,} of {wanted or audit.count('subscribers'):,} subscribers never connected")
-    elif wanted and audit.present and audit.count("subscribers") < wanted and result.mode != "burst":
+    elif (wanted and audit.present and audit.count("subscribers") + unmeasured < wanted
+          and result.mode != "burst"):
         reasons.append(f"only {audit.count('subscribers'):,} of {wanted:,} subscribers took part")
-    return reasons + _error_reasons(result.errors)
+    return reasons + _error_reasons(result.errors, unmeasured=unmeasured)
+
+
+def _unmeasured(result: ModeResult) -> int:
+    """Subscribers of a harness process that died before handing them over (``audit.subscribers_unmeasured``)."""
+    value = result.audit.more.get("subscribers_unmeasured")
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 def decide(result: ModeResult) -> ModeResult:

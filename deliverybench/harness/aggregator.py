@@ -6,12 +6,19 @@ travel in *wire* form (plain dicts, lists, bytes and strings that msgpack
 carries through Locust's worker-report and custom messages); in one process
 they are merged as objects. Merging is exact: histograms add, bitmaps of
 one subscriber come from one process, counters add.
+
+A process that dies takes what it had not handed over with it. The master
+says so (:meth:`RunAggregator.process_lost`): the mode result then counts it
+as an error of the harness (``harness_worker_lost``), and the subscribers
+it took as ``subscribers_unmeasured`` in the audit -- in none of its sums,
+and never as the target's loss.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from ..core.audit import (
     FanoutTracker,
@@ -25,7 +32,10 @@ from ..core.recording import Recorder
 from ..core.resources import Sample
 from ..core.results import build_mode_result, delivery_span_ns
 
-__all__ = ["payload_to_wire", "payload_from_wire", "RunAggregator"]
+__all__ = ["payload_to_wire", "payload_from_wire", "RunAggregator", "WORKER_LOST"]
+
+#: the error kind of a harness process that died (or never handed over its final payload)
+WORKER_LOST = "harness_worker_lost"
 
 
 def payload_to_wire(payload: Mapping[str, Any]) -> dict[str, Any]:
@@ -68,6 +78,8 @@ class RunAggregator:
         self._gauge_readings: dict[tuple[str, int], int] = {}
         self.samples: list[Sample] = []
         self.payloads = 0
+        #: harness processes lost mid-run (by their subscriber-name prefix) and the subscribers each had
+        self.lost_processes: dict[str, int] = {}
 
     def add(self, payload: Mapping[str, Any]) -> None:
         self.payloads += 1
@@ -120,6 +132,24 @@ class RunAggregator:
         self.errors[kind] += count
         self.error_series[(at_ns // 1_000_000_000, kind)] += count
 
+    def process_lost(self, process: str, subscribers: int, at_ns: int) -> None:
+        """Harness process ``process`` (its subscribers' name prefix) is gone without its final payload.
+
+        ``subscribers`` is how many it had; those it handed over before it
+        died stay measured, the rest count as unmeasured. Said once per process.
+        """
+        if process in self.lost_processes:
+            return
+        self.lost_processes[process] = max(0, subscribers)
+        self.error(WORKER_LOST, at_ns)
+
+    def unmeasured(self) -> int:
+        """Subscribers of lost processes that never reached this aggregator."""
+        if not self.lost_processes:
+            return 0
+        handed = Counter(name.rsplit(":", 1)[0] for name in self.subscribers)
+        return sum(max(0, n - handed[process]) for process, n in self.lost_processes.items())
+
     def build(
         self,
         *,
@@ -143,6 +173,7 @@ class RunAggregator:
         records: Iterable[SubscriberRecord] = list(self.subscribers.values())
         totals = audit(log, records, join_grace_ns=join_grace_ns, drain_ns=drain_ns, end_ns=ended_ns,
                        first_id=first_id)
+        totals.subscribers_unmeasured = self.unmeasured()
         expected = expected_per_event(log, records, join_grace_ns=join_grace_ns, drain_ns=drain_ns, end_ns=ended_ns,
                                       first_id=first_id)
         fanout = fanout_times_ns(log, self.fanout, expected)
@@ -151,7 +182,10 @@ class RunAggregator:
         for event_id, value in enumerate(fanout):
             if value is not None:
                 recorder.record("fanout", value, log.due_ns[event_id])
-        merged_extra = {**dict(self.counters), **dict(extra or {})}
+        merged_extra: dict[str, Any] = {**dict(self.counters), **dict(extra or {})}
+        if self.lost_processes:
+            merged_extra["harness_workers_lost"] = [{"process": process, "subscribers": n}
+                                                    for process, n in sorted(self.lost_processes.items())]
         return build_mode_result(
             mode=self.mode,
             target=target,

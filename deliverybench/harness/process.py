@@ -14,7 +14,8 @@ import os
 import socket
 import time
 from collections import Counter
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import gevent
 import gevent.event
@@ -22,10 +23,10 @@ from locust.env import Environment
 
 from targets.start import TargetUrls
 
-from . import quiet
 from ..adapters.sampling import ProcessSampler
 from ..core.plan import plan_run
 from ..core.process_recorder import DEFAULT_ID_LIMIT, ProcessRecorder, empty_payload
+from . import quiet
 from .loop_thread import GeventInbox, LoopThread
 
 __all__ = ["HarnessProcess", "warm_histogram_tables"]

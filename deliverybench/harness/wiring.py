@@ -12,18 +12,28 @@ delivers before the worker's ``client_stopped`` -- so by the time
 The target's URLs go the other way: the master sends them to every worker
 when a test starts, before Locust's spawn message, so every user knows
 where to subscribe without anything written into Locust's parsed options.
+
+A worker that dies (killed, out of memory) never sends its final payload,
+and its subscribers would silently vanish from the audit. So the master
+keeps a :class:`WorkerBook`: each worker's process and subscriber count from
+its status messages, and whether its final payload came. A worker Locust
+marks ``missing`` (no heartbeat for ~3 s) stops counting as connected at
+once; when the test stops, every worker without a final payload is told to
+the aggregator as lost, with its subscribers unmeasured.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Any, Callable, Mapping
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import gevent
 from locust import events as locust_events
 from locust.env import Environment
-from locust.runners import STATE_RUNNING, STATE_SPAWNING, MasterRunner, WorkerRunner
+from locust.runners import STATE_MISSING, STATE_RUNNING, STATE_SPAWNING, MasterRunner, WorkerRunner
 
 from targets.start import TargetUrls
 
@@ -35,7 +45,7 @@ from .controller import RunController
 from .locust_options import add_options, check_form
 from .process import HarnessProcess
 
-__all__ = ["install", "FINAL_MESSAGE", "STATUS_MESSAGE", "TARGET_MESSAGE"]
+__all__ = ["install", "WorkerBook", "FINAL_MESSAGE", "STATUS_MESSAGE", "TARGET_MESSAGE"]
 
 log = logging.getLogger("deliverybench")
 #: a worker's last payload, sent when it stops
@@ -44,6 +54,57 @@ FINAL_MESSAGE = "deliverybench_final"
 STATUS_MESSAGE = "deliverybench_status"
 #: the target's URLs, from the master to every worker when a test starts
 TARGET_MESSAGE = "deliverybench_target"
+#: seconds between two looks at Locust's worker states
+_WATCH_S = 0.5
+
+
+class WorkerBook:
+    """What the master knows of each worker (by Locust's node id) during one test."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        """A new test: forget the last one's workers."""
+        #: the worker's process, as its subscribers' names begin (``host:pid``)
+        self.process: dict[str, str] = {}
+        #: the most subscribers it reported having (its status messages, Locust's user count)
+        self.subscribers: dict[str, int] = {}
+        #: workers whose final payload arrived
+        self.final: set[str] = set()
+        #: workers found gone without one, and when (ns)
+        self.gone: dict[str, int] = {}
+        self.watching = False
+
+    def status(self, node: str, data: Mapping[str, Any]) -> None:
+        self.process[node] = str(data.get("process") or node)
+        self.note_subscribers(node, int(data.get("subscribers", 0)))
+
+    def note_subscribers(self, node: str, count: int) -> None:
+        self.subscribers[node] = max(self.subscribers.get(node, 0), count)
+
+    def look(self, runner: MasterRunner, now_ns: int) -> list[str]:
+        """Workers newly found gone: Locust marks them missing, or they left without a final payload."""
+        clients = runner.clients
+        missing = []
+        for node, client in list(clients.items()):
+            if client.state == STATE_MISSING:
+                missing.append(node)
+            else:
+                self.note_subscribers(node, client.user_count)
+        vanished = [node for node in self.process if node not in clients]
+        settled = self.final | self.gone.keys()
+        found = [node for node in dict.fromkeys(missing + vanished) if node not in settled]
+        for node in found:
+            self.gone[node] = now_ns
+        return found
+
+    def settle(self, now_ns: int) -> dict[str, int]:
+        """Every worker without a final payload, when it was found gone (``now_ns`` if only now)."""
+        for node in self.process:
+            if node not in self.final:
+                self.gone.setdefault(node, now_ns)
+        return {node: at for node, at in self.gone.items() if node not in self.final}
 
 
 def install(mode: str, *, events: Any = locust_events,
@@ -114,11 +175,16 @@ def _wire(environment: Environment, harness: HarnessProcess | None, controller: 
     ev = environment.events
     runner = environment.runner
 
+    book = WorkerBook()
     if isinstance(runner, MasterRunner) and controller is not None:
         def on_final(environment: Environment, msg: Any, **_kw: Any) -> None:
+            book.final.add(msg.node_id)
             controller.aggregator.add_wire(msg.data)
 
         def on_status(environment: Environment, msg: Any, **_kw: Any) -> None:
+            if msg.node_id in book.gone and msg.node_id not in book.final:
+                del book.gone[msg.node_id]  # it answers again (Locust: "self-healed")
+            book.status(msg.node_id, msg.data)
             controller.worker_connected[msg.node_id] = int(msg.data.get("connected", 0))
             controller.worker_failures[msg.node_id] = {str(k): int(v) for k, v in
                                                        (msg.data.get("failed") or {}).items()}
@@ -154,6 +220,10 @@ def _wire(environment: Environment, harness: HarnessProcess | None, controller: 
             if isinstance(runner, MasterRunner):  # fired before Locust sends its spawn messages
                 runner.send_message(TARGET_MESSAGE, urls_to_wire(controller.urls))
             controller.on_test_start()
+            if isinstance(runner, MasterRunner):
+                book.reset()
+                book.watching = True
+                gevent.spawn(_watch_workers, runner, controller, book)
 
     @ev.spawning_complete.add_listener
     def on_spawning_complete(user_count: int, **_kw: Any) -> None:
@@ -181,6 +251,9 @@ def _wire(environment: Environment, harness: HarnessProcess | None, controller: 
             elif controller is not None:
                 controller.aggregator.add(payload)
         if controller is not None:
+            if isinstance(runner, MasterRunner):  # every live worker's final payload is in by now
+                book.watching = False
+                _settle_workers(controller, book)
             controller.on_test_stop()
 
     @ev.quitting.add_listener
@@ -196,9 +269,28 @@ def _wire(environment: Environment, harness: HarnessProcess | None, controller: 
             controller.stop_target()
 
 
+def _watch_workers(runner: MasterRunner, controller: RunController, book: WorkerBook) -> None:
+    """While the test runs: a worker gone silent no longer counts as connected (the live file shows it)."""
+    while book.watching:
+        for node in book.look(runner, time.time_ns()):
+            controller.worker_connected[node] = 0
+            log.error("harness worker %s (%s) stopped answering: its %d subscribers are not measured",
+                      node, book.process.get(node, node), book.subscribers.get(node, 0))
+        gevent.sleep(_WATCH_S)
+
+
+def _settle_workers(controller: RunController, book: WorkerBook) -> None:
+    """Tell the aggregator of every worker that never handed over its final payload."""
+    for node, at_ns in book.settle(time.time_ns()).items():
+        controller.worker_connected[node] = 0
+        controller.aggregator.process_lost(book.process.get(node, node), book.subscribers.get(node, 0), at_ns)
+
+
 def _status_loop(runner: WorkerRunner, harness: HarnessProcess) -> None:
     while harness.status_active:
         recorder = harness.recorder
         runner.send_message(STATUS_MESSAGE, {"connected": recorder.connected,
-                                             "failed": dict(recorder.connect_failures)})
+                                             "failed": dict(recorder.connect_failures),
+                                             "process": harness.prefix,
+                                             "subscribers": recorder.subscriber_count})
         gevent.sleep(0.5)

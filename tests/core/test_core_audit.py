@@ -8,6 +8,7 @@ import msgpack
 import pytest
 
 from deliverybench.core.audit import (
+    DROPPED,
     AuditTotals,
     FanoutTracker,
     PublishedLog,
@@ -16,6 +17,7 @@ from deliverybench.core.audit import (
     audit,
     expected_per_event,
     fanout_times_ns,
+    held_windows,
 )
 
 NS = 1_000_000_000
@@ -103,6 +105,26 @@ def test_subscriber_windows_open_close() -> None:
     assert record.windows == [[10, 20], [40, None]]
 
 
+def test_a_drop_ends_the_connection_but_is_marked() -> None:
+    record = SubscriberRecord("u1")
+    record.drop(5)  # nothing open: no effect
+    record.open(10)
+    record.drop(20)
+    record.drop(25)  # already ended: no effect
+    record.open(30)
+    record.close(40)
+    assert record.windows == [[10, 20, DROPPED], [30, 40]]
+
+
+def test_held_windows_run_through_drops_and_end_only_when_the_subscriber_left() -> None:
+    assert held_windows([]) == []
+    assert held_windows([[10, 20], [30, None]]) == [(10, 20), (30, None)]  # left, came back: a gap
+    assert held_windows([[10, 20, DROPPED], [30, 40]]) == [(10, 40)]  # the reconnect continues the window
+    assert held_windows([[10, 20, DROPPED], [30, 40, DROPPED], [50, 60]]) == [(10, 60)]
+    assert held_windows([[10, 20, DROPPED]]) == [(10, None)]  # never back: held to the end of the run
+    assert held_windows([[30, 40], [10, 20, DROPPED]]) == [(10, 40)]  # merged out of order (two processes)
+
+
 def test_subscriber_record_wire_round_trip_through_msgpack() -> None:
     record = subscriber("push:7", [0, 1, 1, 5, 3, 700], start=T0, stop=T0 + NS)
     record.open(T0 + 2 * NS)
@@ -112,6 +134,9 @@ def test_subscriber_record_wire_round_trip_through_msgpack() -> None:
     back = SubscriberRecord.from_wire(msgpack.unpackb(raw, raw=False))
     assert back.subscriber == "push:7"
     assert back.windows == [[T0, T0 + NS], [T0 + 2 * NS, None]]
+    record.drop(T0 + 3 * NS)  # how it ended travels too
+    back = SubscriberRecord.from_wire(msgpack.unpackb(msgpack.packb(record.to_wire(), use_bin_type=True), raw=False))
+    assert back.windows == [[T0, T0 + NS], [T0 + 2 * NS, T0 + 3 * NS, DROPPED]]
     assert back.received.as_int() == record.received.as_int()
     assert (back.received.unique, back.received.duplicates, back.received.out_of_order, back.received.arrivals) == (
         5, 1, 1, 6
@@ -266,6 +291,7 @@ def test_open_window_closed_at_end_minus_drain() -> None:
 
 
 def test_reconnect_gap_not_expected() -> None:
+    """A subscriber that *left* (the test made it) and came back: the gap was its own choice."""
     log = make_log()
     record = SubscriberRecord("r")
     record.open(T0 - NS)
@@ -280,6 +306,38 @@ def test_reconnect_gap_not_expected() -> None:
     assert totals.delivered_unique == 17
     assert totals.unexpected == 3
     assert per_event(log, [record]) == [1] * 7 + [0] * 3 + [1] * 10
+
+
+def test_a_dropped_subscriber_expects_every_event_through_the_gap() -> None:
+    log = make_log()
+    record = SubscriberRecord("d")
+    record.open(T0 - NS)
+    record.drop(due(6))  # the target ended the session ...
+    record.open(due(10))  # ... the reconnect continues the same window: no drain before, no grace after
+    for i in (*range(6), *range(10, N)):
+        record.received.mark(i)
+    totals = run(log, [record])
+    assert totals.expected == N and totals.subscribers_full == 1
+    assert totals.delivered_unique == 16 and totals.lost == 4 and totals.unexpected == 0  # 6..9 missed
+    assert per_event(log, [record]) == [1] * N
+
+
+def test_a_subscriber_dropped_for_good_is_held_to_the_end_of_the_run() -> None:
+    log = make_log()
+    gone = subscriber("gone", range(5))
+    gone.drop(due(5))
+    stays = subscriber("stays", range(N))
+    totals = run(log, [gone, stays])
+    assert totals.expected == 2 * N == log.accepted * 2  # published x subscribers, drop or no drop
+    assert totals.delivered_unique == N + 5 and totals.lost == N - 5
+    assert totals.subscribers_full == 2 and totals.subscribers_with_loss == 1
+
+
+def test_unmeasured_subscribers_are_written_only_when_there_were_any() -> None:
+    totals = AuditTotals(expected=4, delivered_unique=4)
+    assert "subscribers_unmeasured" not in totals.to_dict()
+    totals.subscribers_unmeasured = 50
+    assert totals.to_dict()["subscribers_unmeasured"] == 50 and totals.balanced
 
 
 def test_publish_failures_are_not_expected() -> None:

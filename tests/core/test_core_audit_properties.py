@@ -29,7 +29,7 @@ def runs(draw: st.DrawFn) -> dict:
     accepted = draw(st.lists(st.booleans(), min_size=n, max_size=n))
     subscribers = draw(st.integers(min_value=1, max_value=5))
     arrivals = []
-    for s in range(subscribers):
+    for _s in range(subscribers):
         got = draw(st.lists(st.integers(min_value=0, max_value=n - 1), max_size=3 * n))  # loss, dups, any order
         hostile = draw(st.lists(st.tuples(hostile_ids, st.integers(min_value=0, max_value=n - 1)), max_size=5))
         times = draw(st.lists(st.tuples(st.integers(min_value=0, max_value=n - 1), hostile_times), max_size=5))
@@ -76,3 +76,52 @@ def test_sums_hold_exactly_and_memory_stays_bounded(run: dict) -> None:
     assert errors["unexpected_id"] + errors["malformed_due"] == bad_expected
     # no id, however large, made a bitmap grow past the stream's length
     assert all(len(r.received.bits) <= n // 8 + 1 + 64 for r in payload["subscribers"])
+
+
+@st.composite
+def dropped_runs(draw: st.DrawFn) -> dict:
+    n = draw(st.integers(min_value=1, max_value=80))
+    subscribers = []
+    for _ in range(draw(st.integers(min_value=1, max_value=4))):
+        # each subscriber: connection windows cut by drops (offsets in ms into the stream), and what arrived
+        cuts = sorted(draw(st.lists(st.integers(min_value=0, max_value=n + 5), max_size=6)))
+        back = draw(st.lists(st.booleans(), min_size=len(cuts), max_size=len(cuts)))
+        got = draw(st.sets(st.integers(min_value=0, max_value=n - 1)))
+        subscribers.append((cuts, back, got))
+    return {"n": n, "subscribers": subscribers, "stopped_at_end": draw(st.booleans())}
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(dropped_runs())
+def test_drops_never_shrink_what_is_expected(run: dict) -> None:
+    """However often the target drops a subscriber, and whether it comes back, it is held to every event."""
+    n = run["n"]
+    log = PublishedLog.scheduled([T0 + i * MS for i in range(n)])
+    for i in range(n):
+        log.settle(i, T0 + i * MS + 1, True)
+    recorder = ProcessRecorder("push", id_limit=n)
+    intake = recorder.intake
+    end = T0 + (n + 100) * MS
+    arrived = 0
+    for s, (cuts, back, got) in enumerate(run["subscribers"]):
+        index = intake.add(f"p:{s}")
+        intake.open(index, T0 - 1000 * MS)
+        for cut, comes_back in zip(cuts, back):
+            if intake.windows[index][-1][1] is not None:
+                break  # dropped for good
+            intake.close(index, T0 + cut * MS)  # the target ends the session
+            if comes_back:
+                intake.open(index, T0 + cut * MS + MS // 2)
+        for event_id in got:
+            for column, value in zip(intake.appenders, (index, event_id, T0 + event_id * MS, -1, end)):
+                column(value)
+        arrived += len(got)
+        if run["stopped_at_end"]:  # Locust stopping users after the drain: close, then leave
+            intake.close(index, end)
+            recorder.retire_index(index)
+    payload = recorder.take_payload(final=True, now_ns=end)
+    totals = audit(log, payload["subscribers"], join_grace_ns=0, drain_ns=0, end_ns=end)
+    users = len(run["subscribers"])
+    assert totals.expected == n * users and totals.subscribers_full == users
+    assert totals.delivered_unique == arrived and totals.unexpected == 0
+    assert totals.lost == n * users - arrived and totals.balanced
