@@ -22,6 +22,11 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from signal import Signals
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # imported where used: `run_bench.py --help` stays quick
+    from deliverybench.cli.compare import GateResult
 
 EXIT_OK, EXIT_REGRESSION, EXIT_USAGE, EXIT_FAILED, EXIT_NOT_COMPARABLE = 0, 1, 2, 3, 4
 #: what each gate outcome exits with
@@ -36,9 +41,10 @@ def _say(line: str) -> None:
 def _report(argv: list[str]) -> int:
     import argparse
 
-    from deliverybench.adapters.results_file import ResultsFileError, read
+    from deliverybench.adapters.results_file import ResultsFileError, ResultsWriteError, read, staged
 
-    parser = argparse.ArgumentParser(prog="run_bench.py report", description="Render an HTML report from results files.")
+    parser = argparse.ArgumentParser(prog="run_bench.py report",
+                                     description="Render an HTML report from results files.")
     parser.add_argument("results", nargs="+", help="results.json files; several are compared")
     parser.add_argument("-o", "--output", default="report.html", help="HTML file to write")
     try:
@@ -52,13 +58,19 @@ def _report(argv: list[str]) -> int:
         return EXIT_USAGE
     from reports import render_report
 
-    path = render_report(documents, Path(args.output))
-    _say(f"report: {path}")
+    output = Path(args.output)
+    html = output if output.suffix.lower() in (".html", ".htm") else output / "report.html"
+    try:
+        with staged(html, prefix=".report-") as staged_path:  # a full disk leaves no half-written file
+            render_report(documents, staged_path)
+    except ResultsWriteError as exc:
+        return _cannot_write("run_bench.py report", exc, html.parent)
+    _say(f"report: {html}")
     return EXIT_OK
 
 
 def _compare(argv: list[str]) -> int:
-    from deliverybench.adapters.results_file import ResultsFileError, read
+    from deliverybench.adapters.results_file import ResultsFileError, ResultsWriteError, read
     from deliverybench.cli.compare import evaluate
     from deliverybench.cli.config import ConfigError, add_table_options, one_line_parser, parse_table_args
     from deliverybench.core.options import by_dest
@@ -78,22 +90,38 @@ def _compare(argv: list[str]) -> int:
         print(f"run_bench.py compare: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     out = Path(getattr(args, "output", None) or Path(args.new).parent)
-    result = evaluate(new, out, values=values, baseline_doc=baseline,
-                      reproduce=["python", "run_bench.py", "compare", *argv])
+    try:
+        result = evaluate(new, out, values=values, baseline_doc=baseline,
+                          reproduce=["python", "run_bench.py", "compare", *argv])
+    except (OSError, ResultsWriteError) as exc:
+        return _cannot_write("run_bench.py compare", exc, out)
     return _say_gate(result)
 
 
-def _say_gate(result: "object") -> int:
-    kind = getattr(result, "kind")
-    for line in getattr(result, "lines"):
+def _cannot_write(prog: str, exc: Exception, where: Path) -> int:
+    """A file that could not be written (a full disk above all): one line naming it; exit 3, as the run failed.
+
+    ``exc`` is a :class:`~deliverybench.adapters.results_file.ResultsWriteError`, or the ``OSError`` of
+    code that writes in place, charged to ``where`` when it names no file.
+    """
+    from deliverybench.adapters.results_file import write_error
+
+    print(f"{prog}: error: {write_error(exc, where) if isinstance(exc, OSError) else exc}", file=sys.stderr)
+    return EXIT_FAILED
+
+
+def _say_gate(result: GateResult) -> int:
+    kind = result.kind
+    for line in result.lines:
         _say(line)
-    for path in getattr(result, "outputs"):
+    for path in result.outputs:
         _say(f"gate:    {path}")
     _say(f"verdict: {kind.replace('_', ' ')}")
     return GATE_EXIT[kind]
 
 
 def _sweep(argv: list[str]) -> int:
+    from deliverybench.adapters.results_file import ResultsWriteError
     from deliverybench.cli.config import ConfigError
     from deliverybench.cli.interrupt import EXIT_CODES
     from deliverybench.cli.sweep import run_sweep
@@ -103,6 +131,8 @@ def _sweep(argv: list[str]) -> int:
     except ConfigError as exc:
         print(f"run_bench.py sweep: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except (OSError, ResultsWriteError) as exc:  # a full disk: the point's run, the index or the report
+        return _cannot_write("run_bench.py sweep", exc, Path("the sweep folder"))
     if outcome.kind == "interrupted":
         return EXIT_CODES[outcome.signal]
     return {"done": EXIT_OK, "short": EXIT_REGRESSION, "all_failed": EXIT_FAILED}[outcome.kind]
@@ -123,7 +153,7 @@ def main(argv: list[str]) -> int:
         print(f"run_bench.py: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
 
-    from deliverybench.adapters.results_file import ResultsFileError, read, write
+    from deliverybench.adapters.results_file import ResultsFileError, ResultsWriteError, read, write
     from deliverybench.cli.compare import evaluate
     from deliverybench.cli.interrupt import EXIT_CODES, Interrupt
     from deliverybench.cli.run import run
@@ -141,18 +171,24 @@ def main(argv: list[str]) -> int:
         except ConfigError as exc:
             print(f"run_bench.py: error: {exc}", file=sys.stderr)
             return EXIT_USAGE
+        except ResultsWriteError as exc:
+            return _cannot_write("run_bench.py", exc, Path(config.out))
     if outcome.interrupted_by is not None:
-        print(f"run_bench.py: interrupted by {interrupt.signal.name}; what was measured is in "
-              f"{outcome.results_path}", file=sys.stderr)
-        return EXIT_CODES[interrupt.signal]
-    if config.save_baseline:
-        _say(f"baseline: {write(outcome.document, config.save_baseline)}")
-    if outcome.failed_modes:
-        return EXIT_FAILED  # a mode that measured nothing: no verdict can rest on it
-    if baseline is not None or config.slo:
-        result = evaluate(outcome.document, outcome.run_dir, values=config.values, baseline_doc=baseline,
-                          reproduce=["python", "run_bench.py", *argv], report=config.report)
-        return _say_gate(result)
+        signal = Signals(outcome.interrupted_by)
+        print(f"run_bench.py: interrupted by {signal.name}; what was measured is in {outcome.results_path}",
+              file=sys.stderr)
+        return EXIT_CODES[signal]
+    try:
+        if config.save_baseline:
+            _say(f"baseline: {write(outcome.document, config.save_baseline)}")
+        if outcome.failed_modes:
+            return EXIT_FAILED  # a mode that measured nothing: no verdict can rest on it
+        if baseline is not None or config.slo:
+            result = evaluate(outcome.document, outcome.run_dir, values=config.values, baseline_doc=baseline,
+                              reproduce=["python", "run_bench.py", *argv], report=config.report)
+            return _say_gate(result)
+    except (OSError, ResultsWriteError) as exc:  # the gate's outputs beside the results
+        return _cannot_write("run_bench.py", exc, outcome.run_dir)
     # Loss is a finding (a degraded mode exits 0).
     return EXIT_OK
 

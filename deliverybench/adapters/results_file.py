@@ -12,28 +12,74 @@ never leaves half a file):
 
       {"format": "deliverybench-mode-result", "version": 1, "mode": "push",
        "result": {...}, "locust_options": {...}}
+
+Every other file of a run (live file, comparison outputs) goes through the
+same :func:`write_atomically`, and a write that fails -- a full disk above
+all -- is one :class:`ResultsWriteError` naming the file, never a traceback.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from ..core.results import ResultsFormatError, dumps, loads
 
-__all__ = ["write", "read", "ResultsFileError", "ModeResultFile", "MODE_RESULT_FORMAT", "MODE_RESULT_VERSION",
-           "write_mode_result", "read_mode_result"]
+__all__ = ["write", "read", "ResultsFileError", "ResultsWriteError", "ModeResultFile", "MODE_RESULT_FORMAT",
+           "MODE_RESULT_VERSION", "write_mode_result", "read_mode_result", "write_atomically", "write_error", "staged",
+           "EXIT_NO_SPACE", "EXIT_NOT_WRITTEN", "NO_SPACE"]
 
 MODE_RESULT_FORMAT = "deliverybench-mode-result"
 MODE_RESULT_VERSION = 1
 
+#: the exit code of a Locust that could not write its results for want of space, and for any other reason:
+#: its log may sit on the same full disk, so the exit code is how ``run_bench.py`` learns the cause
+EXIT_NO_SPACE, EXIT_NOT_WRITTEN = 74, 73
+#: what a full disk (or quota) is called in every message
+NO_SPACE = "no space left on device"
+
 
 class ResultsFileError(Exception):
     """A results file cannot be read; the message is one line for the user."""
+
+
+class ResultsWriteError(Exception):
+    """A file of the run cannot be written; the message is one line naming the path and the cause.
+
+    Attributes:
+        path: the file (or, when the system did not say which, the folder) that could not be written.
+        reason: why, in words: :data:`NO_SPACE` for a full disk.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
+        self.path = Path(path)
+        self.reason = reason
+        super().__init__(f"cannot write {self.path}: {reason}")
+
+    @property
+    def no_space(self) -> bool:
+        return self.reason.startswith(NO_SPACE)
+
+
+def _reason(exc: OSError) -> str:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return NO_SPACE
+    words = exc.strerror or str(exc)
+    return words[:1].lower() + words[1:]
+
+
+def write_error(exc: OSError, path: str | os.PathLike[str]) -> ResultsWriteError:
+    """A failed write of code that raised a bare :class:`OSError`, in one line: the file ``exc`` names,
+    else ``path`` (a failed ``write()`` names none); a full disk or quota is :data:`NO_SPACE`."""
+    return ResultsWriteError(exc.filename or path, _reason(exc))
 
 
 @dataclass(frozen=True)
@@ -53,18 +99,57 @@ class ModeResultFile:
     locust_options: Mapping[str, Any] = field(default_factory=dict)
 
 
-def _write_text(text: str, path: str | os.PathLike[str]) -> Path:
+def write_atomically(text: str, path: str | os.PathLike[str], *, prefix: str = ".results-") -> Path:
+    """Write ``text`` to a temp file beside ``path``, then rename it over ``path``.
+
+    A crash or a full disk leaves the old file (or none), never half of one,
+    and no temp file.
+
+    Raises:
+        ResultsWriteError: the file cannot be written (one line, naming ``path``).
+    """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".results-", suffix=".json", dir=target.parent)
+    tmp: str | None = None
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=target.parent)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
         os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):  # named by the file the caller asked for, not the temp file
+            raise ResultsWriteError(target, _reason(exc)) from None
         raise
     return target
+
+
+@contextmanager
+def staged(path: str | os.PathLike[str], *, prefix: str = ".staged-") -> Iterator[Path]:
+    """Where to write ``path`` with code that writes in place (the report, and the exports it writes beside
+    it): a private temp folder beside ``path``. When the block ends without error each file in it is renamed
+    into ``path``'s folder; either way the temp folder is removed, so a full disk leaves no half-written file.
+
+    Raises:
+        ResultsWriteError: a file cannot be written (an ``OSError`` inside the block included; one that
+            names no file, as a failed ``write()`` does not, is charged to ``path``).
+    """
+    target = Path(path)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temp = Path(tempfile.mkdtemp(prefix=prefix, dir=target.parent))
+    except OSError as exc:
+        raise write_error(exc, target) from None
+    try:
+        yield temp / target.name
+        for written in sorted(temp.iterdir()):
+            os.replace(written, target.parent / written.name)
+    except OSError as exc:  # named by where the file was going, not by the temp folder
+        name = Path(os.fsdecode(exc.filename)).name if exc.filename else target.name
+        raise ResultsWriteError(target.parent / name, _reason(exc)) from None
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def _read_text(path: str | os.PathLike[str]) -> str:
@@ -75,8 +160,8 @@ def _read_text(path: str | os.PathLike[str]) -> str:
 
 
 def write(document: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
-    """Write a results document atomically."""
-    return _write_text(dumps(document), path)
+    """Write a results document atomically (or :class:`ResultsWriteError`)."""
+    return write_atomically(dumps(document), path)
 
 
 def read(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -88,10 +173,10 @@ def read(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def write_mode_result(found: ModeResultFile, path: str | os.PathLike[str]) -> Path:
-    """Write one mode's result atomically, in the versioned wrapper."""
-    return _write_text(json.dumps({"format": MODE_RESULT_FORMAT, "version": MODE_RESULT_VERSION, "mode": found.mode,
-                                   "result": dict(found.result), "locust_options": dict(found.locust_options)},
-                                  separators=(",", ":")), path)
+    """Write one mode's result atomically, in the versioned wrapper (or :class:`ResultsWriteError`)."""
+    wrapper = {"format": MODE_RESULT_FORMAT, "version": MODE_RESULT_VERSION, "mode": found.mode,
+               "result": dict(found.result), "locust_options": dict(found.locust_options)}
+    return write_atomically(json.dumps(wrapper, separators=(",", ":")), path)
 
 
 def read_mode_result(path: str | os.PathLike[str]) -> ModeResultFile:

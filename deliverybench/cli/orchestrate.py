@@ -8,7 +8,10 @@ owns the results document: it adds what only it learned (an interrupt, an
 early stop, a target no longer healthy) to each mode result, decides each
 run's status once (:func:`~deliverybench.core.status.assess`), and builds
 the document once around every mode. A mode that fails still yields a mode
-result with ``status: failed`` and the reason, and the other modes still run.
+result with ``status: failed`` and the reason, and the other modes still run
+-- except when its Locust could not write its results (a full disk): then
+the modes after it are not started, as they would fail the same way, and
+the caller is told (:attr:`Measured.write_error`).
 """
 
 from __future__ import annotations
@@ -20,9 +23,10 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from targets.start import StartedTarget, TargetUrls, start_target
 
@@ -41,7 +45,7 @@ from .config import RunConfig
 from .interrupt import Interrupt
 from .progress import Progress
 
-__all__ = ["ModeRun", "run_modes", "SCENARIOS", "REPO_ROOT"]
+__all__ = ["ModeRun", "Measured", "run_modes", "SCENARIOS", "REPO_ROOT"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = {
@@ -53,7 +57,8 @@ SCENARIOS = {
 @dataclass
 class ModeRun:
     """One run of one mode: its files, Locust's exit code, the mode result with its status decided,
-    and Locust's own options (None when no Locust reported them)."""
+    Locust's own options (None when no Locust reported them), and why its results could not be
+    written, when its Locust said so."""
 
     mode: str
     results_path: Path
@@ -61,6 +66,15 @@ class ModeRun:
     returncode: int | None
     result: dict[str, Any]
     locust_options: dict[str, Any] | None = None
+    write_error: results_file.ResultsWriteError | None = None
+
+
+@dataclass
+class Measured:
+    """Every mode's result in one document, and the first results write that failed (the run's cause)."""
+
+    document: dict[str, Any]
+    write_error: results_file.ResultsWriteError | None = None
 
 
 def _locust_command(config: RunConfig, mode: str, urls: TargetUrls, results: Path, live: Path) -> list[str]:
@@ -147,8 +161,15 @@ def _run_locust(cmd: list[str], run_dir: Path, log_path: Path, env: dict[str, st
 
     Returns its exit code (None: timed out) and the watcher's reason if it
     stopped the mode early. Nothing of the Locust survives.
+
+    Raises:
+        ResultsWriteError: its log cannot be created (the Locust is not started).
     """
-    with open(log_path, "w") as log:
+    try:
+        log = open(log_path, "w")
+    except OSError as exc:  # the folder cannot take even the log: a full disk (or no inode left)
+        raise results_file.write_error(exc, log_path) from None
+    with log:
         proc = subprocess.Popen(cmd, cwd=run_dir, stdout=log, stderr=subprocess.STDOUT, env=env,
                                 stdin=subprocess.DEVNULL, **child_options())
         deadline = time.monotonic() + timeout
@@ -202,16 +223,23 @@ def run_mode(config: RunConfig, mode: str, run_dir: Path, say: Callable[[str], N
                 status="interrupted")))
         cmd = _locust_command(config, mode, target.urls, results, live_path)
         timeout = plan_run(config.values, accepts_batches=target.urls.accepts_batches).parent_timeout_s
-        code, stopped_early = _run_locust(cmd, run_dir, log_path, _child_env(config, mode), timeout, interrupt,
-                                          live_path, watch)
+        try:
+            code, stopped_early = _run_locust(cmd, run_dir, log_path, _child_env(config, mode), timeout, interrupt,
+                                              live_path, watch)
+        except results_file.ResultsWriteError as exc:
+            return ModeRun(mode, results, log_path, None, _decided(_failed_result(config, mode, str(exc), started)),
+                           write_error=exc)
         signal_name = interrupt.signal.name if interrupt is not None and interrupt.signal is not None else None
         if not results.is_file():
+            unwritten = _write_error(code, results, log_path)
             why = "timed out" if code is None else f"exited with code {code}"
             if signal_name:
                 why = f"was interrupted ({signal_name})"
-            failure = f"locust {why} without writing results; see {log_path.name}: {_tail(log_path)}"
+            failure = (str(unwritten) if unwritten is not None
+                       else f"locust {why} without writing results; see {log_path.name}: {_tail(log_path)}")
             return ModeRun(mode, results, log_path, code, _decided(_failed_result(
-                config, mode, failure, started, status="interrupted" if signal_name else "failed")))
+                config, mode, failure, started, status="interrupted" if signal_name else "failed")),
+                write_error=unwritten)
         try:
             found = results_file.read_mode_result(results)
         except results_file.ResultsFileError as exc:
@@ -223,6 +251,15 @@ def run_mode(config: RunConfig, mode: str, run_dir: Path, say: Callable[[str], N
     finally:
         if target is not None:
             target.stop()
+
+
+def _write_error(code: int | None, results: Path, log_path: Path) -> results_file.ResultsWriteError | None:
+    """Why the Locust could not write ``results``, as its exit code says (its log may be on the full disk)."""
+    if code == results_file.EXIT_NO_SPACE:
+        return results_file.ResultsWriteError(results, results_file.NO_SPACE)
+    if code == results_file.EXIT_NOT_WRITTEN:
+        return results_file.ResultsWriteError(results, f"the cause is in {log_path.name}")
+    return None
 
 
 def _child_env(config: RunConfig, mode: str) -> dict[str, str]:
@@ -272,26 +309,32 @@ def _headline(result: dict[str, Any]) -> str:
 
 def run_modes(config: RunConfig, run_dir: Path, say: Callable[[str], None],
               interrupt: Interrupt | None = None, *, progress: Progress | None = None,
-              stop_when: Callable[[str, dict[str, Any]], str | None] | None = None) -> dict[str, Any]:
+              stop_when: Callable[[str, dict[str, Any]], str | None] | None = None) -> Measured:
     """Run every configured mode and return the results document, built once around them.
 
     After an interrupt the mode under way is stopped and kept (``interrupted``)
-    and the modes after it are not started. ``progress`` shows each mode's
-    live file; ``stop_when(mode, live)`` may stop a mode early with a reason.
+    and the modes after it are not started; likewise after a Locust could not
+    write its results. ``progress`` shows each mode's live file;
+    ``stop_when(mode, live)`` may stop a mode early with a reason.
     """
     results: dict[str, dict[str, Any]] = {}
     locust_options: dict[str, Any] | None = None
+    write_error: results_file.ResultsWriteError | None = None
     for mode in config.modes:
         if interrupt is not None and interrupt.signal is not None:
             say(f"- {mode}: not started ({interrupt.signal.name})")
             results[mode] = _decided(_failed_result(config, mode, f"not started: interrupted by "
                                                     f"{interrupt.signal.name}", time.time_ns(), status="interrupted"))
             continue
+        if write_error is not None:
+            say(f"- {mode}: not started ({write_error.reason})")
+            results[mode] = _decided(_failed_result(config, mode, f"not started: {write_error}", time.time_ns()))
+            continue
         say(f"- {mode}: {config.subscribers} subscribers, {config.rate:g} events/s for {config.duration:g} s"
             + (f", {config.repeats} repeats" if config.repeats > 1 else "") + " ...")
         runs = []
         for repeat in range(1, config.repeats + 1):
-            if repeat > 1 and interrupt is not None and interrupt.signal is not None:
+            if repeat > 1 and (write_error is not None or interrupt is not None and interrupt.signal is not None):
                 break
             if progress is not None:
                 progress.status(f"{mode}: starting target" + (f" (repeat {repeat} of {config.repeats})"
@@ -301,6 +344,7 @@ def run_modes(config: RunConfig, run_dir: Path, say: Callable[[str], None],
             if progress is not None:
                 progress.clear()
             runs.append(run)
+            write_error = write_error or run.write_error
             if locust_options is None:
                 locust_options = run.locust_options
             if config.repeats > 1:
@@ -310,9 +354,9 @@ def run_modes(config: RunConfig, run_dir: Path, say: Callable[[str], None],
             why = result.get("failure") or "; ".join(result.get("status_reasons") or [])
             say(f"  {mode}: {result['status']}: {why}")
         results[mode] = result
-    return new_document(
+    return Measured(new_document(
         run_id=run_dir.name, config=redact_config({**config.to_dict(), "locust": locust_options or {}}),
         machine=machine_facts(), packages=package_versions(), commit=git_commit(),
         started_ns=min(int(r["started_ns"]) for r in results.values()),
         ended_ns=max(int(r["ended_ns"]) for r in results.values()),
-        modes=results, command=redact_argv(["run_bench.py", *sys.argv[1:]]))
+        modes=results, command=redact_argv(["run_bench.py", *sys.argv[1:]])), write_error)

@@ -2,18 +2,23 @@
 
 Returns what happened (:class:`RunOutcome`); ``run_bench.py`` alone turns it
 into an exit code. Whatever was measured is written even when a mode failed
-or the run was interrupted.
+or the run was interrupted. A run named by ``--run-id`` holds its folder for
+as long as it runs, so a second run of that name is refused instead of
+overwriting it; a full disk is one :class:`~deliverybench.adapters.results_file.ResultsWriteError`.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import secrets
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..adapters import results_file
 from .config import ConfigError, RunConfig
@@ -23,9 +28,10 @@ from .orchestrate import run_modes
 from .progress import Progress
 from .summary import summary_table
 
-__all__ = ["RunOutcome", "run", "make_run_dir", "unique_folder"]
+__all__ = ["RunOutcome", "run", "claim_run_dir", "unique_folder"]
 
 RESULTS_NAME = "results.json"
+REPORT_NAME = "report.html"
 
 
 @dataclass
@@ -48,26 +54,46 @@ class RunOutcome:
         return self.interrupted_by is None and not self.failed_modes
 
 
-def make_run_dir(config: RunConfig) -> Path:
-    """The run's own folder: unique when named by time, refused when it already holds results.
+@contextmanager
+def claim_run_dir(config: RunConfig) -> Iterator[Path]:
+    """The run's own folder, held until the block ends: unique when named by time; named by ``--run-id``,
+    refused while another run holds it, or when it already holds results.
+
+    The claim is an exclusive ``flock`` on the folder, taken before the
+    results check: of two runs started together exactly one gets it, and
+    the kernel drops it when its run ends or dies, so a killed run leaves
+    no stale claim behind (an ``O_EXCL`` marker file would).
 
     Raises:
-        ConfigError: the folder cannot be made, or holds a results file and
-            ``--overwrite`` was not given.
+        ConfigError: the folder cannot be made, another run holds it, or it
+            holds a results file and ``--overwrite`` was not given.
     """
     out = Path(config.out)
     try:
         out.mkdir(parents=True, exist_ok=True)
-        if config.run_id:
+        if not config.run_id:
+            run_dir = unique_folder(out)  # a new name is this run's alone
+            holder = None
+        else:
             run_dir = out / config.run_id
             run_dir.mkdir(exist_ok=True)
+            holder = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as exc:
+        raise ConfigError(f"cannot create output folder under {out}: {exc.strerror or exc}") from None
+    try:
+        if holder is not None:
+            try:
+                fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise ConfigError(f"{run_dir} is in use by another run; choose another --run-id or wait for "
+                                  "that run to end") from None
             if (run_dir / RESULTS_NAME).exists() and not config.overwrite:
                 raise ConfigError(f"{run_dir} already holds a results file; choose another --run-id or pass "
                                   "--overwrite")
-            return run_dir
-        return unique_folder(out)
-    except OSError as exc:
-        raise ConfigError(f"cannot create output folder under {out}: {exc.strerror or exc}") from None
+        yield run_dir
+    finally:
+        if holder is not None:
+            os.close(holder)
 
 
 def unique_folder(out: Path, prefix: str = "") -> Path:
@@ -99,30 +125,54 @@ def run(config: RunConfig, say: Callable[[str], None], interrupt: Interrupt | No
         quiet: leave out the summary table (a sweep prints one line per point instead).
 
     Raises:
-        ConfigError: the run cannot start as configured (nothing is written).
+        ConfigError: the run cannot start as configured (nothing is written), or its folder is taken.
+        ResultsWriteError: a results file (a mode's, the document) or the report could not be written, a
+            full disk above all; the message names the first that failed. Whatever fit is written whole.
     """
     problem = open_files_problem(config)
     if problem is not None:
         raise ConfigError(problem)
-    run_dir = make_run_dir(config)
-    say(f"deliverybench: modes {', '.join(config.modes)}; results in {run_dir}")
-    document = run_modes(config, run_dir, say, interrupt, progress=progress or Progress(), stop_when=stop_when)
-    path = results_file.write(document, run_dir / RESULTS_NAME)
-    if not quiet:
-        say("")
-        say(summary_table(document))
-        say("")
-        say(f"results: {path}")
-    outcome = RunOutcome(document, run_dir, path, None,
-                         interrupted_by=int(interrupt.signal) if interrupt is not None and interrupt.signal else None)
-    # With --baseline the gate renders the report after deciding, with its baseline section: once, there.
-    if config.report and not (config.baseline and outcome.reaches_gate):
+    with claim_run_dir(config) as run_dir:
+        say(f"deliverybench: modes {', '.join(config.modes)}; results in {run_dir}")
+        measured = run_modes(config, run_dir, say, interrupt, progress=progress or Progress(), stop_when=stop_when)
+        document = measured.document
         try:
-            from reports import render_report
-
-            outcome.report_path = render_report([document], run_dir / "report.html")
-            if not quiet:
+            path = results_file.write(document, run_dir / RESULTS_NAME)
+        except results_file.ResultsWriteError as exc:
+            raise measured.write_error or exc from None  # the first write that failed is the cause
+        if measured.write_error is not None:
+            lost = measured.write_error
+            raise results_file.ResultsWriteError(lost.path, f"{lost.reason}; the run is recorded without it in "
+                                                            f"{path}")
+        if not quiet:
+            say("")
+            say(summary_table(document))
+            say("")
+            say(f"results: {path}")
+        outcome = RunOutcome(document, run_dir, path, None, interrupted_by=int(interrupt.signal)
+                             if interrupt is not None and interrupt.signal else None)
+        # With --baseline the gate renders the report after deciding, with its baseline section: once, there.
+        if config.report and not (config.baseline and outcome.reaches_gate):
+            outcome.report_path = _report(document, run_dir)
+            if outcome.report_path is not None and not quiet:
                 say(f"report:  {outcome.report_path}")
-        except Exception as exc:  # the measurement is written; a report bug must not hide it
-            print(f"run_bench.py: warning: report not rendered: {exc}", file=sys.stderr)
-    return outcome
+        return outcome
+
+
+def _report(document: dict[str, Any], run_dir: Path) -> Path | None:
+    """report.html and its exports, each renamed into place (a full disk leaves none half-written).
+
+    Raises:
+        ResultsWriteError: the disk is full: that is the run's failure, like any other write's.
+    """
+    try:
+        from reports import render_report
+
+        with results_file.staged(run_dir / REPORT_NAME, prefix=".report-") as staged_path:
+            render_report([document], staged_path)
+        return run_dir / REPORT_NAME
+    except Exception as exc:  # the measurement is written; a report bug must not hide it ...
+        if isinstance(exc, results_file.ResultsWriteError) and exc.no_space:
+            raise  # ... but a full disk fails the run, as it does for every other file
+        print(f"run_bench.py: warning: report not rendered: {exc}", file=sys.stderr)
+        return None

@@ -21,8 +21,9 @@ import logging
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import gevent
 import gevent.event
@@ -31,10 +32,9 @@ from locust.runners import MasterRunner
 
 from targets.start import StartedTarget, TargetUrls, start_target
 
-from . import quiet
 from ..adapters import results_file
 from ..adapters.machine import git_commit, machine_facts, package_versions
-from ..adapters.publisher import PublishOutcome, Publisher, PublisherOptions
+from ..adapters.publisher import Publisher, PublisherOptions, PublishOutcome
 from ..adapters.sampling import ProcessSampler
 from ..core.audit import PublishedLog
 from ..core.plan import RunPlan, plan_run
@@ -42,6 +42,7 @@ from ..core.redact import redact_argv, redact_config
 from ..core.results import new_document
 from ..core.schedule import Schedule
 from ..core.status import assess
+from . import quiet
 from .aggregator import RunAggregator
 from .live import LiveWriter
 from .loop_thread import LoopThread, wait_for_coroutine
@@ -65,8 +66,8 @@ class RunController:
     """The run as seen by the master (or the single local process)."""
 
     def __init__(self, environment: Environment, mode: str, *,
-                 extra_results: Callable[["RunController"], Mapping[str, Any]] | None = None,
-                 stream_runner: Callable[["RunController", Schedule], Any] | None = None) -> None:
+                 extra_results: Callable[[RunController], Mapping[str, Any]] | None = None,
+                 stream_runner: Callable[[RunController, Schedule], Any] | None = None) -> None:
         self.environment = environment
         self.mode = mode
         self.extra_results = extra_results
@@ -286,19 +287,26 @@ class RunController:
         ended = time.time_ns()
         result = self._mode_result(status=status, failure=failure, ended_ns=ended)
         locust_options = redact_config({k: v for k, v in sorted(vars(self.options).items()) if _plain(v)})
-        if self.options.mode_result_only:
-            # the runner's status as it stands: run_bench.py adds what it learned and decides once
-            path = results_file.write_mode_result(
-                results_file.ModeResultFile(mode=self.mode, result=result, locust_options=locust_options),
-                self._results_path())
-        else:
-            result["status"], result["status_reasons"] = assess(result)
-            document = new_document(
-                run_id=Path(self._results_path()).parent.name, config=locust_options, machine=machine_facts(),
-                packages=package_versions(), commit=git_commit(), started_ns=self.started_ns, ended_ns=ended,
-                modes={self.mode: result}, command=redact_argv(["locust", *sys.argv[1:]]),
-            )
-            path = results_file.write(document, self._results_path())
+        try:
+            if self.options.mode_result_only:
+                # the runner's status as it stands: run_bench.py adds what it learned and decides once
+                path = results_file.write_mode_result(
+                    results_file.ModeResultFile(mode=self.mode, result=result, locust_options=locust_options),
+                    self._results_path())
+            else:
+                result["status"], result["status_reasons"] = assess(result)
+                document = new_document(
+                    run_id=Path(self._results_path()).parent.name, config=locust_options, machine=machine_facts(),
+                    packages=package_versions(), commit=git_commit(), started_ns=self.started_ns, ended_ns=ended,
+                    modes={self.mode: result}, command=redact_argv(["locust", *sys.argv[1:]]),
+                )
+                path = results_file.write(document, self._results_path())
+        except results_file.ResultsWriteError as exc:
+            # Said in the exit code too (this log may be on the same full disk); the caller still quits.
+            log.error("%s", exc)
+            self.environment.process_exit_code = (results_file.EXIT_NO_SPACE if exc.no_space
+                                                   else results_file.EXIT_NOT_WRITTEN)
+            return
         self.results_path = path
         log.info("results written to %s (status %s)", path, result["status"])
         if result["status"] == "failed":

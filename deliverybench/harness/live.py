@@ -18,11 +18,13 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import gevent
 
+from ..adapters.results_file import write_atomically
 from .quiet import wait_for_quiet
 
 __all__ = ["LiveWriter", "percentile_of_counts", "LIVE_VERSION", "ROWS_KEPT"]
@@ -74,7 +76,7 @@ class LiveWriter:
         self._last_counts: dict[int, int] = {}
         self._expected: list[int] = []
         self.report_lag = max(1, report_lag)
-        self._greenlet: gevent.Greenlet | None = None
+        self._greenlet: gevent.Greenlet[..., Any] | None = None
         self._started = time.monotonic()
 
     def start(self) -> None:
@@ -121,15 +123,12 @@ class LiveWriter:
             del self.rows[:-ROWS_KEPT]
             self._expected.append(published * connected)
             del self._expected[:-self.report_lag]
-        return {"live_version": LIVE_VERSION, "mode": self.mode, "elapsed_s": round(time.monotonic() - self._started, 1),
-                **own, "deliveries": deliveries, "p99_ms": percentile_of_counts(counts, 0.99),
-                "rows": list(self.rows)}
+        return {"live_version": LIVE_VERSION, "mode": self.mode,
+                "elapsed_s": round(time.monotonic() - self._started, 1), **own, "deliveries": deliveries,
+                "p99_ms": percentile_of_counts(counts, 0.99), "rows": list(self.rows)}
 
     def write(self) -> None:
         try:
-            data = json.dumps(self.figures(), separators=(",", ":"))
-            tmp = self.path.with_name(self.path.name + ".tmp")
-            tmp.write_text(data)
-            os.replace(tmp, self.path)
-        except Exception as exc:  # progress must never cost the run
+            write_atomically(json.dumps(self.figures(), separators=(",", ":")), self.path, prefix=".live-")
+        except Exception as exc:  # progress must never cost the run (a full disk included)
             log.debug("live file not written: %s", exc)
