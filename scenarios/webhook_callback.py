@@ -7,7 +7,10 @@ With no ``--publish-url``/``--subscribe-url`` the master starts the built-in
 callback target. ``--subscribe-url`` is the target's subscription API
 (``POST {"url": ...}`` -> ``{"id": ...}``, ``DELETE .../<id>``). Every
 process serves its users' callback URLs from one aiohttp receiver on its
-event-loop thread (see ``deliverybench/adapters/callback_receiver.py``).
+event-loop thread (see ``deliverybench/adapters/callback_receiver.py``), which
+reads no body over ``body_cap_for(--payload-bytes)`` (1 MiB at least) and no more
+body bytes at once than its budget: hostile requests are refused and counted
+(``oversized_body``, ``receiver_busy``, ``truncated_body``).
 """
 
 from __future__ import annotations
@@ -16,12 +19,18 @@ import asyncio
 import json
 import time
 import urllib.request
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from locust import User, constant, task
 from locust.exception import StopUser
 
-from deliverybench.adapters.callback_receiver import CallbackReceiver, CallbackSubscriptions, ReceiverBehaviour
+from deliverybench.adapters.callback_receiver import (
+    CallbackReceiver,
+    CallbackSubscriptions,
+    ReceiverBehaviour,
+    body_cap_for,
+)
 from deliverybench.core.delay import parse_delay
 from deliverybench.harness.controller import RunController
 from deliverybench.harness.process import HarnessProcess
@@ -49,11 +58,13 @@ def _process_side(harness: HarnessProcess, opts: Any) -> tuple[CallbackReceiver,
     side = getattr(harness, "callback_side", None)
     if side is None:
         behaviour = ReceiverBehaviour(
-            secret=opts.webhook_secret or DEFAULT_SECRET, ack_delay=parse_delay(opts.ack_delay), fail_ratio=opts.fail_ratio,
-            fail_status=opts.fail_status, timeout_ratio=opts.timeout_ratio, timeout_hold_s=opts.timeout_hold,
+            secret=opts.webhook_secret or DEFAULT_SECRET, ack_delay=parse_delay(opts.ack_delay),
+            fail_ratio=opts.fail_ratio, fail_status=opts.fail_status, timeout_ratio=opts.timeout_ratio,
+            timeout_hold_s=opts.timeout_hold,
         )
         receiver = CallbackReceiver(lambda: harness.recorder, behaviour, host=opts.receiver_host,
-                                    advertise_host=opts.receiver_advertise_host or None)
+                                    advertise_host=opts.receiver_advertise_host or None,
+                                    body_cap=body_cap_for(opts.payload_bytes))
         side = harness.callback_side = (receiver, CallbackSubscriptions(harness.subscribe_url,  # type: ignore[attr-defined]
                                                                          timeout_s=opts.open_timeout))
     return side
@@ -65,7 +76,7 @@ class CallbackSubscriber(User):
     wait_time = constant(3600)
 
     def on_start(self) -> None:
-        harness: HarnessProcess = self.environment.deliverybench_harness  # type: ignore[attr-defined]
+        harness: HarnessProcess = self.environment.deliverybench_harness
         opts = self.environment.parsed_options
         if not harness.subscribe_url:
             raise StopUser("no --subscribe-url (subscription API) given")
