@@ -221,48 +221,117 @@ def spectrum_svg(spectrum: pd.DataFrame) -> str | None:
 # --------------------------------------------------------------------------- over time
 
 
+def _centres(group: pd.DataFrame) -> npt.NDArray[np.float64]:
+    """The middle of each row's one-second bin (``t_s`` is where the bin begins)."""
+    return group["t_s"].to_numpy(dtype=float) + 0.5
+
+
+def _steps(group: pd.DataFrame, column: str) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """x and y for ``drawstyle="steps-post"``: each value held across its whole bin, edge to edge."""
+    t = group["t_s"].to_numpy(dtype=float)
+    y = group[column].to_numpy(dtype=float)
+    if not len(t):
+        return t, y
+    return np.append(t, t[-1] + 1.0), np.append(y, y[-1])
+
+
+def _stream_window(ax: Axes, stream_s: float | None, gid: str) -> None:
+    """Shade the time before the first due time and after the schedule's end (the drain), and draw a line at 0.
+
+    The line carries ``gid`` (``…-t0``) so a test can find where 0 is in the SVG.
+    """
+    ax.axvspan(-1e6, 0.0, color="#8a94a3", alpha=0.10, lw=0, zorder=0)
+    if stream_s:
+        ax.axvspan(stream_s, 1e6, color="#8a94a3", alpha=0.10, lw=0, zorder=0)
+    line = ax.axvline(0.0, color="#8a94a3", lw=0.8, ls=":", zorder=1)
+    line.set_gid(f"{gid}-t0")
+
+
+def _per_second(ax: Axes, group: pd.DataFrame, column: str, color: str, ls: str, lw: float, label: str,
+                gid: str) -> None:
+    """One per-second series: a step across each bin, a filled dot per full second, a hollow one per partial
+    second (a bin the stream starts or ends inside, so its count is not a full second's)."""
+    x, y = _centres(group), group[column].to_numpy(dtype=float)
+    partial = group["partial"].to_numpy(dtype=bool) if "partial" in group else np.zeros(len(y), dtype=bool)
+    line, = ax.plot(*_steps(group, column), color=color, ls=ls, lw=lw, alpha=0.85, drawstyle="steps-post",
+                    label=label)
+    line.set_gid(gid)
+    ax.plot(x[~partial], y[~partial], ls="none", marker="o", ms=3.2, color=color, alpha=0.9)
+    if partial.any():
+        hollow, = ax.plot(x[partial], y[partial], ls="none", marker="o", ms=5, mfc="white", mec=color, mew=1.2)
+        hollow.set_gid(f"{gid}-partial")
+
+
+def _partial_key(ax: Axes) -> None:
+    """Legend entries for the markers and the shading (on the axes that carries the legend)."""
+    ax.plot([], [], ls="none", marker="o", ms=5, mfc="white", mec="#555", mew=1.2, label="partial second")
+    ax.fill_between([], [], color="#8a94a3", alpha=0.25, lw=0, label="before the stream / drain")
+
+
 @themed
-def latency_over_time_svg(series: pd.DataFrame) -> str | None:
+def latency_over_time_svg(series: pd.DataFrame, stream_s: float | None = None) -> str | None:
     """p50 (solid) and p99 (dashed) latency per second, with the p50–p99 band shaded."""
     data = series.dropna(subset=["p50_ms"]) if "p50_ms" in series else series.iloc[0:0]
     if data.empty:
         return None
     styles = _styles(data, distinct_colors=True)
     fig, (ax,) = new_figure(3.2)
+    _stream_window(ax, stream_s, "latency")
     for label, group in _labels(data):
         color, _ls = styles[label]
-        t = group["t_s"].to_numpy(dtype=float)
-        p50 = group["p50_ms"].to_numpy(dtype=float)
-        p99 = group["p99_ms"].to_numpy(dtype=float)
-        ax.fill_between(t, p50, p99, color=color, alpha=0.15, lw=0, step="mid")
-        ax.plot(t, p50, color=color, lw=1.2, drawstyle="steps-mid", label=f"{plain(label)} p50")
-        ax.plot(t, p99, color=color, lw=1.0, ls="--", drawstyle="steps-mid", label=f"{plain(label)} p99")
+        t, p50 = _steps(group, "p50_ms")
+        _t, p99 = _steps(group, "p99_ms")
+        ax.fill_between(t, p50, p99, color=color, alpha=0.15, lw=0, step="post")
+        ax.plot(t, p50, color=color, lw=1.2, drawstyle="steps-post", label=f"{plain(label)} p50")
+        ax.plot(t, p99, color=color, lw=1.0, ls="--", drawstyle="steps-post", label=f"{plain(label)} p99")
     _log_if_wide(ax, np.concatenate([data["p50_ms"].to_numpy(dtype=float), data["p99_ms"].to_numpy(dtype=float)]))
-    ax.set_xlabel("seconds since stream start")
+    ax.set_xlim(*_time_limits(series))
+    ax.set_xlabel("seconds since the first due time")
     ax.set_ylabel("latency (ms)")
-    _legend(ax, "upper left", ncols=3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
     return to_svg(fig, "latency-time")
 
 
+def _time_limits(*frames: pd.DataFrame) -> tuple[float, float]:
+    """The x range of the bins of ``frames``, edge to edge."""
+    lows = [float(f["t_s"].min()) for f in frames if len(f)]
+    highs = [float(f["t_s"].max()) + 1.0 for f in frames if len(f)]
+    return (min(lows, default=0.0), max(highs, default=1.0))
+
+
 @themed
-def throughput_over_time_svg(series: pd.DataFrame) -> str | None:
-    """Deliveries per second (top) and events published per second (bottom)."""
+def throughput_over_time_svg(series: pd.DataFrame, published: pd.DataFrame | None = None,
+                             stream_s: float | None = None) -> str | None:
+    """Deliveries per wall-clock second (top) and events published per second of the schedule (bottom).
+
+    ``published`` comes from :func:`reports.frames.published_frame` (bins
+    from the first due time); without it the series' own wall-clock counts
+    are drawn. Hollow dots are partial seconds; the shading is before the
+    stream and the drain.
+    """
     if series.empty:
         return None
+    pub = published if published is not None and len(published) else series
     styles = _styles(series)
-    fig, (top, bottom) = new_figure(4.2, rows=2)
+    fig, (top, bottom) = new_figure(4.4, rows=2)
+    _stream_window(top, stream_s, "deliveries")
+    _stream_window(bottom, stream_s, "published")
     widths = _widths(len(styles))
-    for (label, group), lw in zip(_labels(series), widths):
+    pub_groups = dict(tuple(pub.groupby("label", sort=False)))
+    for i, ((label, group), lw) in enumerate(zip(_labels(series), widths)):
         color, ls = styles[label]
-        t = group["t_s"].to_numpy(dtype=float)
-        top.plot(t, group["deliveries"].to_numpy(dtype=float), color=color, ls=ls, lw=lw, alpha=0.85,
-                 drawstyle="steps-mid", label=plain(label))
-        bottom.plot(t, group["published"].to_numpy(dtype=float), color=color, ls=ls, lw=lw, alpha=0.85,
-                    drawstyle="steps-mid", label=plain(label))
+        _per_second(top, group, "deliveries", color, ls, lw, plain(label), f"deliveries-{i}")
+        mine = pub_groups.get(label)
+        if mine is not None:
+            _per_second(bottom, mine, "published", color, ls, lw, plain(label), f"published-{i}")
     top.set_ylabel("deliveries/s")
     bottom.set_ylabel("published/s")
-    bottom.set_xlabel("seconds since stream start")
-    _legend(top, "lower center", ncols=4)
+    for ax in (top, bottom):
+        ax.set_ylim(bottom=0)
+    top.set_xlim(*_time_limits(series, pub))
+    bottom.set_xlabel("seconds since the first due time")
+    _partial_key(top)
+    top.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
     return to_svg(fig, "throughput-time")
 
 
@@ -278,10 +347,10 @@ def connections_svg(series: pd.DataFrame) -> str | None:
     fig, (ax,) = new_figure(2.6)
     for (label, group), lw in zip(_labels(data), _widths(len(styles))):
         color, ls = styles[label]
-        ax.plot(group["t_s"].to_numpy(dtype=float), group["connected"].to_numpy(dtype=float), color=color, ls=ls,
-                lw=lw, alpha=0.85, drawstyle="steps-mid", label=plain(label))
+        ax.plot(*_steps(group, "connected"), color=color, ls=ls, lw=lw, alpha=0.85, drawstyle="steps-post",
+                label=plain(label))
     ax.set_ylim(bottom=0)
-    ax.set_xlabel("seconds since stream start")
+    ax.set_xlabel("seconds since the first due time")
     ax.set_ylabel("connected")
     _legend(ax, "lower center", ncols=4)
     return to_svg(fig, "connections-time")
@@ -299,10 +368,10 @@ def errors_over_time_svg(errors_series: pd.DataFrame) -> str | None:
     for (label, kind), group in errors_series.groupby(["label", "kind"], sort=False):
         color, _ls = styles[str(label)]
         marker = markers[kinds.index(kind) % len(markers)]
-        ax.plot(group["t_s"].to_numpy(dtype=float), group["count"].to_numpy(dtype=float), ls="none",
+        ax.plot(_centres(group), group["count"].to_numpy(dtype=float), ls="none",
                 marker=marker, ms=4, color=color, alpha=0.85, label=plain(f"{label}: {kind}", 50))
     ax.set_ylim(bottom=0)
-    ax.set_xlabel("seconds since stream start")
+    ax.set_xlabel("seconds since the first due time")
     ax.set_ylabel("errors/s")
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
     return to_svg(fig, "errors-time")
@@ -352,7 +421,7 @@ def fanout_svg(fanout: pd.DataFrame) -> str | None:
         strip.tick_params(axis="x", labelbottom=False)
         strip.legend(loc="upper left", bbox_to_anchor=(1.0, 1.15), frameon=False, markerscale=1.5)
     _log_if_wide(ax, fanout["fanout_ms"].to_numpy(dtype=float))
-    ax.set_xlabel("event due time, seconds since stream start")
+    ax.set_xlabel("event due time, seconds since the first due time")
     ax.set_ylabel("fan-out (ms)")
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False, markerscale=2)
     return to_svg(fig, "fanout")
@@ -361,23 +430,58 @@ def fanout_svg(fanout: pd.DataFrame) -> str | None:
 # --------------------------------------------------------------------------- resources
 
 
+#: the roles of resource samples in the order their panels are drawn, with a title each
+_ROLE_TITLES = {"target": "target (system under test)", "harness": "harness (load generator)",
+                "machine": "machine (every process)", "steal": "steal (CPU the hypervisor took)"}
+
+
+def _roles(by_role: pd.DataFrame) -> list[str]:
+    present = list(dict.fromkeys(by_role["role"].astype(str)))
+    return [r for r in _ROLE_TITLES if r in present] + [r for r in present if r not in _ROLE_TITLES]
+
+
 @themed
 def resources_svg(by_role: pd.DataFrame) -> str | None:
-    """CPU % (top) and RSS (bottom) per role over time; target solid, harness dashed."""
+    """Small multiples: one row per role (target, harness, machine, steal), CPU % left and RSS right,
+    one line per mode in the mode's colour, so no two lines in a panel look alike.
+
+    Steal has no memory, so its row has only the CPU panel.
+    """
     if by_role.empty:
         return None
     styles = _styles(by_role)
-    fig, (cpu, rss) = new_figure(4.2, rows=2)
-    for (label, role), group in by_role.groupby(["label", "role"], sort=False):
-        color, _ls = styles[str(label)]
-        ls = "-" if role == "target" else "--"
-        t = group["t_s"].to_numpy(dtype=float)
-        cpu.plot(t, group["cpu_percent"].to_numpy(dtype=float), color=color, ls=ls, lw=1.1,
-                 label=plain(f"{label} {role}"))
-        rss.plot(t, group["rss_bytes"].to_numpy(dtype=float) / 1e6, color=color, ls=ls, lw=1.1)
-    cpu.axhline(100.0, color="#999", lw=0.8, ls=":")
-    cpu.set_ylabel("CPU % (100 = 1 core)")
-    rss.set_ylabel("RSS (MB)")
-    rss.set_xlabel("seconds since stream start")
-    cpu.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+    labels = list(styles)
+    roles = _roles(by_role)
+    with matplotlib.rc_context(_RC):
+        fig = Figure(figsize=(_WIDTH_IN, 0.6 + 1.55 * len(roles)), layout="constrained")
+        grid = fig.subplots(len(roles), 2, sharex=True, squeeze=False)
+    for row, role in enumerate(roles):
+        cpu, rss = grid[row]
+        mine = by_role[by_role["role"].astype(str) == role]
+        for label, group in _labels(mine):
+            color, ls = styles[label]
+            t = group["t_s"].to_numpy(dtype=float)
+            line, = cpu.plot(t, group["cpu_percent"].to_numpy(dtype=float), color=color, ls=ls, lw=1.2,
+                             label=plain(label) if row == 0 else None)
+            line.set_gid(f"resources-{row}-cpu-{labels.index(label)}")
+            line, = rss.plot(t, group["rss_bytes"].to_numpy(dtype=float) / 1e6, color=color, ls=ls, lw=1.2)
+            line.set_gid(f"resources-{row}-rss-{labels.index(label)}")
+        title = plain(_ROLE_TITLES.get(role, role))
+        cpu.set_title(f"{title}: CPU %", loc="left")
+        cpu.set_ylim(bottom=0)
+        if role == "steal":
+            rss.set_visible(False)
+        else:
+            rss.set_title(f"{title}: RSS (MB)", loc="left")
+            rss.set_ylim(bottom=0)
+    for ax in grid[-1]:
+        ax.set_xlabel("seconds since the first due time")
+    if roles and roles[-1] == "steal":  # the hidden RSS panel leaves its column without an x label
+        grid[-2][1].set_xlabel("seconds since the first due time")
+        grid[-2][1].tick_params(axis="x", labelbottom=True)
+    legend = fig.legend(loc="outside upper center", ncols=min(6, len(styles)), frameon=False)
+    legend.set_gid("resources-legend")
+    for i, handle in enumerate(legend.legend_handles):
+        if handle is not None:
+            handle.set_gid(f"resources-legend-entry-{i}")
     return to_svg(fig, "resources")

@@ -40,6 +40,7 @@ __all__ = [
     "percentiles_frame",
     "spectrum_frame",
     "series_frame",
+    "published_frame",
     "errors_frame",
     "errors_series_frame",
     "fanout_frame",
@@ -97,8 +98,18 @@ class ModeRef:
         return primary_metric(self.mode, self.result)
 
     @property
+    def stream_start_ns(self) -> int:
+        """The mode's first due time (unix ns): 0 on every time axis of the report."""
+        return self.result.stream_start_ns or self.result.started_ns
+
+    @property
     def stream_start_s(self) -> float:
-        return (self.result.stream_start_ns or self.result.started_ns) / NS_PER_S
+        return self.stream_start_ns / NS_PER_S
+
+    @property
+    def stream_length_s(self) -> float | None:
+        """How long the schedule published, in seconds after the first due time (None if unknown)."""
+        return self.result.params.duration_s
 
 
 def _mode_sort_key(name: str) -> tuple[int, str]:
@@ -304,8 +315,24 @@ def spectrum_frame(refs: Sequence[ModeRef], points: int = 300) -> pd.DataFrame:
 # --------------------------------------------------------------------------- series
 
 
+def _partial(start_s: pd.Series, length_s: float | None) -> pd.Series:
+    """Whether each one-second bin ``[start, start + 1)`` holds only part of the stream: it straddles
+    the first due time (0) or the schedule's end, so its count is not a full second's."""
+    inside = (start_s < 0) & (start_s + 1 > 0)
+    if length_s:
+        inside |= (start_s < length_s) & (start_s + 1 > length_s)
+    return inside
+
+
 def series_frame(refs: Sequence[ModeRef]) -> pd.DataFrame:
-    """Per-second series of every mode: run, mode, label, t_s (since stream start), then the series columns."""
+    """Per-second series of every mode: run, mode, label, t_s, partial, then the series columns.
+
+    Rows are wall-clock seconds (as recorded); ``t_s`` is where a row's
+    second begins, in seconds since the mode's first due time, so a stream
+    that began at .4 of a second has its first row at ``t_s`` -0.4.
+    ``partial`` marks the rows whose second straddles the stream's start or
+    end.
+    """
     frames = []
     for ref in refs:
         series = ref.result.series
@@ -313,20 +340,80 @@ def series_frame(refs: Sequence[ModeRef]) -> pd.DataFrame:
             continue
         df = pd.DataFrame(list(series.rows), columns=list(series.columns or SERIES_COLUMNS))
         df.insert(0, "t_s", df["second"].astype("float64") - ref.stream_start_s)
+        df.insert(1, "partial", _partial(df["t_s"], ref.stream_length_s))
         df.insert(0, "label", ref.label)
         df.insert(0, "mode", ref.mode)
         df.insert(0, "run", ref.run)
         frames.append(df)
-    base = ["run", "mode", "label", "t_s", *SERIES_COLUMNS]
+    base = ["run", "mode", "label", "t_s", "partial", *SERIES_COLUMNS]
     if not frames:
         return pd.DataFrame(columns=base)
     out = pd.concat(frames, ignore_index=True)
     for column in out.columns:
-        if column not in ("run", "mode", "label"):
+        if column not in ("run", "mode", "label", "partial"):
             out[column] = pd.to_numeric(out[column], errors="coerce")
     for column in ("second", "deliveries", "published", "errors"):
         if column in out:
             out[column] = out[column].fillna(0).astype("int64")
+    return out
+
+
+def _published_due_ns(ref: ModeRef, published: int) -> list[int]:
+    """Due times of the events the series counts as published: every fan-out row, or the rows someone was
+    expected to get (a refused event has none); empty when neither adds up to ``published``."""
+    fan = ref.result.fanout
+    columns = list(fan.columns or ("id", "due_ns", "fanout_ms", "expected"))
+    due_at = columns.index("due_ns")
+    expected_at = columns.index("expected") if "expected" in columns else None
+    every = [cast(int, row[due_at]) for row in fan.rows]
+    if len(every) == published:
+        return every
+    if expected_at is not None:
+        accepted = [due for due, row in zip(every, fan.rows) if row[expected_at]]
+        if len(accepted) == published:
+            return accepted
+    return []
+
+
+def published_frame(refs: Sequence[ModeRef]) -> pd.DataFrame:
+    """Events published per second of the schedule: run, mode, label, t_s, published, partial, binned.
+
+    Bins start at the mode's first due time (``t_s`` 0, 1, 2 …), from each
+    event's due time (the fan-out rows), so a constant 5/s stream shows 5
+    in every full second however the stream fell on the wall clock; only a
+    bin the schedule ends inside is ``partial``. ``binned`` says how:
+    ``due`` normally; ``wall`` (the recorded wall-clock seconds, partial at
+    both ends) when the fan-out rows do not add up to the published events.
+    """
+    frames = []
+    for ref in refs:
+        series = ref.result.series
+        if not series.rows:
+            continue
+        columns = list(series.columns or SERIES_COLUMNS)
+        at = columns.index("published")
+        wall = pd.DataFrame({"second": [row[0] for row in series.rows], "published": [row[at] for row in series.rows]})
+        due_ns = _published_due_ns(ref, int(wall["published"].fillna(0).sum()))
+        if due_ns:
+            # whole nanoseconds: an event due exactly on a second boundary must not slip into the bin before
+            second = np.maximum(np.asarray(due_ns, dtype=np.int64) - ref.stream_start_ns, 0) // NS_PER_S
+            counts = np.bincount(second)
+            df = pd.DataFrame({"t_s": np.arange(len(counts), dtype="float64"), "published": counts, "binned": "due"})
+        else:
+            df = pd.DataFrame({"t_s": wall["second"].astype("float64") - ref.stream_start_s,
+                               "published": wall["published"].fillna(0), "binned": "wall"})
+            busy = np.flatnonzero(df["published"].to_numpy() > 0)
+            df = df.iloc[busy[0]:busy[-1] + 1] if len(busy) else df.iloc[0:0]
+        df.insert(1, "partial", _partial(df["t_s"], ref.stream_length_s))
+        df.insert(0, "label", ref.label)
+        df.insert(0, "mode", ref.mode)
+        df.insert(0, "run", ref.run)
+        frames.append(df)
+    columns = ["run", "mode", "label", "t_s", "partial", "published", "binned"]
+    if not frames:
+        return pd.DataFrame(columns=columns)
+    out = pd.concat(frames, ignore_index=True)[columns]
+    out["published"] = out["published"].astype("int64")
     return out
 
 

@@ -16,7 +16,6 @@ autoescapes it. Only SVG produced by :mod:`reports.figures` is marked safe.
 
 from __future__ import annotations
 
-import datetime as _dt
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -25,9 +24,11 @@ from typing import Any, cast
 
 import pandas as pd
 
-from deliverybench.core.model import SCHEMA_VERSION, Run
+from deliverybench.core import numbers
+from deliverybench.core.model import Run
 
 from . import figures, frames
+from . import metadata as meta
 from .frames import ModeRef
 
 __all__ = ["ReportData", "SECTIONS", "build_sections", "table", "verdict_sentences", "fmt"]
@@ -64,6 +65,16 @@ class ReportData:
     @cached_property
     def series(self) -> pd.DataFrame:
         return frames.series_frame(self.refs)
+
+    @cached_property
+    def published(self) -> pd.DataFrame:
+        return frames.published_frame(self.refs)
+
+    @cached_property
+    def stream_s(self) -> float | None:
+        """The schedule's length when every mode shares one (the over-time charts shade what lies outside it)."""
+        lengths = {ref.stream_length_s for ref in self.refs}
+        return lengths.pop() if len(lengths) == 1 else None
 
     @cached_property
     def errors(self) -> pd.DataFrame:
@@ -106,38 +117,28 @@ def _missing(value: Any) -> bool:
         return False
 
 
-def fmt(value: Any, kind: str = "text") -> str:
-    """Format one value for a cell: thousands separators, fixed decimals per kind, "—" for missing.
+#: cell kind -> the rule of :mod:`deliverybench.core.numbers` that prints it
+_FORMATS: dict[str, Callable[[Any], str]] = {
+    "ms": numbers.ms, "int": numbers.count, "rate": numbers.rate, "cpu_s": numbers.cpu_seconds,
+    "pct": numbers.percent, "f1": lambda v: numbers.fixed(v, 1), "f2": lambda v: numbers.fixed(v, 2),
+    "f3": lambda v: numbers.fixed(v, 3),
+}
 
-    Kinds: ``ms`` (3 decimals: histograms resolve 1 µs), ``int``, ``f1``,
-    ``f2``, ``f3``, ``pct`` (a fraction shown as %), ``bool`` (✓/✗), ``text``.
+
+def fmt(value: Any, kind: str = "text") -> str:
+    """Format one value for a cell by :mod:`deliverybench.core.numbers`' rule, "—" for missing.
+
+    Kinds: ``ms`` (latency), ``int`` (count), ``rate`` (per second),
+    ``cpu_s`` (CPU seconds), ``f1``/``f2``/``f3`` (fixed decimals), ``pct``
+    (a fraction shown as %), ``bool`` (✓/✗), ``text``.
     """
     if _missing(value):
-        return "—"
-    if kind == "ms" or kind == "f3":
-        return f"{float(value):,.3f}"
-    if kind == "int":
-        return f"{int(round(float(value))):,}"
-    if kind == "f1":
-        return f"{float(value):,.1f}"
-    if kind == "f2":
-        return f"{float(value):,.2f}"
-    if kind == "pct":
-        return f"{float(value) * 100:,.1f}%"
+        return numbers.MISSING
+    if kind in _FORMATS:
+        return _FORMATS[kind](value)
     if kind == "bool":
         return "✓" if bool(value) else "✗"
     return str(value)
-
-
-def _ms_words(value: float) -> str:
-    """A latency for prose: about three significant digits."""
-    if value >= 1000:
-        return f"{value / 1000:,.2f} s"
-    if value >= 100:
-        return f"{value:,.0f} ms"
-    if value >= 10:
-        return f"{value:.1f} ms"
-    return f"{value:.2f} ms"
 
 
 def _ratio_words(ratio: float) -> str:
@@ -262,10 +263,10 @@ def verdict_sentences(headline: pd.DataFrame) -> list[str]:
         if len(rows) < 2:
             continue
         first = rows.iloc[0]
-        parts = [f"{_ms_words(first['p99'])} ({first['run']})"]
+        parts = [f"{numbers.ms_words(first['p99'])} ({first['run']})"]
         for _, r in rows.iloc[1:].iterrows():
             change = f", {(r['p99'] / first['p99'] - 1):+.0%}" if first["p99"] > 0 else ""
-            parts.append(f"{_ms_words(r['p99'])} ({r['run']}{change})")
+            parts.append(f"{numbers.ms_words(r['p99'])} ({r['run']}{change})")
         out.append(f"{mode} p99 across runs: " + " → ".join(parts) + ".")
     return out
 
@@ -282,14 +283,14 @@ def _run_sentences(headline: pd.DataFrame) -> list[str]:
     for _, other in ranked.iloc[1:].iterrows():
         if best["p99"] > 0 and other["p99"] / best["p99"] >= 1.05:
             parts.append(f"{_ratio_words(other['p99'] / best['p99'])} lower than {other['label']} "
-                         f"({_ms_words(other['p99'])})")
+                         f"({numbers.ms_words(other['p99'])})")
         else:
-            parts.append(f"about the same as {other['label']} ({_ms_words(other['p99'])})")
-    sentence = f"{best['label']} {verb} with p99 {_ms_words(best['p99'])}"
+            parts.append(f"about the same as {other['label']} ({numbers.ms_words(other['p99'])})")
+    sentence = f"{best['label']} {verb} with p99 {numbers.ms_words(best['p99'])}"
     if parts:
         sentence += ", " + _join(parts)
     if len(ranked) > 1 and not _missing(best["p50"]):
-        sentence += f"; its median was {_ms_words(best['p50'])}"
+        sentence += f"; its median was {numbers.ms_words(best['p50'])}"
     out.append(sentence + ".")
 
     audited = headline[headline["expected"].notna()]
@@ -372,7 +373,7 @@ def headline(data: ReportData) -> dict[str, Any]:
                Column("p99", "p99 ms", "ms", "low"),
                Column("p99_9", "p99.9 ms", "ms", "low"),
                Column("max", "max ms", "ms", "low"),
-               Column("deliveries_per_s", "deliveries/s", "f1", "high"),
+               Column("deliveries_per_s", "deliveries/s", "rate", "high"),
                Column("refused", "refused", "int", "low"),
                Column("lost", "lost", "int", "low"),
                Column("duplicates", "duplicates", "int", "low"),
@@ -423,13 +424,16 @@ def spectrum(data: ReportData) -> dict[str, Any]:
 
 def over_time(data: ReportData) -> dict[str, Any]:
     s = data.series
-    figs = [_figure(figures.latency_over_time_svg(s), "Latency per second: p50 (solid), p99 (dashed), band between.",
-                    "fig-latency-time"),
-            _figure(figures.throughput_over_time_svg(s), "Deliveries per second (top) and events published per second "
-                    "(bottom).", "fig-throughput-time")]
+    figs = [_figure(figures.latency_over_time_svg(s, data.stream_s),
+                    "Latency per second: p50 (solid), p99 (dashed), band between.", "fig-latency-time"),
+            _figure(figures.throughput_over_time_svg(s, data.published, data.stream_s),
+                    "Deliveries per second (top) and events published per second (bottom).", "fig-throughput-time")]
     sec = _section("over-time", "Latency and throughput over time", figures=[f for f in figs if f])
-    sec["notes"].append("x: seconds since each mode's stream start (negative = joining before the stream); "
-                        "deliveries by receive second, published by due second.")
+    sec["notes"].append("x: seconds since each mode's first due time. Published events are counted per second of "
+                        "the schedule, from the first due time, so a steady stream draws a flat line; deliveries "
+                        "and latencies per wall-clock second, so a mode's first bin starts up to a second before "
+                        "0. Hollow dots are partial seconds (the stream starts or ends inside them: their counts "
+                        "are not a full second's); shaded: before the stream and the drain after it.")
     if s.empty:
         sec["notes"].append("No per-second series in this document.")
     return sec
@@ -487,7 +491,7 @@ def cost(data: ReportData) -> dict[str, Any]:
     target_cols = [*_label_columns(data),
                    Column("subscribers", "subscribers", "int"),
                    Column("deliveries", "deliveries", "int"),
-                   Column("target_cpu_s", "CPU-s", "f3", "low"),
+                   Column("target_cpu_s", "CPU-s", "cpu_s", "low"),
                    Column("target_peak_rss_mb", "peak RSS MB", "f1", "low"),
                    Column("target_cpu_s_per_1k_subscribers", "CPU-s / 1k subs", "f2", "low"),
                    Column("target_rss_mb_per_1k_subscribers", "RSS MB / 1k subs", "f1", "low"),
@@ -495,7 +499,7 @@ def cost(data: ReportData) -> dict[str, Any]:
                    Column("target_rss_kb_per_1k_deliveries", "RSS kB / 1k deliveries", "f1", "low")]
     harness_cols = [*_label_columns(data),
                     Column("harness_processes", "processes", "int"),
-                    Column("harness_cpu_s", "CPU-s", "f3"),
+                    Column("harness_cpu_s", "CPU-s", "cpu_s"),
                     Column("harness_peak_rss_mb", "peak RSS MB", "f1"),
                     Column("harness_max_cpu_percent", "max CPU %", "f1"),
                     Column("harness_busy_fraction", "busy samples", "pct"),
@@ -507,8 +511,8 @@ def cost(data: ReportData) -> dict[str, Any]:
     saturated = [{"label": r["label"], "reason": r["harness_reason"] or "no reason given"}
                  for r in _records(c) if r["harness_saturated"]]
     by_role = frames.resources_by_role_frame(data.resources)
-    figs = [_figure(figures.resources_svg(by_role), "CPU (100 % = one core) and RSS per role, summed over processes; "
-                    "target solid, harness dashed.", "fig-resources")]
+    figs = [_figure(figures.resources_svg(by_role), "CPU (100 % = one core) and RSS, one row of panels per role, "
+                    "summed over its processes; one colour per mode.", "fig-resources")]
     sec = _section("cost", "Cost", tables=tables, figures=[f for f in figs if f], saturated=saturated)
     sec["notes"].append("CPU-seconds: last minus first reading of each process over the mode; RSS: peak of the "
                         "per-second sum over processes. Per-1k figures divide by the mode's subscribers or "
@@ -558,57 +562,39 @@ def audit(data: ReportData) -> dict[str, Any]:
     return _section("audit", "Audit", tables=tables)
 
 
-def _utc(ns: int) -> str:
-    """A wall-clock time for the metadata table; 0 is the model's "not recorded"."""
-    if not ns:
-        return "—"
-    return _dt.datetime.fromtimestamp(ns / 1e9, tz=_dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def _duration(start: int, end: int) -> str:
-    if not start or not end:
-        return "—"
-    seconds = (end - start) / 1e9
-    minutes, sec = divmod(seconds, 60)
-    return f"{int(minutes)} min {sec:.1f} s" if minutes else f"{sec:.1f} s"
+def _modes_table(doc: Run, table_id: str) -> dict[str, Any]:
+    """Each mode's status, times, target and workload side by side: one row per fact, one column per mode."""
+    facts = {name: meta.mode_facts(result) for name, result in doc.modes.items()}
+    keys = list(dict.fromkeys(key for mode in facts.values() for key in mode))
+    frame = pd.DataFrame([{"key": key, **{name: facts[name].get(key) for name in facts}} for key in keys],
+                         columns=["key", *facts])
+    return table(frame, [Column("key", "key"), *[Column(name, name) for name in facts]], caption="Modes",
+                 table_id=table_id)
 
 
 def metadata(data: ReportData) -> dict[str, Any]:
+    """Per run, behind one ``<details>``: the run, machine, packages, changed options and each mode's target
+    and workload; nothing empty (see :mod:`reports.metadata`)."""
     runs = []
-    for doc in data.docs:
-        run = doc.run
-        facts = {
-            "run id": run.id,
-            "status": run.status,
-            "started": _utc(run.started_ns),
-            "ended": _utc(run.ended_ns),
-            "duration": _duration(run.started_ns, run.ended_ns),
-            "commit": run.commit or "—",
-            "command": " ".join(run.command) or "—",
-            "schema version": SCHEMA_VERSION,  # the only version a Run is loaded from
-        }
-        modes = []
-        for name, result in doc.modes.items():
-            info: dict[str, Any] = {
-                "status": result.status,
-                "failure": result.failure or "—",
-                "started": _utc(result.started_ns),
-                "stream start": _utc(result.stream_start_ns),
-                "ended": _utc(result.ended_ns),
-                "duration": _duration(result.started_ns, result.ended_ns),
-            }
-            info.update({f"target.{k}": v for k, v in frames.flatten(result.target.to_dict()).items()})
-            info.update({f"params.{k}": v for k, v in frames.flatten(result.params.to_dict()).items()})
-            modes.append({"name": name, "table": kv_table(info)})
+    for i, doc in enumerate(data.docs):
+        changed = meta.changed_options(doc.config)
+        options = pd.DataFrame(changed, columns=["option", "value", "default"])
+        suffix = "" if i == 0 else f"-{i + 1}"
         runs.append({
-            "id": run.id,
-            "facts": kv_table(facts, "Run"),
-            "config": kv_table(frames.flatten(doc.config), "Configuration"),
-            "machine": kv_table(frames.flatten(doc.machine), "Machine"),
-            "packages": kv_table(frames.flatten(doc.packages), "Packages"),
-            "modes": modes,
+            "id": doc.run.id,
+            "summary": meta.summary_line(doc, changed),
+            "facts": kv_table(meta.run_facts(doc), "Run"),
+            "machine": kv_table(meta.flat_facts(doc.machine), "Machine"),
+            "packages": kv_table(meta.flat_facts(doc.packages), "Packages"),
+            "options": table(options, [Column("option", "option"), Column("value", "value"),
+                                       Column("default", "default")],
+                             caption="Options changed from their defaults", table_id=f"options-table{suffix}"),
+            "modes": _modes_table(doc, f"modes-meta-table{suffix}"),
         })
-    return _section("metadata", "Run metadata", runs=runs)
+    sec = _section("metadata", "Run metadata", runs=runs)
+    sec["notes"].append("Options at their defaults, empty values and Locust's own options are left out here; "
+                        "results.json has every one (config, config.locust).")
+    return sec
 
 
 _VERDICT_CLASS = {"regression": "bad", "improvement": "good", "unchanged": "", "inconclusive": "warn",

@@ -40,6 +40,7 @@ from markupsafe import Markup
 
 from deliverybench.core.slo import SloClause, format_number, latency_bound
 from deliverybench.core.sweep import CapacityAnswer, SweepSpec, analyse, capacity_sentences, spec_of
+from deliverybench.core.sweep.search import ABOVE_RANGE, BELOW_RANGE, FOUND, HARNESS_LIMITED, PENDING
 
 from .frames import flatten
 from .render import _environment
@@ -55,6 +56,8 @@ from .sweep_figures import (
 __all__ = [
     "render_sweep_report",
     "render_sweep_html",
+    "answer_words",
+    "analysis_note",
     "points_frame",
     "write_point_exports",
     "SWEEP_REPORT_NAME",
@@ -169,7 +172,8 @@ def _answers(index: Mapping[str, Any]) -> list[CapacityAnswer]:
             mode=str(raw.get("mode") or "?"), rate=float(raw["rate"]), capacity=_whole(raw.get("capacity")),
             bracket=(_whole(bracket[0]), _whole(bracket[1])), status=str(raw.get("status") or "pending"),
             harness_limit=_whole(raw.get("harness_limit")), fail_reason=str(raw.get("fail_reason") or ""),
-            limit_reason=str(raw.get("limit_reason") or ""), notes=tuple(_texts(raw.get("notes")))))
+            limit_reason=str(raw.get("limit_reason") or ""), notes=tuple(_texts(raw.get("notes"))),
+            largest_pass=_whole(raw.get("largest_pass")), drift_judged=raw.get("drift_judged") is not False))
     return out
 
 
@@ -206,7 +210,11 @@ def analysis_note(result: Mapping[str, Any], mode: str, rate: float, *, largest:
     if knee:
         parts.append(f"knee at about N = {format_number(round(knee['subscribers']))} "
                      f"(p99 {format_number(knee['latency_ms'])} ms, score {format_number(knee['score'])})")
-    if usl:
+    if usl and largest is not None and _linear(usl, largest):
+        parts.append(f"throughput grew in proportion to N up to {format_number(largest)} "
+                     f"({format_number(usl['lambda'])} deliveries/s per subscriber): the USL fit finds no "
+                     f"contention or crosstalk within the range measured")
+    elif usl:
         fit = (f"USL fit λ = {format_number(usl['lambda'])} deliveries/s per subscriber, "
                f"σ = {format_number(usl['sigma'])}, κ = {format_number(usl['kappa'])}, "
                f"R² = {usl['r2']:.3f} over {usl['points']} N")
@@ -219,7 +227,19 @@ def analysis_note(result: Mapping[str, Any], mode: str, rate: float, *, largest:
         parts.append(fit)
     if not parts:
         return f"{where}: too few valid points for a knee or a USL fit (4 distinct N needed). {_ANALYSIS_TAIL}"
+    if not knee:
+        parts.insert(0, "no knee: latency does not turn upward within the points measured")
     return f"{where}: {'; '.join(parts)}. {_ANALYSIS_TAIL}"
+
+
+#: a USL fit whose σ and κ cost less than this share of throughput at the largest N says "linear"
+_LINEAR_SHARE = 0.05
+
+
+def _linear(usl: Mapping[str, Any], largest: float) -> bool:
+    """Whether the fit's contention and crosstalk terms are negligible up to ``largest`` (σ = 5e-13 is "none")."""
+    drag = usl["sigma"] * (largest - 1.0) + usl["kappa"] * largest * (largest - 1.0)
+    return bool(drag < _LINEAR_SHARE)
 
 
 def _analysis(index: Mapping[str, Any], mode: str, rate: float, largest: float | None) -> str:
@@ -229,14 +249,34 @@ def _analysis(index: Mapping[str, Any], mode: str, rate: float, largest: float |
         return f"{mode} at {rate_label(rate)}: no knee or USL fit ({exc}). {_ANALYSIS_TAIL}"
 
 
+def answer_words(answer: CapacityAnswer) -> str:
+    """The answer's status in plain words with its numbers (the index's ``above-range`` is bookkeeping)."""
+    cap, fail, limit = answer.capacity, answer.bracket[1], answer.harness_limit
+    n = format_number
+    if answer.status == FOUND and cap is not None and fail is not None:
+        return f"passed up to {n(cap)}; {n(fail)} failed"
+    if answer.status == ABOVE_RANGE and cap is not None:
+        return f"passed every point up to {n(cap)} (the top of the range)"
+    if answer.status == BELOW_RANGE and fail is not None:
+        return f"failed even at {n(fail)} (the bottom of the range)"
+    if answer.status == HARNESS_LIMITED and limit is not None:
+        held = f"at least {n(cap)}" if cap is not None else "no capacity measured"
+        return f"{held}: the harness could not measure {n(limit)}"
+    if answer.status == PENDING:
+        so_far = f": so far {n(answer.largest_pass)} passed" if answer.largest_pass is not None else ""
+        return f"interrupted before it finished{so_far}"
+    return answer.status
+
+
 def _answers_table(answers: Sequence[CapacityAnswer], slug: str) -> dict[str, Any] | None:
     if not answers:
         return None
-    frame = pd.DataFrame([{"rate": rate_label(a.rate), "status": a.status, "capacity": a.capacity,
+    frame = pd.DataFrame([{"rate": rate_label(a.rate), "status": a.status, "answer": answer_words(a),
+                           "capacity": a.capacity,
                            "fail": a.bracket[1], "limit": a.harness_limit,
                            "why": a.fail_reason or a.limit_reason or "", "notes": "; ".join(a.notes)}
                           for a in answers])
-    cols = [Column("rate", "rate"), Column("status", "answer"), Column("capacity", "capacity (N)", "int"),
+    cols = [Column("rate", "rate"), Column("answer", "answer"), Column("capacity", "capacity (N)", "int"),
             Column("fail", "first fail (N)", "int"), Column("limit", "harness limit (N)", "int"),
             Column("why", "why it fails / is limited"), Column("notes", "notes")]
     return table(frame, cols, table_id=f"answers-{slug}",
@@ -320,12 +360,16 @@ def _mode_section(index: Mapping[str, Any], frame: pd.DataFrame, mode: str, spec
     kinds: list[tuple[str, Callable[..., str | None], dict[str, Any], str]] = [
         ("latency", latency_vs_subscribers_svg, {"mode": mode, "answers": mine, "bound": bound},
          "p50 (dotted), p99 (solid) and p99.9 (dashed) latency against subscribers, one colour per rate. "
-         "Filled: PASS; red ✕: FAIL; hollow ◇: INVALID (the harness, not the target, could not keep up; not "
-         "joined). Dash-dot line: the SLO bound; dashed vertical: the capacity, shaded up to the first fail."),
+         "One marker per run (repeats of an N one above the other): filled: PASS; red ✕: FAIL; hollow ◇: INVALID (the "
+         "harness, not the target, could not keep up; not joined). The lines join the worst run of each N, the "
+         "one the answer rests on. Dash-dot line: the SLO bound; wide pale vertical line: the capacity, shaded "
+         "up to the first fail."),
         ("offered", p99_vs_offered_svg, {"mode": mode, "bound": bound},
-         "p99 against offered deliveries/s (subscribers × rate): every rate on one load axis."),
+         "p99 against offered deliveries/s (subscribers × rate): every rate on one load axis; the line joins "
+         "the worst run of each load."),
         ("throughput", delivered_vs_offered_svg, {"mode": mode},
-         "Delivered against offered deliveries/s; dotted: delivered = offered. Points below it did not keep up."),
+         "Delivered against offered deliveries/s, one marker per run, the line through the lowest of each load; "
+         "dotted: delivered = offered. Points below it did not keep up."),
     ]
     grid = list(spec.grid) if spec is not None and spec.grid is not None else []
     if len(grid) >= 2 and len(rates) >= 2:

@@ -35,6 +35,8 @@ __all__ = [
     "delivered_vs_offered_svg",
     "heatmap_svg",
     "rate_label",
+    "trend_points",
+    "legend_handles",
 ]
 
 _Floats = npt.NDArray[np.float64]
@@ -44,6 +46,8 @@ _FAIL_COLOR = "#c0392b"
 _SLO_COLOR = "#b42318"
 _LATENCIES = (("p50", "p50", ":"), ("p99", "p99", "-"), ("p99_9", "p99.9", "--"))
 _STATUSES = (Status.PASS.value, Status.FAIL.value, Status.INVALID.value)
+#: the capacity: a wide translucent solid vertical line, unlike every percentile's thin horizontal-ish one
+_CAPACITY_LINE: dict[str, Any] = {"ls": "-", "lw": 5.0, "alpha": 0.3, "zorder": 2}
 
 
 def _arr(series: pd.Series) -> _Floats:
@@ -106,13 +110,28 @@ def _scale_x(ax: Axes, values: _Floats, *, ratio: float = 10.0) -> bool:
 
 
 def _trend(ax: Axes, x: _Floats, y: _Floats, status: _Texts, color: str, ls: str, *,
-           positive: bool) -> None:
-    """The line through the median of each N's valid runs; INVALID runs describe the harness, so are not joined."""
+           positive: bool, higher_is_better: bool = False) -> None:
+    """The line through the worst of each N's valid runs; INVALID runs describe the harness, so are not joined.
+
+    The worst run (highest latency, lowest throughput), not the median: an N
+    holds only if every one of its runs passed, so the line passes through
+    the run the capacity answer rests on -- and through a measured point,
+    where a median of two repeats would pass between them.
+    """
+    xs, ys = trend_points(x, y, status, positive=positive, higher_is_better=higher_is_better)
+    if len(xs):
+        ax.plot(xs, ys, color=color, ls=ls, lw=1.3, alpha=0.9)
+
+
+def trend_points(x: _Floats, y: _Floats, status: _Texts, *, positive: bool,
+                 higher_is_better: bool = False) -> tuple[_Floats, _Floats]:
+    """The vertices of :func:`_trend`'s line: each N once, at the worst of its valid runs."""
     keep = np.isfinite(x) & np.isfinite(y) & (status != Status.INVALID.value) & ((y > 0) if positive else True)
     if not keep.any():
-        return
-    line = pd.Series(y[keep]).groupby(x[keep]).median().sort_index()
-    ax.plot(line.index.to_numpy(dtype=float), line.to_numpy(dtype=float), color=color, ls=ls, lw=1.3, alpha=0.9)
+        return np.array([], dtype=float), np.array([], dtype=float)
+    grouped = pd.Series(y[keep]).groupby(x[keep])
+    line = (grouped.min() if higher_is_better else grouped.max()).sort_index()
+    return line.index.to_numpy(dtype=float), line.to_numpy(dtype=float)
 
 
 def _markers(ax: Axes, x: _Floats, y: _Floats, status: _Texts, color: str, size: float, *,
@@ -138,15 +157,22 @@ def _mark_capacity(ax: Axes, answer: CapacityAnswer, color: str, scale: float = 
     upper = min((v for v in (answer.bracket[1], answer.harness_limit) if v is not None), default=None)
     if answer.capacity is None:
         return False
-    ax.axvline(answer.capacity * scale, color=color, ls="--", lw=1.2, zorder=2)
+    ax.axvline(answer.capacity * scale, **_CAPACITY_LINE, color=color)
     if upper is not None and upper > answer.capacity:
         ax.axvspan(answer.capacity * scale, upper * scale, color=color, alpha=0.12, lw=0, zorder=1)
     return True
 
 
-def _legend(ax: Axes, *, rates: Sequence[float], colors: Mapping[float, str], statuses: set[str],
-            styles: Sequence[tuple[str, str]] = (), slo: float | None = None, capacity: bool = False,
-            extra: Sequence[Line2D] = ()) -> None:
+def _legend(ax: Axes, **kwargs: Any) -> None:
+    """The figure's legend, right of the axes (see :func:`legend_handles`)."""
+    handles = legend_handles(**kwargs)
+    if handles:
+        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+
+
+def legend_handles(*, rates: Sequence[float], colors: Mapping[float, str], statuses: set[str],
+                   styles: Sequence[tuple[str, str]] = (), slo: float | None = None, capacity: bool = False,
+                   extra: Sequence[Line2D] = ()) -> list[Line2D]:
     """Proxy handles: colour = rate, line style = percentile, marker = verdict (a legend of every line would repeat)."""
     handles: list[Line2D] = []
     if len(rates) > 1:
@@ -161,11 +187,10 @@ def _legend(ax: Axes, *, rates: Sequence[float], colors: Mapping[float, str], st
                               label="INVALID (harness)"))
     if slo is not None:
         handles.append(Line2D([], [], color=_SLO_COLOR, ls="-.", lw=1, label=f"SLO {format_number(slo)} ms"))
-    if capacity:
-        handles.append(Line2D([], [], color="#555555", ls="--", lw=1.2, label="capacity (bracket shaded)"))
-    handles += list(extra)
-    if handles:
-        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    if capacity:  # a vertical bar, as drawn: no percentile's line style can be mistaken for it
+        handles.append(Line2D([], [], ls="none", marker="|", markersize=16, markeredgewidth=_CAPACITY_LINE["lw"],
+                              color="#555555", alpha=_CAPACITY_LINE["alpha"], label="capacity (bracket shaded)"))
+    return handles + list(extra)
 
 
 def _drawable(group: pd.DataFrame, x: str, ys: Sequence[str]) -> pd.DataFrame:
@@ -174,10 +199,11 @@ def _drawable(group: pd.DataFrame, x: str, ys: Sequence[str]) -> pd.DataFrame:
     return group[mask]
 
 
-def _curve(ax: Axes, g: pd.DataFrame, x: str, y: str, color: str, ls: str, size: float, *, positive: bool) -> None:
-    """One rate's points of one figure: the trend through PASS/FAIL and a marker per verdict."""
+def _curve(ax: Axes, g: pd.DataFrame, x: str, y: str, color: str, ls: str, size: float, *, positive: bool,
+           higher_is_better: bool = False) -> None:
+    """One rate's points of one figure: the trend through PASS/FAIL and a marker per run and verdict."""
     xs, ys, status = _arr(g[x]), _arr(g[y]), g["status"].to_numpy(dtype=str)
-    _trend(ax, xs, ys, status, color, ls, positive=positive)
+    _trend(ax, xs, ys, status, color, ls, positive=positive, higher_is_better=higher_is_better)
     _markers(ax, xs, ys, status, color, size, positive=positive)
 
 
@@ -226,9 +252,13 @@ def _latency_axes(ax: Axes, bound: float | None, x: _Floats, xlabel: str, ylabel
 @themed
 def p99_vs_offered_svg(group: pd.DataFrame, *, mode: str, rates: Sequence[float], bound: float | None,
                        salt: str) -> str | None:
-    """p99 against offered deliveries/s (N × rate): puts every rate on one load axis."""
+    """p99 against offered deliveries/s (N × rate): puts every rate on one load axis.
+
+    ``None`` with fewer than two rates measured: one rate's offered load is
+    N × a constant, so the figure would repeat the latency one.
+    """
     data = _drawable(group, "offered_per_s", ["p99"])
-    if data.empty:
+    if data["rate"].nunique() < 2:
         return None
     colors = _rate_colors(mode, rates)
     fig, (ax,) = new_figure(3.2)
@@ -257,7 +287,8 @@ def delivered_vs_offered_svg(group: pd.DataFrame, *, mode: str, rates: Sequence[
     else:
         ax.yaxis.set_major_formatter(FuncFormatter(_count_tick))
     for rate, g in _by_rate(data, rates):
-        _curve(ax, g, "offered_per_s", "deliveries_per_s", colors[rate], "-", 30, positive=positive)
+        _curve(ax, g, "offered_per_s", "deliveries_per_s", colors[rate], "-", 30, positive=positive,
+               higher_is_better=True)
     lo, hi = float(np.nanmin(offered)), float(np.nanmax(offered))
     ax.plot([lo, hi], [lo, hi], color="#999999", ls=":", lw=1.2)
     if not wide:

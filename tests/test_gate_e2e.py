@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from helpers import REPO, env
 
 RUN = ["--modes", "push", "-u", "5", "--rate", "20", "--duration", "2", "--warmup", "0.5", "--drain", "0.5",
@@ -100,3 +99,34 @@ def test_bad_gate_usage_exits_2_with_one_line(tmp_path: Path, args: list[str], m
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], proc.stderr
+
+
+FIXTURE = REPO / "tests" / "fixtures" / "small_results.json"
+
+
+def test_a_file_compared_with_itself_is_unchanged_on_the_console_and_in_markdown(tmp_path: Path) -> None:
+    proc = bench(tmp_path, "compare", str(FIXTURE), str(FIXTURE), "-o", str(tmp_path / "cmp"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    for mode in ("push", "callback", "poll"):
+        assert f"unchanged: {mode}: both sides hold the same runs (every metric equal)" in lines
+    assert not any(line.startswith("inconclusive:") for line in lines) and "unbounded" not in proc.stdout
+    assert lines[-1] == "verdict: pass"
+    markdown = (tmp_path / "cmp" / "comparison.md").read_text()
+    assert markdown.splitlines()[0] == "## deliverybench regression gate: ✅ pass"
+    assert "unbounded" not in markdown and "❔" not in markdown
+    assert "✅ **unchanged**: p99 identical on both sides (5.09 ms in the one run of each)" in markdown
+
+
+def test_not_comparable_prints_its_reason_once_per_mode(tmp_path: Path) -> None:
+    other: dict[str, Any] = json.loads(FIXTURE.read_text())
+    for result in other["modes"].values():
+        result["params"]["subscribers"] = 30
+    path = tmp_path / "other.json"
+    path.write_text(json.dumps(other))
+    proc = bench(tmp_path, "compare", str(FIXTURE), str(path), "-o", str(tmp_path / "cmp"))
+    assert proc.returncode == 4, proc.stdout + proc.stderr
+    reasons = [line for line in proc.stdout.splitlines() if line.startswith("not comparable:")]
+    assert reasons == [f"not comparable: {mode}: workload differs: subscribers 20 → 30"
+                       for mode in ("push", "callback", "poll")]
+    assert proc.stdout.splitlines()[-1] == "verdict: not comparable"

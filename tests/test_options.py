@@ -28,12 +28,13 @@ try:
 finally:
     del os.environ["LOCUST_SKIP_MONKEY_PATCH"]
 
+from helpers import REPO, env
+
 from deliverybench.cli.config import ConfigError, RunConfig, resolve
 from deliverybench.cli.orchestrate import SCENARIOS, _locust_command
 from deliverybench.core.options import MODES, OPTIONS, Option, OptionError, locust_argv, locust_options, run_options
 from deliverybench.core.redact import REDACTED, redact_argv, redact_config
 from deliverybench.harness.locust_options import add_options, check_form
-from helpers import REPO, env
 from targets.start import TargetUrls
 
 _TEXT_CANDIDATES = ("ws://127.0.0.1:9/x", "http://127.0.0.1:9/x", "127.0.0.2", "exp:5", "7", "12,34", "p99<=50ms",
@@ -243,7 +244,8 @@ def test_toml_rejects_unknown_keys_and_tables_with_one_line(tmp_path: Path) -> N
     toml = tmp_path / "bench.toml"
     for text, message in [('rate = 5\nfrobnicate = 1\n', "bench.toml: frobnicate is not an option"),
                           ('[other]\nrate = 5\n', "table [other] is not used"),
-                          ('[deliverybench]\nrate = "fast"\n', "bench.toml: deliverybench.rate: 'fast' is not a number"),
+                          ('[deliverybench]\nrate = "fast"\n',
+                           "bench.toml: deliverybench.rate: 'fast' is not a number"),
                           ('rate = 5\n[deliverybench]\nrate = 6\n', "is set twice"),
                           ('webhook_secret = [12345]\n', "bench.toml: webhook_secret must be text")]:
         toml.write_text(text)
@@ -307,3 +309,81 @@ def test_relay_without_modes_runs_the_modes_whose_urls_were_given() -> None:
     with pytest.raises(OptionError):
         resolve(["--target", "relay", "--publish-url", "http://127.0.0.1:9/p", "--subscribe-url",
                  "http://127.0.0.1:9/not-ws"], env={})
+
+
+# -- guard rails (issue 24): a stream too short to measure, and a misspelt option -------------------
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--duration", "0.0001"], "--duration 0.0001 gives 1 event at 5 events/s; at least 5 are needed for a "
+                               "measurement: use --duration 1 or more"),
+    (["--rate", "100", "--duration", "0.03"], "--duration 0.03 gives 3 events at 100 events/s; at least 5 are "
+                                              "needed for a measurement: use --duration 0.05 or more"),
+    (["--schedule", "burst", "--burst-size", "2", "--duration", "1.5"],
+     "--duration 1.5 gives 4 events (2 bursts of 2); at least 5 are needed for a measurement: use --duration "
+     "2.5 or more"),
+])
+def test_a_stream_too_short_to_measure_is_refused_with_the_minimum(argv: list[str], message: str,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(ConfigError) as caught:
+        resolve(argv, env={})
+    assert str(caught.value) == message
+    # the same check on the locustfiles' path, and the shortest duration it names is accepted
+    with pytest.raises(SystemExit):
+        locust_parser("push").parse_args(argv)
+    assert capsys.readouterr().err.strip() == f"locust: error: {message}"
+    shortest = message.rsplit("--duration ", 1)[1].split()[0]
+    assert resolve([*argv[:-2], "--duration", shortest], env={}).duration == float(shortest)
+
+
+def test_the_minimum_names_where_the_duration_came_from_and_counts_one_burst_of_many() -> None:
+    with pytest.raises(ConfigError, match=r"^DELIVERYBENCH_DURATION 0\.1 gives 1 event"):
+        resolve([], env={"DELIVERYBENCH_DURATION": "0.1"})
+    assert resolve(["--schedule", "burst", "--burst-size", "100", "--duration", "0.5"], env={}).duration == 0.5
+    assert resolve(["--duration", "1"], env={}).duration == 1.0  # 5 events at the default 5/s: the README's runs
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--duration", "0.0001"], "run_bench.py: error: --duration 0.0001 gives 1 event at 5 events/s; at least 5 "
+                               "are needed for a measurement: use --duration 1 or more"),
+    (["--subscriber", "100"], "run_bench.py: error: unrecognized argument '--subscriber'; did you mean "
+                              "--subscribers? (see --help; pass Locust options after --)"),
+    (["sweep", "--subscriber", "100"], "run_bench.py sweep: error: unrecognized argument '--subscriber'; did you "
+                                       "mean --subscribers? (see --help; pass Locust options after --)"),
+    (["sweep", "--rate", "1", "--duration", "2"], "run_bench.py sweep: error: --duration 2 gives 2 events at 1 "
+                                                  "event/s; at least 5 are needed for a measurement: use "
+                                                  "--duration 5 or more"),
+    (["sweep", "--confrim", "1"], "run_bench.py sweep: error: unrecognized argument '--confrim'; did you mean "
+                                  "--confirm? (see --help; pass Locust options after --)"),
+    (["compare", "a.json", "b.json", "--tolerence", "p99=0.2"],
+     "run_bench.py compare: error: unrecognized argument '--tolerence'; did you mean --tolerance? (see --help)"),
+    (["sweeep"], "run_bench.py: error: unrecognized argument 'sweeep'; did you mean sweep? (see --help; pass "
+                 "Locust options after --)"),
+])
+def test_usage_errors_exit_2_with_one_line_that_says_what_would_work(tmp_path: Path, args: list[str],
+                                                                      message: str) -> None:
+    proc = subprocess.run([sys.executable, str(REPO / "run_bench.py"), *args, "--out", str(tmp_path)],
+                          cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stderr.strip().splitlines() == [message]
+    assert not list(tmp_path.iterdir())  # refused before anything was run or written
+
+
+def test_a_misspelt_toml_key_or_environment_variable_gets_a_suggestion(tmp_path: Path) -> None:
+    toml = tmp_path / "bench.toml"
+    for text, message in [("subscriber = 100\n", "bench.toml: subscriber is not an option; did you mean "
+                                                 "subscribers? (see run_bench.py --help)"),
+                          ("[deliverybench]\nspawn_rat = 5\n", "bench.toml: deliverybench.spawn_rat is not an "
+                                                              "option; did you mean spawn_rate?"),
+                          ("frobnicate = 1\n", "bench.toml: frobnicate is not an option (see run_bench.py --help)")]:
+        toml.write_text(text)
+        with pytest.raises(ConfigError) as caught:
+            resolve(["--config", str(toml)], env={})
+        assert message in str(caught.value), caught.value
+    with pytest.raises(ConfigError) as caught:
+        resolve([], env={"DELIVERYBENCH_SUBSCRIBER": "100"})
+    assert str(caught.value) == ("environment variable DELIVERYBENCH_SUBSCRIBER is not an option; did you mean "
+                                 "DELIVERYBENCH_SUBSCRIBERS? (see run_bench.py --help)")
+    with pytest.raises(ConfigError) as caught:
+        resolve(["--webhook-secre=S3CRET"], env={})
+    assert "S3CRET" not in str(caught.value) and "did you mean --webhook-secret?" in str(caught.value)

@@ -223,7 +223,8 @@ def test_the_webhook_secret_is_written_nowhere(tmp_path: Path, spelling: str) ->
     (["--drain", "nan"], "--drain must be a finite number (got 'nan')"),
     (["--rate", "nan"], "--rate must be a finite number (got 'nan')"),
     (["--rate", "inf"], "--rate must be a finite number (got 'inf')"),
-    (["--webhook-sec", "S3CRET"], "unrecognized argument '--webhook-sec' (see --help; pass Locust options after --)"),
+    (["--webhook-sec", "S3CRET"], "unrecognized argument '--webhook-sec'; did you mean --webhook-secret? "
+     "(see --help; pass Locust options after --)"),
 ])
 def test_bad_numbers_and_abbreviations_exit_2_with_one_line(tmp_path: Path, args: list[str], message: str) -> None:
     proc = run_bench(tmp_path, *args, timeout=60)

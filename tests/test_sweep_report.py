@@ -13,6 +13,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 from markupsafe import escape
@@ -231,7 +232,9 @@ def test_partial_index_renders(tmp_path):
     html = paths[0].read_text(encoding="utf-8")
     assert "sweep not finished" in html.lower()
     assert "No points for callback yet" in html
-    assert html.count("<svg ") == 3  # push's three figures from its one measured point; no heat map for a search
+    # push's latency and throughput figures from its one measured point; no p99-vs-offered figure for one rate
+    # (it would repeat the latency one) and no heat map for a search
+    assert html.count("<svg ") == 2 and "fig-push-offered" not in html
     assert "fig-push-heatmap" not in html and "100:20,000 (searched)" in html
     assert len(pd.read_csv(paths[1])) == 3
     assert 'data-key="odd" data-status="UNKNOWN"' in html
@@ -249,7 +252,9 @@ def test_pending_answers_and_an_empty_index(tmp_path):
     index = run_point(empty, plan, plan.next_point(), Status.PASS)
     index = with_answers(index, resume_plan(index).answers())  # mid-sweep answers: pending
     html = render_sweep_report(index, tmp_path / "mid")[0].read_text(encoding="utf-8")
-    assert "(not finished)" in html
+    assert Page(html).sentences == ["push, within p99 ≤ 50 ms, was interrupted before it finished: so far 100 "
+                                    "subscribers passed at 1 event/s; no point finished at 10 events/s"]
+    assert "interrupted before it finished: so far 100 passed" in html  # the answers table, in words
     assert "Sweep not finished: push at 1 event/s, push at 10 events/s still pending" in html
 
 
@@ -274,3 +279,91 @@ def test_knee_and_usl_note_is_information_only(tmp_path):
     assert "no throughput peak within 10× the largest N measured (3,200)" in note  # the fit's peak is far outside
     assert note.endswith("Information only; the capacity is the SLO bracket.")
     assert "holds 3,200 subscribers" in Page(html).sentences[0]  # the answer is still the bracket (above range)
+
+
+# -- the guard rails of issue 24: a sweep that found nothing to warn about must not make something up --
+
+
+def flat_single_rate_index(*, points: int | None = None, drift_judged: bool = False) -> dict[str, Any]:
+    """The issue's sweep: push at 10 events/s, 25:200 searched, confirm 2, nothing fails, flat latency, 5-s points.
+
+    ``points`` stops it after that many runs (an interrupted sweep).
+    """
+    spec = parse_sweep_spec(modes="push", subscribers="25:200", rates="10", slo="p99<=50ms,lost==0", confirm=2)
+    index, plan = new_index(spec), SweepPlan(spec)
+    jitter = iter([0.2, -0.3, 0.1, 0.4, -0.2, 0.3])
+    ran = 0
+    while (point := plan.next_point()) is not None and (points is None or ran < points):
+        ran += 1
+        p99 = 3.0 + 0.004 * point.subscribers + next(jitter)
+        figs = {"p50": p99 / 2.5, "p99": p99, "p99_9": p99 * 1.6, "lost": 0.0, "refused": 0.0,
+                "deliveries_per_s": point.subscribers * 10.0, "expected": point.subscribers * 50.0}
+        reasons = (f"p99 {p99:.2f} ms <= 50 ms",) + (() if drift_judged else (
+            "drift not judged: 3 full seconds at the end of the stream; 8 are needed to judge drift",))
+        verdict = PointVerdict(Status.PASS, reasons, (), f"p99 {p99:.2f} ms", drift_judged=drift_judged)
+        plan.record(point, verdict)
+        index = add_point(index, point_key(f"push-{point.subscribers}", point.repeat), point=point,
+                          verdict=verdict, figures=figs, results_path=f"push-{point.subscribers}/results.json")
+    return with_answers(index, plan.answers())
+
+
+def analysis_text(html: str) -> str:
+    return re.search(r'<p class="note analysis">([^<]*)</p>', html).group(1)
+
+
+def test_no_knee_and_plain_words_when_no_point_failed_and_latency_stays_flat(tmp_path):
+    html = render_sweep_report(flat_single_rate_index(), tmp_path)[0].read_text(encoding="utf-8")
+    note = analysis_text(html)
+    assert "knee at" not in note and note.startswith("push at 10 events/s: no knee: latency does not turn upward")
+    assert "σ =" not in note and "throughput grew in proportion to N up to 200" in note  # not "σ = 5e-13"
+    cells = [m for m in re.findall(r'<td class="txt" data-col="answer">([^<]*)</td>', html)]
+    assert cells == ["passed every point up to 200 (the top of the range)"]
+    assert "above-range" not in html.split('id="points"')[0]  # the jargon stays in sweep.json
+
+
+def test_one_rate_has_no_p99_against_offered_figure_and_the_caption_says_what_the_line_is(tmp_path):
+    html = render_sweep_report(flat_single_rate_index(), tmp_path)[0].read_text(encoding="utf-8")
+    assert "fig-push-latency" in html and "fig-push-throughput" in html and "fig-push-offered" not in html
+    assert "One marker per run" in html and "The lines join the worst run of each N" in html
+    assert "wide pale vertical line: the capacity" in html and "dashed vertical" not in html
+
+
+def test_the_line_passes_through_the_worst_repeat_not_between_them():
+    from reports.sweep_figures import trend_points
+
+    x = np.array([100.0, 200.0, 200.0, 400.0])
+    y = np.array([3.0, 4.3, 4.1, 9.0])
+    status = np.array(["PASS", "PASS", "PASS", "INVALID"])
+    xs, ys = trend_points(x, y, status, positive=True)
+    assert xs.tolist() == [100.0, 200.0] and ys.tolist() == [3.0, 4.3]  # 4.3 was measured; 4.2 was not
+    _, low = trend_points(x, y, status, positive=True, higher_is_better=True)
+    assert low.tolist() == [3.0, 4.1]
+
+
+def test_the_legend_draws_the_capacity_unlike_any_percentile():
+    from reports.sweep_figures import legend_handles
+
+    handles = legend_handles(rates=[10.0], colors={10.0: "#1f77b4"}, statuses={"PASS"},
+                             styles=[("p50", ":"), ("p99", "-"), ("p99.9", "--")], slo=50.0, capacity=True)
+    drawn = {h.get_label(): (h.get_linestyle(), h.get_marker()) for h in handles}
+    capacity = drawn.pop("capacity (bracket shaded)")
+    assert capacity not in drawn.values(), (capacity, drawn)
+    assert drawn["p99.9"] != capacity and capacity[1] == "|"
+
+
+def test_drift_not_judged_is_said_in_the_capacity_sentence(tmp_path):
+    html = render_sweep_report(flat_single_rate_index(), tmp_path)[0].read_text(encoding="utf-8")
+    (sentence,) = Page(html).sentences
+    assert sentence.startswith("push holds 200 subscribers at 10 events/s within p99 ≤ 50 ms and no loss")
+    assert sentence.endswith("; drift (p99 still climbing at the end) not judged: points need 15 s of stream for it")
+    judged = render_sweep_report(flat_single_rate_index(drift_judged=True), tmp_path / "judged")[0]
+    assert "not judged" not in Page(judged.read_text(encoding="utf-8")).sentences[0]
+
+
+def test_an_interrupted_sweep_says_so_and_what_it_found(tmp_path):
+    html = render_sweep_report(flat_single_rate_index(points=3, drift_judged=True), tmp_path)[0].read_text(
+        encoding="utf-8")
+    (sentence,) = Page(html).sentences
+    assert sentence == ("push, within p99 ≤ 50 ms and no loss, was interrupted before it finished: so far 100 "
+                        "subscribers passed at 10 events/s")
+    assert "holds (not finished)" not in html

@@ -21,6 +21,7 @@ from typing import Any
 from ..adapters import results_file
 from ..core.gate import GateOptions, Side, compare
 from ..core.gate_report import to_junit_xml, to_markdown
+from ..core.gate_words import identical_sides
 from ..core.model import Run
 from ..core.slo import SloOutcome, check, parse_slo
 
@@ -95,6 +96,10 @@ def evaluate(new_doc: Mapping[str, Any], out_dir: Path, *, values: Mapping[str, 
     broken = [o for o in outcomes if not o.ok]
     lines = [f"slo: {o.mode} {o.clause}: {o.reason}" for o in broken]
     if comparison is not None:
+        # why a mode cannot be compared, once per mode (its metrics all carry the same reason)
+        lines += [f"not comparable: {mode.mode}: {'; '.join(mode.reasons)}" for mode in comparison.modes
+                  if not mode.comparable]
+        lines += [f"unchanged: {identical_sides(mode.mode)}" for mode in comparison.modes if mode.identical]
         lines += [f"regression: {m.label}: {m.words}" for m in comparison.regressions]
         lines += [f"inconclusive: {m.label}: {m.words}" for m in comparison.inconclusive]
         lines += [f"warning: {w}" for w in comparison.warnings]

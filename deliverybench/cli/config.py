@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import tomllib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from ..core.options import (
     Option,
     OptionError,
     by_dest,
+    closest,
     flags_for_help,
     run_options,
     schedule_from,
@@ -40,10 +41,26 @@ from ..core.options import (
 from ..core.schedule import Schedule
 
 __all__ = ["RunConfig", "ConfigError", "build_parser", "resolve", "add_table_options", "parse_table_args",
-           "one_line_parser", "MODES", "ENV_PREFIX", "TOML_TABLE"]
+           "one_line_parser", "unknown_argument", "MODES", "ENV_PREFIX", "TOML_TABLE", "SUBCOMMANDS"]
 
 ConfigError = OptionError
 TOML_TABLE = "deliverybench"
+#: the words run_bench.py takes in place of a run's options (a misspelt one is suggested like an option)
+SUBCOMMANDS = ("compare", "sweep", "report")
+
+
+def _suggestion(word: str, known: Iterable[str]) -> str:
+    """``; did you mean --subscribers?``, or nothing when no known name is close."""
+    match = closest(word, known)
+    return f"; did you mean {match}?" if match else ""
+
+
+def unknown_argument(token: str, known: Iterable[str], *, hint: str) -> str:
+    """The one line for an argument no parser took: its name (never a value: it may be a secret), the
+    closest known flag (or subcommand, for a bare word), and ``hint``."""
+    shown = token.split("=", 1)[0]
+    candidates = [k for k in known if k.startswith("-")] if shown.startswith("-") else list(SUBCOMMANDS)
+    return f"unrecognized argument {shown!r}{_suggestion(shown, candidates)} ({hint})"
 
 
 class RunConfig:
@@ -102,6 +119,14 @@ class _OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         raise ConfigError(message)
+
+    def parse_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
+                   namespace: argparse.Namespace | None = None) -> argparse.Namespace:
+        """As argparse's, but an unknown argument is one line naming the closest known flag."""
+        parsed, extra = self.parse_known_args(args, namespace)
+        if extra:
+            raise ConfigError(unknown_argument(extra[0], self._option_string_actions, hint="see --help"))
+        return parsed
 
 
 def one_line_parser(**kwargs: Any) -> argparse.ArgumentParser:
@@ -187,11 +212,18 @@ def _metavar(option: Option) -> str:
     return {int: "N", float: "X", tuple: "A,B"}.get(option.kind, "TEXT")
 
 
-def resolve(argv: Sequence[str], env: Mapping[str, str] | None = None) -> RunConfig:
-    """Parse and check ``argv`` (without the program name) into a :class:`RunConfig`."""
+def resolve(argv: Sequence[str], env: Mapping[str, str] | None = None, *,
+            also_known: Sequence[str] = ()) -> RunConfig:
+    """Parse and check ``argv`` (without the program name) into a :class:`RunConfig`.
+
+    Args:
+        also_known: flags a caller parsed before (``sweep``'s own), among
+            which a misspelt argument's suggestion is also looked for.
+    """
     env = os.environ if env is None else env
-    cli_args, extra = build_parser().parse_known_args(list(argv))
-    locust_extra = _split_extra(extra)
+    parser = build_parser()
+    cli_args, extra = parser.parse_known_args(list(argv))
+    locust_extra = _split_extra(extra, [*parser._option_string_actions, *also_known])
     cli = vars(cli_args)
     values = {o.dest: o.default for o in run_options()}
     labels: dict[str, str] = {}
@@ -225,15 +257,14 @@ def resolve(argv: Sequence[str], env: Mapping[str, str] | None = None) -> RunCon
     return config
 
 
-def _split_extra(extra: Sequence[str]) -> tuple[str, ...]:
+def _split_extra(extra: Sequence[str], known: Sequence[str]) -> tuple[str, ...]:
     """Anything after ``--`` goes to Locust verbatim; anything else unknown is an error."""
     extra = list(extra)
     if not extra:
         return ()
     if extra[0] == "--":
         return tuple(extra[1:])
-    shown = extra[0].split("=", 1)[0]  # never echo a value: it may be a secret
-    raise ConfigError(f"unrecognized argument {shown!r} (see --help; pass Locust options after --)")
+    raise ConfigError(unknown_argument(extra[0], known, hint="see --help; pass Locust options after --"))
 
 
 def _spellings() -> dict[str, Option]:
@@ -265,7 +296,8 @@ def _file_values(path: Path) -> dict[str, tuple[Any, str]]:
                                   f"or under [{TOML_TABLE}]")
             option = spellings.get(key)
             if option is None or option.dest == "config":
-                raise ConfigError(f"{label} is not an option (see run_bench.py --help)")
+                like = [k for k in spellings if k != "config" and ("_" in k) == ("_" in key)]
+                raise ConfigError(f"{label} is not an option{_suggestion(key, like)} (see run_bench.py --help)")
             if option.dest in found:
                 raise ConfigError(f"{label} is set twice")
             found[option.dest] = (option.parse(raw, source=label), label)
@@ -280,14 +312,15 @@ def _file_values(path: Path) -> dict[str, tuple[Any, str]]:
 
 def _env_values(env: Mapping[str, str]) -> dict[str, tuple[Any, str]]:
     """Options from ``DELIVERYBENCH_*`` variables; a typo is an error, a locustfile-only option is not."""
-    known = {o.env_var: o for o in OPTIONS}
+    known = {o.env_var: o for o in OPTIONS if o.env_var}
     found: dict[str, tuple[Any, str]] = {}
     for name, raw in env.items():
         if not name.startswith(ENV_PREFIX) or name == by_dest("config").env_var:
             continue
         option = known.get(name)
         if option is None:
-            raise ConfigError(f"environment variable {name} is not an option (see run_bench.py --help)")
+            raise ConfigError(f"environment variable {name} is not an option{_suggestion(name, known)} "
+                              "(see run_bench.py --help)")
         if option.scope == "locust":
             continue  # meant for `locust -f`; run_bench.py sets these itself
         found[option.dest] = (option.parse(raw, source=name), name)

@@ -245,6 +245,8 @@ def run_mode(config: RunConfig, mode: str, run_dir: Path, say: Callable[[str], N
         except results_file.ResultsFileError as exc:
             return ModeRun(mode, results, log_path, code, _decided(_failed_result(config, mode, str(exc), started)))
         result = dict(found.result)
+        # this process started (or attached to) the target: its Locust, handed only URLs, could only call it external
+        result["target"] = target.describe()
         _add_what_the_parent_learned(result, interrupted_by=signal_name, stopped_early=stopped_early,
                                      target_healthy=target.target is None or target.target.health())
         return ModeRun(mode, results, log_path, code, _decided(result), dict(found.locust_options))

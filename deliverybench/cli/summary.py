@@ -1,21 +1,19 @@
-"""The table ``run_bench.py`` prints: modes side by side, from a results document."""
+"""The table ``run_bench.py`` prints: modes side by side, from a results document.
+
+Figures are spelled by :mod:`deliverybench.core.numbers`, as the report and
+the CI markdown spell them; a figure that was not measured (an external
+target's CPU) prints as "—", never as 0.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
+from ..core import numbers
 from ..core.model import Run
 
 __all__ = ["summary_table"]
-
-
-def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:,.2f}"
-
-
-def _int(value: int | None) -> str:
-    return "-" if value is None else f"{value:,}"
 
 
 def summary_table(document: Run | Mapping[str, Any]) -> str:
@@ -28,12 +26,12 @@ def summary_table(document: Run | Mapping[str, Any]) -> str:
     for name, mode in run.modes.items():
         s, audit = mode.headline, mode.audit
         rows.append([
-            name, mode.status, _int(mode.params.subscribers),
-            _ms(s.p50), _ms(s.p90), _ms(s.p99), _ms(s.p99_9), _ms(s.max),
-            f"{mode.throughput.deliveries_per_s or 0:,.0f}",
-            _int(audit.published), _int(audit.refused), _int(audit.delivered_unique), _int(audit.duplicates),
-            _int(audit.lost), _int(sum(mode.errors.values())),
-            f"{mode.resources.cpu_s('harness') or 0:.2f}", f"{mode.resources.cpu_s('target') or 0:.2f}",
+            name, mode.status, numbers.count(mode.params.subscribers),
+            *(numbers.ms(v) for v in (s.p50, s.p90, s.p99, s.p99_9, s.max)),
+            numbers.rate(mode.throughput.deliveries_per_s),
+            *(numbers.count(v) for v in (audit.published, audit.refused, audit.delivered_unique, audit.duplicates,
+                                         audit.lost, sum(mode.errors.values()))),
+            numbers.cpu_seconds(mode.resources.cpu_s("harness")), numbers.cpu_seconds(mode.resources.cpu_s("target")),
         ])
         if mode.failure:
             notes.append(f"{name}: {mode.failure}")

@@ -41,6 +41,7 @@ from ..core.sweep import (
     SweepSpecError,
     add_point,
     clearly_failed,
+    drift_min_duration_s,
     judge_point,
     new_index,
     parse_require,
@@ -64,8 +65,9 @@ INDEX_NAME = "sweep.json"
 #: for every mode), and the parse_sweep_spec argument each one is
 _SPEC_ARGS = {"modes": "modes", "subscribers": "subscribers", "rate": "rates", "slo": "slo",
               "precision": "precision", "confirm": "confirm"}
-#: a point is an ordinary run, shorter than the default one (drift needs 8 s of stream to judge)
-POINT_DEFAULTS: dict[str, Any] = {"duration": 10.0, "drain": 2.0, "settle": 1.0}
+#: a point is an ordinary run, shorter than the default one but long enough to judge drift (15 s of stream:
+#: drift_min_duration_s)
+POINT_DEFAULTS: dict[str, Any] = {"duration": drift_min_duration_s(), "drain": 2.0, "settle": 1.0}
 #: run options that mean nothing per point (a sweep's repeats are --confirm; its gate is --slo)
 _NOT_PER_POINT = ("repeats", "baseline", "save_baseline", "gate", "tolerance", "strict_machine", "run_id",
                   "profile")
@@ -97,7 +99,8 @@ def _parser() -> argparse.ArgumentParser:
                     "(--subscribers 100,500,1000) or a search (--subscribers 100:20000: double until a point "
                     "fails, then bisect). Every point is an ordinary run under the sweep folder.",
         epilog="Any run option (--duration, --processes, --target, --payload-bytes, ...) applies to every point; "
-               f"a point runs {POINT_DEFAULTS['duration']:g} s of stream unless --duration says otherwise.")
+               f"a point runs {POINT_DEFAULTS['duration']:g} s of stream unless --duration says otherwise (the "
+               "least on which a p99 still climbing at the end, drift, is judged).")
     for option in command_options("sweep"):
         if option.kind is bool:
             p.add_argument(option.flag, dest=option.dest, action="store_false" if option.negate else "store_true",
@@ -177,13 +180,29 @@ def _spec_and_index(ns: argparse.Namespace, rest: list[str]) -> tuple[SweepSpec,
     return spec, index, rest
 
 
-def _base_config(rest: list[str]) -> RunConfig:
-    base = resolve(rest)
+def _base_config(rest: list[str], rates: Sequence[float]) -> RunConfig:
+    """The run options every point shares; each rate swept is checked with them (a stream too short for any
+    event at one rate is refused before the first point, not found INVALID at it)."""
+    # the sweep's own --rate is the points' rate: check the run options against it, not the run's default
+    base = resolve(["--rate", repr(float(rates[0])), *rest], also_known=[o.flag for o in command_options("sweep")])
     wrong = [f"--{by_dest(d).name}" for d in _NOT_PER_POINT if d in base.given]
     if wrong:
         raise ConfigError(f"{wrong[0]} does not apply to a sweep (its repeats are --confirm, its objective --slo)")
     defaults = {k: v for k, v in POINT_DEFAULTS.items() if k not in base.given}
-    return base.replace(**defaults) if defaults else base
+    base = base.replace(**defaults) if defaults else base
+    for rate in rates[1:]:
+        base.replace(rate=rate)
+    return base
+
+
+def _drift_warning(base: RunConfig) -> str | None:
+    """One line when the points are too short to judge drift, so their PASS rests on the objectives alone."""
+    needed = drift_min_duration_s()
+    if base.duration >= needed:
+        return None
+    return (f"warning: points of {format_number(base.duration)} s are too short to judge drift (p99 still climbing "
+            f"at the end, a backlog building up), which needs {format_number(needed)} s of stream: points are "
+            f"judged on the objectives alone (use --duration {format_number(needed)} or more)")
 
 
 def _sweep_dir(base: RunConfig, resume: str | None) -> Path:
@@ -208,7 +227,7 @@ def run_sweep(argv: Sequence[str], say: Callable[[str], None] | None = None) -> 
         require = parse_require(ns.sweep_require) if _given(ns, "require") else ()
     except SweepSpecError as exc:
         raise ConfigError(str(exc)) from None
-    base = _base_config(rest)
+    base = _base_config(rest, spec.rates)
     if index is not None:
         try:
             plan = resume_plan(index, spec)
@@ -228,6 +247,9 @@ def run_sweep(argv: Sequence[str], say: Callable[[str], None] | None = None) -> 
     say(f"deliverybench sweep: {', '.join(spec.modes)} at {', '.join(format_number(r) for r in spec.rates)} "
         f"events/s, subscribers {spec.subscribers_text}, within {spec.slo}; folder {sweep_dir}"
         + (f" (resuming after {done_before} points)" if done_before else ""))
+    warning = _drift_warning(base)
+    if warning:
+        say(warning)
     started = time.monotonic()
     ran = failed_to_run = 0
     outcome_kind = "done"

@@ -44,6 +44,10 @@ How it decides, per mode and metric (see :func:`compare`):
   (:mod:`deliverybench.core.fingerprint`) must match, else ``not_comparable``
   naming the fields. Different machines turn regressions into warnings (or,
   with ``strict_machine``, make everything not comparable).
+* **Identical sides**: a mode whose runs give the same values of every
+  metric on both sides (a file compared with itself) is ``unchanged`` on
+  every measured metric, whatever the number of runs: there is no
+  difference to test, so no interval is needed to bound it.
 * **Trust**: a run :func:`deliverybench.core.trust.trust` does not trust --
   failed, interrupted or stopped early, its harness the bottleneck (saturated,
   or its publisher behind schedule), its audit unbalanced -- is never a pass:
@@ -374,6 +378,8 @@ class ModeComparison:
             interrupted or harness-saturated runs), in words.
         failed: the untrusted reasons that say a run failed, in words.
         failed_sides: the sides with a run that failed (measured nothing).
+        identical: both sides hold the same runs (every metric equal), so
+            every measured metric is ``unchanged``.
     """
 
     mode: str
@@ -388,12 +394,14 @@ class ModeComparison:
     baseline_runs: int
     new_runs: int
     metrics: tuple[MetricComparison, ...]
+    identical: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
         fp_b, fp_n = self.fingerprint_baseline, self.fingerprint_new
         return {
-            "mode": self.mode, "comparable": self.comparable, "reasons": list(self.reasons),
+            "mode": self.mode, "comparable": self.comparable, "identical": self.identical,
+            "reasons": list(self.reasons),
             "untrusted": list(self.untrusted), "failed": list(self.failed),
             "failed_sides": [str(side) for side in self.failed_sides],
             "runs": {"baseline": self.baseline_runs, "new": self.new_runs},
@@ -703,6 +711,36 @@ def _metric_stat(mode: str, metric: str, base_runs: Sequence[ModeResult], new_ru
     return s
 
 
+def _sorted_values(runs: Sequence[ModeResult], metric: str) -> list[tuple[bool, float]]:
+    return sorted((v is None, v or 0.0) for v in (metric_value(r, metric) for r in runs))
+
+
+def _identical(base_runs: Sequence[ModeResult], new_runs: Sequence[ModeResult]) -> bool:
+    """Whether both sides hold the same runs, as far as every metric can tell (the order of runs aside).
+
+    Runs that measured nothing (every value missing) are not "the same": there is nothing equal. (A run that
+    failed is never called identical either: :func:`compare` keeps its verdicts inconclusive.)
+    """
+    measured = any(v is not None for m in METRIC_NAMES for v in (metric_value(r, m) for r in base_runs))
+    return measured and len(base_runs) == len(new_runs) and all(
+        _sorted_values(base_runs, m) == _sorted_values(new_runs, m) for m in METRIC_NAMES)
+
+
+def _identical_stat(s: _Stat) -> _Stat:
+    """``s`` decided ``unchanged`` without a test: both sides gave the same values (see :func:`_identical`)."""
+    if s.fixed is not None and s.fixed != UNCHANGED:  # a metric neither side measured stays without a value
+        return s
+    if s.fixed is None:
+        s.method, s.note = "identical", ""
+        s.estimate = s.neutral
+        s.interval = (s.neutral, s.neutral)
+        s.p = s.p_min = s.coverage = s.floor = None
+        s.fixed = UNCHANGED
+        values = [v for v in s.new_values if v is not None]
+        s.fixed_words = words.identical(s.metric, values)
+    return s
+
+
 def _repeats(s: _Stat, alpha_eff: float) -> int | None:
     """Runs per side that would probably decide an inconclusive metric (None: more than is practical)."""
     k_floor = repeats_for_alpha(alpha_eff)
@@ -842,11 +880,13 @@ def compare(baseline: Run, new: Run, *, options: GateOptions = GateOptions()) ->
         if refuse_machine:
             reasons.append(words.machines_refused([f for f, _, _ in machines]))
         comparable = not reasons
+        identical = comparable and not failed and _identical(base_runs, new_runs)
         stats_: list[_Stat] = []
         cache: dict[int, _Quantiles] = {}
         for metric in METRIC_NAMES:
             if comparable:
                 s = _metric_stat(mode, metric, base_runs, new_runs, options, cache)
+                s = _identical_stat(s) if identical else s
             else:
                 s = _Stat(mode=mode, metric=metric, gated=options.is_gated(mode, metric),
                           base_values=tuple(metric_value(r, metric) for r in base_runs),
@@ -858,14 +898,18 @@ def compare(baseline: Run, new: Run, *, options: GateOptions = GateOptions()) ->
         shell = ModeComparison(mode=mode, comparable=comparable, reasons=tuple(reasons),
                                untrusted=tuple(untrusted), failed=tuple(failed), failed_sides=tuple(failed_sides),
                                fingerprint_baseline=fp_b, fingerprint_new=fp_n, fingerprint_diff=diff,
-                               baseline_runs=len(base_runs), new_runs=len(new_runs), metrics=())
-        plans.append((shell, stats_, comparable and not untrusted, "; ".join(untrusted)))
-        if comparable and untrusted:
+                               baseline_runs=len(base_runs), new_runs=len(new_runs), metrics=(),
+                               identical=identical)
+        # identical sides are unchanged whatever their runs were worth; the warning still says what that was
+        plans.append((shell, stats_, comparable and (identical or not untrusted), "; ".join(untrusted)))
+        if identical and untrusted:
+            warnings.append(words.identical_untrusted(mode, untrusted))
+        elif comparable and untrusted:
             warnings.append(words.held_inconclusive(mode, untrusted))
-        steal = _steal_warning(mode, base_runs, new_runs) if comparable else ""
+        steal = _steal_warning(mode, base_runs, new_runs) if comparable and not identical else ""
         if steal:
             warnings.append(steal)
-        if comparable and len(base_runs) == 1 and len(new_runs) == 1:
+        if comparable and not identical and len(base_runs) == 1 and len(new_runs) == 1:
             warnings.append(words.one_run_per_side(mode))
 
     # -- phase 2: Holm over the gated metrics that have a test and could pass it
@@ -916,7 +960,8 @@ def compare(baseline: Run, new: Run, *, options: GateOptions = GateOptions()) ->
             mode=shell.mode, comparable=shell.comparable, reasons=shell.reasons, untrusted=shell.untrusted,
             failed=shell.failed, failed_sides=shell.failed_sides, fingerprint_baseline=shell.fingerprint_baseline,
             fingerprint_new=shell.fingerprint_new, fingerprint_diff=shell.fingerprint_diff,
-            baseline_runs=shell.baseline_runs, new_runs=shell.new_runs, metrics=tuple(metrics_out)))
+            baseline_runs=shell.baseline_runs, new_runs=shell.new_runs, metrics=tuple(metrics_out),
+            identical=shell.identical))
     if not names:
         warnings.append(words.NO_MODES)
     return Comparison(modes=tuple(modes_out), machine_diff=machines, warnings=tuple(warnings), options=options,

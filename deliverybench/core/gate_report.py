@@ -19,6 +19,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from . import numbers
 from .gate import Comparison
 from .gate_words import label, signed_percent
 
@@ -55,6 +56,13 @@ def _slo_rows(slo_outcomes: Iterable[Any]) -> list[Mapping[str, Any]]:
 
 def _metric_rows(data: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     return [metric for mode in data.get("modes", {}).values() for metric in mode.get("metrics", {}).values()]
+
+
+def _not_comparable_row(mode: str, info: Mapping[str, Any]) -> str:
+    """One row for a mode that cannot be compared: its reason once, not on each of its metrics."""
+    why = "; ".join(str(r) for r in info.get("reasons", [])) or "no reason recorded"
+    return "| " + " | ".join(_cell(c) for c in (
+        mode, "all metrics", "—", "—", "—", "—", f"{_ICONS['not_comparable']} **not comparable**: {why}")) + " |"
 
 
 def overall_title(comparison: Comparison | Mapping[str, Any] | None, *, slo_outcomes: Iterable[Any] = ()) -> str:
@@ -114,8 +122,16 @@ def _num(value: Any) -> str:
     return f"{v:.2g}"
 
 
+#: units whose figures follow :mod:`.numbers`' rule (latencies, rates, counts), as the console and report print them
+_BY_UNIT: Mapping[str, Any] = {"ms": numbers.ms, "/s": numbers.rate, "events": numbers.count}
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _with_unit(value: Any, unit: str) -> str:
-    text = _num(value)
+    text = _BY_UNIT[unit](value) if unit in _BY_UNIT and _finite(value) else _num(value)
     if value is None or not unit:
         return text
     return f"{text}/s" if unit == "/s" else f"{text} {unit}"
@@ -134,19 +150,25 @@ def _interval(metric: Mapping[str, Any]) -> str:
         left = "unbounded" if lo is None or lo <= 0 else _pct((lo - 1.0) * 100.0)
         right = "unbounded" if hi is None else _pct((hi - 1.0) * 100.0)
     else:
-        left = "unbounded" if lo is None else f"{lo:+.3g}"
-        right = "unbounded" if hi is None else f"{hi:+.3g}"
+        unit = str(metric.get("unit", ""))
+        left = "unbounded" if lo is None else _signed(lo, unit)
+        right = "unbounded" if hi is None else _signed(hi, unit)
     return f"{left} … {right}"
+
+
+def _signed(value: float, unit: str) -> str:
+    """A difference: a latency's by the latency rule, others to 3 significant digits."""
+    return numbers.signed_ms(value) if unit == "ms" and math.isfinite(value) else f"{value:+.3g}"
 
 
 def _delta(metric: Mapping[str, Any]) -> str:
     unit = metric.get("unit", "")
     delta = metric.get("delta")
     if metric.get("scale") == "ratio" and metric.get("delta_pct") is not None:
-        extra = f" ({delta:+.3g} {unit})" if unit == "ms" and delta is not None else ""
+        extra = f" ({_signed(delta, unit)} {unit})" if unit == "ms" and delta is not None else ""
         return _pct(metric["delta_pct"]) + extra
     if delta is not None:
-        return f"{delta:+.3g}"
+        return _signed(delta, unit)
     return "—"
 
 
@@ -221,12 +243,16 @@ def to_markdown(
         if rows:
             lines.append("| mode | metric | baseline | new | Δ | interval | verdict |")
             lines.append("| --- | --- | --- | --- | --- | --- | --- |")
-            for m in rows:
-                name = label(str(m.get("metric")))
-                shown = f"**{name}** (gated)" if m.get("gated") else name
-                lines.append("| " + " | ".join(_cell(c) for c in (
-                    str(m.get("mode")), shown, _side(m, "baseline"), _side(m, "new"), _delta(m), _interval(m),
-                    _verdict_cell(m))) + " |")
+            for mode, info in data.get("modes", {}).items():
+                if info.get("comparable") is False:
+                    lines.append(_not_comparable_row(str(mode), info))
+                    continue
+                for m in info.get("metrics", {}).values():
+                    name = label(str(m.get("metric")))
+                    shown = f"**{name}** (gated)" if m.get("gated") else name
+                    lines.append("| " + " | ".join(_cell(c) for c in (
+                        str(m.get("mode")), shown, _side(m, "baseline"), _side(m, "new"), _delta(m), _interval(m),
+                        _verdict_cell(m))) + " |")
             lines.append("")
     if slos:
         lines += ["### SLOs", "", "| mode | objective | observed | verdict |", "| --- | --- | --- | --- |"]
@@ -307,8 +333,11 @@ def _metric_case(suite: ET.Element, metric: Mapping[str, Any]) -> str:
     if verdict == "regression" and metric.get("gated"):  # downgraded: machines differ
         ET.SubElement(case, "skipped", message=f"warning only (machines differ): {words}")
         return "skipped"
-    if verdict in ("inconclusive", "not_comparable"):
-        ET.SubElement(case, "skipped", message=f"{verdict.replace('_', ' ')}: {words}")
+    if verdict == "not_comparable":  # its words already start "not comparable:"
+        ET.SubElement(case, "skipped", message=words)
+        return "skipped"
+    if verdict == "inconclusive":
+        ET.SubElement(case, "skipped", message=f"inconclusive: {words}")
         return "skipped"
     out = ET.SubElement(case, "system-out")
     out.text = f"{verdict}{'' if metric.get('gated') else ' (not gated)'}: {words}"

@@ -37,6 +37,9 @@ __all__ = [
     "undecided",
     "no_value",
     "count_rule",
+    "identical",
+    "identical_sides",
+    "identical_untrusted",
     "one_run_note",
     "missing_mode",
     "not_comparable",
@@ -238,6 +241,35 @@ def count_rule(metric: str, *, worst: float | None, runs: int, tolerance: float,
         return (f"{noun}: 0 in every baseline run, {count(worst)} in {where} "
                 f"(any where the baseline had none is a regression)")
     return f"{noun}: 0 in every baseline run, {count(worst)} in {where}, within the tolerance of {count(tolerance)}"
+
+
+def _value(metric: str, value: float) -> str:
+    unit = UNITS.get(metric, "")
+    if metric in COUNT_METRICS:
+        text = count(value)
+    else:
+        text = f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
+    return f"{text}/s" if unit == "/s" else f"{text} {unit}".rstrip()
+
+
+def identical(metric: str, values: Sequence[float]) -> str:
+    """A metric with the same values on both sides (the same runs): unchanged without a test."""
+    if len(values) == 1:
+        return f"{label(metric)} identical on both sides ({_value(metric, values[0])} in the one run of each)"
+    low, high = min(values), max(values)
+    span = _value(metric, low) if low == high else f"{_value(metric, low)} … {_value(metric, high)}"
+    return f"{label(metric)} identical on both sides (the same {len(values)} run values, {span})"
+
+
+def identical_sides(mode: str) -> str:
+    """A mode whose two sides are the same runs (a file compared with itself)."""
+    return f"{mode}: both sides hold the same runs (every metric equal)"
+
+
+def identical_untrusted(mode: str, untrusted: Sequence[str]) -> str:
+    """The warning of identical sides whose runs cannot be trusted: unchanged, but not a measurement to rely on."""
+    return f"{mode}: unchanged because both sides are the same runs, but not a trustworthy measurement: " + \
+        "; ".join(untrusted)
 
 
 def one_run_note(metric: str, method: str, *, base_samples: int = 0, new_samples: int = 0, counted: str = "",

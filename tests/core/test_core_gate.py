@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -565,3 +566,49 @@ def test_to_dict_is_json_and_complete() -> None:
     assert p99["interval"] == [0.0, None]  # 3 vs 3: no bound (a ratio cannot go below 0)
     assert data["modes"]["push"]["fingerprint"]["baseline_key"] == data["modes"]["push"]["fingerprint"]["new_key"]
     assert data["summary"]["inconclusive"] == ["push.p99", "push.deliveries/s"]
+
+
+# ---------------------------------------------------------------- identical sides (issue 24)
+
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "small_results.json"
+
+
+def test_a_file_compared_with_itself_is_unchanged_on_every_measured_metric() -> None:
+    doc = Run.from_dict(json.loads(FIXTURE.read_text()))
+    c = compare(doc, doc)
+    assert c.outcome == "pass" and not c.regressions and not c.inconclusive
+    for mode in c.modes:
+        assert mode.identical and mode.to_dict()["identical"] is True
+        for m in mode.metrics:  # one run per side, p99.9 of 500 events: no interval could have said this
+            measured = any(v is not None for v in m.new_values)
+            assert m.verdict == ("unchanged" if measured else "inconclusive"), (m.label, m.words)
+    p99 = metric(c, "push", "p99")
+    assert p99.words == "p99 identical on both sides (5.09 ms in the one run of each)"
+    assert p99.interval == (1.0, 1.0) and p99.method == "identical" and p99.p_value is None
+    assert "unbounded" not in to_markdown(c) and "inconclusive" not in to_markdown(c)
+    # the fixture's poll runs had a saturated harness: unchanged, but the warning says what they are worth
+    assert any(w.startswith("poll: unchanged because both sides are the same runs, but not a trustworthy")
+               for w in c.warnings)
+    assert not any("one run per side" in w for w in c.warnings)
+
+
+@pytest.mark.parametrize("k", [1, 2, 5])
+def test_identical_runs_are_unchanged_whatever_their_number(k: int) -> None:
+    rng = np.random.default_rng(40 + k)
+    same = runs(rng, k, n=300)
+    c = compare(make_doc({"push": same}), make_doc({"push": list(reversed(same))}))
+    measured = [m for m in c.metrics if any(v is not None for v in m.new_values)]  # target CPU is not
+    assert len(measured) == 9
+    assert all(m.verdict == "unchanged" for m in measured), [(m.label, m.words) for m in c.metrics]
+    assert c.modes[0].identical
+    # one value apart is no longer identical: the test decides again
+    other = runs(np.random.default_rng(40 + k), k, n=300)
+    other[0] = make_run(lognormal(np.random.default_rng(99), 300))
+    assert not compare(make_doc({"push": same}), make_doc({"push": other})).modes[0].identical
+
+
+def test_a_failed_run_compared_with_itself_is_not_called_identical() -> None:
+    failed = make_doc({"push": [make_run(lognormal(np.random.default_rng(3), 100), status="failed")]})
+    c = compare(failed, failed)
+    assert not c.modes[0].identical and c.failed_sides == {Side.BASELINE, Side.NEW}
+    assert all(m.verdict == "inconclusive" for m in c.metrics)

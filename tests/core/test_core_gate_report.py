@@ -56,7 +56,7 @@ def test_markdown_title_rows_and_reproduce(regression: Comparison) -> None:
     assert p99[6].startswith("❌ **regression**: p99 slower by")
     assert next(r for r in metric_rows if r[1] == "p50")[6].startswith("❌ **regression (not gated)**")
     assert any(r[1] == "**lost** (gated)" and "✅ **unchanged**" in r[6] for r in metric_rows)
-    assert "### SLOs" in md and "| push | `push.p99<=500ms` | 31.5 ms | ✅ met |" in md
+    assert "### SLOs" in md and "| push | `push.p99<=500ms` | 31.50 ms | ✅ met |" in md
     assert "```sh\npython run_bench.py --modes push --repeats 5\n```" in md
     assert "### Workload differences" not in md and "### Machine differences" not in md
 
@@ -75,7 +75,8 @@ def test_markdown_names_workload_and_machine_differences() -> None:
     assert md.splitlines()[0] == "## deliverybench regression gate: ⛔ not comparable (push)"
     assert "| push | `subscribers` | 1 | 3 |" in md
     assert "### Machine differences" in md and "| `machine.cpu_count` | 2 | 8 |" in md
-    assert "⛔ **not comparable**: not comparable: workload differs: subscribers 1 → 3" in md
+    assert "| push | all metrics | — | — | — | — | ⛔ **not comparable**: workload differs: subscribers 1 → 3 |" in md
+    assert md.count("workload differs: subscribers 1 → 3") == 1 and "not comparable: not comparable" not in md
     assert "### Warnings" in md and "the machines differ (machine.cpu_count)" in md
 
 

@@ -34,6 +34,7 @@ from deliverybench.core.sweep import (
     capacity_sentences,
     clearly_failed,
     detect_drift,
+    drift_min_duration_s,
     finished_points,
     judge_point,
     knee,
@@ -825,3 +826,82 @@ def test_search_terminates_and_its_bracket_is_consistent(
     replayed.replay([(p, oracle(*p)) for p in ran[:cut]])
     assert ran[:cut] + run_search(replayed, oracle) == ran
     assert replayed.answer() == answer
+
+
+# -- guard rails (issue 24): no knee, drift or answer the data does not show -------------------------
+
+
+def test_a_flat_curve_has_no_knee_even_though_kneedle_finds_a_point() -> None:
+    ns, flat = [25, 50, 100, 200, 200], [3.1, 3.2, 3.3, 3.9, 3.7]  # 6-8 % of the 50 ms bound, no point failed
+    assert knee(ns, flat, y_ref_ms=50.0) is None  # Kneedle's pick would be the largest N: nothing turns above it
+    # a point above that failed (its p99 past the bound) shows where the curve turns
+    turned = knee([*ns, 400], [*flat, 80.0], y_ref_ms=50.0, failed_at=[400])
+    assert turned is not None and turned.subscribers == 200
+    # so does one whose latency more than doubled, by more than the noise
+    assert knee([*ns, 400], [*flat, 45.0], y_ref_ms=50.0) is not None
+    # but not a doubling within the spread of one N's repeats (0.2 and 4.2 ms at N = 400)
+    assert knee([100, 200, 400, 800], [2.0, 2.1, 2.2, 5.5], y_ref_ms=6.0) is not None
+    assert knee([100, 200, 400, 400, 800], [2.0, 2.1, 0.2, 4.2, 5.5], y_ref_ms=6.0) is None
+
+
+def test_analyse_passes_failed_points_to_the_knee() -> None:
+    spec = parse_sweep_spec(modes="push", subscribers="100,200,400,800,1600", rates="10", slo="p99<=50ms",
+                            confirm=1)
+    index, plan = new_index(spec), SweepPlan(spec)
+    while (point := plan.next_point()) is not None:
+        status = Status.FAIL if point.subscribers == 1600 else Status.PASS
+        p99 = {100: 3.0, 200: 3.1, 400: 3.2, 800: 3.6, 1600: 60.0}[point.subscribers]
+        plan.record(point, PointVerdict(status))
+        index = add_point(index, f"k{point.subscribers}", point=point, verdict=PointVerdict(status),
+                          figures={"p99": p99, "deliveries_per_s": point.subscribers * 10.0},
+                          results_path=f"p{point.subscribers}/results.json")
+    found = analyse(index, mode="push", rate=10.0)["knee"]
+    assert found is not None and found["subscribers"] == 800
+    below = {k: v for k, v in index["points"].items() if v["subscribers"] < 1600}
+    assert analyse({**index, "points": below}, mode="push", rate=10.0)["knee"] is None  # flat without the FAIL
+
+
+def test_drift_needs_fifteen_seconds_of_stream_with_the_defaults() -> None:
+    assert drift_min_duration_s() == 15.0
+    assert drift_min_duration_s(DriftOptions(min_seconds=4, window_fraction=1.0)) == 4.0
+    # at 15 s of one row a second the window holds the 8 seconds the default asks for; at 14 it does not
+    assert detect_drift(series([10.0] * 15)).seconds == 8
+    assert "8 are needed" in detect_drift(series([10.0] * 14)).reason
+
+
+def test_a_pass_too_short_for_drift_says_so_in_its_verdict_and_its_round_trip() -> None:
+    short = judge_point(mode_result(p99=10.0, p99s=[10.0] * 6), SLO)
+    assert short.status == Status.PASS and not short.drift_judged
+    assert PointVerdict.from_dict(json.loads(json.dumps(short.to_dict()))) == short
+    legacy = {k: v for k, v in short.to_dict().items() if k != "drift_judged"}  # an index of an older writer
+    assert PointVerdict.from_dict(legacy).drift_judged is False
+    assert judge_point(mode_result(p99=10.0, p99s=[10.0] * 30), SLO).drift_judged
+
+
+def test_the_capacity_sentence_says_when_drift_was_not_judged() -> None:
+    plan = SweepPlan(parse_sweep_spec(modes="push", subscribers="100,200", rates="10", slo="p99<=50ms,lost==0",
+                                      confirm=1))
+    while (point := plan.next_point()) is not None:
+        plan.record(point, PointVerdict(Status.PASS, ("drift not judged: ...",), (), "p99 3 ms", drift_judged=False))
+    (answer,) = plan.answers()
+    assert answer.drift_judged is False and answer.to_dict()["drift_judged"] is False
+    assert capacity_sentence("push", [answer], SLO) == (
+        "push holds 200 subscribers at 10 events/s within p99 ≤ 50 ms and no loss (the most tried; nothing "
+        "failed); drift (p99 still climbing at the end) not judged: points need 15 s of stream for it")
+
+
+def test_an_interrupted_search_says_what_it_found_so_far() -> None:
+    search = CapacitySearch.search(mode="push", rate=10.0, lo=100, hi=1600, confirm=2)
+    search.record((100, 0), Status.PASS)
+    search.record((200, 0), Status.PASS)
+    search.record((400, 0), PointVerdict(Status.FAIL, ("p99 212 ms > 50 ms",), (), "p99 212 ms"))
+    answer = search.answer()
+    assert answer.status == "pending" and answer.capacity is None and answer.largest_pass == 200
+    assert capacity_sentence("push", [answer], SLO) == (
+        "push, within p99 ≤ 50 ms and no loss, was interrupted before it finished: so far 200 subscribers passed "
+        "at 10 events/s (400 fails: p99 212 ms)")
+    done = _answer("push", 4000, 8000, "found", rate=1.0, reason="p99 90 ms")
+    fresh = CapacitySearch.search(mode="push", rate=10.0, lo=100, hi=1600).answer()
+    assert capacity_sentence("push", [done, fresh], SLO) == (
+        "push holds 4,000 subscribers at 1 event/s within p99 ≤ 50 ms and no loss (8,000 fails: p99 90 ms); "
+        "interrupted before it finished: so far no point finished at 10 events/s")

@@ -20,7 +20,7 @@ from ..stats import is_number, median
 from .index import spec_of
 from .judge import Status
 
-__all__ = ["Knee", "knee", "UslFit", "usl_fit", "analyse"]
+__all__ = ["Knee", "knee", "UslFit", "usl_fit", "analyse", "KNEE_RISE_FACTOR", "KNEE_NOISE_FLOOR_MS"]
 
 
 @dataclass(frozen=True)
@@ -42,14 +42,52 @@ class Knee:
     n_ref: float
 
 
-def _collapse(n: Sequence[float], y: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted distinct N with the median y of each (repeats), finite values only."""
+def _groups(n: Sequence[float], y: Sequence[float]) -> dict[float, list[float]]:
+    """The finite y of each positive N (its repeats)."""
     groups: dict[float, list[float]] = {}
     for a, b in zip(n, y):
         if is_number(a) and is_number(b) and a > 0:
             groups.setdefault(float(a), []).append(float(b))
+    return groups
+
+
+def _collapse(n: Sequence[float], y: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted distinct N with the median y of each (repeats), finite values only."""
+    groups = _groups(n, y)
     xs = sorted(groups)
     return np.array(xs, dtype=float), np.array([median(groups[x]) for x in xs], dtype=float)
+
+
+#: above a knee latency must at least double (or a point fail) ...
+KNEE_RISE_FACTOR = 2.0
+#: ... and by more than this many ms (timer noise) and than the spread of repeats of one N
+KNEE_NOISE_FLOOR_MS = 1.0
+
+
+def _turns_upward(at_n: float, at_ms: float, groups: Mapping[float, Sequence[float]],
+                  failed_at: Sequence[float]) -> bool:
+    """Whether the data above ``at_n`` shows latency turning upward, which is what makes a knee a knee.
+
+    Kneedle always returns *some* point: the one furthest below the
+    diagonal. On a flat curve (5 ms against a 50 ms objective) every point
+    lies far below it and the furthest is just the largest N measured, so a
+    "knee" there says nothing. A knee is only reported when something above
+    it shows the turn: a point that FAILed at a larger N, or a larger N whose
+    latency is at least :data:`KNEE_RISE_FACTOR` × the knee's and higher by
+    more than the noise (:data:`KNEE_NOISE_FLOOR_MS`, and the largest spread
+    between repeats of one N). Doubling is the signature of queueing: waiting
+    time grows as ρ / (1 − ρ), which doubles between 50 % and 67 % utilisation,
+    while run-to-run noise of one point stays within tens of percent.
+    """
+    if any(n > at_n for n in failed_at):
+        return True
+    spread = max((max(v) - min(v) for v in groups.values() if len(v) > 1), default=0.0)
+    noise = max(KNEE_NOISE_FLOOR_MS, spread)
+    for n, values in groups.items():
+        level = median(list(values))
+        if n > at_n and level >= KNEE_RISE_FACTOR * at_ms and level - at_ms > noise:
+            return True
+    return False
 
 
 def knee(
@@ -58,8 +96,9 @@ def knee(
     *,
     y_ref_ms: float | None = None,
     min_points: int = 4,
+    failed_at: Sequence[float] = (),
 ) -> Knee | None:
-    """Kneedle (Satopää et al., 2011) on a fixed, normalised domain.
+    """Kneedle (Satopää et al., 2011) on a fixed, normalised domain, kept only where the curve turns upward.
 
     Kneedle normalises both axes to [0, 1] and takes the point furthest below
     the diagonal. Normalising by the data's own min and max (as the ``kneed``
@@ -74,9 +113,12 @@ def knee(
       largest N if it never does; points beyond ``n_ref`` are dropped.
 
     Points added below the knee or above the crossing therefore do not move
-    it. Returns ``None`` with fewer than ``min_points`` points or when no
-    point lies below the diagonal (no knee).
+    it. Returns ``None`` with fewer than ``min_points`` points, when no
+    point lies below the diagonal, or when nothing above the point found
+    shows latency turning upward (:func:`_turns_upward`; ``failed_at``: the N
+    of points that FAILed): no knee.
     """
+    groups = _groups(subscribers, latency_ms)
     x, y = _collapse(subscribers, latency_ms)
     if len(x) < min_points:
         return None
@@ -99,7 +141,7 @@ def knee(
     yn = np.minimum(y / ref, 1.0)
     diff = xn - yn
     best = int(np.argmax(diff))
-    if diff[best] <= 0:
+    if diff[best] <= 0 or not _turns_upward(float(x[best]), float(y[best]), groups, failed_at):
         return None
     return Knee(float(x[best]), float(y[best]), float(diff[best]), ref, n_ref)
 
@@ -199,11 +241,15 @@ def analyse(
     lat: list[float] = []
     rate_pts: list[float] = []
     rate_ns: list[float] = []
+    failed_at: list[float] = []
     for entry in (index.get("points") or {}).values():
         if entry.get("mode") != mode or float(entry.get("rate", -1)) != rate:
             continue
-        if entry.get("verdict", {}).get("status") == Status.INVALID:
+        status = entry.get("verdict", {}).get("status")
+        if status == Status.INVALID:
             continue
+        if status == Status.FAIL:
+            failed_at.append(float(entry["subscribers"]))
         figures = entry.get("figures") or {}
         if is_number(figures.get(latency)):
             ns.append(float(entry["subscribers"]))
@@ -211,7 +257,7 @@ def analyse(
         if is_number(figures.get("deliveries_per_s")):
             rate_ns.append(float(entry["subscribers"]))
             rate_pts.append(float(figures["deliveries_per_s"]))
-    found_knee = knee(ns, lat, y_ref_ms=bound)
+    found_knee = knee(ns, lat, y_ref_ms=bound, failed_at=failed_at)
     fit = usl_fit(rate_ns, rate_pts)
     return {
         "knee": None if found_knee is None else {

@@ -27,6 +27,7 @@ __all__ = [
     "DriftOptions",
     "DriftResult",
     "detect_drift",
+    "drift_min_duration_s",
     "JudgeOptions",
     "PointVerdict",
     "judge_point",
@@ -186,6 +187,22 @@ def detect_drift(
     return DriftResult(drifting, len(window), slope, low, high, rise, threshold, reason)
 
 
+def drift_min_duration_s(options: DriftOptions | None = None) -> float:
+    """The shortest stream (seconds) whose drift :func:`detect_drift` can judge.
+
+    The window is the last ``window_fraction`` of the full seconds and needs
+    ``min_seconds`` of them; a stream of D whole seconds at one event a second
+    or more has at least D full seconds (of its two partial edge seconds, one
+    holds at least half a second's events and is kept), so D is the smallest
+    count whose window is long enough: 15 s with the defaults.
+    """
+    opts = options or DriftOptions()
+    seconds = 1
+    while math.ceil(seconds * opts.window_fraction) < opts.min_seconds:
+        seconds += 1
+    return float(seconds)
+
+
 @dataclass(frozen=True)
 class JudgeOptions:
     """Thresholds of :func:`judge_point` (defaults in brackets).
@@ -218,23 +235,31 @@ class PointVerdict:
         advice: for INVALID, what to change before re-running.
         headline: the deciding reason in a few words ("p99 212 ms",
             "lost 3.1 %", "harness saturated"), for progress lines and sentences.
+        drift_judged: False when a run was too short for :func:`detect_drift`
+            to judge, so a PASS rests on the objectives alone (the capacity
+            sentence says so).
     """
 
     status: Status
     reasons: tuple[str, ...] = ()
     advice: tuple[str, ...] = ()
     headline: str = ""
+    drift_judged: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         """Plain form for ``sweep.json``."""
         return {"status": str(self.status), "reasons": list(self.reasons), "advice": list(self.advice),
-                "headline": self.headline}
+                "headline": self.headline, "drift_judged": self.drift_judged}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> PointVerdict:
-        """Inverse of :meth:`to_dict`."""
-        return cls(Status(str(data["status"])), tuple(data.get("reasons") or ()), tuple(data.get("advice") or ()),
-                   str(data.get("headline") or ""))
+        """Inverse of :meth:`to_dict` (an index written before ``drift_judged`` says it in its reasons)."""
+        reasons = tuple(str(r) for r in data.get("reasons") or ())
+        judged = data.get("drift_judged")
+        if not isinstance(judged, bool):
+            judged = not any(_UNJUDGED in r for r in reasons)
+        return cls(Status(str(data["status"])), reasons, tuple(data.get("advice") or ()),
+                   str(data.get("headline") or ""), judged)
 
 
 def _per_process_advice(run: ModeResult) -> str:
@@ -274,6 +299,9 @@ def _short(clause: SloClause, observed: float | None, result: ModeResult) -> str
             text += f" = {format_number(100.0 * observed / expected)} %"
     return text
 
+
+#: how a PASS's reasons say drift was not judged (an index written before ``drift_judged`` is read from them)
+_UNJUDGED = "drift not judged"
 
 #: the kinds of distrust that make a point INVALID. A point the runner stopped early is a FAIL
 #: (``stopped_early``), and one interrupted from outside is judged on what it measured, as before
@@ -363,7 +391,7 @@ def judge_point(
                 reasons.append(f"{tag(i)}{drift.reason}")
                 headline = headline or f"p99 climbing +{format_number(drift.rise_ms)} ms over {drift.seconds} s"
             elif drift.seconds < opts.drift.min_seconds:
-                unjudged.append(f"{tag(i)}drift not judged: {drift.reason}")
+                unjudged.append(f"{tag(i)}{_UNJUDGED}: {drift.reason}")
     if stopped_early:
         reasons.append(f"stopped early: {stopped_early}")
         headline = headline or "stopped early"
@@ -373,7 +401,7 @@ def judge_point(
     figures = point_figures(result)
     summary = ", ".join(f"{label} {format_number(v)}{unit}" for label, v, unit in (
         ("p99", figures["p99"], " ms"), ("lost", figures["lost"], "")) if v is not None)
-    return PointVerdict(Status.PASS, held, (), summary or "passed")
+    return PointVerdict(Status.PASS, held, (), summary or "passed", drift_judged=not unjudged)
 
 
 # -- early stop ------------------------------------------------------------------------

@@ -58,11 +58,12 @@ class SearchRecord:
     status: Status
     headline: str = ""
     reasons: tuple[str, ...] = ()
+    drift_judged: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         """Plain form."""
         return {"subscribers": self.subscribers, "repeat": self.repeat, "status": str(self.status),
-                "headline": self.headline, "reasons": list(self.reasons)}
+                "headline": self.headline, "reasons": list(self.reasons), "drift_judged": self.drift_judged}
 
 
 #: answer statuses
@@ -90,6 +91,10 @@ class CapacityAnswer:
         limit_reason: headline of the harness-limit point.
         points: every finished run, in the order run.
         notes: anything odd (e.g. a grid N that passed above a fail).
+        largest_pass: the largest N whose runs all passed below any fail and
+            harness limit, confirmed or not: what a sweep cut short found so far.
+        drift_judged: False when a passing run at the capacity (or, cut
+            short, at ``largest_pass``) was too short to judge drift.
     """
 
     mode: str
@@ -102,13 +107,15 @@ class CapacityAnswer:
     limit_reason: str = ""
     points: tuple[SearchRecord, ...] = ()
     notes: tuple[str, ...] = ()
+    largest_pass: int | None = None
+    drift_judged: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         """Plain form for ``sweep.json``."""
         return {"mode": self.mode, "rate": self.rate, "capacity": self.capacity, "bracket": list(self.bracket),
                 "status": self.status, "harness_limit": self.harness_limit, "fail_reason": self.fail_reason,
-                "limit_reason": self.limit_reason, "notes": list(self.notes),
-                "points": [p.to_dict() for p in self.points]}
+                "limit_reason": self.limit_reason, "notes": list(self.notes), "largest_pass": self.largest_pass,
+                "drift_judged": self.drift_judged, "points": [p.to_dict() for p in self.points]}
 
 
 def _round_sig(value: float, digits: int) -> int:
@@ -128,11 +135,11 @@ def _midpoint(low: int, high: int) -> int:
     return (low + high) // 2
 
 
-def _as_status(verdict: PointVerdict | Status | str) -> tuple[Status, str, tuple[str, ...]]:
+def _as_verdict(verdict: PointVerdict | Status | str) -> PointVerdict:
     if isinstance(verdict, PointVerdict):
-        return verdict.status, verdict.headline, verdict.reasons
+        return verdict
     try:
-        return Status(str(verdict).upper()), "", ()
+        return PointVerdict(Status(str(verdict).upper()))
     except ValueError:
         raise SweepStateError(f"unknown verdict {verdict!r} (PASS, FAIL or INVALID)") from None
 
@@ -264,9 +271,10 @@ class CapacitySearch:
                                   f"N={point[0]} repeat {point[1]}, but the search "
                                   + ("is done" if expected is None else
                                      f"expects N={expected[0]} repeat {expected[1]}"))
-        status, headline, reasons = _as_status(verdict)
-        self._runs.setdefault(int(point[0]), []).append(status)
-        self._records.append(SearchRecord(int(point[0]), int(point[1]), status, headline, reasons))
+        said = _as_verdict(verdict)
+        self._runs.setdefault(int(point[0]), []).append(said.status)
+        self._records.append(SearchRecord(int(point[0]), int(point[1]), said.status, said.headline, said.reasons,
+                                          said.drift_judged))
 
     def answer(self) -> CapacityAnswer:
         """The capacity, its bracket, a status and the evidence (valid at any time)."""
@@ -302,10 +310,12 @@ class CapacitySearch:
                     return rec.headline or (rec.reasons[0] if rec.reasons else "")
             return ""
 
+        resting_on = capacity if capacity is not None else best
+        drift_judged = all(rec.drift_judged for rec in self._records if rec.subscribers == resting_on)
         return CapacityAnswer(mode=self.mode, rate=self.rate, capacity=capacity, bracket=(capacity, fail),
                               status=status, harness_limit=limit, fail_reason=headline_at(fail, Status.FAIL),
                               limit_reason=headline_at(limit, Status.INVALID), points=tuple(self._records),
-                              notes=tuple(notes))
+                              notes=tuple(notes), largest_pass=best, drift_judged=drift_judged)
 
     def estimated_runs(self) -> int:
         """A rough count of the runs still to come (for progress and ETA), 0 when done."""
@@ -388,7 +398,7 @@ class SweepPlan:
             raise SweepStateError(f"got a result for {point}, but the sweep expects "
                                   + ("nothing more" if expected is None else str(expected)))
         self.searches[(point.mode, point.rate)].record((point.subscribers, point.repeat), verdict)
-        self._finished.append((point, _as_status(verdict)[0]))
+        self._finished.append((point, _as_verdict(verdict).status))
 
     @property
     def finished(self) -> tuple[tuple[Point, Status], ...]:
