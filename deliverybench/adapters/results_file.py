@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import errno
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -35,7 +36,7 @@ from ..core.results import ResultsFormatError, dumps, loads
 
 __all__ = ["write", "read", "ResultsFileError", "ResultsWriteError", "ModeResultFile", "MODE_RESULT_FORMAT",
            "MODE_RESULT_VERSION", "write_mode_result", "read_mode_result", "write_atomically", "write_error", "staged",
-           "EXIT_NO_SPACE", "EXIT_NOT_WRITTEN", "NO_SPACE"]
+           "EXIT_NO_SPACE", "EXIT_NOT_WRITTEN", "NO_SPACE", "strict_json"]
 
 MODE_RESULT_FORMAT = "deliverybench-mode-result"
 MODE_RESULT_VERSION = 1
@@ -97,6 +98,21 @@ class ModeResultFile:
     mode: str
     result: Mapping[str, Any]
     locust_options: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # "unbounded" has no JSON number: null, as the schema documents for unknown figures
+    if isinstance(value, Mapping):
+        return {str(k): _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def strict_json(data: Any, *, indent: int | None = None) -> str:
+    """Strict JSON (RFC 8259): a non-finite float becomes null instead of a bare ``Infinity``/``NaN``."""
+    return json.dumps(_finite(data), indent=indent, allow_nan=False, default=str)
 
 
 def write_atomically(text: str, path: str | os.PathLike[str], *, prefix: str = ".results-") -> Path:

@@ -10,7 +10,6 @@ HTML report with its baseline section, and returns a :class:`GateResult`.
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 from collections.abc import Mapping, Sequence
@@ -77,21 +76,26 @@ def evaluate(new_doc: Mapping[str, Any], out_dir: Path, *, values: Mapping[str, 
                                                                                 "outcome": "pass", "modes": {}}
     data["slo"] = slo_dicts
     outputs = []
-    for name, text in (("comparison.json", json.dumps(data, indent=1, default=str)), ("comparison.md", markdown),
+    for name, text in (("comparison.json", results_file.strict_json(data, indent=1)), ("comparison.md", markdown),
                        ("junit.xml", to_junit_xml(comparison, slo_outcomes=slo_dicts))):
-        path = out_dir / name
-        path.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
-        outputs.append(path)
+        outputs.append(results_file.write_atomically(text if text.endswith("\n") else text + "\n", out_dir / name))
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if summary:
-        with open(summary, "a", encoding="utf-8") as handle:
-            handle.write(markdown + "\n")
+        try:
+            with open(summary, "a", encoding="utf-8") as handle:
+                handle.write(markdown + "\n")
+        except OSError as exc:
+            raise results_file.write_error(exc, summary) from None
     if report and baseline is not None:
         try:
             from reports import render_report
 
-            outputs.append(render_report([new], out_dir / "report.html", baseline=baseline, comparison=data))
-        except Exception as exc:  # the verdict is written; a report bug must not hide it
+            with results_file.staged(out_dir / "report.html", prefix=".report-") as staged_path:
+                render_report([new], staged_path, baseline=baseline, comparison=data)
+            outputs.append(out_dir / "report.html")
+        except Exception as exc:  # the verdict is written; a report bug must not hide it ...
+            if isinstance(exc, results_file.ResultsWriteError) and exc.no_space:
+                raise  # ... but a full disk fails the run, as it does for every other file
             outputs.append(out_dir / f"(report not rendered: {exc})")
     broken = [o for o in outcomes if not o.ok]
     lines = [f"slo: {o.mode} {o.clause}: {o.reason}" for o in broken]

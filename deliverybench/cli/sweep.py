@@ -19,6 +19,7 @@ code.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import shlex
@@ -28,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..adapters import results_file
 from ..core.fingerprint import fingerprint_key, workload_fingerprint
 from ..core.model import Run
 from ..core.options import Option, by_dest, command_options
@@ -125,9 +127,7 @@ def _given(ns: argparse.Namespace, name: str) -> Any:
 
 
 def _atomic_json(path: Path, data: Mapping[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=False))
-    os.replace(tmp, path)
+    results_file.write_atomically(results_file.strict_json(data, indent=1), path, prefix=".sweep-")
 
 
 def _load_index(sweep_dir: Path) -> dict[str, Any]:
@@ -329,5 +329,7 @@ def _render(index: Mapping[str, Any], sweep_dir: Path, say: Callable[[str], None
         if paths:
             say(f"report:  {paths[0]}")
     except Exception as exc:
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            raise results_file.write_error(exc, sweep_dir / "sweep.html") from None
         say(f"warning: sweep report not rendered: {exc}")
 
