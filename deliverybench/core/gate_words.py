@@ -323,6 +323,8 @@ def untrusted_run(side: str, reason: TrustReason) -> str:
     if reason.kind is Distrust.PUBLISHER_LAG:
         return (f"{which}'s publisher was behind schedule (lag p99 {reason.observed or 0.0:.1f} ms > "
                 f"{reason.limit or 0.0:g} ms), so its latencies include the harness's own delay")
+    if reason.kind is Distrust.HARNESS_WORKER_LOST:
+        return f"{which}'s {reason.words()}: a fault of the harness, not the target"
     if reason.kind is Distrust.AUDIT_UNBALANCED:
         return f"{which}'s audit does not balance (expected != delivered + lost): a fault of the harness"
     return f"{which} {reason.words()}"  # failed / is interrupted / was stopped early, with the run's own words

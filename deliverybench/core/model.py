@@ -249,7 +249,7 @@ class LatencySummary:
 #: audit counts in the order the audit writes them; ``None`` when a document did not record one
 _AUDIT_COUNTS = ("scheduled", "published", "accepted", "refused", "subscribers", "subscribers_full", "expected",
                  "delivered_unique", "lost", "duplicates", "out_of_order", "unexpected", "arrivals",
-                 "subscribers_with_loss", "subscribers_never_connected")
+                 "subscribers_with_loss", "subscribers_never_connected", "subscribers_unmeasured")
 
 
 @dataclass(frozen=True)
@@ -271,6 +271,8 @@ class Audit:
     arrivals: int | None = None
     subscribers_with_loss: int | None = None
     subscribers_never_connected: int | None = None
+    #: subscribers of a harness process that died: neither delivered nor lost, not measured
+    subscribers_unmeasured: int | None = None
     balanced: bool = True
     recorded: int | None = None
     recorded_matches: bool = True

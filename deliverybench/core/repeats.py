@@ -25,7 +25,8 @@ __all__ = ["merge_repeats"]
 
 _SUMMED_AUDIT = ("scheduled", "published", "accepted", "refused", "subscribers", "subscribers_full",
                  "subscribers_never_connected", "expected", "delivered_unique", "lost", "duplicates",
-                 "out_of_order", "unexpected", "arrivals", "subscribers_with_loss", "recorded")
+                 "out_of_order", "unexpected", "arrivals", "subscribers_with_loss", "recorded",
+                 "subscribers_unmeasured")
 _ORDER = {"ok": 0, "degraded": 1, "interrupted": 2, "failed": 3}
 
 

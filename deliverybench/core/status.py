@@ -37,6 +37,9 @@ _ERROR_FAMILIES: tuple[tuple[str, str], ...] = (
     ("malformed_", "{n:,} malformed messages"),
     ("unexpected_id", "{n:,} events with ids outside the stream"),
     ("rejected_", "{n:,} deliveries with a bad signature or timestamp"),
+    ("oversized_body", "{n:,} callback requests over the body cap refused (413)"),
+    ("receiver_busy", "{n:,} callback requests refused: the harness receiver's body budget was full (503)"),
+    ("truncated_body", "{n:,} callback bodies cut off by their sender"),
     # the harness's own failure, never the target's: what the dead process measured is not in the audit
     ("harness_worker_lost", "{harness_workers} died, {unmeasured:,} subscribers unmeasured"),
 )
@@ -93,19 +96,13 @@ def _findings(result: ModeResult) -> list[str]:
         reasons.append(f"{unpublished:,} scheduled events never published")
     never = audit.count("subscribers_never_connected")
     wanted = result.params.subscribers or 0
-    unmeasured = _unmeasured(result)  # they took part: a dead harness process lost their records
+    unmeasured = audit.count("subscribers_unmeasured")  # they took part: a dead harness process lost their records
     if never:
         reasons.append(f"{never:,} of {wanted or audit.count('subscribers'):,} subscribers never connected")
     elif (wanted and audit.present and audit.count("subscribers") + unmeasured < wanted
           and result.mode != "burst"):
         reasons.append(f"only {audit.count('subscribers'):,} of {wanted:,} subscribers took part")
     return reasons + _error_reasons(result.errors, unmeasured=unmeasured)
-
-
-def _unmeasured(result: ModeResult) -> int:
-    """Subscribers of a harness process that died before handing them over (``audit.subscribers_unmeasured``)."""
-    value = result.audit.more.get("subscribers_unmeasured")
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 def decide(result: ModeResult) -> ModeResult:

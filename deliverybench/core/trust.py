@@ -43,6 +43,8 @@ class Distrust(StrEnum):
     PUBLISHER_LAG = "publisher_lag"
     #: the audit's sums do not add up: a bookkeeping fault of the harness
     AUDIT_UNBALANCED = "audit_unbalanced"
+    #: a harness process (a Locust worker) died: its subscribers were not measured at all
+    HARNESS_WORKER_LOST = "harness_worker_lost"
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,8 @@ class TrustReason:
         if self.kind is Distrust.PUBLISHER_LAG:
             return (f"publisher behind its schedule (schedule lag p99 {self.observed or 0:,.1f} ms > "
                     f"{self.limit or 0:g} ms)")
+        if self.kind is Distrust.HARNESS_WORKER_LOST:
+            return "harness worker died" + (f" ({self.detail})" if self.detail else "")
         return "the audit does not balance (expected != delivered + lost)"
 
 
@@ -121,6 +125,9 @@ def _run_reasons(run: ModeResult, index: int | None, lag_limit_ms: float) -> lis
         reasons.append(TrustReason(Distrust.PUBLISHER_LAG, index, observed=lag, limit=lag_limit_ms))
     if run.audit.present and not run.audit.balanced:
         reasons.append(TrustReason(Distrust.AUDIT_UNBALANCED, index))
+    if run.errors.get("harness_worker_lost"):
+        reasons.append(TrustReason(Distrust.HARNESS_WORKER_LOST, index,
+                                   f"{run.audit.count('subscribers_unmeasured'):,} subscribers unmeasured"))
     return reasons
 
 

@@ -905,3 +905,14 @@ def test_an_interrupted_search_says_what_it_found_so_far() -> None:
     assert capacity_sentence("push", [done, fresh], SLO) == (
         "push holds 4,000 subscribers at 1 event/s within p99 ≤ 50 ms and no loss (8,000 fails: p99 90 ms); "
         "interrupted before it finished: so far no point finished at 10 events/s")
+
+
+def test_a_point_whose_harness_worker_died_is_invalid() -> None:
+    from deliverybench.core.model import ModeResult
+    from deliverybench.core.sweep import Status, judge_point
+    result = ModeResult.from_dict({"mode": "push", "status": "degraded", "errors": {"harness_worker_lost": 1},
+                                   "audit": {"balanced": True, "subscribers": 50, "subscribers_unmeasured": 50},
+                                   "summary": {"delivery": {"count": 100, "p99": 1.0}}})
+    verdict = judge_point(result, ())
+    assert verdict.status is Status.INVALID and verdict.headline == "harness worker died"
+    assert verdict.reasons == ("harness worker died (50 subscribers unmeasured)",)

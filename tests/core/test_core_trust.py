@@ -70,3 +70,11 @@ def test_a_failed_mode_without_runs_measured_nothing() -> None:
     verdict = trust(mode(status="failed", failure="nothing was delivered"))
     assert verdict.measured_nothing
     assert verdict.reasons[0].words() == "failed: nothing was delivered"
+
+
+def test_a_dead_harness_worker_is_distrust_naming_the_unmeasured() -> None:
+    verdict = trust(mode(status="degraded", errors={"harness_worker_lost": 1},
+                         audit={"balanced": True, "subscribers": 50, "subscribers_unmeasured": 50}))
+    (reason,) = verdict.reasons
+    assert reason.kind is Distrust.HARNESS_WORKER_LOST
+    assert reason.words() == "harness worker died (50 subscribers unmeasured)"
