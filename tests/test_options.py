@@ -359,6 +359,8 @@ def test_the_minimum_names_where_the_duration_came_from_and_counts_one_burst_of_
      "run_bench.py compare: error: unrecognized argument '--tolerence'; did you mean --tolerance? (see --help)"),
     (["sweeep"], "run_bench.py: error: unrecognized argument 'sweeep'; did you mean sweep? (see --help; pass "
                  "Locust options after --)"),
+    (["-u", "10", "compare"], "run_bench.py: error: unrecognized argument 'compare': a subcommand comes first "
+                              "(run_bench.py compare ...) (see --help; pass Locust options after --)"),
 ])
 def test_usage_errors_exit_2_with_one_line_that_says_what_would_work(tmp_path: Path, args: list[str],
                                                                       message: str) -> None:

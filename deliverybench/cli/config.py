@@ -59,6 +59,8 @@ def unknown_argument(token: str, known: Iterable[str], *, hint: str) -> str:
     """The one line for an argument no parser took: its name (never a value: it may be a secret), the
     closest known flag (or subcommand, for a bare word), and ``hint``."""
     shown = token.split("=", 1)[0]
+    if shown in SUBCOMMANDS:  # a subcommand after options: the word is right, its place is not
+        return f"unrecognized argument {shown!r}: a subcommand comes first (run_bench.py {shown} ...) ({hint})"
     candidates = [k for k in known if k.startswith("-")] if shown.startswith("-") else list(SUBCOMMANDS)
     return f"unrecognized argument {shown!r}{_suggestion(shown, candidates)} ({hint})"
 
