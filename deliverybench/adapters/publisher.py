@@ -189,7 +189,7 @@ class Publisher:
             if self._stopped:
                 try:
                     await asyncio.wait_for(pool.drain(), stop_drain_s)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
             else:
                 await pool.drain()  # bounded: every request times itself out
