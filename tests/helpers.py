@@ -51,7 +51,8 @@ def run_locust(scenario: str, tmp: Path, *args: str, users: int,
     results = tmp / "results.json"
     cmd = [sys.executable, "-m", "locust", "-f", str(SCENARIOS / scenario), "--headless",
            "-u", str(users), "-r", str(max(users, 1)), "-t", f"{math.ceil(scaled(120))}s", "--only-summary",
-           "--results", str(results), "--csv", str(tmp / "locust"), *args]
+           "--results", str(results), "--csv", str(tmp / "locust"),
+           "--no-report", *args]  # the report is tested on its own; here it would only cost CPU
     if "--processes" in args:  # a private master port, so no other run's workers can join
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))

@@ -20,7 +20,8 @@ from typing import Any
 from .options import schedule_from
 from .schedule import Schedule
 
-__all__ = ["MAX_BATCH", "LOCUST_MARGIN_S", "PARENT_MARGIN_S", "PUBLISH_MARGIN_S", "RunPlan", "plan_run"]
+__all__ = ["MAX_BATCH", "LOCUST_MARGIN_S", "PARENT_MARGIN_S", "PUBLISH_MARGIN_S", "RunPlan", "plan_run",
+           "timed_phases"]
 
 #: the largest NDJSON batch sent to a target that takes batches
 MAX_BATCH = 1000
@@ -84,9 +85,7 @@ def plan_run(values: Mapping[str, Any], *, accepts_batches: bool) -> RunPlan:
     # the warm-up's events come first, at the same rate: the ids of both streams share one range
     whole = (dataclasses.replace(schedule, duration_s=schedule.duration_s + warmup_s, max_events=None)
              if warmup_s else schedule)
-    subscribers = float(values.get("subscribers") or 0)
-    spawn_rate = float(values.get("spawn_rate") or 0.0)
-    spawn_s = subscribers / spawn_rate if subscribers and spawn_rate else 0.0
+    spawn_s = _spawn_s(values)
     busy_s = float(values["settle"]) + float(values["duration"]) + float(values["drain"]) + spawn_s
     return RunPlan(
         schedule=schedule,
@@ -99,3 +98,26 @@ def plan_run(values: Mapping[str, Any], *, accepts_batches: bool) -> RunPlan:
         publish_wait_s=schedule.duration_s + warmup_s + float(values.get("publish_timeout") or 0.0)
         + PUBLISH_MARGIN_S,
     )
+
+
+def _spawn_s(values: Mapping[str, Any]) -> float:
+    subscribers = float(values.get("subscribers") or 0)
+    spawn_rate = float(values.get("spawn_rate") or 0.0)
+    return subscribers / spawn_rate if subscribers and spawn_rate else 0.0
+
+
+def timed_phases(values: Mapping[str, Any]) -> tuple[tuple[str, float], ...]:
+    """What a run of ``values`` waits out, in order, in seconds: spawning, settle, warm-up, stream, drain.
+
+    Their sum is the least time the run takes, so a Locust ``-t`` below it
+    ends the run before its stream and drain do (the wait for subscribers to
+    connect and the publisher's last timeouts come on top). Phases of zero
+    seconds are left out; the stream never is.
+
+    Raises:
+        KeyError: ``settle``, ``duration`` or ``drain`` is missing.
+    """
+    phases = (("spawning", _spawn_s(values)), ("settle", float(values["settle"])),
+              ("warm-up", float(values.get("warmup") or 0.0)), ("stream", float(values["duration"])),
+              ("drain", float(values["drain"])))
+    return tuple((name, seconds) for name, seconds in phases if seconds > 0 or name == "stream")

@@ -11,7 +11,10 @@ What it writes depends on who owns the results document. Under
 with the runner's own status (ok, failed or interrupted), and the parent
 adds what it learned, decides the status once and builds the document. A
 plain ``locust -f`` has no parent: the controller owns the document,
-decides the status once and writes a whole results file.
+decides the status once and writes a whole results file -- each test into
+a place of its own (:mod:`.results_path`), with report.html beside it
+(:mod:`.report_file`) -- and says up front when Locust's ``-t`` is shorter
+than the run (:mod:`.time_limit`).
 """
 
 from __future__ import annotations
@@ -42,11 +45,13 @@ from ..core.redact import redact_argv, redact_config
 from ..core.results import new_document
 from ..core.schedule import Schedule
 from ..core.status import assess
-from . import quiet
+from . import quiet, time_limit
 from .aggregator import RunAggregator
 from .live import LiveWriter
 from .loop_thread import LoopThread, wait_for_coroutine
 from .process import HarnessProcess, warm_histogram_tables
+from .report_file import ReportRenderer
+from .results_path import ResultsTaken, claim_results_path
 
 __all__ = ["RunController", "NoSubscribers", "FAIL_FAST_S", "PUBLISHER_LOOP"]
 
@@ -56,6 +61,8 @@ NS = 1_000_000_000
 FAIL_FAST_S = 5.0
 #: the publisher's own event-loop thread (see :class:`~.loop_thread.LoopThread`)
 PUBLISHER_LOOP = "publisher"
+#: the exit code of a test whose results path is taken: run_bench.py's "bad usage/config"
+EXIT_RESULTS_TAKEN = 2
 
 
 class NoSubscribers(Exception):
@@ -92,6 +99,10 @@ class RunController:
         self.stopping_by_us = False
         self.interrupted = False
         self._interrupt = gevent.event.Event()
+        #: renders report.html beside a plain locust -f test's results
+        self.report = ReportRenderer(environment)
+        #: the exit code this controller set for the current test (a later test clears it)
+        self._exit_code: int | None = None
         warm_histogram_tables()
 
     @property
@@ -127,6 +138,10 @@ class RunController:
         self.worker_failures = {}
         self.started_ns = time.time_ns()
         self.written = False
+        self.results_path = None  # every test writes a new results file: a second UI test never overwrites one
+        if self._exit_code is not None and self.environment.process_exit_code == self._exit_code:
+            self.environment.process_exit_code = None
+        self._exit_code = None
         self.stopping_by_us = False
         self.interrupted = False
         self._interrupt = gevent.event.Event()
@@ -142,12 +157,34 @@ class RunController:
         if self._sampler_greenlet is None or self._sampler_greenlet.dead:
             self._sampler_greenlet = gevent.spawn(self._sample_forever)
         self.phase = "connecting"
+        self._claim_results_path()
+        too_short = time_limit.warning(vars(self.options))
+        if too_short is not None:
+            log.warning("%s", too_short)
         if getattr(self.options, "live_file", "") and self.live is None:
             runner = self.environment.runner
             self.live = LiveWriter(self.options.live_file, self.environment, self.mode, self._live_snapshot,
                                    report_lag=6 if isinstance(runner, MasterRunner) else 3)
         if self.live is not None:
             self.live.start()
+
+    def _claim_results_path(self) -> None:
+        """This test's results path, claimed now; a taken one refuses the test, which then writes nothing."""
+        opts = self.options
+        try:
+            self.results_path = claim_results_path(self.mode, results=opts.results, overwrite=opts.overwrite,
+                                                   given_by_parent=opts.mode_result_only)
+        except (ResultsTaken, results_file.ResultsWriteError) as exc:
+            log.error("%s; this test is stopped and writes nothing", exc)
+            self.written = True
+            self._set_exit_code(EXIT_RESULTS_TAKEN if isinstance(exc, ResultsTaken)
+                                else results_file.EXIT_NO_SPACE if exc.no_space else results_file.EXIT_NOT_WRITTEN)
+            runner = self.environment.runner
+            assert runner is not None
+            gevent.spawn(runner.quit if opts.headless else runner.stop)
+
+    def _set_exit_code(self, code: int) -> None:
+        self.environment.process_exit_code = self._exit_code = code
 
     def _live_snapshot(self) -> dict[str, Any]:
         """The controller's part of the live file."""
@@ -238,9 +275,18 @@ class RunController:
         runner.stop()
         self.write_results(status="ok" if failure is None else "failed", failure=failure)
         if opts.headless and not opts.no_autoquit:
-            # Let Locust's own reporting catch up before quitting: the --csv writer
-            # rewrites its files every second.
-            gevent.spawn_later(2.5 if isinstance(runner, MasterRunner) else 1.5, runner.quit)
+            # Let Locust's own reporting catch up before quitting (the --csv writer rewrites its files every
+            # second), and the report be written.
+            gevent.spawn(self._quit_after, 2.5 if isinstance(runner, MasterRunner) else 1.5)
+
+    def _quit_after(self, seconds: float) -> None:
+        """Quit Locust ``seconds`` from now, or when the report is written if that takes longer."""
+        started = time.monotonic()
+        self.report.wait()
+        gevent.sleep(max(0.0, seconds - (time.monotonic() - started)))
+        runner = self.environment.runner
+        assert runner is not None
+        runner.quit()
 
     def _publish(self, plan: RunPlan) -> PublishOutcome:
         """Run the open-model publisher in the loop thread; this greenlet waits for it."""
@@ -265,6 +311,8 @@ class RunController:
         """Stopped from outside (UI, --run-time, a signal): stop the stream, write what was measured."""
         if self.stopping_by_us or self.written:
             return
+        values = vars(self.options)
+        cut_short = time_limit.cut_short(values, (time.time_ns() - self.started_ns) / NS)
         self.interrupted = True
         self._interrupt.set()
         publisher = self.publisher
@@ -273,7 +321,14 @@ class RunController:
         if self._greenlet is not None and not self._greenlet.dead:
             self._greenlet.join(timeout=5.0)  # the publisher winds down (bounded), then the greenlet returns
             self._greenlet.kill(block=False)
-        self.write_results(status="interrupted", failure="the test was stopped before the stream and drain ended")
+        if not cut_short:
+            self.write_results(status="interrupted", failure="the test was stopped before the stream and drain ended")
+            return
+        failure = time_limit.cut_short_failure(values)
+        log.error("%s: the results are interrupted (exit %d)", failure, time_limit.EXIT_CUT_SHORT)
+        self.write_results(status="interrupted", failure=failure)
+        if self.environment.process_exit_code is None:  # a failed write's code says more
+            self._set_exit_code(time_limit.EXIT_CUT_SHORT)
 
     def write_results(self, *, status: str, failure: str | None) -> None:
         """Write what was measured, once: the mode result for a parent, or the whole document."""
@@ -304,13 +359,14 @@ class RunController:
         except results_file.ResultsWriteError as exc:
             # Said in the exit code too (this log may be on the same full disk); the caller still quits.
             log.error("%s", exc)
-            self.environment.process_exit_code = (results_file.EXIT_NO_SPACE if exc.no_space
-                                                   else results_file.EXIT_NOT_WRITTEN)
+            self._set_exit_code(results_file.EXIT_NO_SPACE if exc.no_space else results_file.EXIT_NOT_WRITTEN)
             return
         self.results_path = path
         log.info("results written to %s (status %s)", path, result["status"])
         if result["status"] == "failed":
-            self.environment.process_exit_code = 3
+            self._set_exit_code(3)
+        if self.options.report and not self.options.mode_result_only:  # run_bench.py renders its own, once
+            self.report.start(path)
 
     def _mode_result(self, *, status: str, failure: str | None, ended_ns: int) -> dict[str, Any]:
         """This mode's result with the runner's status: ok, failed (nothing delivered) or interrupted."""
@@ -371,13 +427,11 @@ class RunController:
         self.aggregator.error_series.update(outcome.error_series)
 
     def _results_path(self) -> Path:
-        if self.results_path is not None:
-            return self.results_path
-        if self.options.results:
-            self.results_path = Path(self.options.results)
-        else:
-            stamp = time.strftime("%Y%m%d-%H%M%S")
-            self.results_path = Path("bench-out") / f"{self.mode}-{stamp}" / "results.json"
+        """The path claimed when the test started (claimed now if it was not: never an old one)."""
+        if self.results_path is None:
+            opts = self.options
+            self.results_path = claim_results_path(self.mode, results=opts.results, overwrite=True,
+                                                   given_by_parent=opts.mode_result_only)
         return self.results_path
 
 

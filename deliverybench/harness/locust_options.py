@@ -18,6 +18,7 @@ the same call ``run_bench.py`` makes, run
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Callable, Mapping
 from typing import Any, NoReturn
@@ -62,7 +63,10 @@ def add_options(parser: Any, mode: str) -> None:
             "dest": option.dest, "default": option.default, "help": option.help, "env_var": option.env_var,
             "include_in_web_ui": option.web_ui, "is_secret": option.secret,
         }
-        if option.kind is bool:
+        if option.kind is bool and option.negate:  # --<name>/--no-<name>, so DELIVERYBENCH_<NAME>=false works too
+            kwargs["action"] = argparse.BooleanOptionalAction
+            kwargs["include_in_web_ui"] = False  # the web UI's checkbox would read the other way round
+        elif option.kind is bool:
             kwargs["action"] = "store_true"
         else:
             kwargs["type"] = _converter(option)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import sys
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -44,6 +45,8 @@ from .aggregator import payload_to_wire
 from .controller import RunController
 from .locust_options import add_options, check_form
 from .process import HarnessProcess
+from .report_file import serve_in_web_ui
+from .results_path import taken
 
 __all__ = ["install", "WorkerBook", "FINAL_MESSAGE", "STATUS_MESSAGE", "TARGET_MESSAGE"]
 
@@ -121,10 +124,12 @@ def install(mode: str, *, events: Any = locust_events,
 
     @events.init.add_listener
     def on_init(environment: Environment, web_ui: Any = None, **_kw: Any) -> None:
+        runner = environment.runner
+        if not isinstance(runner, WorkerRunner):
+            _refuse_taken_results(environment)
         raise_open_files_limit()
         if web_ui is not None:
             _check_swarm_form(web_ui, environment, mode)
-        runner = environment.runner
         harness = controller = None
         if not isinstance(runner, MasterRunner):
             harness = HarnessProcess(environment, mode)
@@ -134,6 +139,8 @@ def install(mode: str, *, events: Any = locust_events,
             controller.local = harness
         environment.deliverybench_harness = harness  # type: ignore[attr-defined]
         environment.deliverybench_controller = controller  # type: ignore[attr-defined]
+        if controller is not None and web_ui is not None:
+            serve_in_web_ui(web_ui, environment, lambda: controller.report.last)
         if controller is not None and environment.parsed_options is not None:
             controller.ensure_target()
             if harness is not None:  # one process: its users subscribe where the controller attached
@@ -143,8 +150,29 @@ def install(mode: str, *, events: Any = locust_events,
             on_ready(environment)
 
 
+def _refuse_taken_results(environment: Environment) -> None:
+    """An explicit ``--results`` that exists, without ``--overwrite``: one line and exit 2, before anything starts."""
+    opts = environment.parsed_options
+    if opts is None or getattr(opts, "mode_result_only", False):
+        return  # run_bench.py holds the folder and names the file
+    problem = taken(str(getattr(opts, "results", "") or ""), overwrite=bool(getattr(opts, "overwrite", False)))
+    if problem is not None:
+        sys.stderr.write(f"locust: error: {problem}\n")
+        sys.stderr.flush()
+        raise SystemExit(2)  # a BaseException: Locust's event hook lets it through, as a bad option's exit
+
+
+def _form_results_problem(form: Mapping[str, str], current: Mapping[str, Any]) -> str | None:
+    """Why the results path a web UI start would write is taken, or None (the form overrides the options)."""
+    if current.get("mode_result_only"):
+        return None
+    overwrite = form["overwrite"] == "true" if "overwrite" in form else bool(current.get("overwrite"))
+    return taken(str(form.get("results", current.get("results")) or ""), overwrite=overwrite)
+
+
 def _check_swarm_form(web_ui: Any, environment: Environment, mode: str) -> None:
-    """Refuse a web UI start whose form values the option table rejects, with the same one line."""
+    """Refuse a web UI start whose form values the option table rejects, or whose results file exists,
+    with the same one line."""
     from flask import jsonify, request
 
     @web_ui.app.before_request
@@ -152,7 +180,7 @@ def _check_swarm_form(web_ui: Any, environment: Environment, mode: str) -> None:
         if request.method != "POST" or request.path.rstrip("/") != "/swarm":
             return None
         current = vars(environment.parsed_options) if environment.parsed_options is not None else {}
-        problem = check_form(request.form, current, mode)
+        problem = check_form(request.form, current, mode) or _form_results_problem(request.form, current)
         if problem is None:
             return None
         log.error("web UI: %s", problem)
@@ -266,6 +294,7 @@ def _wire(environment: Environment, harness: HarnessProcess | None, controller: 
                     runner.stop()  # fires test_stop: final flushes, worker hand-overs, on_test_stop
                 if not controller.written:
                     controller.write_results(status="interrupted", failure="locust quit before the stream ended")
+            controller.report.wait()  # a plain run's report.html, rendering since its results were written
             controller.stop_target()
 
 
