@@ -24,6 +24,8 @@ __all__ = ["E2E_MODULES", "E2E_TESTS", "SLOW_MODULES", "SLOW_TESTS"]
 E2E_MODULES = frozenset({
     "test_callback_target.py",
     "test_gate_e2e.py",
+    "test_installed.py",
+    "test_locust_direct.py",
     "test_publisher_e2e.py",
     "test_push_e2e.py",
     "test_reliability.py",
@@ -41,6 +43,8 @@ E2E_TESTS = frozenset({
 
 #: modules whose every test took 5 s or more
 SLOW_MODULES = frozenset({
+    "test_installed.py",
+    "test_locust_direct.py",
     "test_publisher_e2e.py",
     "test_webhook_e2e.py",
 })

@@ -20,7 +20,7 @@ ALLOWED: dict[str, set[str]] = {
     "deliverybench.adapters": {"deliverybench.core", "deliverybench.adapters"},
     "deliverybench.harness": {"deliverybench.core", "deliverybench.adapters", "deliverybench.harness", "targets"},
     "deliverybench.cli": {"deliverybench.core", "deliverybench.adapters", "deliverybench.harness",
-                          "deliverybench.cli", "targets", "reports"},
+                          "deliverybench.cli", "targets", "reports", "scenarios"},
     "targets": {"deliverybench.core", "deliverybench.adapters", "targets"},
     "reports": {"deliverybench.core", "reports"},
     "scenarios": {"deliverybench.core", "deliverybench.adapters", "deliverybench.harness", "targets"},

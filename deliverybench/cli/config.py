@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 from ..core.options import (
-    DEFAULT_MODES,
     ENV_PREFIX,
     MODES,
     OPTIONS,
@@ -45,8 +44,8 @@ __all__ = ["RunConfig", "ConfigError", "build_parser", "resolve", "add_table_opt
 
 ConfigError = OptionError
 TOML_TABLE = "deliverybench"
-#: the words run_bench.py takes in place of a run's options (a misspelt one is suggested like an option)
-SUBCOMMANDS = ("compare", "sweep", "report")
+#: the words the command takes in place of a run's options (a misspelt one is suggested like an option)
+SUBCOMMANDS = ("run", "compare", "sweep", "report", "locustfile")
 
 
 def _suggestion(word: str, known: Iterable[str]) -> str:
@@ -55,12 +54,12 @@ def _suggestion(word: str, known: Iterable[str]) -> str:
     return f"; did you mean {match}?" if match else ""
 
 
-def unknown_argument(token: str, known: Iterable[str], *, hint: str) -> str:
+def unknown_argument(token: str, known: Iterable[str], *, hint: str, prog: str = "run_bench.py") -> str:
     """The one line for an argument no parser took: its name (never a value: it may be a secret), the
     closest known flag (or subcommand, for a bare word), and ``hint``."""
     shown = token.split("=", 1)[0]
     if shown in SUBCOMMANDS:  # a subcommand after options: the word is right, its place is not
-        return f"unrecognized argument {shown!r}: a subcommand comes first (run_bench.py {shown} ...) ({hint})"
+        return f"unrecognized argument {shown!r}: a subcommand comes first ({prog} {shown} ...) ({hint})"
     candidates = [k for k in known if k.startswith("-")] if shown.startswith("-") else list(SUBCOMMANDS)
     return f"unrecognized argument {shown!r}{_suggestion(shown, candidates)} ({hint})"
 
@@ -127,7 +126,8 @@ class _OneLineParser(argparse.ArgumentParser):
         """As argparse's, but an unknown argument is one line naming the closest known flag."""
         parsed, extra = self.parse_known_args(args, namespace)
         if extra:
-            raise ConfigError(unknown_argument(extra[0], self._option_string_actions, hint="see --help"))
+            raise ConfigError(unknown_argument(extra[0], self._option_string_actions, hint="see --help",
+                                               prog=self.prog.split(" ")[0]))
         return parsed
 
 
@@ -136,8 +136,8 @@ def one_line_parser(**kwargs: Any) -> argparse.ArgumentParser:
     return _OneLineParser(allow_abbrev=False, argument_default=argparse.SUPPRESS, **kwargs)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``run_bench.py`` parser, every option from the table.
+def build_parser(prog: str = "run_bench.py") -> argparse.ArgumentParser:
+    """The run parser (``prog``: ``run_bench.py`` or ``deliverybench``), every option from the table.
 
     Values are kept as given (``default=SUPPRESS``) so that :func:`resolve`
     knows which source set what, and parses every source the same way.
@@ -145,16 +145,17 @@ def build_parser() -> argparse.ArgumentParser:
     ``--webhook-secret``.
     """
     parser = _OneLineParser(
-        prog="run_bench.py",
-        usage="run_bench.py [OPTIONS] [-- LOCUST_OPTIONS]\n       run_bench.py compare BASELINE NEW [-o DIR] "
-              "[gate options]\n       run_bench.py sweep [--modes M] [--subscribers N,N|LOW:HIGH] [--rate R] "
-              "[--slo SLO] [options]\n       run_bench.py report RESULTS... [-o FILE]",
+        prog=prog,
+        usage=f"{prog} [run] [OPTIONS] [-- LOCUST_OPTIONS]\n       {prog} compare BASELINE NEW [-o DIR] "
+              f"[gate options]\n       {prog} sweep [--modes M] [--subscribers N,N|LOW:HIGH] [--rate R] "
+              f"[--slo SLO] [options]\n       {prog} report RESULTS... [-o FILE]\n       {prog} locustfile MODE",
         description="Run one event stream through WebSocket push, webhook callback and polling against a "
                     "target, and compare latency, completeness and cost.",
         epilog="Every option can also be set in the --config TOML file (top level or a [deliverybench] table) "
                f"or as {ENV_PREFIX}<OPTION> in the environment (command line > environment > file > default). "
-               "Subcommands: run_bench.py compare BASELINE NEW (the CI gate on two results files); "
-               "run_bench.py report RESULTS... [-o FILE] re-renders reports. "
+               f"Subcommands: {prog} compare BASELINE NEW (the CI gate on two results files); "
+               f"{prog} report RESULTS... [-o FILE] re-renders reports; {prog} locustfile MODE prints the path "
+               "of a mode's locustfile, for locust -f. "
                "Options after -- go to Locust unchanged.",
         allow_abbrev=False,
         argument_default=argparse.SUPPRESS,
@@ -215,24 +216,25 @@ def _metavar(option: Option) -> str:
 
 
 def resolve(argv: Sequence[str], env: Mapping[str, str] | None = None, *,
-            also_known: Sequence[str] = ()) -> RunConfig:
+            also_known: Sequence[str] = (), prog: str = "run_bench.py") -> RunConfig:
     """Parse and check ``argv`` (without the program name) into a :class:`RunConfig`.
 
     Args:
         also_known: flags a caller parsed before (``sweep``'s own), among
             which a misspelt argument's suggestion is also looked for.
+        prog: the command's name, in ``--help`` and in the messages that point to it.
     """
     env = os.environ if env is None else env
-    parser = build_parser()
+    parser = build_parser(prog)
     cli_args, extra = parser.parse_known_args(list(argv))
-    locust_extra = _split_extra(extra, [*parser._option_string_actions, *also_known])
+    locust_extra = _split_extra(extra, [*parser._option_string_actions, *also_known], prog)
     cli = vars(cli_args)
     values = {o.dest: o.default for o in run_options()}
     labels: dict[str, str] = {}
     given: set[str] = set()
     config_path = cli.get("config") or env.get(by_dest("config").env_var, "")
-    from_file = _file_values(Path(config_path)) if config_path else {}
-    from_env = _env_values(env)
+    from_file = _file_values(Path(config_path), prog) if config_path else {}
+    from_env = _env_values(env, prog)
     profile = cli.get("profile") or (from_env.get("profile") or from_file.get("profile") or ("", ""))[0]
     if profile:  # lowest after the defaults: the file, environment and command line still win
         if profile not in PROFILES:
@@ -251,22 +253,22 @@ def resolve(argv: Sequence[str], env: Mapping[str, str] | None = None, *,
         given.add(dest)
     if config_path:
         values["config"] = str(config_path)
-    if values["target"] == "relay" and "modes" not in given and values["modes"] == DEFAULT_MODES:
-        values["modes"] = _relay_modes(values)
+    if values["target"] == "relay" and "modes" not in given:  # the default's or a profile's: those with URLs
+        values["modes"] = _relay_modes(values, values["modes"])
     validate(values, labels=labels)
     config = RunConfig(values, extra_locust_args=locust_extra, given=frozenset(given))
     _check_target(config, labels)
     return config
 
 
-def _split_extra(extra: Sequence[str], known: Sequence[str]) -> tuple[str, ...]:
+def _split_extra(extra: Sequence[str], known: Sequence[str], prog: str) -> tuple[str, ...]:
     """Anything after ``--`` goes to Locust verbatim; anything else unknown is an error."""
     extra = list(extra)
     if not extra:
         return ()
     if extra[0] == "--":
         return tuple(extra[1:])
-    raise ConfigError(unknown_argument(extra[0], known, hint="see --help; pass Locust options after --"))
+    raise ConfigError(unknown_argument(extra[0], known, hint="see --help; pass Locust options after --", prog=prog))
 
 
 def _spellings() -> dict[str, Option]:
@@ -277,7 +279,7 @@ def _spellings() -> dict[str, Option]:
     return names
 
 
-def _file_values(path: Path) -> dict[str, tuple[Any, str]]:
+def _file_values(path: Path, prog: str) -> dict[str, tuple[Any, str]]:
     """Options from a TOML file: keys at the top level or in ``[deliverybench]``, either spelling."""
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
@@ -299,7 +301,7 @@ def _file_values(path: Path) -> dict[str, tuple[Any, str]]:
             option = spellings.get(key)
             if option is None or option.dest == "config":
                 like = [k for k in spellings if k != "config" and ("_" in k) == ("_" in key)]
-                raise ConfigError(f"{label} is not an option{_suggestion(key, like)} (see run_bench.py --help)")
+                raise ConfigError(f"{label} is not an option{_suggestion(key, like)} (see {prog} --help)")
             if option.dest in found:
                 raise ConfigError(f"{label} is set twice")
             found[option.dest] = (option.parse(raw, source=label), label)
@@ -312,7 +314,7 @@ def _file_values(path: Path) -> dict[str, tuple[Any, str]]:
     return found
 
 
-def _env_values(env: Mapping[str, str]) -> dict[str, tuple[Any, str]]:
+def _env_values(env: Mapping[str, str], prog: str) -> dict[str, tuple[Any, str]]:
     """Options from ``DELIVERYBENCH_*`` variables; a typo is an error, a locustfile-only option is not."""
     known = {o.env_var: o for o in OPTIONS if o.env_var}
     found: dict[str, tuple[Any, str]] = {}
@@ -322,18 +324,19 @@ def _env_values(env: Mapping[str, str]) -> dict[str, tuple[Any, str]]:
         option = known.get(name)
         if option is None:
             raise ConfigError(f"environment variable {name} is not an option{_suggestion(name, known)} "
-                              "(see run_bench.py --help)")
+                              f"(see {prog} --help)")
         if option.scope == "locust":
             continue  # meant for `locust -f`; run_bench.py sets these itself
         found[option.dest] = (option.parse(raw, source=name), name)
     return found
 
 
-def _relay_modes(values: Mapping[str, Any]) -> tuple[str, ...]:
-    """With ``--target relay`` and no ``--modes``: the modes whose egress URLs were given."""
+def _relay_modes(values: Mapping[str, Any], modes: Sequence[str]) -> tuple[str, ...]:
+    """With ``--target relay`` and no ``--modes``: of ``modes`` (the default's, or a profile's), those whose
+    egress URLs were given (``--profile ci --target relay --subscribe-url ...`` runs push alone)."""
     chosen = [mode for mode, dest in (("push", "subscribe_url"), ("callback", "callback_url"),
-                                      ("poll", "poll_url")) if values.get(dest)]
-    return tuple(chosen) or DEFAULT_MODES
+                                      ("poll", "poll_url")) if mode in modes and values.get(dest)]
+    return tuple(chosen) or tuple(modes)
 
 
 #: the option naming each mode's egress on run_bench.py, and the schemes it takes

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import site
 import socket
 import subprocess
 import sys
@@ -28,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import scenarios
+from scenarios import LOCUSTFILES, locustfile
 from targets.start import StartedTarget, TargetUrls, start_target
 
 from ..adapters import results_file
@@ -45,15 +48,14 @@ from .config import RunConfig
 from .interrupt import Interrupt
 from .progress import Progress
 
-__all__ = ["ModeRun", "Measured", "run_modes", "SCENARIOS", "REPO_ROOT"]
+__all__ = ["ModeRun", "Measured", "run_modes", "SCENARIOS", "PACKAGES_ROOT"]
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SCENARIOS = {
-    "push": REPO_ROOT / "scenarios" / "ws_push.py",
-    "callback": REPO_ROOT / "scenarios" / "webhook_callback.py",
-    "poll": REPO_ROOT / "scenarios" / "poll.py",
-    "burst": REPO_ROOT / "scenarios" / "webhook_burst.py",
-}
+#: each mode's locustfile, found through the ``scenarios`` package: in a checkout or an installed copy alike
+SCENARIOS = {mode: locustfile(mode) for mode in LOCUSTFILES}
+#: the folder our packages were imported from: a checkout, or site-packages when pip-installed
+PACKAGES_ROOT = Path(scenarios.__file__).resolve().parents[1]
+
+
 @dataclass
 class ModeRun:
     """One run of one mode: its files, Locust's exit code, the mode result with its status decided,
@@ -269,11 +271,24 @@ def _child_env(config: RunConfig, mode: str) -> dict[str, str]:
     # The handed-on flags are the one truth: the user's DELIVERYBENCH_* variables
     # must not reach Locust behind them (only the secret travels this way).
     env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
-    env = {**env, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+    env = {**env, "PYTHONPATH": _child_pythonpath()}
     for option in OPTIONS:  # secrets go by environment: a command line shows in `ps`
         if option.handoff == "env" and mode in option.modes and getattr(config, option.dest):
             env[option.env_var] = str(getattr(config, option.dest))
     return env
+
+
+def _child_pythonpath() -> str:
+    """The Locust child's PYTHONPATH: the folder our packages came from, then ours -- that folder left out
+    when the child's interpreter searches it anyway.
+
+    A checkout run as ``python run_bench.py`` was never installed, so the
+    child needs the checkout on its path. An installed copy's folder is
+    site-packages, which PYTHONPATH would put ahead of the standard library.
+    """
+    site_dirs = {Path(p).resolve() for p in [*site.getsitepackages(), site.getusersitepackages()]}
+    ours = [] if PACKAGES_ROOT in site_dirs else [str(PACKAGES_ROOT)]
+    return os.pathsep.join(filter(None, [*ours, os.environ.get("PYTHONPATH")]))
 
 
 def _add_what_the_parent_learned(result: dict[str, Any], *, interrupted_by: str | None, stopped_early: str | None,

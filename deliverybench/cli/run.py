@@ -1,7 +1,8 @@
-"""One ``run_bench.py`` run: check, make its folder, run every mode, write results and report.
+"""One run (``deliverybench run``, ``run_bench.py``): check, make its folder, run every mode, write results
+and report.
 
-Returns what happened (:class:`RunOutcome`); ``run_bench.py`` alone turns it
-into an exit code. Whatever was measured is written even when a mode failed
+Returns what happened (:class:`RunOutcome`); :mod:`deliverybench.cli.main`
+alone turns it into an exit code. Whatever was measured is written even when a mode failed
 or the run was interrupted. A run named by ``--run-id`` holds its folder for
 as long as it runs, so a second run of that name is refused instead of
 overwriting it; a full disk is one :class:`~deliverybench.adapters.results_file.ResultsWriteError`.
@@ -49,7 +50,7 @@ class RunOutcome:
 
     @property
     def reaches_gate(self) -> bool:
-        """Whether ``run_bench.py`` goes on to judge this run: not when it was interrupted or a mode
+        """Whether the command goes on to judge this run: not when it was interrupted or a mode
         measured nothing (no verdict can rest on it)."""
         return self.interrupted_by is None and not self.failed_modes
 
@@ -116,13 +117,15 @@ def unique_folder(out: Path, prefix: str = "") -> Path:
 
 def run(config: RunConfig, say: Callable[[str], None], interrupt: Interrupt | None = None, *,
         progress: Progress | None = None,
-        stop_when: Callable[[str, dict[str, Any]], str | None] | None = None, quiet: bool = False) -> RunOutcome:
+        stop_when: Callable[[str, dict[str, Any]], str | None] | None = None, quiet: bool = False,
+        prog: str = "run_bench.py") -> RunOutcome:
     """Run every mode of ``config``; write results and report.
 
     Args:
         progress: the live line (default: a new one on stdout).
         stop_when: ``(mode, live) -> reason``: stops a mode early (a sweep's clearly failed point).
         quiet: leave out the summary table (a sweep prints one line per point instead).
+        prog: the command's name, for the warning of a report not rendered.
 
     Raises:
         ConfigError: the run cannot start as configured (nothing is written), or its folder is taken.
@@ -153,13 +156,13 @@ def run(config: RunConfig, say: Callable[[str], None], interrupt: Interrupt | No
                              if interrupt is not None and interrupt.signal else None)
         # With --baseline the gate renders the report after deciding, with its baseline section: once, there.
         if config.report and not (config.baseline and outcome.reaches_gate):
-            outcome.report_path = _report(document, run_dir)
+            outcome.report_path = _report(document, run_dir, prog)
             if outcome.report_path is not None and not quiet:
                 say(f"report:  {outcome.report_path}")
         return outcome
 
 
-def _report(document: dict[str, Any], run_dir: Path) -> Path | None:
+def _report(document: dict[str, Any], run_dir: Path, prog: str) -> Path | None:
     """report.html and its exports, each renamed into place (a full disk leaves none half-written).
 
     Raises:
@@ -174,5 +177,5 @@ def _report(document: dict[str, Any], run_dir: Path) -> Path | None:
     except Exception as exc:  # the measurement is written; a report bug must not hide it ...
         if isinstance(exc, results_file.ResultsWriteError) and exc.no_space:
             raise  # ... but a full disk fails the run, as it does for every other file
-        print(f"run_bench.py: warning: report not rendered: {exc}", file=sys.stderr)
+        print(f"{prog}: warning: report not rendered: {exc}", file=sys.stderr)
         return None

@@ -92,10 +92,10 @@ class SweepOutcome:
     signal: Any = None
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(prog: str) -> argparse.ArgumentParser:
     p = one_line_parser(
-        prog="run_bench.py sweep",
-        usage="run_bench.py sweep [--modes M,..] [--subscribers N,N,..|LOW:HIGH] [--rate R,..] [--slo SLO] "
+        prog=f"{prog} sweep",
+        usage=f"{prog} sweep [--modes M,..] [--subscribers N,N,..|LOW:HIGH] [--rate R,..] [--slo SLO] "
               "[--precision F] [--confirm K] [--require REQ] [--resume DIR] [run options]",
         description="Find how many subscribers each delivery mode holds within an objective: a grid of points "
                     "(--subscribers 100,500,1000) or a search (--subscribers 100:20000: double until a point "
@@ -180,11 +180,12 @@ def _spec_and_index(ns: argparse.Namespace, rest: list[str]) -> tuple[SweepSpec,
     return spec, index, rest
 
 
-def _base_config(rest: list[str], rates: Sequence[float]) -> RunConfig:
+def _base_config(rest: list[str], rates: Sequence[float], prog: str) -> RunConfig:
     """The run options every point shares; each rate swept is checked with them (a stream too short for any
     event at one rate is refused before the first point, not found INVALID at it)."""
     # the sweep's own --rate is the points' rate: check the run options against it, not the run's default
-    base = resolve(["--rate", repr(float(rates[0])), *rest], also_known=[o.flag for o in command_options("sweep")])
+    base = resolve(["--rate", repr(float(rates[0])), *rest], also_known=[o.flag for o in command_options("sweep")],
+                   prog=prog)
     wrong = [f"--{by_dest(d).name}" for d in _NOT_PER_POINT if d in base.given]
     if wrong:
         raise ConfigError(f"{wrong[0]} does not apply to a sweep (its repeats are --confirm, its objective --slo)")
@@ -215,19 +216,20 @@ def _sweep_dir(base: RunConfig, resume: str | None) -> Path:
         raise ConfigError(f"cannot create the sweep folder under {out}: {exc.strerror or exc}") from None
 
 
-def run_sweep(argv: Sequence[str], say: Callable[[str], None] | None = None) -> SweepOutcome:
+def run_sweep(argv: Sequence[str], say: Callable[[str], None] | None = None, *,
+              prog: str = "run_bench.py", command: Sequence[str] = ("python", "run_bench.py")) -> SweepOutcome:
     """Parse ``argv`` (after ``sweep``) and run the sweep to its end, an interruption or a failure.
 
     Raises:
         ConfigError: bad usage, one line naming the option (exit 2; nothing is run).
     """
-    ns, rest = _parser().parse_known_args(list(argv))
+    ns, rest = _parser(prog).parse_known_args(list(argv))
     try:
         spec, index, rest = _spec_and_index(ns, rest)
         require = parse_require(ns.sweep_require) if _given(ns, "require") else ()
     except SweepSpecError as exc:
         raise ConfigError(str(exc)) from None
-    base = _base_config(rest, spec.rates)
+    base = _base_config(rest, spec.rates, prog)
     if index is not None:
         try:
             plan = resume_plan(index, spec)
@@ -307,7 +309,7 @@ def run_sweep(argv: Sequence[str], say: Callable[[str], None] | None = None) -> 
         say(sentence)
     say(f"sweep:   {sweep_dir / INDEX_NAME} ({len(plan.finished)} points, {_clock(time.monotonic() - started)})")
     if outcome_kind == "interrupted":
-        say(f"interrupted: continue with  python run_bench.py sweep --resume {sweep_dir}")
+        say(f"interrupted: continue with  {' '.join(command)} sweep --resume {sweep_dir}")
         return SweepOutcome("interrupted", sweep_dir, sentences, interrupt.signal)
     if ran and failed_to_run == ran and done_before == 0:
         return SweepOutcome("all_failed", sweep_dir, sentences)

@@ -385,9 +385,10 @@ OPTIONS: tuple[Option, ...] = (
        handoff="never"),
     _o("run-id", str, "", "Name of the run's subfolder (default: a timestamp).", _COMMON, scope="run",
        handoff="never"),
-    _o("report", bool, True, "Do not render report.html.", _COMMON, scope="run", handoff="never", negate=True),
-    _o("overwrite", bool, False, "Write into a run folder that already holds a results file.", _COMMON,
-       scope="run", handoff="never"),
+    _o("report", bool, True, "Do not render report.html.", _COMMON, scope="both", handoff="never", negate=True),
+    # locust -f reads it too (run_bench.py's Locust writes into a folder it holds, so it is not handed on)
+    _o("overwrite", bool, False, "Write into a run folder (run_bench.py) or over a --results file (locust -f) that "
+       "already holds results.", _COMMON, handoff="never"),
     _o("profile", str, "",
        f"A named set of defaults: 'ci' is small enough for a CI job ({_profile_words(PROFILES['ci'])}).", _COMMON,
        scope="run", handoff="never", choices=("", *PROFILES)),
@@ -498,7 +499,8 @@ OPTIONS: tuple[Option, ...] = (
        scope="locust", handoff="target", web_ui=False, checks=(pid_list,)),
     _o("target-name", str, "", "Name of the target, for the results file.", _PLUMBING, scope="locust",
        handoff="target", web_ui=False),
-    _o("results", str, "", "Results file to write (default bench-out/<mode>-<time>/results.json).", _PLUMBING,
+    _o("results", str, "", "Results file to write; an existing one is refused without --overwrite (default: each "
+       "test a new folder, bench-out/<mode>-<time>[-n]/results.json).", _PLUMBING,
        scope="locust", handoff="target"),
     _o("mode-result-only", bool, False, "Write only this mode's result to --results (run_bench.py sets it: it "
        "builds the results document and decides the status itself).", _PLUMBING, scope="locust",
