@@ -94,6 +94,8 @@ def claim_run_dir(config: RunConfig) -> Iterator[Path]:
         yield run_dir
     finally:
         if holder is not None:
+            # unlocked first: a process gevent has patched (a test importing Locust) defers os.close
+            fcntl.flock(holder, fcntl.LOCK_UN)
             os.close(holder)
 
 
