@@ -60,6 +60,7 @@ def _first_x(svg: str, gid: str) -> float:
 # --------------------------------------------------------------------------- built-in target, both paths
 
 
+@pytest.mark.e2e
 def test_builtin_target_has_one_kind_on_both_paths(tmp_path: Path) -> None:
     """A run_bench.py run and a plain ``locust -f`` run of one workload against the built-in target are
     comparable: both say ``target.kind builtin`` (run_bench.py's Locust used to write ``external``)."""
