@@ -76,6 +76,8 @@ def test_the_installed_command_runs_a_mode_from_outside_the_checkout(venv: Path,
     assert (run_dir / "report.html").is_file() and f"report:  {run_dir / 'report.html'}" in proc.stdout
     doc = json.loads((run_dir / "results.json").read_text())
     assert_ok(doc["modes"]["push"])
+    # what to type to repeat it is what was typed, not the checkout's script
+    assert doc["run"]["command"][:3] == ["deliverybench", "--modes", "push"], doc["run"]["command"]
     # the locustfile Locust ran is the venv's: nothing came from the checkout
     site = _site_packages(venv)
     assert Path(doc["config"]["locust"]["locustfile"]).resolve() == site / "scenarios" / "ws_push.py"

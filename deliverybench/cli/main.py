@@ -206,7 +206,7 @@ def _run(argv: list[str], program: Program) -> int:
             return EXIT_USAGE
     with Interrupt() as interrupt:
         try:
-            outcome = run(config, _say, interrupt, prog=program.name)
+            outcome = run(config, _say, interrupt, prog=program.name, command=program.command)
         except ConfigError as exc:
             _error(program.name, str(exc))
             return EXIT_USAGE

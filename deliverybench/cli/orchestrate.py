@@ -24,7 +24,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -326,7 +326,8 @@ def _headline(result: dict[str, Any]) -> str:
 
 def run_modes(config: RunConfig, run_dir: Path, say: Callable[[str], None],
               interrupt: Interrupt | None = None, *, progress: Progress | None = None,
-              stop_when: Callable[[str, dict[str, Any]], str | None] | None = None) -> Measured:
+              stop_when: Callable[[str, dict[str, Any]], str | None] | None = None,
+              command: Sequence[str] = ("run_bench.py",)) -> Measured:
     """Run every configured mode and return the results document, built once around them.
 
     After an interrupt the mode under way is stopped and kept (``interrupted``)
@@ -376,4 +377,4 @@ def run_modes(config: RunConfig, run_dir: Path, say: Callable[[str], None],
         machine=machine_facts(), packages=package_versions(), commit=git_commit(),
         started_ns=min(int(r["started_ns"]) for r in results.values()),
         ended_ns=max(int(r["ended_ns"]) for r in results.values()),
-        modes=results, command=redact_argv(["run_bench.py", *sys.argv[1:]])), write_error)
+        modes=results, command=redact_argv([*command, *sys.argv[1:]])), write_error)

@@ -15,7 +15,7 @@ import os
 import secrets
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,7 +120,7 @@ def unique_folder(out: Path, prefix: str = "") -> Path:
 def run(config: RunConfig, say: Callable[[str], None], interrupt: Interrupt | None = None, *,
         progress: Progress | None = None,
         stop_when: Callable[[str, dict[str, Any]], str | None] | None = None, quiet: bool = False,
-        prog: str = "run_bench.py") -> RunOutcome:
+        prog: str = "run_bench.py", command: Sequence[str] = ("run_bench.py",)) -> RunOutcome:
     """Run every mode of ``config``; write results and report.
 
     Args:
@@ -128,6 +128,8 @@ def run(config: RunConfig, say: Callable[[str], None], interrupt: Interrupt | No
         stop_when: ``(mode, live) -> reason``: stops a mode early (a sweep's clearly failed point).
         quiet: leave out the summary table (a sweep prints one line per point instead).
         prog: the command's name, for the warning of a report not rendered.
+        command: how the user started us (``deliverybench``, ``python -m deliverybench``...), recorded with
+            the arguments so that the results file says what to type to repeat the run.
 
     Raises:
         ConfigError: the run cannot start as configured (nothing is written), or its folder is taken.
@@ -139,7 +141,8 @@ def run(config: RunConfig, say: Callable[[str], None], interrupt: Interrupt | No
         raise ConfigError(problem)
     with claim_run_dir(config) as run_dir:
         say(f"deliverybench: modes {', '.join(config.modes)}; results in {run_dir}")
-        measured = run_modes(config, run_dir, say, interrupt, progress=progress or Progress(), stop_when=stop_when)
+        measured = run_modes(config, run_dir, say, interrupt, progress=progress or Progress(), stop_when=stop_when,
+                              command=command)
         document = measured.document
         try:
             path = results_file.write(document, run_dir / RESULTS_NAME)

@@ -269,7 +269,7 @@ def run_sweep(argv: Sequence[str], say: Callable[[str], None] | None = None, *,
                 config = base.replace(modes=(point.mode,), subscribers=point.subscribers, rate=point.rate,
                                       out=str(sweep_dir), run_id=name, overwrite=True)
                 result_run = run(config, lambda _line: None, interrupt, progress=progress, stop_when=stop_when,
-                                 quiet=True)
+                                 quiet=True, command=command)
             except ConfigError as exc:  # e.g. more sessions than the open-files limit: the harness's limit
                 verdict = PointVerdict(Status.INVALID, (f"not run: {exc}",),
                                        ("raise the open-files limit, add --source-addresses or --processes",),
