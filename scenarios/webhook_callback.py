@@ -6,11 +6,14 @@
 With no ``--publish-url``/``--subscribe-url`` the master starts the built-in
 callback target. ``--subscribe-url`` is the target's subscription API
 (``POST {"url": ...}`` -> ``{"id": ...}``, ``DELETE .../<id>``). Every
-process serves its users' callback URLs from one aiohttp receiver on its
-event-loop thread (see ``deliverybench/adapters/callback_receiver.py``), which
-reads no body over ``body_cap_for(--payload-bytes)`` (1 MiB at least) and no more
-body bytes at once than its budget: hostile requests are refused and counted
-(``oversized_body``, ``receiver_busy``, ``truncated_body``).
+process serves its users' callback URLs from one receiver on its event-loop
+thread -- bare asyncio protocols over httptools' C parser (see
+``deliverybench/adapters/http_receiver.py`` and ``callback_receiver.py``) --
+which reads no body over ``body_cap_for(--payload-bytes)`` (1 MiB at least) and
+no more body bytes at once than its budget: hostile requests are refused and
+counted (``oversized_body``, ``receiver_busy``, ``truncated_body``,
+``malformed_request``, ``oversized_headers``, ``too_many_headers``,
+``request_timeout``, ``not_found``, ``method_not_allowed``).
 """
 
 from __future__ import annotations
