@@ -22,7 +22,7 @@ from typing import Any
 
 import psutil
 import pytest
-from helpers import run_bench, scaled
+from helpers import REPO, run_bench, run_locust, scaled
 from locust.runners import STATE_MISSING, STATE_RUNNING
 
 from deliverybench.core.audit import DROPPED, PublishedLog
@@ -312,3 +312,21 @@ def test_a_killed_worker_is_a_harness_failure_named_with_its_unmeasured_subscrib
     assert "harness worker died, 50 subscribers unmeasured" in proc.stdout
     # the live file stopped counting the dead worker's sessions as connected
     assert 50 in killer.after, killer.after
+
+
+@pytest.mark.e2e
+def test_a_worker_slow_to_hand_over_is_waited_for_not_counted_dead(tmp_path: Path) -> None:
+    """Each worker's final hand-over takes 4 s (tests/servers/slow_handover.py), past Locust's 3-s stats
+    report that tells the master it stopped: both workers' subscribers must still be measured."""
+    users, rate, duration = 40, 5, 5
+    slow = REPO / "tests" / "servers" / "slow_handover.py"
+    proc, doc = run_locust(f"ws_push.py,{slow}", tmp_path, "--processes", "2", "--rate", str(rate),
+                           "--duration", str(duration), "--drain", "1", users=users)
+    push = doc["modes"]["push"]
+    audit = push["audit"]
+    why = (audit, push["status_reasons"])
+    assert audit["subscribers"] == users and audit.get("subscribers_unmeasured", 0) == 0, why
+    assert audit["expected"] == audit["delivered_unique"] == users * rate * duration and audit["lost"] == 0
+    assert "harness_worker_lost" not in push["errors"]
+    assert push["status"] == "ok", push["status_reasons"]
+    assert proc.returncode == 0, proc.stderr[-2000:]

@@ -59,6 +59,9 @@ STATUS_MESSAGE = "deliverybench_status"
 TARGET_MESSAGE = "deliverybench_target"
 #: seconds between two looks at Locust's worker states
 _WATCH_S = 0.5
+#: the longest the master waits, after Locust's stop, for final payloads still on their way (a worker's
+#: last fold of 15,000 sessions takes seconds on a busy machine; a hung worker is settled as lost after it)
+FINAL_WAIT_S = 30.0
 
 
 class WorkerBook:
@@ -279,7 +282,8 @@ def _wire(environment: Environment, harness: HarnessProcess | None, controller: 
             elif controller is not None:
                 controller.aggregator.add(payload)
         if controller is not None:
-            if isinstance(runner, MasterRunner):  # every live worker's final payload is in by now
+            if isinstance(runner, MasterRunner):
+                _await_final_payloads(book)
                 book.watching = False
                 _settle_workers(controller, book)
             controller.on_test_stop()
@@ -306,6 +310,20 @@ def _watch_workers(runner: MasterRunner, controller: RunController, book: Worker
             log.error("harness worker %s (%s) stopped answering: its %d subscribers are not measured",
                       node, book.process.get(node, node), book.subscribers.get(node, 0))
         gevent.sleep(_WATCH_S)
+
+
+def _await_final_payloads(book: WorkerBook, timeout_s: float = FINAL_WAIT_S) -> None:
+    """Wait until every worker has handed over its final payload or is found gone.
+
+    Locust's ``stop()`` returns on the master as soon as every worker's routine stats report says 0 users --
+    a report a worker sends while its own ``test_stop`` (which folds and sends its final payload) is still
+    running. Settling then would count a worker whose fold takes longer than the next report (10,000
+    sessions on a busy machine) as dead, and its subscribers as unmeasured. The watcher keeps running
+    meanwhile, so a worker that really dies is found gone and ends the wait.
+    """
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and any(n not in book.final and n not in book.gone for n in book.process):
+        gevent.sleep(0.05)
 
 
 def _settle_workers(controller: RunController, book: WorkerBook) -> None:
