@@ -6,6 +6,10 @@ message, to every session on its ``nchan_subscriber websocket`` location --
 exactly the relay contract deliverybench measures. Each test gets its own
 nginx (own prefix, own free port, ``daemon off``), so nothing is shared with
 the machine's nginx or with other tests, and the process is killed at the end.
+
+The tests use one worker; ``benchmarks/push_scale.py`` renders the same
+configuration with several (:class:`NginxConfig`), since one nginx worker
+holds at most as many sessions as its open-files limit allows.
 """
 
 from __future__ import annotations
@@ -14,21 +18,25 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+
+__all__ = ["MODULE", "NginxConfig", "RunningNchan", "missing", "free_port", "render_config", "nchan_server",
+           "nchan"]
 
 MODULE = Path("/usr/lib/nginx/modules/ngx_nchan_module.so")
 
 CONFIG = """\
 load_module {module};
-worker_processes 1;
+worker_processes {workers};
 daemon off;
 master_process on;
 pid {prefix}/nginx.pid;
 error_log {prefix}/error.log warn;
-worker_rlimit_nofile 20000;
-events {{ worker_connections 16384; }}
+worker_rlimit_nofile {rlimit_nofile};
+events {{ worker_connections {worker_connections}; }}
 http {{
     access_log off;
     client_body_temp_path {prefix}/body;
@@ -39,7 +47,7 @@ http {{
     keepalive_requests 10000000;
     keepalive_timeout 120s;
     server {{
-        listen 127.0.0.1:{port};
+        listen 127.0.0.1:{port}{listen_options};
         location = /pub {{
             nchan_publisher;
             nchan_channel_id bench;
@@ -51,9 +59,45 @@ http {{
             nchan_channel_id bench;
             nchan_subscriber_first_message newest;
         }}
+        location = /status {{
+            nchan_stub_status;
+        }}
     }}
 }}
 """
+
+
+@dataclass(frozen=True, slots=True)
+class NginxConfig:
+    """What may differ between the tests' nginx and a benchmark's.
+
+    Attributes:
+        workers: ``worker_processes``; nchan relays each message between
+            workers through shared memory, so every session still gets it.
+        worker_connections: connections one worker may hold (sessions,
+            publisher requests, status reads).
+        rlimit_nofile: ``worker_rlimit_nofile``: nginx raises each worker's
+            limit to this, which needs the right to pass the hard limit.
+        reuseport: one listening socket per worker (``SO_REUSEPORT``), so the
+            kernel spreads connections evenly instead of the busiest worker
+            taking most of them.
+        backlog: the listen queue; nginx's own default (511) drops SYNs when
+            thousands of sessions connect at once.
+    """
+
+    workers: int = 1
+    worker_connections: int = 16384
+    rlimit_nofile: int = 20000
+    reuseport: bool = False
+    backlog: int | None = None
+
+
+def render_config(prefix: Path, port: int, config: NginxConfig = NginxConfig()) -> str:
+    """The nginx.conf for ``config``, serving on 127.0.0.1:``port`` with everything under ``prefix``."""
+    listen = (" reuseport" if config.reuseport else "") + (f" backlog={config.backlog}" if config.backlog else "")
+    return CONFIG.format(module=MODULE, prefix=prefix, port=port, workers=config.workers,
+                         rlimit_nofile=config.rlimit_nofile, worker_connections=config.worker_connections,
+                         listen_options=listen)
 
 
 def missing() -> str | None:
@@ -65,19 +109,31 @@ def missing() -> str | None:
     return None
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
 
 
+@dataclass(frozen=True, slots=True)
+class RunningNchan:
+    """A started nginx + nchan: its URLs, its master's pid and its prefix (error.log is there)."""
+
+    publish_url: str
+    subscribe_url: str
+    status_url: str
+    pid: int
+    prefix: Path
+
+
 @contextmanager
-def nchan(prefix: Path) -> Iterator[tuple[str, str]]:
-    """Run nginx + nchan under ``prefix``; yields (publish URL, WebSocket subscribe URL)."""
+def nchan_server(prefix: Path, config: NginxConfig = NginxConfig()) -> Iterator[RunningNchan]:
+    """Run nginx + nchan under ``prefix`` as ``config`` says until the block ends."""
     prefix.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
+    port = free_port()
     conf = prefix / "nginx.conf"
-    conf.write_text(CONFIG.format(module=MODULE, prefix=prefix, port=port))
+    conf.write_text(render_config(prefix, port, config))
     proc = subprocess.Popen(["nginx", "-p", str(prefix), "-c", str(conf)], stdin=subprocess.DEVNULL,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
@@ -90,9 +146,10 @@ def nchan(prefix: Path) -> Iterator[tuple[str, str]]:
                 if proc.poll() is not None or time.monotonic() > deadline:
                     err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
                     log = (prefix / "error.log").read_text(errors="replace") if (prefix / "error.log").exists() else ""
-                    raise RuntimeError(f"nginx did not start (exit {proc.poll()}): {err} {log}")
+                    raise RuntimeError(f"nginx did not start (exit {proc.poll()}): {err} {log}") from None
                 time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}/pub", f"ws://127.0.0.1:{port}/sub"
+        base = f"127.0.0.1:{port}"
+        yield RunningNchan(f"http://{base}/pub", f"ws://{base}/sub", f"http://{base}/status", proc.pid, prefix)
     finally:
         proc.terminate()
         try:
@@ -100,3 +157,10 @@ def nchan(prefix: Path) -> Iterator[tuple[str, str]]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@contextmanager
+def nchan(prefix: Path) -> Iterator[tuple[str, str]]:
+    """Run the tests' nginx + nchan (one worker) under ``prefix``; yields (publish URL, WebSocket subscribe URL)."""
+    with nchan_server(prefix) as server:
+        yield server.publish_url, server.subscribe_url
