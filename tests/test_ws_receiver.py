@@ -13,7 +13,8 @@ import asyncio
 import base64
 import hashlib
 import time
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pytest
 import uvloop
@@ -48,7 +49,7 @@ def event(i: int, size: int = 256) -> bytes:
 class RawServer:
     """Accepts one WebSocket client and hands its writer to the test's script."""
 
-    def __init__(self, script: Callable[["RawServer"], Awaitable[None]]) -> None:
+    def __init__(self, script: Callable[[RawServer], Awaitable[None]]) -> None:
         self.script = script
         self.received = bytearray()
         self.writer: asyncio.StreamWriter | None = None
@@ -165,6 +166,37 @@ def test_pings_are_answered_and_deliveries_continue() -> None:
     assert raw.received[0] == 0x8A and raw.received[1] == 0x80 | len(b"are-you-there")
     mask, masked = raw.received[2:6], raw.received[6:6 + 13]
     assert bytes(b ^ mask[i % 4] for i, b in enumerate(masked)) == b"are-you-there"
+
+
+def _unmask(data: bytes | bytearray) -> tuple[int, bytes]:
+    """The opcode and payload of the first (masked, short) frame a client sent."""
+    assert data[1] & 0x80, "a client frame must be masked"
+    n, mask = data[1] & 0x7F, data[2:6]
+    return data[0], bytes(b ^ mask[i % 4] for i, b in enumerate(data[6:6 + n]))
+
+
+def test_an_idle_sessions_own_close_is_a_masked_1000() -> None:
+    """An open session that has only seen whole data frames keeps no library protocol; closing it makes one."""
+    async def script(raw: RawServer) -> None:
+        await raw.send(frame(event(1)))
+
+    recorder, raw, _ = run(script, after=0.1)
+    opcode, payload = _unmask(raw.received)
+    assert opcode == 0x88 and int.from_bytes(payload[:2], "big") == 1000
+    assert delivered(recorder)[0] == 1
+
+
+def test_a_ping_inside_a_fragmented_message_is_answered_and_the_message_joined() -> None:
+    body = event(1)
+
+    async def script(raw: RawServer) -> None:
+        await raw.send(frame(body[:50], fin=False) + frame(b"mid", opcode=9) + frame(body[50:], opcode=0))
+        await asyncio.sleep(0.2)
+
+    recorder, raw, _ = run(script)
+    assert _unmask(raw.received) == (0x8A, b"mid")
+    count, (records, errors) = delivered(recorder)
+    assert count == 1 and records[0].received.unique == 1 and not errors
 
 
 def test_a_server_close_is_answered_counted_and_reconnected() -> None:
