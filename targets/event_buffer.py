@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import bisect
 from collections import deque
+from collections.abc import Mapping
 
 from aiohttp import web
 
-__all__ = ["EventBuffer", "poll_handler"]
+__all__ = ["EventBuffer", "poll_handler", "poll_query", "poll_answer"]
 
 
 class EventBuffer:
@@ -41,12 +42,33 @@ class EventBuffer:
 
     def after(self, after_id: int, limit: int = 1000) -> tuple[list[bytes], bool]:
         """Events with id > ``after_id`` (at most ``limit``), and whether some were already dropped."""
+        _, raws, gap = self.entries_after(after_id, limit)
+        return raws, gap
+
+    def entries_after(self, after_id: int, limit: int = 1000) -> tuple[list[int], list[bytes], bool]:
+        """Like :meth:`after`, with the events' ids (an SSE ``id:`` line, a long-poll ``Etag``)."""
         if not self._ids:
-            return [], False
+            return [], [], False
         gap = after_id + 1 < self._ids[0] and len(self._ids) == self.capacity
         start = bisect.bisect_right(self._ids, after_id)  # ids are ascending
         end = min(start + limit, len(self._raw))
-        return [self._raw[i] for i in range(start, end)], gap
+        return [self._ids[i] for i in range(start, end)], [self._raw[i] for i in range(start, end)], gap
+
+
+def poll_query(query: Mapping[str, str]) -> tuple[int, int]:
+    """``(after, limit)`` of a poll request's query; ValueError if either is not an integer."""
+    after = int(query.get("after", "-1"))
+    limit = max(1, min(int(query.get("limit", "1000")), 100_000))
+    return after, limit
+
+
+def poll_answer(buffer: EventBuffer, after: int, limit: int) -> web.Response:
+    """The poll contract's answer: events newer than ``after`` as NDJSON, ``X-Last-Id``, ``X-Gap`` when cut."""
+    events, gap = buffer.after(after, limit)
+    headers = {"X-Last-Id": str(buffer.last_id)}
+    if gap:
+        headers["X-Gap"] = "1"
+    return web.Response(body=b"\n".join(events), headers=headers, content_type="application/x-ndjson")
 
 
 def poll_handler(buffer: EventBuffer):  # type: ignore[no-untyped-def]
@@ -54,14 +76,9 @@ def poll_handler(buffer: EventBuffer):  # type: ignore[no-untyped-def]
 
     async def handle(request: web.Request) -> web.Response:
         try:
-            after = int(request.query.get("after", "-1"))
-            limit = max(1, min(int(request.query.get("limit", "1000")), 100_000))
+            after, limit = poll_query(request.query)
         except ValueError:
             return web.Response(status=400, text="after and limit must be integers\n")
-        events, gap = buffer.after(after, limit)
-        headers = {"X-Last-Id": str(buffer.last_id)}
-        if gap:
-            headers["X-Gap"] = "1"
-        return web.Response(body=b"\n".join(events), headers=headers, content_type="application/x-ndjson")
+        return poll_answer(buffer, after, limit)
 
     return handle

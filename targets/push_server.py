@@ -14,7 +14,12 @@ HTTP (``--port``):
   ``400`` if the body is empty or any line is not an event (then nothing is
   published).
 * ``GET /events?after=N`` -- the same stream for the polling baseline.
-* ``GET /health`` -- ``{"ok": true, "subscribers": n}``.
+* ``GET /sse`` and ``GET /longpoll`` -- the same stream again, as Server-Sent
+  Events and long-polling (:mod:`targets.stream_endpoints`); every batch
+  :meth:`PushServer.deliver` broadcasts to the WebSocket sessions goes to
+  them in the same call.
+* ``GET /health`` -- ``{"ok": true, "subscribers": n}``: WebSocket sessions,
+  SSE streams and long-polls being held.
 * ``GET /stats`` -- counters.
 
 WebSocket (``--ws-port``, any path): every frame a subscriber sends is echoed
@@ -25,12 +30,16 @@ clocks cannot be trusted across machines.
 delivered (to push and poll alike), so a test can check that the harness
 reports a latency it knows in advance.
 
+``--sse-ping-s S`` is the silence after which every SSE stream gets a
+``: ping`` comment (default 15).
+
 ``--workers N`` spreads the WebSocket sessions over N processes sharing one
 port (``SO_REUSEPORT``: the kernel hands each new connection to one of
 them), for more sessions than one process's open-files limit allows. This
 process keeps the HTTP side; every event it delivers is also written,
 length-prefixed, down a pipe to each worker, which broadcasts it to its own
-sessions. Workers report their session counts back, so ``/health`` and
+sessions (SSE streams and long-polls stay in this process, on the HTTP
+port). Workers report their session counts back, so ``/health`` and
 ``/stats`` count every session, and the ready line names every pid so the
 harness charges all of them to the target.
 """
@@ -58,6 +67,7 @@ from targets import hold
 from targets._process import announce_ready, url_for, wait_for_signal
 from targets.event_buffer import EventBuffer, poll_handler
 from targets.service_queue import ServiceQueue
+from targets.stream_endpoints import DEFAULT_PING_S, StreamHub
 
 __all__ = ["PushServer", "main"]
 
@@ -74,14 +84,17 @@ class PushServer:
         delay_ms: test-only hold before each event is delivered.
         buffer: how many recent events ``GET /events`` retains.
         capacity: test-only limit, deliveries per second (:class:`ServiceQueue`; 0: none).
+        sse_ping_s: silence after which every SSE stream gets ``: ping``.
     """
 
-    def __init__(self, *, delay_ms: float = 0.0, buffer: int = 10_000, capacity: float = 0.0) -> None:
+    def __init__(self, *, delay_ms: float = 0.0, buffer: int = 10_000, capacity: float = 0.0,
+                 sse_ping_s: float = DEFAULT_PING_S) -> None:
         if delay_ms < 0:
             raise ValueError("delay_ms must be >= 0")
         self.delay_s = delay_ms / 1000.0
         self.service = ServiceQueue(capacity)
         self.buffer = EventBuffer(buffer)
+        self.streams = StreamHub(self.buffer, ping_s=sse_ping_s)
         self.subscribers: set[ServerConnection] = set()
         self.published = 0
         self.frames_sent = 0
@@ -116,14 +129,15 @@ class PushServer:
             append(event_id, raw)
             broadcast(conns, raw, text=True)
         self.frames_sent += len(raws) * (len(conns) + sum(self.worker_sessions))
+        self.streams.deliver(ids, raws)  # after the buffer has the batch: held polls read it from there
         if self.worker_pipes:
             packet = b"".join(len(raw).to_bytes(4, "big") + raw for raw in raws)
             for pipe in self.worker_pipes:
                 pipe.write(packet)
 
     def sessions(self) -> int:
-        """Open sessions in this process and every worker."""
-        return len(self.subscribers) + sum(self.worker_sessions)
+        """Subscribers being delivered to: WebSocket sessions here and in every worker, SSE streams, held polls."""
+        return len(self.subscribers) + sum(self.worker_sessions) + self.streams.streams + self.streams.held
 
     def hold(self, ids: list[int], raws: list[bytes]) -> None:
         # One timer and a FIFO, not a timer per batch, so held events keep
@@ -189,6 +203,7 @@ class PushServer:
                 "connections_total": self.connections_total,
                 "echoed": self.echoed,
                 "last_id": self.buffer.last_id,
+                **self.streams.stats(),
             }
         )
 
@@ -196,13 +211,15 @@ class PushServer:
         app = web.Application(client_max_size=_MAX_BODY)
         app.router.add_post("/publish", self.publish)
         app.router.add_get("/events", poll_handler(self.buffer))
+        self.streams.add_routes(app)
         app.router.add_get("/health", self.health)
         app.router.add_get("/stats", self.stats)
         return app
 
 
 async def run(args: argparse.Namespace) -> None:
-    server = PushServer(delay_ms=args.delay_ms, buffer=args.buffer, capacity=args.capacity)
+    server = PushServer(delay_ms=args.delay_ms, buffer=args.buffer, capacity=args.capacity,
+                        sse_ping_s=args.sse_ping_s)
     ws_server = await serve(
         server.session,
         args.host,
@@ -212,7 +229,8 @@ async def run(args: argparse.Namespace) -> None:
         close_timeout=2,
         reuse_port=args.workers > 1,
     )
-    runner = web.AppRunner(server.app(), access_log=None, handle_signals=False)
+    # handler_cancellation: a held long-poll or SSE stream whose client goes ends at once
+    runner = web.AppRunner(server.app(), access_log=None, handle_signals=False, handler_cancellation=True)
     await runner.setup()
     workers: list[subprocess.Popen[bytes]] = []
     try:
@@ -228,6 +246,8 @@ async def run(args: argparse.Namespace) -> None:
                 "ingress": url_for("http", args.host, http_port, "/publish"),
                 "push": url_for("ws", args.host, ws_port, "/"),
                 "poll": url_for("http", args.host, http_port, "/events"),
+                "sse": url_for("http", args.host, http_port, "/sse"),
+                "longpoll": url_for("http", args.host, http_port, "/longpoll"),
                 "health": url_for("http", args.host, http_port, "/health"),
                 "stats": url_for("http", args.host, http_port, "/stats"),
             },
@@ -238,6 +258,7 @@ async def run(args: argparse.Namespace) -> None:
         log.info("%s: shutting down", sig.name)
     finally:
         server.cancel_held()
+        server.streams.close()  # held handlers end, so the runner's cleanup does not wait on them
         for pipe in server.worker_pipes:
             pipe.close()
         for worker in workers:
@@ -314,7 +335,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--capacity", type=float, default=0.0,
                    help="TEST ONLY: serve at most this many deliveries per second, one event at a time "
                         "(a known capacity for sweeps; default: 0, no limit)")
-    p.add_argument("--buffer", type=int, default=10_000, help="events kept for GET /events (default: 10000)")
+    p.add_argument("--buffer", type=int, default=10_000,
+                   help="events kept for GET /events, /longpoll and SSE replay (default: 10000)")
+    p.add_argument("--sse-ping-s", type=float, default=DEFAULT_PING_S,
+                   help="seconds of silence after which SSE streams get a ': ping' comment (default: 15)")
     p.add_argument("--workers", type=int, default=1,
                    help="processes holding WebSocket sessions on one port (SO_REUSEPORT; default: 1)")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -325,6 +349,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         p.error("--delay-ms must be >= 0")
     if not args.capacity >= 0:
         p.error("--capacity must be >= 0")
+    if not args.sse_ping_s > 0:
+        p.error("--sse-ping-s must be > 0")
     if args.buffer < 1:
         p.error("--buffer must be >= 1")
     return args

@@ -26,10 +26,12 @@ E2E_MODULES = frozenset({
     "test_gate_e2e.py",
     "test_installed.py",
     "test_locust_direct.py",
+    "test_longpoll.py",
     "test_publisher_e2e.py",
     "test_push_e2e.py",
     "test_reliability.py",
     "test_sweep_e2e.py",
+    "test_target_streams.py",
     "test_targets.py",
     "test_webhook_e2e.py",
 })
