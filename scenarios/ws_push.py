@@ -103,6 +103,12 @@ class PushSubscriber(User):
                 request_type="push", name="connect", response_time=0, response_length=0,
                 exception=ConnectionError("no --subscribe-url (or --host) to subscribe to"), context={})
             return
+        if not harness.session_allowed():
+            self.environment.events.request.fire(
+                request_type="push", name="connect", response_time=0, response_length=0,
+                exception=ConnectionError("over this process's open-files budget"), context={})
+            return
+        self._budgeted = True
         addresses = [a.strip() for a in (opts.source_addresses or "").split(",") if a.strip()]
         name = harness.new_subscriber_name()
         index = int(name.rsplit(":", 1)[1])
@@ -129,6 +135,8 @@ class PushSubscriber(User):
             harness = getattr(self, "harness", None)
             if harness is not None:
                 harness.loop.call(self._close_session, at_ns)
+                if getattr(self, "_budgeted", False):
+                    harness.session_closed()
         if self._greenlet is not None:
             self._group.killone(self._greenlet)
         return True

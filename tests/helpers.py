@@ -6,6 +6,7 @@ import csv
 import json
 import math
 import os
+import resource
 import socket
 import subprocess
 import sys
@@ -45,9 +46,12 @@ def env() -> dict[str, str]:
     return out
 
 
-def run_locust(scenario: str, tmp: Path, *args: str, users: int,
-               timeout: float = 180) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
-    """Run ``locust -f scenarios/<scenario> --headless`` and load the results it wrote."""
+def run_locust(scenario: str, tmp: Path, *args: str, users: int, timeout: float = 180,
+               open_files: int | None = None) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    """Run ``locust -f scenarios/<scenario> --headless`` and load the results it wrote.
+
+    ``open_files`` sets Locust's (and its children's) open-files limit, soft and hard.
+    """
     results = tmp / "results.json"
     cmd = [sys.executable, "-m", "locust", "-f", str(SCENARIOS / scenario), "--headless",
            "-u", str(users), "-r", str(max(users, 1)), "-t", f"{math.ceil(scaled(120))}s", "--only-summary",
@@ -59,7 +63,12 @@ def run_locust(scenario: str, tmp: Path, *args: str, users: int,
             port = str(probe.getsockname()[1])
         cmd += ["--master-bind-host", "127.0.0.1", "--master-bind-port", port,
                 "--master-host", "127.0.0.1", "--master-port", port]
-    proc = subprocess.run(cmd, cwd=tmp, env=env(), capture_output=True, text=True, timeout=scaled(timeout))
+    def limit_files() -> None:
+        if open_files is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files))
+
+    proc = subprocess.run(cmd, cwd=tmp, env=env(), capture_output=True, text=True, timeout=scaled(timeout),
+                          preexec_fn=limit_files)
     assert results.is_file(), f"no results written (exit {proc.returncode}):\n{proc.stderr[-3000:]}"
     return proc, json.loads(results.read_text())
 

@@ -25,6 +25,7 @@ import pytest
 from helpers import REPO, run_bench, run_locust, scaled
 from locust.runners import STATE_MISSING, STATE_RUNNING
 
+from deliverybench.adapters.process_tuning import PROCESS_OVERHEAD_FDS
 from deliverybench.core.audit import DROPPED, PublishedLog
 from deliverybench.core.process_recorder import ProcessRecorder
 from deliverybench.core.status import assess
@@ -330,3 +331,22 @@ def test_a_worker_slow_to_hand_over_is_waited_for_not_counted_dead(tmp_path: Pat
     assert "harness_worker_lost" not in push["errors"]
     assert push["status"] == "ok", push["status_reasons"]
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+@pytest.mark.e2e
+def test_sessions_past_a_process_open_files_budget_are_refused_counted_and_explained(tmp_path: Path) -> None:
+    """With 400 open files a process may hold 200 sessions (200 kept for itself): of 260 users, 60 are
+    refused by the harness -- counted by kind, said once -- instead of failing with EMFILE mid-run."""
+    users, rate, duration, limit = 260, 5, 5, 400
+    proc, doc = run_locust("ws_push.py", tmp_path, "--rate", str(rate), "--duration", str(duration),
+                           "--drain", "1", "--settle-timeout", "5", users=users, open_files=limit)
+    push = doc["modes"]["push"]
+    budget = limit - PROCESS_OVERHEAD_FDS
+    assert push["errors"]["connect_fd_budget"] == users - budget, push["errors"]
+    assert not any(kind.startswith("connect_emfile") for kind in push["errors"]), push["errors"]
+    audit = push["audit"]
+    assert audit["subscribers"] == budget and audit["lost"] == 0
+    assert audit["delivered_unique"] == budget * rate * duration
+    assert any("open-files limit allows" in r for r in push["status_reasons"]), push["status_reasons"]
+    assert push["status"] != "ok"
+    assert proc.stderr.count("further sessions are refused") == 1

@@ -17,10 +17,12 @@ import gc
 import logging
 import resource
 
-__all__ = ["settle_gc", "raise_open_files_limit", "GEN0_THRESHOLD"]
+__all__ = ["settle_gc", "raise_open_files_limit", "session_budget", "GEN0_THRESHOLD", "PROCESS_OVERHEAD_FDS"]
 
 #: allocations between young-generation collections (CPython's default is 700)
 GEN0_THRESHOLD = 50_000
+#: files a harness or target process holds besides its sessions (libraries, logs, zmq, pools, /proc reads)
+PROCESS_OVERHEAD_FDS = 200
 
 
 def settle_gc() -> None:
@@ -47,3 +49,14 @@ def raise_open_files_limit() -> int:
             logging.getLogger("deliverybench").warning("could not raise RLIMIT_NOFILE from %s to %s: %s",
                                                        soft, wanted, exc)
     return soft
+
+
+def session_budget() -> int:
+    """How many sessions this process may hold: its open-files limit less what it needs for itself.
+
+    A process at its limit cannot even read ``/proc`` to sample itself, so a
+    session past the budget is refused by the harness (counted, explained)
+    rather than left to fail with EMFILE and take the process's own files with it.
+    """
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return max(0, soft - PROCESS_OVERHEAD_FDS) if soft != resource.RLIM_INFINITY else 1 << 30

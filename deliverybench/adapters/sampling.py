@@ -73,6 +73,8 @@ class ProcessSampler:
             except psutil.Error:
                 del self._procs[key]
                 continue
+            except OSError:  # EMFILE: a process at its open-files limit cannot open /proc; skip this reading
+                continue
             now, cpu_s = time.time(), times.user + times.system
             last_t, last_cpu = self._last.get(key, (now, cpu_s))
             gap = now - last_t
@@ -83,10 +85,14 @@ class ProcessSampler:
                 self._last[key] = (now, cpu_s)
             out.append(Sample(now, role, pid, cpu_s, percent, rss, connections if pid == os.getpid() else -1))
         if self._machine is not None and self._steal is not None:
-            now, machine_times = time.time(), psutil.cpu_times()  # one reading for both machine figures
+            try:
+                now, machine_times = time.time(), psutil.cpu_times()  # one reading for both machine figures
+                used = psutil.virtual_memory().used
+            except OSError:  # EMFILE, as above
+                return out
             busy, stolen = _busy_cpu_s(machine_times), _steal_s(machine_times)
             percent, self._machine = _share_of_all_cores(self._machine, now, busy)
-            out.append(Sample(now, MACHINE_ROLE, 0, busy, percent, psutil.virtual_memory().used))
+            out.append(Sample(now, MACHINE_ROLE, 0, busy, percent, used))
             percent, self._steal = _share_of_all_cores(self._steal, now, stolen)
             out.append(Sample(now, STEAL_ROLE, 0, stolen, percent, 0))
         return out

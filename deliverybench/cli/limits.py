@@ -16,10 +16,10 @@ import math
 import resource
 from typing import Any
 
+from ..adapters.process_tuning import PROCESS_OVERHEAD_FDS
+
 __all__ = ["open_files_problem", "PROCESS_OVERHEAD_FDS", "SESSION_MODES"]
 
-#: files a harness or target process holds besides its sessions (libraries, logs, zmq, pools)
-PROCESS_OVERHEAD_FDS = 200
 #: modes in which every subscriber holds a socket open for the whole run
 SESSION_MODES = ("push", "poll")
 

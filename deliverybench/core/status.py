@@ -31,6 +31,8 @@ _ERROR_FAMILIES: tuple[tuple[str, str], ...] = (
     ("closed_", "{n:,} sessions dropped"),
     ("connect_emfile", "{n:,} connections refused by the open-files limit (EMFILE: raise ulimit -n or use "
                        "--processes)"),
+    ("connect_fd_budget", "{n:,} sessions not opened: a harness process held all its open-files limit allows "
+                          "(use more --processes)"),
     ("connect_", "{n:,} connection attempts failed"),
     ("subscribe_failed", "{n:,} subscriptions failed"),
     ("poll_start_failed", "{n:,} pollers could not start"),

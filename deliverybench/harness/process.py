@@ -23,6 +23,7 @@ from locust.env import Environment
 
 from targets.start import TargetUrls
 
+from ..adapters.process_tuning import PROCESS_OVERHEAD_FDS, session_budget
 from ..adapters.sampling import ProcessSampler
 from ..core.plan import plan_run
 from ..core.process_recorder import DEFAULT_ID_LIMIT, ProcessRecorder, empty_payload
@@ -33,6 +34,8 @@ __all__ = ["HarnessProcess", "warm_histogram_tables"]
 
 log = logging.getLogger("deliverybench")
 NS = 1_000_000_000
+#: the error kind of a session refused because the process holds all its open-files limit allows
+FD_BUDGET_KIND = "connect_fd_budget"
 
 
 class HarnessProcess:
@@ -57,7 +60,37 @@ class HarnessProcess:
         self.status_active = False
         #: the target's URLs as the controller got them (in this process, or by message from the master)
         self.urls: TargetUrls | None = None
+        #: sessions this process may hold (known once Locust has raised the open-files limit), and holds
+        self._session_budget: int | None = None
+        self.sessions_opened = 0
+        self._budget_said = False
         warm_histogram_tables()
+
+    def session_allowed(self) -> bool:
+        """Whether one more session fits in this process's open-files budget; if not, it is counted and said.
+
+        Locust gives a worker more users when others go missing (a starved
+        worker misses heartbeats): past its limit a process would fail every
+        connect with EMFILE and could no longer open even ``/proc`` or a log.
+        """
+        if self._session_budget is None:
+            self._session_budget = session_budget()
+        if self.sessions_opened < self._session_budget:
+            self.sessions_opened += 1
+            return True
+        recorder = self.recorder
+        self.loop.call(recorder.error, FD_BUDGET_KIND, time.time_ns())
+        if not self._budget_said:
+            self._budget_said = True
+            log.error("this harness process holds %d sessions, all its open-files limit allows (%d less %d for "
+                      "itself): further sessions are refused and counted as %s -- use more --processes",
+                      self._session_budget, self._session_budget + PROCESS_OVERHEAD_FDS, PROCESS_OVERHEAD_FDS,
+                      FD_BUDGET_KIND)
+        return False
+
+    def session_closed(self) -> None:
+        """A session counted by :meth:`session_allowed` has ended for good (its user stopped)."""
+        self.sessions_opened -= 1
 
     # -- shared by user classes -------------------------------------------
     @property
