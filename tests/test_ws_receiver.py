@@ -55,9 +55,11 @@ class RawServer:
         self.writer: asyncio.StreamWriter | None = None
         self.done = asyncio.Event()
         self.connections = 0
+        self.peers: list[Any] = []
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
+        self.peers.append(writer.get_extra_info("peername"))
         request = await reader.readuntil(b"\r\n\r\n")
         key = next(line.split(b":", 1)[1].strip() for line in request.split(b"\r\n")
                    if line.lower().startswith(b"sec-websocket-key"))
@@ -91,7 +93,7 @@ class RawServer:
 
 
 def run(script: Callable[[RawServer], Awaitable[None]], *, max_size: int = 2**20,
-        after: float = 0.3) -> tuple[ProcessRecorder, RawServer, list[Any]]:
+        after: float = 0.3, local_addr: str | None = None) -> tuple[ProcessRecorder, RawServer, list[Any]]:
     """Serve ``script`` to one PushSession; return the recorder (after a final hand-over)."""
     recorder = ProcessRecorder("push", id_limit=1000)
     notes: list[Any] = []
@@ -101,7 +103,8 @@ def run(script: Callable[[RawServer], Awaitable[None]], *, max_size: int = 2**20
         server = await asyncio.start_server(raw.handle, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
         session = PushSession("s", recorder, PushSessionOptions(url=f"ws://127.0.0.1:{port}/", max_size=max_size,
-                                                               reconnect_delay_s=0.1, max_reconnects=1),
+                                                               reconnect_delay_s=0.1, max_reconnects=1,
+                                                               local_addr=local_addr),
                               notify=lambda ok, error: notes.append((ok, error)))
         session.start()
         await asyncio.wait_for(raw.done.wait(), 10)
@@ -273,3 +276,14 @@ def test_a_handshake_refused_is_named() -> None:
     uvloop.run(main())
     assert notes and notes[0][0] is False and notes[0][1].startswith("handshake:")
     assert recorder.connect_failures == {"connect_handshake": 1}
+
+
+def test_a_session_connects_from_its_source_address() -> None:
+    """--source-addresses: the port is picked at connect time (IP_BIND_ADDRESS_NO_PORT), the address is ours."""
+    async def script(raw: RawServer) -> None:
+        await raw.send(frame(event(1)))
+
+    recorder, raw, notes = run(script, local_addr="127.0.0.2")
+    assert notes[0] == (True, None)
+    assert raw.peers[0][0] == "127.0.0.2" and raw.peers[0][1] > 0
+    assert delivered(recorder)[0] == 1

@@ -62,6 +62,7 @@ from websockets.uri import WebSocketURI, parse_uri
 
 from ..core.event import EVENT_PREFIX, WARMUP_MARK, MalformedEvent, read_head
 from ..core.process_recorder import ProcessRecorder
+from .dial import dial
 
 __all__ = ["PushSessionOptions", "PushSession", "PushReceiver", "reconnect_delay"]
 
@@ -432,14 +433,16 @@ class PushSession:
         self._closed_by_server = None
         loop = asyncio.get_running_loop()
         kwargs: dict[str, Any] = {}
-        if self.options.local_addr:
-            kwargs["local_addr"] = (self.options.local_addr, 0)
         if self.uri.secure:
             kwargs["ssl"] = True
             kwargs["server_hostname"] = self.uri.host
         self._started = time.time_ns()
         receiver = self._receiver = PushReceiver(self)
-        connecting = asyncio.ensure_future(loop.create_connection(lambda: receiver, self._host, self._port, **kwargs))
+        if self.options.local_addr:  # the source port is picked at connect(), not scanned for at bind()
+            opening = dial(loop, lambda: receiver, self._host, self._port, self.options.local_addr, **kwargs)
+        else:
+            opening = loop.create_connection(lambda: receiver, self._host, self._port, **kwargs)
+        connecting = asyncio.ensure_future(opening)
         self._timer = loop.call_later(self.options.open_timeout_s, self._open_timed_out, receiver, connecting)
         connecting.add_done_callback(partial(self._connected, receiver))
 
