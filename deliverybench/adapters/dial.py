@@ -25,6 +25,24 @@ __all__ = ["dial", "IP_BIND_ADDRESS_NO_PORT"]
 IP_BIND_ADDRESS_NO_PORT: int = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
 
 
+def _stdlib_socket_class() -> type[socket.socket]:
+    """The standard library's socket class, even in a process gevent has patched.
+
+    Locust patches ``socket.socket`` with gevent's cooperative one; in the
+    loop thread that class's ``connect`` ran a *blocking* connect() (measured:
+    most of a worker's CPU at 8,000 sessions a process, holding the GIL).
+    """
+    try:
+        from gevent import monkey
+    except ImportError:  # no gevent: nothing was patched
+        return socket.socket
+    original: type[socket.socket] = monkey.get_original("socket", "socket")
+    return original
+
+
+_SOCKET = _stdlib_socket_class()
+
+
 async def dial(loop: asyncio.AbstractEventLoop, protocol_factory: Callable[[], asyncio.Protocol], host: str,
                port: int, local_addr: str, **kwargs: Any) -> tuple[asyncio.Transport, asyncio.Protocol]:
     """``loop.create_connection`` from ``local_addr``, the port picked at connect time.
@@ -32,11 +50,15 @@ async def dial(loop: asyncio.AbstractEventLoop, protocol_factory: Callable[[], a
     ``host`` is resolved by the loop first (one lookup per call, as ``create_connection`` does).
     """
     family = socket.AF_INET6 if ":" in local_addr else socket.AF_INET
-    infos = await loop.getaddrinfo(host, port, family=family, type=socket.SOCK_STREAM)
-    if not infos:
-        raise OSError(f"{host} has no {'IPv6' if family == socket.AF_INET6 else 'IPv4'} address")
-    address = infos[0][4]
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        socket.inet_pton(family, host)  # an address already: no lookup per session
+        address: Any = (host, port)
+    except OSError:
+        infos = await loop.getaddrinfo(host, port, family=family, type=socket.SOCK_STREAM)
+        if not infos:
+            raise OSError(f"{host} has no {'IPv6' if family == socket.AF_INET6 else 'IPv4'} address") from None
+        address = infos[0][4]
+    sock = _SOCKET(family, socket.SOCK_STREAM)
     try:
         if family == socket.AF_INET:
             try:
