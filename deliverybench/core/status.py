@@ -34,6 +34,11 @@ _ERROR_FAMILIES: tuple[tuple[str, str], ...] = (
     ("connect_fd_budget", "{n:,} sessions not opened: a harness process held all its open-files limit allows "
                           "(use more --processes)"),
     ("connect_", "{n:,} connection attempts failed"),
+    ("sse_not_event_stream", "{n:,} event-stream requests answered with something other than text/event-stream"),
+    ("sse_", "{n:,} event streams cut off: malformed or over their bounds"),
+    ("longpoll_timeout", "{n:,} long-poll requests not answered within their hold and --open-timeout"),
+    ("longpoll_http_", "{n:,} long-poll requests answered with an error status"),
+    ("longpoll_", "{n:,} long-poll request errors (closed, refused, malformed or untrusted answers)"),
     ("subscribe_failed", "{n:,} subscriptions failed"),
     ("poll_start_failed", "{n:,} pollers could not start"),
     ("malformed_request", "{n:,} callback requests that were not valid HTTP (400)"),
@@ -122,8 +127,10 @@ def decide(result: ModeResult) -> ModeResult:
         reasons.append("the audit does not balance")
     if result.audit.present and not result.audit.recorded_matches:
         reasons.append("recorded deliveries do not match the audit")
-    if verdict.has(Distrust.HARNESS_SATURATED, Distrust.MACHINE_BUSY):
+    if verdict.has(Distrust.HARNESS_SATURATED):
         reasons.append("harness saturated")
+    if verdict.has(Distrust.MACHINE_BUSY):
+        reasons.append("machine busy: the harness waited for CPU")
     for lag in verdict.of_kind(Distrust.PUBLISHER_LAG):
         reasons.append(f"publisher behind its schedule (schedule lag p99 {lag.observed or 0:,.1f} ms)")
     reasons += result.warnings

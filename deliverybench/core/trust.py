@@ -73,8 +73,10 @@ class TrustReason:
             return "is interrupted" + (f": {self.detail}" if self.detail else "")
         if self.kind is Distrust.STOPPED_EARLY:
             return "was stopped early" + (f": {self.detail}" if self.detail else "")
-        if self.kind in (Distrust.HARNESS_SATURATED, Distrust.MACHINE_BUSY):
+        if self.kind is Distrust.HARNESS_SATURATED:
             return "harness saturated" + (f" ({self.detail})" if self.detail else "")
+        if self.kind is Distrust.MACHINE_BUSY:  # the harness was not the busy one: it waited for CPU
+            return "machine busy" + (f" ({self.detail})" if self.detail else "")
         if self.kind is Distrust.PUBLISHER_LAG:
             return (f"publisher behind its schedule (schedule lag p99 {self.observed or 0:,.1f} ms > "
                     f"{self.limit or 0:g} ms)")

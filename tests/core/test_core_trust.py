@@ -78,3 +78,11 @@ def test_a_dead_harness_worker_is_distrust_naming_the_unmeasured() -> None:
     (reason,) = verdict.reasons
     assert reason.kind is Distrust.HARNESS_WORKER_LOST
     assert reason.words() == "harness worker died (50 subscribers unmeasured)"
+
+
+def test_a_busy_machine_is_not_called_a_saturated_harness() -> None:
+    """The harness was not the busy one: it waited for CPU behind the target or other jobs."""
+    (reason,) = trust(mode(harness={"saturated": True, "reason": MACHINE})).reasons
+    assert reason.words().startswith("machine busy (every core of the machine")
+    (own,) = trust(mode(harness={"saturated": True, "reason": "harness process 7 was above 90% CPU"})).reasons
+    assert own.words().startswith("harness saturated")

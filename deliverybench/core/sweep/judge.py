@@ -315,9 +315,13 @@ def _invalid(reason: TrustReason, run: ModeResult) -> tuple[str, str, str]:
         return (f"the mode failed to run: {reason.detail or 'no reason recorded'}",
                 "read the point's log and report: the target or the harness did not start or stream",
                 "failed to run")
-    if reason.kind in (Distrust.HARNESS_SATURATED, Distrust.MACHINE_BUSY):
+    if reason.kind is Distrust.HARNESS_SATURATED:
         return (f"harness saturated: {reason.detail or 'no reason recorded'}", _per_process_advice(run),
                 "harness saturated")
+    if reason.kind is Distrust.MACHINE_BUSY:
+        return (f"machine busy: {reason.detail or 'no reason recorded'}",
+                "the harness waited for CPU behind the target or other jobs: give the target or the harness a "
+                "machine of its own, or run when the machine is quiet", "machine busy")
     if reason.kind is Distrust.PUBLISHER_LAG:
         lag = format_number(reason.observed or 0.0)
         return (f"publisher lagged its schedule: p99 lag {lag} ms > {format_number(reason.limit or 0.0)} ms",
