@@ -1,4 +1,4 @@
-"""deliverybench: compare event delivery by WebSocket push, webhook callback and polling.
+"""deliverybench: compare event delivery by WebSocket push, Server-Sent Events, long-polling, webhooks and polling.
 
 The package is layered like python-websockets (a sans-I/O core beside thin
 adapters); each layer may import only the layers above it in this list, and

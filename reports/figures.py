@@ -3,7 +3,7 @@
 Every function takes a frame built by :mod:`reports.frames` and returns an
 SVG string ready to be placed in HTML (no XML prolog, no DOCTYPE, no RDF
 metadata, so no URLs), or ``None`` when the frame has nothing to draw.
-Colours follow the mode (push, callback, poll, burst) and line styles the
+Colours follow the mode (push, sse, longpoll, callback, poll, burst) and line styles the
 run, so the same mode looks the same in every figure.
 
 Matplotlib runs headless on the Agg backend and figures are created with
@@ -56,9 +56,10 @@ __all__ = [
 
 _ = plt  # pyplot is imported only so the backend choice above is the one it sees
 
-MODE_COLORS = {"push": "#1f77b4", "callback": "#ff7f0e", "poll": "#2ca02c", "burst": "#d62728"}
-#: colours for modes (or rates) beyond the four named ones
-EXTRA_COLORS = ["#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
+MODE_COLORS = {"push": "#1f77b4", "sse": "#9467bd", "longpoll": "#8c564b", "callback": "#ff7f0e", "poll": "#2ca02c",
+               "burst": "#d62728"}
+#: colours for modes (or rates) beyond the named ones
+EXTRA_COLORS = ["#e377c2", "#7f7f7f", "#bcbd22", "#17becf", "#aec7e8", "#ffbb78"]
 _RUN_STYLES = ["-", "--", ":", "-."]
 _WIDTH_IN = 9.0
 _RC: dict[RcKeyType, Any] = {

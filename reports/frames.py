@@ -27,6 +27,7 @@ from hdrh.histogram import HdrHistogram
 
 from deliverybench.core import hdr_fast
 from deliverybench.core.model import RESOURCE_COLUMNS, LatencySummary, ModeResult, RoleCost, Run
+from deliverybench.core.options import MODES
 from deliverybench.core.recording import decode_histogram
 from deliverybench.core.results import SERIES_COLUMNS
 
@@ -62,7 +63,7 @@ __all__ = [
 ]
 
 NS_PER_S = 1_000_000_000
-MODE_ORDER = ("push", "callback", "poll", "burst")
+MODE_ORDER = MODES
 
 #: Percentiles exported per metric: label -> summary key.
 PERCENTILE_LABELS: dict[str, str] = {
@@ -649,10 +650,11 @@ def receiver_frame(refs: Sequence[ModeRef]) -> pd.DataFrame:
 
 
 #: the columns of the Polling table: the fields of :class:`deliverybench.core.model.PollFigures`
-POLL_COLUMNS = ("requests", "requests_per_delivery", "empty_polls", "gaps", "full_pages")
+POLL_COLUMNS = ("requests", "requests_per_delivery", "empty_polls", "gaps", "full_pages", "held_ms_mean")
 #: the ``extra`` keys :attr:`ModeResult.poll <deliverybench.core.model.ModeResult.poll>` reads them from (the
 #: poller's own counters), so the "other counters" table does not show them a second time
-POLL_KEYS = ("requests", "poll_requests", "requests_per_delivery", "poll_empty", "poll_gaps", "poll_full_pages")
+POLL_KEYS = ("requests", "poll_requests", "requests_per_delivery", "poll_empty", "poll_gaps", "poll_full_pages",
+             "longpoll_requests", "longpoll_empty", "longpoll_gaps", "longpoll_held_us", "held_ms_mean")
 
 
 def _polled(ref: ModeRef) -> bool:
@@ -661,7 +663,8 @@ def _polled(ref: ModeRef) -> bool:
 
 
 def poll_frame(refs: Sequence[ModeRef]) -> pd.DataFrame:
-    """What polling cost, per mode that polled: requests, requests per delivery, empty polls, gaps, full pages."""
+    """What polling cost, per mode that polled (or long-polled): requests, requests per delivery, empty polls,
+    gaps, full pages, mean held time."""
     rows = []
     for ref in refs:
         if _polled(ref):

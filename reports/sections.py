@@ -170,6 +170,11 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return cast(list[dict[str, Any]], frame.to_dict("records"))
 
 
+def _sub_text(value: Any) -> str | None:
+    """A cell's second line, or None: pandas turns the None of a row without one into NaN beside rows with one."""
+    return value if isinstance(value, str) and value else None
+
+
 def table(frame: pd.DataFrame, columns: Sequence[Column], *,
           row_class: Callable[[Mapping[str, Any]], str] | None = None,
           eligible: Callable[[Mapping[str, Any]], bool] | None = None, caption: str | None = None,
@@ -201,7 +206,7 @@ def table(frame: pd.DataFrame, columns: Sequence[Column], *,
                 "num": col.numeric,
                 "best": i in best.get(col.key, ()),
                 "key": col.key,
-                "sub": r.get(f"{col.key}__sub"),
+                "sub": _sub_text(r.get(f"{col.key}__sub")),
                 "badges": r.get(f"{col.key}__badges") or [],
             })
         rows.append({"cells": cells, "cls": row_class(r) if row_class else "", "label": r.get("label", "")})
@@ -554,6 +559,8 @@ def audit(data: ReportData) -> dict[str, Any]:
                 Column("requests_per_delivery", "requests / delivery", "f3"),
                 Column("empty_polls", "empty polls", "int"), Column("gaps", "gaps", "int"),
                 Column("full_pages", "full pages", "int")]
+        if pf["held_ms_mean"].notna().any():  # long-polling: how long requests were held, on average
+            cols.append(Column("held_ms_mean", "held ms (mean)", "f3"))
         tables.append(table(pf, cols, table_id="poll-table", caption="Polling"))
     other = frames.other_extra_frame(data.refs)
     if len(other):

@@ -20,6 +20,8 @@ __all__ = ["LOCUSTFILES", "locustfile"]
 #: each delivery mode's locustfile, in this folder
 LOCUSTFILES: dict[str, str] = {
     "push": "ws_push.py",
+    "sse": "sse.py",
+    "longpoll": "longpoll.py",
     "callback": "webhook_callback.py",
     "poll": "poll.py",
     "burst": "webhook_burst.py",

@@ -11,16 +11,13 @@ per delivered event. ``--subscribe-url`` is the target's poll URL
 
 from __future__ import annotations
 
-import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from locust import User, constant, task
-from locust.exception import StopUser
-
 from deliverybench.adapters.poll_client import Poller, PollOptions
+from deliverybench.core.process_recorder import ProcessRecorder
 from deliverybench.harness.controller import RunController
-from deliverybench.harness.process import HarnessProcess
+from deliverybench.harness.pollers import LoopPollerUser
 from deliverybench.harness.wiring import install
 
 
@@ -33,36 +30,14 @@ def _poll_cost(controller: RunController) -> Mapping[str, Any]:
 install("poll", extra_results=_poll_cost)
 
 
-class PollSubscriber(User):
+class PollSubscriber(LoopPollerUser):
     """Owns one poller in the loop thread."""
 
-    wait_time = constant(3600)
+    request_type = "poll"
+    no_url = "no --subscribe-url (poll URL) given"
 
-    def on_start(self) -> None:
-        harness: HarnessProcess = self.environment.deliverybench_harness
-        opts = self.environment.parsed_options
-        if not harness.subscribe_url:
-            raise StopUser("no --subscribe-url (poll URL) given")
-        self.harness = harness
-        name = harness.new_subscriber_name()
-        options = PollOptions(url=harness.subscribe_url, interval_s=opts.poll_interval, limit=opts.poll_limit,
+    def make_poller(self, name: str, recorder_ref: Callable[[], ProcessRecorder], url: str, opts: Any,
+                    notify: Callable[[bool, str | None], None]) -> Poller:
+        options = PollOptions(url=url, interval_s=opts.poll_interval, limit=opts.poll_limit,
                               timeout_s=opts.open_timeout)
-
-        def start(reply: Any) -> None:
-            poller = Poller(name, lambda: harness.recorder, options,
-                            notify=lambda ok, error: reply((ok, error, poller)))
-            poller.start()
-
-        ok, error, self.poller = harness.wait_from_loop(start, timeout=opts.open_timeout + 5)
-        if not ok:
-            self.environment.events.request.fire(request_type="poll", name="subscribe", response_time=0,
-                                                 response_length=0, exception=ConnectionError(error), context={})
-
-    @task
-    def hold(self) -> None:
-        """Nothing to do in the greenlet: polling happens in the loop thread."""
-
-    def on_stop(self) -> None:
-        poller = getattr(self, "poller", None)
-        if poller is not None:
-            self.harness.loop.call(poller.stop, time.time_ns())
+        return Poller(name, recorder_ref, options, notify=notify)

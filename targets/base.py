@@ -42,7 +42,8 @@ ENTRY_POINT_GROUP = "deliverybench.targets"
 MODES = CORE_MODES
 
 #: the built-in target that serves each mode when no URL is given
-BUILTIN_FOR_MODE: dict[str, str] = {"push": "push", "callback": "callback", "poll": "push", "burst": "sink"}
+BUILTIN_FOR_MODE: dict[str, str] = {"push": "push", "sse": "push", "longpoll": "push", "callback": "callback",
+                                    "poll": "push", "burst": "sink"}
 
 #: which built-in targets take which test-only knob (``--target-delay-ms``, ``--target-capacity``)
 _TEST_KNOBS: dict[str, tuple[str, ...]] = {"push": ("delay_ms", "capacity"), "callback": ("delay_ms", "capacity"),

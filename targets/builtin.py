@@ -100,7 +100,7 @@ class BuiltinTarget(Target):
 
 
 class PushTarget(BuiltinTarget):
-    """WebSocket push (websockets + uvloop), plus polling of the same stream.
+    """WebSocket push (websockets + uvloop), plus Server-Sent Events, long-polling and polling of the same stream.
 
     Args:
         host: address to bind.
@@ -113,7 +113,7 @@ class PushTarget(BuiltinTarget):
 
     name: ClassVar[str] = "push"
     module: ClassVar[str] = "targets.push_server"
-    egress_keys: ClassVar[dict[str, str]] = {"push": "push", "poll": "poll"}
+    egress_keys: ClassVar[dict[str, str]] = {"push": "push", "sse": "sse", "longpoll": "longpoll", "poll": "poll"}
 
     def __init__(self, *, host: str = "127.0.0.1", delay_ms: float = 0.0, buffer: int = 10_000,
                  workers: int = 1, capacity: float = 0.0) -> None:

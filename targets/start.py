@@ -112,11 +112,17 @@ def _attach_relay(mode: str, values: Mapping[str, Any]) -> TargetUrls:
     from targets.relay import RelayTarget
 
     get = values.get
-    egress = str({"push": get("subscribe_url"), "poll": get("poll_url"), "callback": get("callback_url")}[mode]
-                 or "")
+    egress = str({"push": get("subscribe_url"), "sse": get("sse_url"), "longpoll": get("longpoll_url"),
+                  "poll": get("poll_url"), "callback": get("callback_url")}[mode] or "")
     relay = RelayTarget(publish_url=str(get("publish_url") or ""),
                         subscribe_url=str(get("subscribe_url") or "") or "ws://unused.invalid/",
                         poll_url=str(get("poll_url") or "") or None)
     if mode == "push":
         relay.start()
+    elif mode in ("sse", "longpoll"):
+        from targets.base import tcp_reachable
+
+        problem = tcp_reachable(egress)
+        if problem is not None:
+            raise TargetError(f"cannot reach the {mode} URL {egress}: {problem}")
     return TargetUrls("relay", ingress=str(get("publish_url") or ""), egress=egress)

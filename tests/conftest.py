@@ -33,6 +33,7 @@ E2E_MODULES = frozenset({
     "test_sweep_e2e.py",
     "test_target_streams.py",
     "test_targets.py",
+    "test_transports_e2e.py",
     "test_webhook_e2e.py",
 })
 

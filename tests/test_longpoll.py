@@ -349,31 +349,13 @@ def test_caching_validators_that_cannot_be_sent_back_are_counted_and_the_old_one
 
 # -- nginx + nchan ----------------------------------------------------------------------------------
 
-#: a long-poll location on the tests' nchan channel (tests/servers/nchan.py serves only WebSocket)
-NCHAN_LONGPOLL = """\
-        location = /lp {
-            nchan_subscriber longpoll;
-            nchan_channel_id bench;
-            nchan_subscriber_first_message newest;
-            nchan_subscriber_timeout 1s;
-        }
-        location = /status {"""
-
-
 @pytest.mark.skipif(nchan_server.missing() is not None, reason=str(nchan_server.missing()))
-def test_every_event_reaches_every_nchan_longpoll_subscriber_exactly_once(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_every_event_reaches_every_nchan_longpoll_subscriber_exactly_once(tmp_path: Path) -> None:
     subscribers, events = 10, 120
-    render = nchan_server.render_config
-
-    def with_longpoll(prefix: Path, port: int, config: nchan_server.NginxConfig) -> str:
-        return render(prefix, port, config).replace("        location = /status {", NCHAN_LONGPOLL)
-
-    monkeypatch.setattr(nchan_server, "render_config", with_longpoll)  # nchan_server() calls it with a config
     recorder = ProcessRecorder("longpoll", id_limit=1000)
 
-    async def main(publish_url: str) -> dict[str, Any]:
-        options = LongPollOptions(url=publish_url.replace("/pub", "/lp"), resume="etag", open_timeout_s=5)
+    async def main(publish_url: str, longpoll_url: str) -> dict[str, Any]:
+        options = LongPollOptions(url=longpoll_url, resume="etag", open_timeout_s=5)
         pollers, notes = start_pollers(recorder, options, subscribers)
         await until(lambda: len(notes) == subscribers, 5, "subscribers")
         await asyncio.sleep(0.3)  # the first requests (no validators) reach nchan: it starts them at the newest
@@ -389,7 +371,7 @@ def test_every_event_reaches_every_nchan_longpoll_subscriber_exactly_once(
         return finish(recorder, pollers)
 
     with nchan_server.nchan_server(tmp_path / "nginx") as nchan:
-        payload = uvloop.run(main(nchan.publish_url))
+        payload = uvloop.run(main(nchan.publish_url, nchan.longpoll_url))
     assert not payload["errors"]
     for record in payload["subscribers"]:
         assert record.received.unique == events and record.received.duplicates == 0

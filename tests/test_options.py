@@ -89,6 +89,8 @@ URL_CONTEXT = {
     "publish_url": ["--target", "relay", "--modes", "burst"],
     "subscribe_url": ["--target", "relay", "--modes", "push", "--publish-url", "http://127.0.0.1:9/p"],
     "poll_url": ["--target", "relay", "--modes", "poll", "--publish-url", "http://127.0.0.1:9/p"],
+    "sse_url": ["--target", "relay", "--modes", "sse", "--publish-url", "http://127.0.0.1:9/p"],
+    "longpoll_url": ["--target", "relay", "--modes", "longpoll", "--publish-url", "http://127.0.0.1:9/p"],
     "callback_url": ["--target", "relay", "--modes", "callback", "--publish-url", "http://127.0.0.1:9/p"],
     "consumer_url": ["--modes", "burst"],
 }
@@ -361,6 +363,19 @@ def test_the_minimum_names_where_the_duration_came_from_and_counts_one_burst_of_
                  "Locust options after --)"),
     (["-u", "10", "compare"], "run_bench.py: error: unrecognized argument 'compare': a subcommand comes first "
                               "(run_bench.py compare ...) (see --help; pass Locust options after --)"),
+    # issue 26: the event-stream and long-poll egress of an external target, and how long-polling resumes
+    (["--target", "relay", "--publish-url", "http://127.0.0.1:9/p", "--modes", "sse", "--sse-url",
+      "https://127.0.0.1:9/sse"], "run_bench.py: error: --sse-url must be a http:// URL (got "
+                                  "'https://127.0.0.1:9/sse')"),
+    (["--target", "relay", "--publish-url", "http://127.0.0.1:9/p", "--modes", "sse,longpoll", "--sse-url",
+      "http://127.0.0.1:9/sse", "--longpoll-url", "ws://127.0.0.1:9/lp"],
+     "run_bench.py: error: --longpoll-url must be a http:// or https:// URL (got 'ws://127.0.0.1:9/lp')"),
+    (["--target", "relay", "--publish-url", "http://127.0.0.1:9/p", "--modes", "longpoll"],
+     "run_bench.py: error: --target relay with mode longpoll needs --longpoll-url"),
+    (["--modes", "longpoll", "--longpoll-resume", "cookie"],
+     "run_bench.py: error: --longpoll-resume must be one of after, etag (got 'cookie')"),
+    (["--modes", "sse", "--sse-url", "http://127.0.0.1:9/sse"],
+     "run_bench.py: error: URLs given with --target builtin; use --target relay for an external target"),
 ])
 def test_usage_errors_exit_2_with_one_line_that_says_what_would_work(tmp_path: Path, args: list[str],
                                                                       message: str) -> None:

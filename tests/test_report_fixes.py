@@ -173,6 +173,7 @@ def test_metadata_is_collapsed_without_nulls_and_shows_changed_options(doc: dict
     noisy["config"]["locust"] = {"autoquit": -1, "config": None, "csv_prefix": None, "num_users": 20,
                                  "host": None, "web_port": 8089, "payload_bytes": 256}
     noisy["config"]["payload_bytes"] = 256  # at its default
+    noisy["config"]["modes"] = list(by_dest("modes").default)  # at its default (push, callback, poll when recorded)
     noisy["config"]["webhook_secret"] = ""  # empty
     html = _render(tmp_path, noisy)
     meta = _section(html, "metadata")

@@ -158,7 +158,7 @@ def test_health_and_stats_count_exactly() -> None:
     with PushTarget(buffer=100) as target:
         assert target.health()
         assert len(target.pids()) == 1
-        assert set(target.modes()) == {"push", "poll"}
+        assert set(target.modes()) == {"push", "sse", "longpoll", "poll"}  # issue 26: one broadcast, four egresses
         assert target.egress_url("callback") is None
         asyncio.run(scenario(target))
 

@@ -204,7 +204,8 @@ def test_burst_against_adnanh_webhook_counts_match_the_servers_own_record(tmp_pa
 
 
 def test_run_bench_three_modes_side_by_side(tmp_path: Path) -> None:
-    proc = run_bench(tmp_path, "-u", "20", "--rate", "5", "--duration", "2", "--drain", "2", "--poll-interval", "0.5")
+    proc = run_bench(tmp_path, "--modes", "push,callback,poll", "-u", "20", "--rate", "5", "--duration", "2",
+                     "--drain", "2", "--poll-interval", "0.5")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     doc = json.loads((tmp_path / "run" / "results.json").read_text())
     assert list(doc["modes"]) == ["push", "callback", "poll"]

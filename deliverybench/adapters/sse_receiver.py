@@ -46,6 +46,7 @@ from httptools import HttpParserError, HttpResponseParser
 from ..core.event import WARMUP_MARK, MalformedEvent, read_head
 from ..core.process_recorder import ProcessRecorder
 from ..core.sse import MAX_EVENT_BYTES, SseParser
+from .dial import dial
 from .ws_receiver import PushSession, _error_kind, reconnect_delay
 
 __all__ = ["SseSessionOptions", "SseSession", "SseReceiver", "MAX_HEAD_BYTES", "NOT_EVENT_STREAM", "RECONNECTS"]
@@ -279,12 +280,13 @@ class SseSession:
             return
         self._attempts += 1
         loop = asyncio.get_running_loop()
-        kwargs: dict[str, Any] = {}
-        if self.options.local_addr:
-            kwargs["local_addr"] = (self.options.local_addr, 0)
         self._started = time.time_ns()
         receiver = self._receiver = SseReceiver(self)
-        connecting = asyncio.ensure_future(loop.create_connection(lambda: receiver, self._host, self._port, **kwargs))
+        if self.options.local_addr:  # the source port is picked at connect(), as for push (see .dial)
+            opening = dial(loop, lambda: receiver, self._host, self._port, self.options.local_addr)
+        else:
+            opening = loop.create_connection(lambda: receiver, self._host, self._port)
+        connecting = asyncio.ensure_future(opening)
         self._timer = loop.call_later(self.options.open_timeout_s, self._open_timed_out, receiver, connecting)
         connecting.add_done_callback(partial(self._connected, receiver))
 

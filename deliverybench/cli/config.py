@@ -149,8 +149,8 @@ def build_parser(prog: str = "run_bench.py") -> argparse.ArgumentParser:
         usage=f"{prog} [run] [OPTIONS] [-- LOCUST_OPTIONS]\n       {prog} compare BASELINE NEW [-o DIR] "
               f"[gate options]\n       {prog} sweep [--modes M] [--subscribers N,N|LOW:HIGH] [--rate R] "
               f"[--slo SLO] [options]\n       {prog} report RESULTS... [-o FILE]\n       {prog} locustfile MODE",
-        description="Run one event stream through WebSocket push, webhook callback and polling against a "
-                    "target, and compare latency, completeness and cost.",
+        description="Run one event stream through WebSocket push, Server-Sent Events, long-polling, webhook "
+                    "callback and polling against a target, and compare latency, completeness and cost.",
         epilog="Every option can also be set in the --config TOML file (top level or a [deliverybench] table) "
                f"or as {ENV_PREFIX}<OPTION> in the environment (command line > environment > file > default). "
                f"Subcommands: {prog} compare BASELINE NEW (the CI gate on two results files); "
@@ -333,15 +333,20 @@ def _env_values(env: Mapping[str, str], prog: str) -> dict[str, tuple[Any, str]]
 
 def _relay_modes(values: Mapping[str, Any], modes: Sequence[str]) -> tuple[str, ...]:
     """With ``--target relay`` and no ``--modes``: of ``modes`` (the default's, or a profile's), those whose
-    egress URLs were given (``--profile ci --target relay --subscribe-url ...`` runs push alone)."""
-    chosen = [mode for mode, dest in (("push", "subscribe_url"), ("callback", "callback_url"),
-                                      ("poll", "poll_url")) if mode in modes and values.get(dest)]
-    return tuple(chosen) or tuple(modes)
+    egress URLs were given (``--profile ci --target relay --subscribe-url ...`` runs push alone); when none
+    of them has one, every mode whose URL was given (``--sse-url`` alone runs sse)."""
+    for among in (modes, MODES):
+        chosen = [mode for mode in among if mode in EGRESS_OPTIONS and values.get(EGRESS_OPTIONS[mode][0])]
+        if chosen:
+            return tuple(chosen)
+    return tuple(modes)
 
 
 #: the option naming each mode's egress on run_bench.py, and the schemes it takes
 EGRESS_OPTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
     "push": ("subscribe_url", ("ws", "wss")),
+    "sse": ("sse_url", ("http",)),
+    "longpoll": ("longpoll_url", ("http", "https")),
     "poll": ("poll_url", ("http", "https")),
     "callback": ("callback_url", ("http", "https")),
 }
@@ -350,7 +355,7 @@ EGRESS_OPTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
 def _check_target(config: RunConfig, labels: Mapping[str, str]) -> None:
     if config.modes == ("burst",):
         return  # bursts need only a consumer: --consumer-url or the built-in sink
-    urls = ("publish_url", "subscribe_url", "poll_url", "callback_url")
+    urls = ("publish_url", *(dest for dest, _ in EGRESS_OPTIONS.values()))
     if config.target == "builtin":
         if any(getattr(config, dest) for dest in urls):
             raise ConfigError("URLs given with --target builtin; use --target relay for an external target")

@@ -21,7 +21,7 @@ from ..adapters.process_tuning import PROCESS_OVERHEAD_FDS
 __all__ = ["open_files_problem", "PROCESS_OVERHEAD_FDS", "SESSION_MODES"]
 
 #: modes in which every subscriber holds a socket open for the whole run
-SESSION_MODES = ("push", "poll")
+SESSION_MODES = ("push", "sse", "longpoll", "poll")
 
 
 def _limit() -> int:

@@ -517,13 +517,18 @@ class PublisherFigures:
 
 @dataclass(frozen=True)
 class PollFigures:
-    """What polling cost: requests, answers with nothing new, gaps, full pages (``extra`` of a poll run)."""
+    """What polling cost: requests, answers with nothing new, gaps, full pages (``extra`` of a poll or longpoll run).
+
+    A long-poll run's empty answers and gaps are its ``longpoll_*`` counters;
+    ``held_ms_mean`` (the mean time a request was held) is long-polling's alone.
+    """
 
     requests: int | None = None
     requests_per_delivery: float | None = None
     empty_polls: int | None = None
     gaps: int | None = None
     full_pages: int | None = None
+    held_ms_mean: float | None = None
 
 
 def _histograms(f: _Fields) -> Mapping[str, Any]:
@@ -560,8 +565,12 @@ def _publisher_figures(extra: Mapping[str, Any], where: str) -> PublisherFigures
 def _poll_figures(extra: Mapping[str, Any], where: str) -> PollFigures:
     f = _Fields(extra, where)
     requests = f.int_("requests", None)
-    return PollFigures(requests if requests is not None else f.int_("poll_requests", None),
-                       f.num("requests_per_delivery"), f.int_("poll_empty"), f.int_("poll_gaps"),
+    if requests is None:
+        requests = f.int_("poll_requests", None)
+    if "longpoll_requests" in extra or "held_ms_mean" in extra:  # a long-poll run: its own counters
+        return PollFigures(requests, f.num("requests_per_delivery"), f.int_("longpoll_empty"),
+                           f.int_("longpoll_gaps"), None, f.num("held_ms_mean"))
+    return PollFigures(requests, f.num("requests_per_delivery"), f.int_("poll_empty"), f.int_("poll_gaps"),
                        f.int_("poll_full_pages"))
 
 

@@ -60,9 +60,10 @@ __all__ = [
 ]
 
 #: every delivery mode, in the order the report shows them
-MODES: tuple[str, ...] = ("push", "callback", "poll", "burst")
-#: what ``run_bench.py`` runs when ``--modes`` is not given
-DEFAULT_MODES: tuple[str, ...] = ("push", "callback", "poll")
+MODES: tuple[str, ...] = ("push", "sse", "longpoll", "callback", "poll", "burst")
+#: what ``run_bench.py`` runs when ``--modes`` is not given: every subscribing mode (the five took 146 s at the
+#: defaults -- 500 subscribers, 5 events/s for 20 s each -- on a shared 2-core machine)
+DEFAULT_MODES: tuple[str, ...] = ("push", "sse", "longpoll", "callback", "poll")
 ENV_PREFIX = "DELIVERYBENCH_"
 
 #: ``run``: run_bench.py only; ``locust``: locustfiles only; ``both``
@@ -365,8 +366,9 @@ def _profile_words(profile: dict[str, Any]) -> str:
 
 _PUSH, _CALLBACK, _BURST, _POLL = ("Push mode", "Callback mode (the harness as webhook receiver)",
                                    "Burst mode (the harness as webhook producer)", "Poll mode")
+_LONGPOLL = "Long-poll mode"
 _PLUMBING = "Set by run_bench.py (or by the master) for each mode"
-_SUBSCRIBING = ("push", "callback", "poll")
+_SUBSCRIBING = ("push", "sse", "longpoll", "callback", "poll")
 
 #: every option, in the order ``--help`` lists them
 OPTIONS: tuple[Option, ...] = (
@@ -443,8 +445,13 @@ OPTIONS: tuple[Option, ...] = (
     _o("publish-url", str, "", "External target's ingress: events are POSTed here. Empty: start the built-in "
        "target.", _TARGET, handoff="target", checks=(url_of("http", "https"),)),
     _o("subscribe-url", str, "", "External target's egress: with run_bench.py the WebSocket URL (push); with "
-       "locust -f the egress of its mode (ws:// URL, subscription API, poll URL or consumer URL).", _TARGET,
+       "locust -f the egress of its mode (ws:// URL, event-stream URL, long-poll URL, subscription API, poll URL or "
+       "consumer URL).", _TARGET,
        handoff="target", checks=(url_of("ws", "wss", "http", "https"),)),
+    _o("sse-url", str, "", "External target's Server-Sent Events URL (sse mode; plain http://).", _TARGET,
+       scope="run", handoff="never", checks=(url_of("http"),)),
+    _o("longpoll-url", str, "", "External target's long-poll URL (longpoll mode).", _TARGET, scope="run",
+       handoff="never", checks=(url_of("http", "https"),)),
     _o("poll-url", str, "", "External target's poll URL (poll mode).", _TARGET, scope="run", handoff="never",
        checks=(url_of("http", "https"),)),
     _o("callback-url", str, "", "External target's subscription API (callback mode).", _TARGET, scope="run",
@@ -458,7 +465,8 @@ OPTIONS: tuple[Option, ...] = (
     _o("echo-interval", float, 0.0, "Seconds between echo round trips per session (0: off).", _PUSH,
        modes=("push",), checks=(non_negative,)),
     _o("source-addresses", str, "", "Comma-separated local addresses (127.0.0.2,...) to spread sessions past "
-       "the ~28k ephemeral ports of one address.", _PUSH, modes=("push",), checks=(address_list,)),
+       "the ~28k ephemeral ports of one address (push and sse).", _PUSH, modes=("push", "sse"),
+       checks=(address_list,)),
     _o("ping-interval", float, 0.0, "Client keepalive ping interval in seconds (0: off; servers ping their "
        "clients).", _PUSH, modes=("push",), checks=(non_negative,)),
     _o("open-timeout", float, 10.0, "Seconds to open one subscription.", _COMMON, modes=_SUBSCRIBING,
@@ -492,6 +500,10 @@ OPTIONS: tuple[Option, ...] = (
     _o("poll-interval", float, 1.0, "Seconds between polls per subscriber.", _POLL, modes=("poll",),
        checks=(positive,)),
     _o("poll-limit", int, 1000, "Most events asked for per poll.", _POLL, modes=("poll",), checks=(at_least(1),)),
+    # -- long-poll --
+    _o("longpoll-resume", str, "after", "How a long-poll subscriber resumes: 'after' (?after=N with X-Last-Id, the "
+       "built-in target's) or 'etag' (If-Modified-Since + If-None-Match, as nginx + nchan).", _LONGPOLL,
+       modes=("longpoll",), choices=("after", "etag")),
     # -- plumbing: what run_bench.py (or the master) sets for each mode --
     _o("stats-url", str, "", "Target /stats URL read at the end of the run.", _PLUMBING, scope="locust",
        handoff="target", web_ui=False, checks=(url_of("http", "https"),)),

@@ -25,7 +25,7 @@ _ECHO_PREFIX = b'{"echo":'
 
 
 #: error kinds that mean a subscriber could not connect (subscribe, start polling)
-CONNECT_FAILURE_KINDS = ("connect_", "subscribe_failed", "poll_start_failed")
+CONNECT_FAILURE_KINDS = ("connect_", "subscribe_failed", "poll_start_failed", "sse_not_event_stream")
 #: ids accepted when the stream's length is not known: 1 Mi ids, 128 KiB of bitmap per subscriber at most
 DEFAULT_ID_LIMIT = 1 << 20
 #: an event due more than this after it arrived is not one of ours (clock skew between machines

@@ -49,6 +49,7 @@ METRICS: Mapping[str, str] = {
     "ack": "acknowledgement - due, for webhook bursts",
     "fanout": "due -> last expected subscriber has the event",
     "poll_request": "duration of one poll request",
+    "longpoll_request": "one long-poll request held: written -> first byte of its answer",
     "publish_lag": "publisher: request written - due (includes waiting for a free connection: back-pressure)",
     "schedule_lag": "publisher: event handed to the connection pool - due (the harness's own lateness)",
 }

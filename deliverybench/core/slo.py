@@ -9,7 +9,7 @@ figures every other judgement uses too).
 
 Syntax: comma-separated clauses ``[MODE.]METRIC OP VALUE[UNIT]``:
 
-* ``MODE``: ``push``, ``callback``, ``poll``, ``burst``, ``*`` or omitted
+* ``MODE``: ``push``, ``sse``, ``longpoll``, ``callback``, ``poll``, ``burst``, ``*`` or omitted
   (both mean every mode);
 * ``METRIC``: ``p50``, ``p90``, ``p99``, ``p99.9`` (or ``p99_9``), ``max``,
   ``lost``, ``refused``, ``duplicates``, ``deliveries_per_s`` (alias ``rate``);
@@ -34,6 +34,7 @@ from typing import Any
 
 from .metrics import metric_value
 from .model import ModeResult, Run
+from .options import MODES as OPTION_MODES
 
 __all__ = [
     "MODES",
@@ -50,8 +51,8 @@ __all__ = [
     "format_number",
 ]
 
-#: the modes a clause may name
-MODES: tuple[str, ...] = ("push", "callback", "poll", "burst")
+#: the modes a clause may name (every mode: declared once, in the option table)
+MODES: tuple[str, ...] = OPTION_MODES
 
 #: accepted metric spellings -> the canonical names of :data:`deliverybench.core.metrics.METRIC_NAMES`
 _METRIC_ALIASES: dict[str, str] = {

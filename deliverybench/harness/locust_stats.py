@@ -28,6 +28,7 @@ LOCUST_ENTRY_NAMES = {
     "echo_rtt": "echo",
     "ack": "ack",
     "poll_request": "poll",
+    "longpoll_request": "longpoll",
 }
 
 

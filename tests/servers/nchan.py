@@ -3,7 +3,12 @@
 nchan is a real pub/sub push server: whatever body is POSTed to its
 ``nchan_publisher`` location is forwarded verbatim, as one WebSocket
 message, to every session on its ``nchan_subscriber websocket`` location --
-exactly the relay contract deliverybench measures. Each test gets its own
+exactly the relay contract deliverybench measures. The same channel is
+served as Server-Sent Events on ``/sse`` (``nchan_subscriber eventsource``:
+it answers 403 unless asked with ``Accept: text/event-stream``; resume with
+``Last-Event-ID``) and long-polled on ``/lp`` (``nchan_subscriber
+longpoll``, resumed with ``If-Modified-Since`` + ``If-None-Match``; a
+request held 1 s is answered 408, an empty answer). Each test gets its own
 nginx (own prefix, own free port, ``daemon off``), so nothing is shared with
 the machine's nginx or with other tests, and the process is killed at the end.
 
@@ -58,6 +63,17 @@ http {{
             nchan_subscriber websocket;
             nchan_channel_id bench;
             nchan_subscriber_first_message newest;
+        }}
+        location = /sse {{
+            nchan_subscriber eventsource;
+            nchan_channel_id bench;
+            nchan_subscriber_first_message newest;
+        }}
+        location = /lp {{
+            nchan_subscriber longpoll;
+            nchan_channel_id bench;
+            nchan_subscriber_first_message newest;
+            nchan_subscriber_timeout 1s;
         }}
         location = /status {{
             nchan_stub_status;
@@ -118,13 +134,19 @@ def free_port() -> int:
 
 @dataclass(frozen=True, slots=True)
 class RunningNchan:
-    """A started nginx + nchan: its URLs, its master's pid and its prefix (error.log is there)."""
+    """A started nginx + nchan: its URLs, its master's pid and its prefix (error.log is there).
+
+    ``subscribe_url`` is the WebSocket egress; ``sse_url`` and ``longpoll_url``
+    carry the same channel.
+    """
 
     publish_url: str
     subscribe_url: str
     status_url: str
     pid: int
     prefix: Path
+    sse_url: str = ""
+    longpoll_url: str = ""
 
 
 @contextmanager
@@ -149,7 +171,8 @@ def nchan_server(prefix: Path, config: NginxConfig = NginxConfig()) -> Iterator[
                     raise RuntimeError(f"nginx did not start (exit {proc.poll()}): {err} {log}") from None
                 time.sleep(0.05)
         base = f"127.0.0.1:{port}"
-        yield RunningNchan(f"http://{base}/pub", f"ws://{base}/sub", f"http://{base}/status", proc.pid, prefix)
+        yield RunningNchan(f"http://{base}/pub", f"ws://{base}/sub", f"http://{base}/status", proc.pid, prefix,
+                           sse_url=f"http://{base}/sse", longpoll_url=f"http://{base}/lp")
     finally:
         proc.terminate()
         try:
