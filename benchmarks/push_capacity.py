@@ -95,6 +95,11 @@ GOAL_CPU_US = 8.0
 GOAL_RSS_BYTES = 12_000  # 12 KB, decimal (the stricter reading; 12 KiB = 12,288 B)
 #: the push locustfile, in this tree (design "current") and in the previous design's checkout
 LOCUSTFILE = "scenarios/ws_push.py"
+#: ``--sse``: the same stream to Server-Sent Events subscribers of the same built-in target
+SSE_LOCUSTFILE = "scenarios/sse.py"
+#: issue 26's goals for SSE against push measured in the same run
+GOAL_SSE_CPU_RATIO = 1.3
+GOAL_SSE_RSS_BYTES = 12_000
 #: the last commit before 11f2a15 replaced its sessions with bare asyncio protocols and batched recording
 PREVIOUS = Design("dc06e2d355a0f290dbb51598f23638c8067ffd7c",
                   "websockets' asyncio client, a task and a running Locust greenlet per session, "
@@ -322,8 +327,9 @@ def target_workers(sessions: int) -> int:
     return max(1, -(-sessions // SESSIONS_PER_TARGET_PROCESS))
 
 
-def run_ours(args: argparse.Namespace, out: Path, design: str, root: Path = REPO) -> RunFigures:
-    """One run of ``LOCUSTFILE`` as the tree at ``root`` has it, read back from its results file."""
+def run_ours(args: argparse.Namespace, out: Path, design: str, root: Path = REPO, *, mode: str = "push",
+             locustfile: str = LOCUSTFILE) -> RunFigures:
+    """One run of ``locustfile`` (mode ``mode``) as the tree at ``root`` has it, read back from its results file."""
     fig = RunFigures(design, args.sessions)
     results = out / f"{design}-results.json"
     log_path = out / f"{design}-locust.log"
@@ -333,13 +339,13 @@ def run_ours(args: argparse.Namespace, out: Path, design: str, root: Path = REPO
     mon = None
     try:
         target.start()
-        extra = ["--publish-url", target.ingress_url or "", "--subscribe-url", target.egress_url("push") or "",
+        extra = ["--publish-url", target.ingress_url or "", "--subscribe-url", target.egress_url(mode) or "",
                  "--stats-url", target.stats_url or "", "--target-pids", ",".join(map(str, target.pids())),
                  "--target-name", "push", "--rate", str(args.rate), "--duration", str(args.duration),
                  "--payload-bytes", str(args.payload_bytes), "--drain", str(args.drain),
                  "--settle-timeout", str(args.connect_timeout), "--open-timeout", "10",
                  "--results", str(results)]
-        cmd = locust_cmd(LOCUSTFILE, args.sessions, args.spawn_rate, budget, extra)
+        cmd = locust_cmd(locustfile, args.sessions, args.spawn_rate, budget, extra)
         proc = start_locust(cmd, log_path, root)
         mon = Monitor(proc.pid, target.pids()[0], target.health_url or "")
         mon.start()
@@ -359,25 +365,25 @@ def run_ours(args: argparse.Namespace, out: Path, design: str, root: Path = REPO
         fig.notes.append(f"no results file; locust log tail:\n{tail(log_path)}")
         return fig
     doc = json.loads(results.read_text())
-    mode = doc["modes"]["push"]
-    audit, thr = mode["audit"], mode["throughput"]
+    result = doc["modes"][mode]
+    audit, thr = result["audit"], result["throughput"]
     fig.subscribers_full = audit["subscribers_full"]
     fig.expected, fig.lost = audit["expected"], audit["lost"]
     fig.published = thr["published"]
     fig.deliveries = thr["deliveries"]
-    cols = mode["series"]["columns"]
+    cols = result["series"]["columns"]
     ci = cols.index("connected")
-    fig.connected_peak = max((r[ci] for r in mode["series"]["rows"] if r[ci] is not None), default=0)
-    summ = mode["summary"].get("delivery") or {}
+    fig.connected_peak = max((r[ci] for r in result["series"]["rows"] if r[ci] is not None), default=0)
+    summ = result["summary"].get("delivery") or {}
     fig.p50_ms, fig.p99_ms, fig.mean_ms = summ.get("p50"), summ.get("p99"), summ.get("mean")
-    fig.errors = mode.get("errors", {})
-    dues = [row[1] for row in mode["fanout"]["rows"]]
-    start_ns = mode["stream_start_ns"]
+    fig.errors = result.get("errors", {})
+    dues = [row[1] for row in result["fanout"]["rows"]]
+    start_ns = result["stream_start_ns"]
     last_due = max(dues) if dues else start_ns
     fig.stream_s = fig.published / args.rate if args.rate else 0.0
     window_figures(fig, mon, start_ns, last_due + int(args.drain * NS))
-    fig.notes.append(f"results file: status {mode['status']}, deliveries_per_s (per active second) "
-                     f"{thr['deliveries_per_s']}, harness verdict {mode.get('harness')}")
+    fig.notes.append(f"results file: status {result['status']}, deliveries_per_s (per active second) "
+                     f"{thr['deliveries_per_s']}, harness verdict {result.get('harness')}")
     return fig
 
 
@@ -663,6 +669,19 @@ def report(args: argparse.Namespace, figs: list[RunFigures], out: Path) -> None:
     print(f"goals ({ours.label}):")
     for name, ok, value in goals:
         print(f"  {'PASS' if ok else 'MISS'}  {name:52} measured {value}")
+    sse = next((f for f in figs if f.label == "sse"), None)
+    if sse is not None:
+        sse_cpu, sse_rss = sse.cpu_us_per_delivery, sse.rss_per_session
+        cpu_ratio = None if sse_cpu is None or not cpu else sse_cpu / cpu
+        print("goals (sse, against push in this run):")
+        for name, ok, value in [
+            (f"<= {GOAL_SSE_CPU_RATIO:g}x push's harness CPU per delivery",
+             cpu_ratio is not None and cpu_ratio <= GOAL_SSE_CPU_RATIO,
+             f"{fmt(sse_cpu, '.1f')} us = {fmt(cpu_ratio, '.2f')}x"),
+            (f"<= {GOAL_SSE_RSS_BYTES / 1000:g} KB per idle session",
+             sse_rss is not None and sse_rss <= GOAL_SSE_RSS_BYTES,
+             fmt(None if sse_rss is None else sse_rss / 1000, ".1f") + " KB")]:
+            print(f"  {'PASS' if ok else 'MISS'}  {name:52} measured {value}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -673,6 +692,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--design", choices=("current", "previous", "both"), default="both",
                    help=f"our harness as shipped (current), the design before it (previous: {PREVIOUS.what}; "
                         f"run from a git worktree of commit {PREVIOUS.commit[:12]}), or both (default)")
+    p.add_argument("--sse", action="store_true",
+                   help="also run the same stream to Server-Sent Events subscribers (scenarios/sse.py) of the same "
+                        "built-in target, and judge it against push (current) in this run")
     p.add_argument("--skip-floor", action="store_true",
                    help="do not measure the floor (bare protocols that only stamp: what any receiver costs here)")
     p.add_argument("--receivers", default="",
@@ -720,6 +742,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[{design}] {args.sessions:,} sessions{origin} ...", flush=True)
             fig = run_ours(args, out, design, roots[design])
             print(f"[{design}] done: held {fig.held_at_publish:,}, {fig.deliveries:,} deliveries, "
+                  f"{fmt(fig.cpu_us_per_delivery, '.1f')} us/delivery", flush=True)
+            figs.append(fig)
+        if args.sse:
+            time.sleep(2)
+            print(f"[sse] {args.sessions:,} Server-Sent Events subscribers ...", flush=True)
+            fig = run_ours(args, out, "sse", REPO, mode="sse", locustfile=SSE_LOCUSTFILE)
+            print(f"[sse] done: held {fig.held_at_publish:,}, {fig.deliveries:,} deliveries, "
                   f"{fmt(fig.cpu_us_per_delivery, '.1f')} us/delivery", flush=True)
             figs.append(fig)
     if not args.skip_floor:
