@@ -84,7 +84,8 @@ class CapacityAnswer:
             that failed; either may be ``None``.
         status: ``found`` (a pass and a fail bracket it), ``below-range``
             (even the lowest N fails), ``above-range`` (the highest N passes),
-            ``harness-limited`` (an INVALID point stopped it: "at least"),
+            ``harness-limited`` (an INVALID point came before any fail, and the bisection below it
+            found none: "at least"),
             ``pending`` (not finished).
         harness_limit: the smallest N whose measurement was INVALID, if any.
         fail_reason: headline of the first fail's failing run.
@@ -240,13 +241,16 @@ class CapacitySearch:
         fail, limit, best = self._bounds()
         if best is None:
             return None
-        exploring = self.grid_values is None and (limit is None or (fail is not None and fail < limit))
-        if exploring:
-            if fail is None:
+        if self.grid_values is None:
+            # An INVALID point says nothing of the target, so the points below it still can: the search
+            # bisects toward whichever comes first, a fail or the harness limit. A fail found below the
+            # limit is a real answer ("found"); otherwise "at least" rests on the largest pass below it.
+            ceiling = min((v for v in (fail, limit) if v is not None), default=None)
+            if ceiling is None:
                 if best < self.hi:
                     return (min(2 * best, self.hi), 0)
-            elif (fail - best) / best > self.precision and fail - best > 1:
-                return (_midpoint(best, fail), 0)
+            elif (ceiling - best) / best > self.precision and ceiling - best > 1:
+                return (_midpoint(best, ceiling), 0)
         done = len(self._runs[best])
         return (best, done) if done < self.confirm else None
 
