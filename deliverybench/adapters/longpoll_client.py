@@ -5,7 +5,7 @@ Each :class:`LongPoller` holds one keep-alive connection, a bare
 httptools' llhttp ``HttpResponseParser``: no task, no request or response
 object per answer. (Measured on the development machine against the
 built-in target, 50 subscribers asking without pause: aiohttp's client,
-as :mod:`.poll_client` uses it, cost 57-70 µs of harness CPU per request,
+as :mod:`.poll_client` used it then, cost 57-70 µs of harness CPU per request,
 this 17.5-18.4 µs; and it got 2x the requests/s out of the same server.) An answer is
 stamped when its first byte arrives, before any parsing -- the moment the
 server let go of the held request -- and every event in it shares that
@@ -55,7 +55,6 @@ Nothing here knows about Locust; it runs in whatever loop it is started in.
 from __future__ import annotations
 
 import asyncio
-import errno
 import random
 import time
 from collections.abc import Callable
@@ -64,23 +63,19 @@ from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
-import httptools
-
 from ..core.event import MalformedEvent, read_head
 from ..core.process_recorder import ProcessRecorder
+from .http_client_conn import MAX_HEADER_BYTES, Endpoint, HttpClientConnection, error_kind, open_connection
 from .ws_receiver import reconnect_delay
 
 __all__ = ["LongPollOptions", "LongPoller", "LongPollConnection", "RESUME_STYLES", "MAX_HEADER_BYTES"]
 
 RESUME_STYLES = ("after", "etag")
-#: response header bytes read before a connection is given up (a hostile server's endless headers)
-MAX_HEADER_BYTES = 64 * 1024
 #: a validator echoed back longer than this is not one (nchan's are ~30 characters)
 _MAX_VALIDATOR = 256
 #: answers that say "nothing newer": 304 for an ``If-None-Match``, 408 is nchan's when its subscriber timeout passes
 _EMPTY_STATUSES = frozenset({204, 304, 408})
 _MAX_ID_CHARS = 19
-_KEPT_HEADERS = frozenset({b"x-last-id", b"x-gap", b"etag", b"last-modified"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,107 +115,14 @@ class LongPollOptions:
         return (30.0 if self.hold_s is None else self.hold_s) + self.open_timeout_s
 
 
-class LongPollConnection(asyncio.Protocol):
-    """One keep-alive connection of a :class:`LongPoller`: bytes stamped, parsed by llhttp, answers handed up.
+class LongPollConnection(HttpClientConnection):
+    """One keep-alive connection of a :class:`LongPoller` (see :class:`.http_client_conn.HttpClientConnection`)."""
 
-    The parser calls the ``on_*`` methods from inside :meth:`data_received`;
-    only the headers the poller reads are kept.
-    """
-
-    __slots__ = ("poller", "transport", "parser", "rx_ns", "waiting", "status", "body", "body_size",
-                 "header_bytes", "headers", "failed")
+    __slots__ = ("poller",)
 
     def __init__(self, poller: LongPoller) -> None:
+        super().__init__(poller, max_body=poller.options.max_body, prefix="longpoll_")
         self.poller = poller
-        self.transport: asyncio.Transport | None = None
-        self.parser = httptools.HttpResponseParser(self)
-        #: arrival of the current answer's first byte (0: none yet)
-        self.rx_ns = 0
-        #: a request is outstanding
-        self.waiting = False
-        self.status = 0
-        self.body: list[bytes] = []
-        self.body_size = 0
-        self.header_bytes = 0
-        self.headers: dict[bytes, bytes] = {}
-        self.failed = False
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def send(self, request: bytes) -> None:
-        if self.transport is not None:
-            self.waiting = True
-            self.rx_ns = 0
-            self.transport.write(request)
-
-    def data_received(self, data: bytes) -> None:
-        rx_ns = time.time_ns()
-        if self.failed:
-            return
-        if not self.waiting:  # bytes nobody asked for
-            self.fail("longpoll_malformed_response", rx_ns)
-            return
-        if not self.rx_ns:
-            self.rx_ns = rx_ns
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserError:
-            self.fail("longpoll_malformed_response", rx_ns)
-
-    # -- llhttp's callbacks -----------------------------------------------------------------------
-    def on_message_begin(self) -> None:
-        self.body = []
-        self.body_size = self.header_bytes = 0
-        self.headers = {}
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.header_bytes += len(name) + len(value)
-        if self.header_bytes > MAX_HEADER_BYTES:
-            self.fail("longpoll_oversized", time.time_ns())
-            return
-        key = name.lower()
-        if key in _KEPT_HEADERS:
-            self.headers[key] = value
-
-    def on_headers_complete(self) -> None:
-        self.status = self.parser.get_status_code()
-
-    def on_body(self, body: bytes) -> None:
-        if self.failed:
-            return
-        self.body_size += len(body)
-        if self.body_size > self.poller.options.max_body:
-            self.fail("longpoll_oversized", time.time_ns())
-            return
-        self.body.append(body)
-
-    def on_message_complete(self) -> None:
-        if self.failed:
-            return
-        self.waiting = False
-        body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
-        self.body = []
-        self.poller.answered(self, self.status, body, self.headers, self.rx_ns, self.parser.should_keep_alive())
-
-    # -- ends -------------------------------------------------------------------------------------
-    def fail(self, kind: str, at_ns: int) -> None:
-        """Count ``kind`` and drop the connection: nothing more read from it."""
-        if not self.failed:
-            self.failed = True
-            self.poller.failed(self, kind, at_ns)
-            self.abort()
-
-    def abort(self) -> None:
-        transport = self.transport
-        if transport is not None:
-            transport.abort()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.transport = None
-        if not self.failed:
-            self.failed = True
-            self.poller.failed(self, "longpoll_closed" if exc is None else _error_kind(exc), time.time_ns())
 
 
 class LongPoller:
@@ -231,8 +133,7 @@ class LongPoller:
     """
 
     __slots__ = ("name", "_recorder_ref", "options", "_notify", "position", "_validators", "_conn", "_timer",
-                 "_sent_ns", "_attempts", "_started", "_stopping", "_subscribed", "_host", "_port", "_target",
-                 "_query", "_host_header", "_ssl")
+                 "_sent_ns", "_attempts", "_started", "_stopping", "_subscribed", "_endpoint")
 
     def __init__(self, name: str, recorder_ref: Callable[[], ProcessRecorder], options: LongPollOptions,
                  notify: Callable[[bool, str | None], None]) -> None:
@@ -252,15 +153,7 @@ class LongPoller:
         self._stopping = False
         #: the audit window is open (the subscriber knows where the stream is)
         self._subscribed = False
-        parts = urlsplit(options.url)
-        self._ssl = parts.scheme == "https"
-        self._host = parts.hostname or ""
-        self._port = parts.port or (443 if self._ssl else 80)
-        self._target = (parts.path or "/").encode()
-        self._query = parts.query.encode()
-        default_port = self._port == (443 if self._ssl else 80)
-        host = f"[{self._host}]" if ":" in self._host else self._host
-        self._host_header = (host if default_port else f"{host}:{self._port}").encode()
+        self._endpoint = Endpoint(options.url)
 
     # -- life cycle -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -289,8 +182,7 @@ class LongPoller:
         self._attempts += 1
         loop = asyncio.get_running_loop()
         conn = self._conn = LongPollConnection(self)
-        kwargs: dict[str, Any] = {"ssl": True, "server_hostname": self._host} if self._ssl else {}
-        connecting = asyncio.ensure_future(loop.create_connection(lambda: conn, self._host, self._port, **kwargs))
+        connecting = open_connection(self._endpoint, conn)
         self._timer = loop.call_later(self.options.open_timeout_s, self._open_timed_out, conn, connecting)
         connecting.add_done_callback(partial(self._connected, conn))
 
@@ -301,7 +193,7 @@ class LongPoller:
         exc = fut.exception()
         if exc is not None:
             self._conn = None
-            self._connect_failed(_error_kind(exc))
+            self._connect_failed(error_kind(exc, "longpoll_"))
             return
         if self._subscribed:  # "in a row" counts attempts to connect; before the start, attempts to start
             self._attempts = 0
@@ -351,7 +243,7 @@ class LongPoller:
     # -- asking -----------------------------------------------------------------------------------
     def _request(self) -> bytes:
         options = self.options
-        params: list[bytes] = [self._query] if self._query else []
+        params: list[bytes] = []
         extra = b""
         if options.resume == "after":
             starting = not self._subscribed
@@ -362,8 +254,7 @@ class LongPoller:
             extra = b"If-Modified-Since: %b\r\nIf-None-Match: %b\r\n" % self._validators
         if options.hold_s is not None and not (options.resume == "after" and not self._subscribed):
             params.append(b"hold=%s" % repr(float(options.hold_s)).encode())
-        target = self._target + (b"?" + b"&".join(params) if params else b"")
-        return b"GET %b HTTP/1.1\r\nHost: %b\r\nAccept: */*\r\n%b\r\n" % (target, self._host_header, extra)
+        return self._endpoint.get(params, extra)
 
     def _ask(self) -> None:
         conn = self._conn
@@ -515,15 +406,3 @@ def _newest_id(body: bytes, id_limit: int) -> int | None:
         if 0 <= event_id < id_limit:
             return event_id
     return None
-
-
-def _error_kind(exc: BaseException) -> str:
-    if isinstance(exc, TimeoutError):
-        return "longpoll_timeout"
-    if isinstance(exc, ConnectionRefusedError):
-        return "longpoll_refused"
-    if isinstance(exc, OSError):
-        if exc.errno == errno.EMFILE:
-            return "longpoll_emfile"
-        return f"longpoll_oserror_{exc.errno}" if exc.errno else "longpoll_closed"
-    return f"longpoll_{type(exc).__name__}"
