@@ -97,6 +97,8 @@ GOAL_RSS_BYTES = 12_000  # 12 KB, decimal (the stricter reading; 12 KiB = 12,288
 LOCUSTFILE = "scenarios/ws_push.py"
 #: ``--sse``: the same stream to Server-Sent Events subscribers of the same built-in target
 SSE_LOCUSTFILE = "scenarios/sse.py"
+#: ``--longpoll``: the same stream to long-poll subscribers (a request per answer), printed beside them
+LONGPOLL_LOCUSTFILE = "scenarios/longpoll.py"
 #: issue 26's goals for SSE against push measured in the same run
 GOAL_SSE_CPU_RATIO = 1.3
 GOAL_SSE_RSS_BYTES = 12_000
@@ -251,6 +253,8 @@ class RunFigures:
     errors: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     exit_code: int | None = None
+    #: long-poll only: requests made over the whole test (the results file's ``extra.requests``)
+    requests: int | None = None
 
     @property
     def deliveries_per_s(self) -> float:
@@ -377,6 +381,8 @@ def run_ours(args: argparse.Namespace, out: Path, design: str, root: Path = REPO
     summ = result["summary"].get("delivery") or {}
     fig.p50_ms, fig.p99_ms, fig.mean_ms = summ.get("p50"), summ.get("p99"), summ.get("mean")
     fig.errors = result.get("errors", {})
+    requests = (result.get("extra") or {}).get("requests")
+    fig.requests = int(requests) if requests is not None else None
     dues = [row[1] for row in result["fanout"]["rows"]]
     start_ns = result["stream_start_ns"]
     last_due = max(dues) if dues else start_ns
@@ -650,6 +656,13 @@ def report(args: argparse.Namespace, figs: list[RunFigures], out: Path) -> None:
     row("harness+target CPU % of 1 core", [fmt(None if not f.window_s else (f.cpu_s + f.target_cpu_s) / f.window_s
                                                * 100, ".0f") for f in figs])
     for f in figs:
+        if f.requests is not None:
+            per_request = f.cpu_s / f.requests * 1e6 if f.requests and f.cpu_s else None
+            print(f"long-poll ({f.label}): {f.requests:,} requests in the test, "
+                  f"{f.requests / f.deliveries if f.deliveries else float('nan'):.2f} per delivery; harness CPU "
+                  f"{fmt(f.cpu_us_per_delivery, '.1f')} us per delivery, {fmt(per_request, '.1f')} us per request "
+                  "(stream-window CPU over every request of the test, start and drain included: a lower bound)")
+    for f in figs:
         if f.errors:
             print(f"errors ({f.label}): {f.errors}")
         for n in f.notes:
@@ -695,6 +708,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sse", action="store_true",
                    help="also run the same stream to Server-Sent Events subscribers (scenarios/sse.py) of the same "
                         "built-in target, and judge it against push (current) in this run")
+    p.add_argument("--longpoll", action="store_true",
+                   help="also run the same stream to long-poll subscribers (scenarios/longpoll.py) and print their "
+                        "requests, CPU per delivery and per request beside push's")
     p.add_argument("--skip-floor", action="store_true",
                    help="do not measure the floor (bare protocols that only stamp: what any receiver costs here)")
     p.add_argument("--receivers", default="",
@@ -742,6 +758,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[{design}] {args.sessions:,} sessions{origin} ...", flush=True)
             fig = run_ours(args, out, design, roots[design])
             print(f"[{design}] done: held {fig.held_at_publish:,}, {fig.deliveries:,} deliveries, "
+                  f"{fmt(fig.cpu_us_per_delivery, '.1f')} us/delivery", flush=True)
+            figs.append(fig)
+        if args.longpoll:
+            time.sleep(2)
+            print(f"[longpoll] {args.sessions:,} long-poll subscribers ...", flush=True)
+            fig = run_ours(args, out, "longpoll", REPO, mode="longpoll", locustfile=LONGPOLL_LOCUSTFILE)
+            print(f"[longpoll] done: held {fig.held_at_publish:,}, {fig.deliveries:,} deliveries, "
                   f"{fmt(fig.cpu_us_per_delivery, '.1f')} us/delivery", flush=True)
             figs.append(fig)
         if args.sse:
