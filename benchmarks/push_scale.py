@@ -96,7 +96,7 @@ from push_capacity import LOCUSTFILE, NS, HealthSample, Monitor, RunFigures, fmt
 
 # found through the checkout, which importing push_capacity put on sys.path
 from deliverybench.adapters.children import child_options, stop_group
-from deliverybench.cli.limits import PROCESS_OVERHEAD_FDS
+from deliverybench.cli.limits import PROCESS_OVERHEAD_FDS, SESSIONS_PER_SOURCE_ADDRESS
 from deliverybench.core.model import ResultsFormatError
 from deliverybench.core.options import OPTIONS, OptionError, locust_argv, validate
 from deliverybench.core.plan import plan_run
@@ -112,12 +112,8 @@ __all__ = [
 #: each harness or nginx worker is given at most this share of its open-files limit, for its own files
 #: (libraries, logs, zmq, publisher pool) and for the sessions one worker gets beyond the average
 FD_HEADROOM = 0.8
-#: sessions per loopback source address: about a third of the 28,232 ephemeral ports of 32768-60999.
-#: The kernel picks each connection's port by probing the range for a free one; at 25,000 an address
-#: (measured, 100,000 sessions on 4 addresses) the probing in connect() took most of every worker's CPU,
-#: starved Locust's heartbeats and the master took the workers for missing; at 10,000 (10 addresses)
-#: all 100,000 connected in 99 s with no worker missed
-SESSIONS_PER_ADDRESS = 10_000
+#: sessions per loopback source address: the harness's own figure, and why (deliverybench/cli/limits.py)
+SESSIONS_PER_ADDRESS = SESSIONS_PER_SOURCE_ADDRESS
 #: files an nginx worker holds besides connections: logs, listening sockets, channels to the other workers
 NGINX_SPARE_FDS = 1_000
 #: the first source address is 127.0.0.<this>: 127.0.0.1 stays free for everything else on the machine

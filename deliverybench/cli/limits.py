@@ -18,10 +18,39 @@ from typing import Any
 
 from ..adapters.process_tuning import PROCESS_OVERHEAD_FDS
 
-__all__ = ["open_files_problem", "PROCESS_OVERHEAD_FDS", "SESSION_MODES"]
+__all__ = ["open_files_problem", "source_ports_warning", "PROCESS_OVERHEAD_FDS", "SESSION_MODES",
+           "SESSIONS_PER_SOURCE_ADDRESS"]
 
 #: modes in which every subscriber holds a socket open for the whole run
 SESSION_MODES = ("push", "sse", "longpoll", "poll")
+
+
+#: sessions one loopback source address carries well. It has ~28,000 ephemeral ports, but the kernel
+#: probes for a free one on every connect: at 25,000 sessions an address (100,000 sessions against nginx +
+#: nchan, measured) that probing took most of every Locust worker's CPU and starved its heartbeats; at
+#: 10,000 an address all 100,000 connected with no worker missed
+SESSIONS_PER_SOURCE_ADDRESS = 10_000
+#: modes whose sessions can be spread over ``--source-addresses``
+SOURCE_ADDRESS_MODES = ("push", "sse")
+
+
+def source_ports_warning(config: Any) -> str | None:
+    """One line when a session mode puts more sessions on one source address than connect well, else None.
+
+    A warning, not a refusal: connecting is slower, not wrong, and a machine with
+    a wider ``ip_local_port_range`` may do better.
+    """
+    modes = [m for m in config.modes if m in SOURCE_ADDRESS_MODES]
+    if not modes:
+        return None
+    addresses = [a for a in str(config.source_addresses or "").split(",") if a.strip()]
+    per_address = math.ceil(int(config.subscribers) / max(1, len(addresses)))
+    if per_address <= SESSIONS_PER_SOURCE_ADDRESS:
+        return None
+    need = math.ceil(int(config.subscribers) / SESSIONS_PER_SOURCE_ADDRESS)
+    return (f"{per_address:,} {modes[0]} sessions per source address: past about "
+            f"{SESSIONS_PER_SOURCE_ADDRESS:,} the kernel's search for a free port slows every connect and can starve "
+            f"the harness -- give {need} addresses with --source-addresses 127.0.0.2,127.0.0.3,...")
 
 
 def _limit() -> int:

@@ -24,7 +24,7 @@ from typing import Any
 from ..adapters import results_file
 from .config import ConfigError, RunConfig
 from .interrupt import Interrupt
-from .limits import open_files_problem
+from .limits import open_files_problem, source_ports_warning
 from .orchestrate import run_modes
 from .progress import Progress
 from .summary import summary_table
@@ -139,6 +139,9 @@ def run(config: RunConfig, say: Callable[[str], None], interrupt: Interrupt | No
     problem = open_files_problem(config)
     if problem is not None:
         raise ConfigError(problem)
+    crowded = source_ports_warning(config)
+    if crowded is not None:
+        print(f"{prog}: warning: {crowded}", file=sys.stderr)
     with claim_run_dir(config) as run_dir:
         say(f"deliverybench: modes {', '.join(config.modes)}; results in {run_dir}")
         measured = run_modes(config, run_dir, say, interrupt, progress=progress or Progress(), stop_when=stop_when,
