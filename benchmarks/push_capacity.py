@@ -751,27 +751,20 @@ def main(argv: list[str] | None = None) -> int:
         roots = {"current": REPO}
         if "previous" in designs:
             roots["previous"] = stack.enter_context(checkout(PREVIOUS))
-        for design in designs:
+        # (label, tree, mode, locustfile, what is measured): the designs, then the other push transports
+        runs = [(design, roots[design], "push", LOCUSTFILE,
+                 "sessions" + (f" (git {PREVIOUS.commit[:12]}, from a worktree)" if design == "previous" else ""))
+                for design in designs]
+        if args.longpoll:
+            runs.append(("longpoll", REPO, "longpoll", LONGPOLL_LOCUSTFILE, "long-poll subscribers"))
+        if args.sse:
+            runs.append(("sse", REPO, "sse", SSE_LOCUSTFILE, "Server-Sent Events subscribers"))
+        for label, root, mode, locustfile, what in runs:
             if figs:
                 time.sleep(2)
-            origin = f" (git {PREVIOUS.commit[:12]}, from a worktree)" if design == "previous" else ""
-            print(f"[{design}] {args.sessions:,} sessions{origin} ...", flush=True)
-            fig = run_ours(args, out, design, roots[design])
-            print(f"[{design}] done: held {fig.held_at_publish:,}, {fig.deliveries:,} deliveries, "
-                  f"{fmt(fig.cpu_us_per_delivery, '.1f')} us/delivery", flush=True)
-            figs.append(fig)
-        if args.longpoll:
-            time.sleep(2)
-            print(f"[longpoll] {args.sessions:,} long-poll subscribers ...", flush=True)
-            fig = run_ours(args, out, "longpoll", REPO, mode="longpoll", locustfile=LONGPOLL_LOCUSTFILE)
-            print(f"[longpoll] done: held {fig.held_at_publish:,}, {fig.deliveries:,} deliveries, "
-                  f"{fmt(fig.cpu_us_per_delivery, '.1f')} us/delivery", flush=True)
-            figs.append(fig)
-        if args.sse:
-            time.sleep(2)
-            print(f"[sse] {args.sessions:,} Server-Sent Events subscribers ...", flush=True)
-            fig = run_ours(args, out, "sse", REPO, mode="sse", locustfile=SSE_LOCUSTFILE)
-            print(f"[sse] done: held {fig.held_at_publish:,}, {fig.deliveries:,} deliveries, "
+            print(f"[{label}] {args.sessions:,} {what} ...", flush=True)
+            fig = run_ours(args, out, label, root, mode=mode, locustfile=locustfile)
+            print(f"[{label}] done: held {fig.held_at_publish:,}, {fig.deliveries:,} deliveries, "
                   f"{fmt(fig.cpu_us_per_delivery, '.1f')} us/delivery", flush=True)
             figs.append(fig)
     if not args.skip_floor:
