@@ -66,7 +66,8 @@ def test_import_from_refuses_a_module_from_elsewhere(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("bench", "path"), [("push_capacity", "scenarios/ws_push.py"),
-                                             ("publisher_rate", "deliverybench/harness/publisher.py")])
+                                             ("publisher_rate", "deliverybench/harness/publisher.py"),
+                                             ("receiver_cost", "deliverybench/adapters/callback_receiver.py")])
 def test_the_named_commits_hold_what_the_benchmarks_run(bench: str, path: str) -> None:
     commit = _load(bench).PREVIOUS.commit
     if not _has(commit):
