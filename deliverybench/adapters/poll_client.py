@@ -114,12 +114,7 @@ class Poller:
     def stop(self, at_ns: int) -> None:
         """Unsubscribe as of ``at_ns`` (when the user asked), then close."""
         self._stopping = True
-        recorder = self._recorder_ref()
-        record = recorder.subscribers.get(self.name)
-        if record is not None:
-            record.close(at_ns)
-            recorder.retire(self.name)
-            recorder.connected -= 1
+        self._recorder_ref().unsubscribe(self.name, at_ns)
         self._cancel_timer()
         self._drop_connection()
         self._tell(False, "stopped")

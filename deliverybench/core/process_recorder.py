@@ -117,6 +117,15 @@ class ProcessRecorder:
         if record is not None:
             self.finished.append(record)
 
+    def unsubscribe(self, name: str, at_ns: int) -> None:
+        """A connected subscriber (a poller) leaves as of ``at_ns``: its window closes, its record travels,
+        and it no longer counts as connected. A name not subscribed is left alone."""
+        record = self.subscribers.get(name)
+        if record is not None:
+            record.close(at_ns)
+            self.retire(name)
+            self.connected -= 1
+
     # -- hot path ----------------------------------------------------------
     def on_event(self, record: SubscriberRecord, data: bytes, receive_ns: int, metric: str = "delivery",
                  first_attempt: bool = False) -> bool:
