@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 import urllib.request
 from collections.abc import Mapping
 from typing import Any
@@ -28,6 +27,7 @@ from typing import Any
 from locust import User, constant, task
 from locust.exception import StopUser
 
+from deliverybench.adapters import worker_clock
 from deliverybench.adapters.callback_receiver import (
     CallbackReceiver,
     CallbackSubscriptions,
@@ -93,15 +93,15 @@ class CallbackSubscriber(User):
         def start(reply: Any) -> None:
             async def register() -> None:
                 recorder = harness.recorder
-                started = time.time_ns()
+                started = worker_clock.now_ns()
                 try:
                     await receiver.start()
                     sub_id = await subscriptions.register(receiver.url_for(path))
                 except Exception as exc:  # any failure to subscribe is reported, not raised
-                    recorder.error("subscribe_failed", time.time_ns())
+                    recorder.error("subscribe_failed", worker_clock.now_ns())
                     reply((False, f"{type(exc).__name__}: {exc}", None))
                     return
-                now = time.time_ns()
+                now = worker_clock.now_ns()
                 recorder.recorder.record("connect", now - started, now)
                 record = recorder.subscriber(name)
                 record.open(now)
@@ -126,7 +126,7 @@ class CallbackSubscriber(User):
         if sub_id is None:
             return
         harness, receiver, subscriptions = self.harness, self.receiver, self.subscriptions
-        name, path, at_ns = self.name, self.path, time.time_ns()
+        name, path, at_ns = self.name, self.path, worker_clock.now_ns()
 
         def stop() -> None:
             recorder = harness.recorder

@@ -21,6 +21,7 @@ import warnings
 from types import TracebackType
 from typing import Any, ClassVar
 
+from deliverybench.core.dialect import Dialect
 from deliverybench.core.options import MODES as CORE_MODES
 
 __all__ = [
@@ -65,6 +66,12 @@ _BUILTIN: dict[str, str] = {
     "callback": "targets.builtin:CallbackTarget",
     "sink": "targets.builtin:SinkTarget",
     "relay": "targets.relay:RelayTarget",
+    # real servers, started from their Debian or npm packages
+    "nchan": "targets.nchan:NchanTarget",
+    "pushpin": "targets.pushpin:PushpinTarget",
+    "nats": "targets.nats:NatsTarget",
+    "socketio": "targets.socketio:SocketIOTarget",
+    "alertmanager": "targets.alertmanager:AlertmanagerTarget",
 }
 
 
@@ -119,6 +126,11 @@ class Target(abc.ABC):
         """Processes whose resources count as the target's cost; [] for external targets."""
         return []
 
+    def dialect(self, mode: str) -> Dialect:
+        """How subscribers of ``mode`` and the publisher speak to this target (default: the relay contract,
+        events forwarded verbatim)."""
+        return Dialect()
+
     def modes(self) -> list[str]:
         """The egress modes this target offers."""
         return [m for m in MODES if self.egress_url(m) is not None]
@@ -142,7 +154,11 @@ class Target(abc.ABC):
 
     def describe(self) -> dict[str, Any]:
         """A JSON-ready summary for the results file."""
-        return {"name": self.name, "kind": self.kind, "urls": self.urls()}
+        described: dict[str, Any] = {"name": self.name, "kind": self.kind, "urls": self.urls()}
+        dialects = {m: self.dialect(m).describe() for m in self.modes()}
+        if any(dialects.values()):
+            described["dialect"] = {m: d for m, d in dialects.items() if d}
+        return described
 
     def __enter__(self) -> Target:
         self.start()
@@ -200,7 +216,12 @@ def available_targets() -> dict[str, type[Target]]:
     taking the built-ins down with it; :func:`get_target` on its name reports
     why.
     """
-    found = {name: _load(spec) for name, spec in _BUILTIN.items()}
+    found: dict[str, type[Target]] = {}
+    for name, spec in _BUILTIN.items():
+        try:
+            found[name] = _load(spec)
+        except ImportError as exc:  # a real server's adapter with a missing Python dependency
+            warnings.warn(f"target {name!r} ({spec}) failed to load: {exc}", stacklevel=2)
     for name, ep in _entry_points().items():
         if name in found and ep.value == _BUILTIN.get(name):
             continue

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from deliverybench.core.dialect import Dialect, dialect_from_values
 from targets.base import BUILTIN_FOR_MODE, Target, TargetError, get_target, test_knobs
 
 __all__ = ["TargetUrls", "StartedTarget", "start_target"]
@@ -32,6 +33,8 @@ class TargetUrls:
         stats: the target's ``/stats`` URL, read at the end of a run, or "".
         pids: processes whose cost is the target's (none for external ones).
         accepts_batches: whether the ingress takes NDJSON batches.
+        dialect: how the target speaks (subscribe messages, envelope, framing, publish body); the
+            relay contract by default.
     """
 
     name: str
@@ -40,6 +43,7 @@ class TargetUrls:
     stats: str = ""
     pids: tuple[int, ...] = ()
     accepts_batches: bool = False
+    dialect: Dialect = Dialect()
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +96,8 @@ def start_target(mode: str, values: Mapping[str, Any]) -> StartedTarget:
     if choice == "external":
         return StartedTarget(mode, None, TargetUrls(
             str(get("target_name") or "external"), ingress=str(get("publish_url") or ""),
-            egress=str(get("subscribe_url") or ""), stats=str(get("stats_url") or ""), pids=_pids(get("target_pids"))))
+            egress=str(get("subscribe_url") or ""), stats=str(get("stats_url") or ""), pids=_pids(get("target_pids")),
+            dialect=dialect_from_values(values)))
     if choice == "relay" and mode != "burst":
         return StartedTarget(mode, None, _attach_relay(mode, values))
     name = BUILTIN_FOR_MODE[mode] if choice in ("builtin", "relay") else choice
@@ -104,7 +109,7 @@ def start_target(mode: str, values: Mapping[str, Any]) -> StartedTarget:
     target.start()
     return StartedTarget(mode, target, TargetUrls(
         name, ingress=target.ingress_url or "", egress=target.egress_url(mode) or "", stats=target.stats_url or "",
-        pids=tuple(target.pids()), accepts_batches=target.accepts_batches))
+        pids=tuple(target.pids()), accepts_batches=target.accepts_batches, dialect=target.dialect(mode)))
 
 
 def _attach_relay(mode: str, values: Mapping[str, Any]) -> TargetUrls:
@@ -125,4 +130,5 @@ def _attach_relay(mode: str, values: Mapping[str, Any]) -> TargetUrls:
         problem = tcp_reachable(egress)
         if problem is not None:
             raise TargetError(f"cannot reach the {mode} URL {egress}: {problem}")
-    return TargetUrls("relay", ingress=str(get("publish_url") or ""), egress=egress)
+    return TargetUrls("relay", ingress=str(get("publish_url") or ""), egress=egress,
+                      dialect=dialect_from_values(values))

@@ -38,7 +38,7 @@ from deliverybench.harness.locust_options import add_options, check_form
 from targets.start import TargetUrls
 
 _TEXT_CANDIDATES = ("ws://127.0.0.1:9/x", "http://127.0.0.1:9/x", "127.0.0.2", "exp:5", "7", "12,34", "p99<=50ms",
-                    "sample")
+                    "sample", "/data", "{\"data\":{event}}")
 
 
 def sample_value(option: Option) -> Any:

@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import time
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import httptools
+
+from . import worker_clock
 
 __all__ = ["HttpClientConnection", "ConnectionOwner", "Endpoint", "MAX_HEADER_BYTES", "KEPT_HEADERS", "error_kind",
            "open_connection"]
@@ -90,7 +91,7 @@ class HttpClientConnection(asyncio.Protocol):
             self.transport.write(request)
 
     def data_received(self, data: bytes) -> None:
-        rx_ns = time.time_ns()
+        rx_ns = worker_clock.now_ns()
         if self.failed:
             return
         if not self.waiting:  # bytes nobody asked for
@@ -118,7 +119,7 @@ class HttpClientConnection(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         self.header_bytes += len(name) + len(value)
         if self.header_bytes > MAX_HEADER_BYTES:
-            self.fail(self.prefix + "oversized", time.time_ns())
+            self.fail(self.prefix + "oversized", worker_clock.now_ns())
             return
         key = name.lower()
         if key in KEPT_HEADERS:
@@ -132,7 +133,7 @@ class HttpClientConnection(asyncio.Protocol):
             return
         self.body_size += len(body)
         if self.body_size > self.max_body:
-            self.fail(self.prefix + "oversized", time.time_ns())
+            self.fail(self.prefix + "oversized", worker_clock.now_ns())
             return
         self.body.append(body)
 
@@ -162,7 +163,7 @@ class HttpClientConnection(asyncio.Protocol):
         if not self.failed:
             self.failed = True
             kind = self.prefix + "closed" if exc is None else error_kind(exc, self.prefix)
-            self.owner.failed(self, kind, time.time_ns())
+            self.owner.failed(self, kind, worker_clock.now_ns())
 
 
 class Endpoint:

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import deque
 from http import HTTPStatus
 from typing import Any, Protocol
@@ -47,6 +46,7 @@ from urllib.parse import unquote_to_bytes
 
 from httptools import HttpParserCallbackError, HttpParserError, HttpParserUpgrade, HttpRequestParser
 
+from . import worker_clock
 from .body_limits import OVERSIZED, TRUNCATED, BodyBudget, BodyGate, Refusal
 
 __all__ = ["Endpoint", "Reply", "HttpConnection", "HttpReceiverServer", "MAX_HEAD_BYTES", "MAX_HEADERS",
@@ -156,7 +156,7 @@ class HttpConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.gate = BodyGate(server.budget, server.body_cap)
         #: when the current chunk arrived; also when the connection was last busy (the idle sweep reads it)
-        self.chunk_ns = time.time_ns()
+        self.chunk_ns = worker_clock.now_ns()
         self.receive_ns = 0
         self.requests = 0
         self.busy = self.in_head = False
@@ -182,7 +182,7 @@ class HttpConnection(asyncio.Protocol):
         self.server.connections.add(self)
 
     def data_received(self, data: bytes) -> None:
-        self.chunk_ns = time.time_ns()
+        self.chunk_ns = worker_clock.now_ns()
         if self.stopped:
             return  # an answer that closes the connection is decided: nothing more is read
         busy, serial = self.busy, self.requests
@@ -360,7 +360,7 @@ class HttpConnection(asyncio.Protocol):
         transport = self.transport
         if transport is None:
             return
-        self.chunk_ns = time.time_ns()
+        self.chunk_ns = worker_clock.now_ns()
         queue, ready = self.queue, b""
         while queue and queue[0][0] is not None:
             data, close, _ = queue.popleft()
@@ -509,7 +509,7 @@ class HttpReceiverServer:
         Ages are wall-clock (the stamps already read per chunk, so a request costs no clock read for
         this); a step of the system clock can end one sweep's requests early or late by the step.
         """
-        now = time.time_ns()
+        now = worker_clock.now_ns()
         request_ns, idle_ns = int(self.request_timeout_s * 1e9), int(self.idle_timeout_s * 1e9)
         slow = [c for c in self.connections if c.busy and not c.stopped and now - c.receive_ns > request_ns]
         idle = [c for c in self.connections

@@ -56,7 +56,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -65,6 +64,7 @@ from urllib.parse import urlsplit
 
 from ..core.event import MalformedEvent, read_head
 from ..core.process_recorder import ProcessRecorder
+from . import worker_clock
 from .http_client_conn import MAX_HEADER_BYTES, Endpoint, HttpClientConnection, error_kind, open_connection
 from .ws_receiver import reconnect_delay
 
@@ -157,7 +157,7 @@ class LongPoller:
 
     # -- life cycle -------------------------------------------------------------------------------
     def start(self) -> None:
-        self._started = time.time_ns()
+        self._started = worker_clock.now_ns()
         self._connect()
 
     def stop(self, at_ns: int) -> None:
@@ -205,7 +205,7 @@ class LongPoller:
         self._connect_failed("longpoll_timeout")
 
     def _connect_failed(self, kind: str) -> None:
-        now = time.time_ns()
+        now = worker_clock.now_ns()
         recorder = self._recorder_ref()
         if self._subscribed:
             recorder.error(kind, now)
@@ -258,7 +258,7 @@ class LongPoller:
         options = self.options
         # the ``after`` style's start request is answered at once (hold=0): the open timeout bounds it
         starting = not self._subscribed and options.resume == "after"
-        self._sent_ns = time.time_ns()
+        self._sent_ns = worker_clock.now_ns()
         conn.send(self._request())
         self._timer = asyncio.get_running_loop().call_later(
             options.open_timeout_s if starting else options.answer_timeout, self._answer_timed_out, conn)
@@ -268,7 +268,7 @@ class LongPoller:
     def _answer_timed_out(self, conn: LongPollConnection) -> None:
         self._timer = None
         if conn is self._conn:
-            conn.fail("longpoll_timeout", time.time_ns())
+            conn.fail("longpoll_timeout", worker_clock.now_ns())
 
     def _subscribe(self, at_ns: int) -> None:
         self._subscribed = True

@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -50,6 +49,7 @@ from typing import Any
 
 from ..core.event import MalformedEvent, decode_head, split_batch
 from ..core.process_recorder import ProcessRecorder
+from . import worker_clock
 from .http_client_conn import Endpoint, HttpClientConnection, error_kind, open_connection
 
 __all__ = ["PollOptions", "Poller"]
@@ -108,7 +108,7 @@ class Poller:
     # -- life cycle -------------------------------------------------------------------------------
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._started = time.time_ns()
+        self._started = worker_clock.now_ns()
         self._poll()
 
     def stop(self, at_ns: int) -> None:
@@ -150,7 +150,7 @@ class Poller:
         if self._stopping or self._loop is None:
             return
         self._began = self._loop.time()
-        self._sent_ns = time.time_ns()
+        self._sent_ns = worker_clock.now_ns()
         self._retried = False
         self._timer = self._loop.call_later(self.options.timeout_s, self._timed_out)
         self._send()
@@ -181,7 +181,7 @@ class Poller:
         self._connecting = None
         if exc is not None:
             self._conn = None
-            self._poll_failed(error_kind(exc, _PREFIX), time.time_ns())
+            self._poll_failed(error_kind(exc, _PREFIX), worker_clock.now_ns())
             return
         conn.send(self._request())
 
@@ -189,7 +189,7 @@ class Poller:
         self._timer = None
         self._drop_connection()
         if self._subscribed:
-            self._recorder_ref().error(_PREFIX + "timeout", time.time_ns())
+            self._recorder_ref().error(_PREFIX + "timeout", worker_clock.now_ns())
             self._next_poll(0.0)
         else:
             self._start_failed(f"TimeoutError: no answer from {self.options.url} within {self.options.timeout_s} s")
@@ -210,7 +210,7 @@ class Poller:
 
     def _start_failed(self, why: str) -> None:
         self._drop_connection()
-        self._recorder_ref().error("poll_start_failed", time.time_ns())
+        self._recorder_ref().error("poll_start_failed", worker_clock.now_ns())
         self._tell(False, why)
 
     # -- called by the connection -----------------------------------------------------------------

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache, partial
@@ -46,6 +45,7 @@ from httptools import HttpParserError, HttpResponseParser
 from ..core.event import WARMUP_MARK, MalformedEvent, read_head
 from ..core.process_recorder import ProcessRecorder
 from ..core.sse import MAX_EVENT_BYTES, SseParser
+from . import worker_clock
 from .dial import dial
 from .ws_receiver import PushSession, _error_kind, reconnect_delay
 
@@ -119,7 +119,7 @@ class SseReceiver(asyncio.Protocol):
         transport.write(self.session.request())  # type: ignore[attr-defined]
 
     def data_received(self, data: bytes) -> None:
-        self.rx_ns = time.time_ns()
+        self.rx_ns = worker_clock.now_ns()
         try:
             self.parser.feed_data(data)
         except HttpParserError as exc:
@@ -280,7 +280,7 @@ class SseSession:
             return
         self._attempts += 1
         loop = asyncio.get_running_loop()
-        self._started = time.time_ns()
+        self._started = worker_clock.now_ns()
         receiver = self._receiver = SseReceiver(self)
         if self.options.local_addr:  # the source port is picked at connect(), as for push (see .dial)
             opening = dial(loop, lambda: receiver, self._host, self._port, self.options.local_addr)
@@ -346,7 +346,7 @@ class SseSession:
             self._failed(f"connect_{kind}", "connection closed before the response head")
             return
         self.last_id, self.retry_ms = receiver.events.last_id, receiver.events.retry_ms
-        now = time.time_ns()
+        now = worker_clock.now_ns()
         self.recorder.connected -= 1
         self.recorder.intake.close(self.index, now)
         if receiver.outcome is None:  # the server's doing: the end of its response, or of the connection
@@ -367,7 +367,7 @@ class SseSession:
 
     # -- internals -----------------------------------------------------------------------------------
     def _failed(self, kind: str, reason: str) -> None:
-        self.recorder.error(kind, time.time_ns())
+        self.recorder.error(kind, worker_clock.now_ns())
         self._receiver = None
         self._retry()  # first: whatever the listener does, the session tries again
         self._tell(False, f"{kind.removeprefix('connect_')}: {reason}")

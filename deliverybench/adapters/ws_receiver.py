@@ -46,7 +46,6 @@ import asyncio
 import errno
 import logging
 import random
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache, partial
@@ -62,6 +61,7 @@ from websockets.uri import WebSocketURI, parse_uri
 
 from ..core.event import EVENT_PREFIX, WARMUP_MARK, MalformedEvent, read_head
 from ..core.process_recorder import ProcessRecorder
+from . import worker_clock
 from .dial import dial
 
 __all__ = ["PushSessionOptions", "PushSession", "PushReceiver", "reconnect_delay"]
@@ -140,7 +140,7 @@ class PushReceiver(asyncio.Protocol):
         self._flush()
 
     def data_received(self, data: bytes) -> None:
-        rx_ns = time.time_ns()
+        rx_ns = worker_clock.now_ns()
         # The hot path. Every session receives the same bytes for the same event, so a chunk seen
         # before (the same whole frame, byte for byte) is not read again: its head is looked up.
         head = _HEADS.get(data)
@@ -436,7 +436,7 @@ class PushSession:
         if self.uri.secure:
             kwargs["ssl"] = True
             kwargs["server_hostname"] = self.uri.host
-        self._started = time.time_ns()
+        self._started = worker_clock.now_ns()
         receiver = self._receiver = PushReceiver(self)
         if self.options.local_addr:  # the source port is picked at connect(), not scanned for at bind()
             opening = dial(loop, lambda: receiver, self._host, self._port, self.options.local_addr, **kwargs)
@@ -497,7 +497,7 @@ class PushSession:
             self._cancel_timer()
             self._failed("handshake" if exc is None else _error_kind(exc), "connection closed during the handshake")
             return
-        now = time.time_ns()
+        now = worker_clock.now_ns()
         self.recorder.connected -= 1
         self.recorder.intake.close(self.index, now)
         # the server's close code; else the one this side failed the connection with (1002, 1009, ...)
@@ -561,7 +561,7 @@ class PushSession:
 
     # -- internals -----------------------------------------------------------------------------------
     def _failed(self, kind: str, reason: str) -> None:
-        now = time.time_ns()
+        now = worker_clock.now_ns()
         self.recorder.error(f"connect_{kind}", now)
         self._receiver = None
         self._retry()  # first: whatever the listener does, the session tries again
@@ -588,7 +588,7 @@ class PushSession:
         if receiver is None or self._stopping:
             return
         self.recorder.counters["echo_sent"] += 1
-        receiver.send_text(b'{"echo":%d}' % time.time_ns())
+        receiver.send_text(b'{"echo":%d}' % worker_clock.now_ns())
         self._schedule_echo()
 
 

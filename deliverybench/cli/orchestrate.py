@@ -37,6 +37,7 @@ from ..adapters import results_file
 from ..adapters.children import child_options, stop_group
 from ..adapters.machine import git_commit, machine_facts, package_versions
 from ..core.audit import AuditTotals
+from ..core.dialect import DIALECT_DESTS
 from ..core.options import ENV_PREFIX, OPTIONS, by_dest, locust_argv
 from ..core.plan import plan_run
 from ..core.recording import Recorder
@@ -98,6 +99,10 @@ def _locust_command(config: RunConfig, mode: str, urls: TargetUrls, results: Pat
         "--target-name", urls.name, "--results", str(results), "--live-file", str(live),
         "--mode-result-only",  # this process builds the document: Locust writes only its mode result
     ]
+    for name, value in urls.dialect.to_dict().items():  # how the target speaks: the target's, or the options'
+        option = by_dest(DIALECT_DESTS[name])
+        if mode in option.modes:
+            cmd += [f"--{option.name}", value]
     if mode in by_dest("publish_batch").modes:
         cmd += ["--publish-batch", str(plan.batch)]
     if config.processes > 1:

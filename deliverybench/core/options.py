@@ -36,6 +36,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from .delay import parse_delay
+from .dialect import DEFAULT_CHANNEL, PROTOCOLS
 from .schedule import SCHEDULE_KINDS, Schedule, offsets_ns
 
 __all__ = [
@@ -126,6 +127,32 @@ def address_list(value: Any) -> str | None:
             ipaddress.ip_address(part)
         except ValueError:
             return f"must be comma-separated IP addresses ({part!r} is not one)"
+    return None
+
+
+def event_path_spec(value: Any) -> str | None:
+    """Empty, or a JSON pointer the envelope reader accepts."""
+    if not value:
+        return None
+    from .protocols import parse_event_path
+
+    try:
+        parse_event_path(str(value))
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def template_spec(value: Any) -> str | None:
+    """Empty, or a publish template whose placeholders are all known."""
+    if not value:
+        return None
+    from .publish_template import PublishTemplate
+
+    try:
+        PublishTemplate.parse(str(value))
+    except ValueError as exc:
+        return str(exc)
     return None
 
 
@@ -322,6 +349,8 @@ class Option:
     def format(self, value: Any) -> list[str]:
         """The argv tokens that hand ``value`` on (booleans: the flag alone, or nothing)."""
         flag = self.locust_flag or f"--{self.name}"
+        if self.kind is bool and self.negate:
+            return [] if value else [f"--no-{self.name}"]
         if self.kind is bool:
             return [flag] if value else []
         if self.kind is float:
@@ -367,6 +396,7 @@ def _profile_words(profile: dict[str, Any]) -> str:
 _PUSH, _CALLBACK, _BURST, _POLL = ("Push mode", "Callback mode (the harness as webhook receiver)",
                                    "Burst mode (the harness as webhook producer)", "Poll mode")
 _LONGPOLL = "Long-poll mode"
+_MACHINES = "Many load machines (Locust master and workers)"
 _PLUMBING = "Set by run_bench.py (or by the master) for each mode"
 _SUBSCRIBING = ("push", "sse", "longpoll", "callback", "poll")
 
@@ -442,8 +472,26 @@ OPTIONS: tuple[Option, ...] = (
     # -- the target --
     _o("target", str, "builtin", "'builtin' (start the built-in targets), 'relay' (external, needs the URLs), "
        "or a registered target name.", _TARGET, scope="run", handoff="never"),
-    _o("publish-url", str, "", "External target's ingress: events are POSTed here. Empty: start the built-in "
-       "target.", _TARGET, handoff="target", checks=(url_of("http", "https"),)),
+    _o("publish-url", str, "", "External target's ingress: events are POSTed here (http://), sent as text frames "
+       "over a few publisher WebSockets (ws://), or written as lines of a TCP protocol (tcp://host:port). Empty: "
+       "start the built-in target.", _TARGET, handoff="target", checks=(url_of("http", "https", "ws", "wss", "tcp"),)),
+    _o("protocol", str, "raw", "How subscribers talk to the target: 'raw' (each message is an event, or holds one "
+       "at --event-path), 'nats', 'socketio' (Engine.IO 4 / Socket.IO 5), 'graphql-ws' (graphql-transport-ws).",
+       _TARGET, modes=_SUBSCRIBING, handoff="target", choices=PROTOCOLS),
+    _o("channel", str, DEFAULT_CHANNEL, "Channel, subject or topic published to and subscribed on ({channel} in "
+       "templates and messages).", _TARGET, modes=_SUBSCRIBING, handoff="target"),
+    _o("subscribe-message", str, "", "Text frame each subscriber sends once its WebSocket is open, e.g. "
+       "'{\"type\":\"subscribe\",\"channel\":\"{channel}\"}' (graphql-ws: the subscription query).", _TARGET,
+       modes=_SUBSCRIBING, handoff="target"),
+    _o("event-path", str, "", "JSON pointer to the event inside each message, e.g. /data or "
+       "/payload/data/onEvent ('*' for every element of an array: /alerts/*/annotations/event).", _TARGET,
+       modes=_SUBSCRIBING, handoff="target", checks=(event_path_spec,)),
+    _o("publish-template", str, "", "Publish body around the event: {event}, {event|json} (as a JSON string), "
+       "{event|sse|json}, {event|length}, {channel}, {id}; e.g. '{\"channel\":\"{channel}\",\"data\":{event}}'.",
+       _TARGET, modes=_SUBSCRIBING, handoff="target", checks=(template_spec,)),
+    _o("publish-greeting", str, "", "Sent once on each publisher connection of a ws:// or tcp:// --publish-url "
+       "(e.g. NATS's 'CONNECT {}\\r\\n'; \\r and \\n are read as CR and LF).", _TARGET, modes=_SUBSCRIBING,
+       handoff="target"),
     _o("subscribe-url", str, "", "External target's egress: with run_bench.py the WebSocket URL (push); with "
        "locust -f the egress of its mode (ws:// URL, event-stream URL, long-poll URL, subscription API, poll URL or "
        "consumer URL).", _TARGET,
@@ -461,6 +509,13 @@ OPTIONS: tuple[Option, ...] = (
     _o("target-capacity", float, 0.0, "Built-in push and callback targets only, for tests: serve at most this many "
        "deliveries per second, one event at a time, so the true capacity at --rate R is this / R subscribers "
        "(0: no limit).", _TARGET, checks=(non_negative,)),
+    # -- many load machines --
+    _o("expect-workers", int, 0, "Run the subscribers on N Locust workers started by hand on other machines: "
+       "run_bench.py starts the master and the target, prints the command to run on each, and waits for them.",
+       _MACHINES, scope="run", handoff="never", checks=(non_negative,)),
+    _o("clock-correction", bool, True, "Do not map workers' receive times onto the master's clock (for tests and "
+       "for the record: latencies then carry each worker's clock offset).", _MACHINES, negate=True,
+       modes=_SUBSCRIBING),
     # -- push --
     _o("echo-interval", float, 0.0, "Seconds between echo round trips per session (0: off).", _PUSH,
        modes=("push",), checks=(non_negative,)),

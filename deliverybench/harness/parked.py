@@ -18,7 +18,6 @@ instance dict): 0.86 KB a user with its place in the group, down from 1.41 KB.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from functools import partial
 from typing import Any, Protocol, cast
@@ -28,6 +27,7 @@ from gevent.pool import Group
 from locust import User, task
 from locust.user.task import LOCUST_STATE_STOPPING, LOCUST_STATE_WAITING
 
+from ..adapters import worker_clock
 from .process import HarnessProcess
 
 __all__ = ["ParkedUser", "parked_greenlet", "source_address"]
@@ -124,7 +124,7 @@ class ParkedUser(User):
         """Close the session as of now, then leave Locust's group."""
         if self._state != LOCUST_STATE_STOPPING:
             self._state = LOCUST_STATE_STOPPING
-            at_ns = time.time_ns()
+            at_ns = worker_clock.now_ns()
             harness = self.harness
             if harness is not None:
                 harness.loop.call(self._close_session, at_ns)

@@ -8,13 +8,13 @@ does anything, and stops the poller when Locust stops the user.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
 from locust import User, constant, task
 from locust.exception import StopUser
 
+from ..adapters import worker_clock
 from ..core.process_recorder import ProcessRecorder
 from .process import HarnessProcess
 
@@ -70,4 +70,4 @@ class LoopPollerUser(User):
     def on_stop(self) -> None:
         poller = getattr(self, "poller", None)
         if poller is not None:
-            self.harness.loop.call(poller.stop, time.time_ns())
+            self.harness.loop.call(poller.stop, worker_clock.now_ns())

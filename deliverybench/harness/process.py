@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -23,6 +22,7 @@ from locust.env import Environment
 
 from targets.start import TargetUrls
 
+from ..adapters import worker_clock
 from ..adapters.process_tuning import PROCESS_OVERHEAD_FDS, session_budget
 from ..adapters.sampling import ProcessSampler
 from ..core.plan import plan_run
@@ -79,7 +79,7 @@ class HarnessProcess:
             self.sessions_opened += 1
             return True
         recorder = self.recorder
-        self.loop.call(recorder.error, FD_BUDGET_KIND, time.time_ns())
+        self.loop.call(recorder.error, FD_BUDGET_KIND, worker_clock.now_ns())
         if not self._budget_said:
             self._budget_said = True
             log.error("this harness process holds %d sessions, all its open-files limit allows (%d less %d for "
@@ -199,7 +199,7 @@ class HarnessProcess:
         hub absorbs it whether or not anyone is still waiting: a taken
         payload can never be dropped by a timeout or a killed greenlet.
         """
-        now = time.time_ns()
+        now = worker_clock.now_ns()
         self.pending_gauges.append((now // NS, self.recorder.connected, self.prefix))
         self.pending_samples.extend(self.sampler.sample(connections=self.recorder.connected))
         if self._loop is None:
@@ -210,10 +210,10 @@ class HarnessProcess:
         def take() -> None:
             recorder = self.recorder
             try:
-                payload = recorder.take_payload(final=final, now_ns=time.time_ns())
+                payload = recorder.take_payload(final=final, now_ns=worker_clock.now_ns())
             except Exception:  # a bug here must show in the results, not silently cost the data
                 log.exception("handing over what was measured failed")
-                recorder.error("harness_internal_error", time.time_ns())
+                recorder.error("harness_internal_error", worker_clock.now_ns())
                 payload = empty_payload()
             inbox.post(self._absorb_then_set, payload, absorbed)
 
@@ -265,7 +265,7 @@ def warm_histogram_tables() -> None:
     hdr_fast.value_tables(new_histogram())
     intake = Intake(id_limit=8)
     intake.add("warm-up")
-    now = time.time_ns()
+    now = worker_clock.now_ns()
     for column, value in ((intake.sub, 0), (intake.ids, 1), (intake.due, now - 1000), (intake.sent, now - 500),
                           (intake.rx, now)):
         column.append(value)

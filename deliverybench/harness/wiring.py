@@ -39,6 +39,7 @@ from locust.runners import STATE_MISSING, STATE_RUNNING, STATE_SPAWNING, MasterR
 from targets.start import TargetUrls
 
 from ..adapters.process_tuning import raise_open_files_limit, settle_gc
+from ..core.dialect import Dialect
 from ..core.options import MODES
 from ..core.schedule import Schedule
 from .aggregator import payload_to_wire
@@ -199,7 +200,8 @@ def urls_from_wire(data: Mapping[str, Any]) -> TargetUrls:
     return TargetUrls(str(data.get("name", "")), ingress=str(data.get("ingress", "")),
                       egress=str(data.get("egress", "")), stats=str(data.get("stats", "")),
                       pids=tuple(int(p) for p in data.get("pids") or ()),
-                      accepts_batches=bool(data.get("accepts_batches")))
+                      accepts_batches=bool(data.get("accepts_batches")),
+                      dialect=Dialect.from_dict(data.get("dialect") or {}))
 
 
 def _wire(environment: Environment, harness: HarnessProcess | None, controller: RunController | None) -> None:
