@@ -88,7 +88,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from deliverybench.core.event import Event, encode_batch  # noqa: E402
-from targets.builtin import PushTarget  # noqa: E402
+from targets.builtin import FRAME_DIALECTS, PushTarget  # noqa: E402
 
 NS = 1_000_000_000
 GOAL_CPU_US = 8.0
@@ -101,6 +101,8 @@ SSE_LOCUSTFILE = "scenarios/sse.py"
 LONGPOLL_LOCUSTFILE = "scenarios/longpoll.py"
 #: issue 26's goals for SSE against push measured in the same run
 GOAL_SSE_CPU_RATIO = 1.3
+#: issue 27: reading an envelope, NATS or Socket.IO framing costs at most this many times raw push
+GOAL_FRAMING_CPU_RATIO = 1.3
 GOAL_SSE_RSS_BYTES = 12_000
 #: the last commit before 11f2a15 replaced its sessions with bare asyncio protocols and batched recording
 PREVIOUS = Design("dc06e2d355a0f290dbb51598f23638c8067ffd7c",
@@ -332,13 +334,17 @@ def target_workers(sessions: int) -> int:
 
 
 def run_ours(args: argparse.Namespace, out: Path, design: str, root: Path = REPO, *, mode: str = "push",
-             locustfile: str = LOCUSTFILE) -> RunFigures:
-    """One run of ``locustfile`` (mode ``mode``) as the tree at ``root`` has it, read back from its results file."""
+             locustfile: str = LOCUSTFILE, frame: str = "raw") -> RunFigures:
+    """One run of ``locustfile`` (mode ``mode``) as the tree at ``root`` has it, read back from its results file.
+
+    ``frame``: the built-in target frames each message as that kind of server does, and the subscribers
+    are told the matching dialect (the framing's reading cost, against the same server).
+    """
     fig = RunFigures(design, args.sessions)
     results = out / f"{design}-results.json"
     log_path = out / f"{design}-locust.log"
     budget = int(args.connect_timeout + args.duration + args.drain + 60)
-    target = PushTarget(workers=target_workers(args.sessions))
+    target = PushTarget(workers=target_workers(args.sessions), frame=frame)
     proc = None
     mon = None
     try:
@@ -349,6 +355,8 @@ def run_ours(args: argparse.Namespace, out: Path, design: str, root: Path = REPO
                  "--payload-bytes", str(args.payload_bytes), "--drain", str(args.drain),
                  "--settle-timeout", str(args.connect_timeout), "--open-timeout", "10",
                  "--results", str(results)]
+        for name, value in target.dialect(mode).describe().items():  # a framing's protocol / event path
+            extra += [f"--{name.replace('_', '-')}", value]
         cmd = locust_cmd(locustfile, args.sessions, args.spawn_rate, budget, extra)
         proc = start_locust(cmd, log_path, root)
         mon = Monitor(proc.pid, target.pids()[0], target.health_url or "")
@@ -682,6 +690,16 @@ def report(args: argparse.Namespace, figs: list[RunFigures], out: Path) -> None:
     print(f"goals ({ours.label}):")
     for name, ok, value in goals:
         print(f"  {'PASS' if ok else 'MISS'}  {name:52} measured {value}")
+    framed = [f for f in figs if f.label in FRAME_DIALECTS]
+    if framed:
+        print(f"goals (framings, against push in this run: <= {GOAL_FRAMING_CPU_RATIO:g}x its harness CPU per "
+              "delivery, every event delivered):")
+        for f in framed:
+            f_cpu = f.cpu_us_per_delivery
+            f_ratio = None if f_cpu is None or not cpu else f_cpu / cpu
+            ok = f_ratio is not None and f_ratio <= GOAL_FRAMING_CPU_RATIO and f.lost == 0
+            print(f"  {'PASS' if ok else 'MISS'}  {f.label:52} measured {fmt(f_cpu, '.1f')} us = "
+                  f"{fmt(f_ratio, '.2f')}x, lost {fmt(f.lost)}")
     sse = next((f for f in figs if f.label == "sse"), None)
     if sse is not None:
         sse_cpu, sse_rss = sse.cpu_us_per_delivery, sse.rss_per_session
@@ -711,6 +729,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--longpoll", action="store_true",
                    help="also run the same stream to long-poll subscribers (scenarios/longpoll.py) and print their "
                         "requests, CPU per delivery and per request beside push's")
+    p.add_argument("--framings", default="",
+                   help="also run push with the built-in target framing each message as a real server would -- "
+                        f"{', '.join(FRAME_DIALECTS)} (comma-separated) -- and the subscribers reading that framing; "
+                        f"judged against push (current) in this run (goal <= {GOAL_FRAMING_CPU_RATIO:g}x)")
     p.add_argument("--skip-floor", action="store_true",
                    help="do not measure the floor (bare protocols that only stamp: what any receiver costs here)")
     p.add_argument("--receivers", default="",
@@ -731,6 +753,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="naive: give up waiting after this long without a new session")
     p.add_argument("--out", default="", help="directory for logs and results (default /tmp/push_capacity-<time>)")
     args = p.parse_args(argv)
+    args.framings = [k for k in args.framings.split(",") if k]
+    if any(k not in FRAME_DIALECTS for k in args.framings):
+        p.error(f"--framings takes {', '.join(FRAME_DIALECTS)}")
     clients = [k for k in RECEIVERS if k != "floor"]
     args.receivers = [k for k in args.receivers.split(",") if k]
     if any(k not in clients for k in args.receivers):
@@ -759,11 +784,13 @@ def main(argv: list[str] | None = None) -> int:
             runs.append(("longpoll", REPO, "longpoll", LONGPOLL_LOCUSTFILE, "long-poll subscribers"))
         if args.sse:
             runs.append(("sse", REPO, "sse", SSE_LOCUSTFILE, "Server-Sent Events subscribers"))
+        runs += [(frame, REPO, "push", LOCUSTFILE, f"sessions reading {frame} framing") for frame in args.framings]
         for label, root, mode, locustfile, what in runs:
             if figs:
                 time.sleep(2)
             print(f"[{label}] {args.sessions:,} {what} ...", flush=True)
-            fig = run_ours(args, out, label, root, mode=mode, locustfile=locustfile)
+            fig = run_ours(args, out, label, root, mode=mode, locustfile=locustfile,
+                           frame=label if label in FRAME_DIALECTS else "raw")
             print(f"[{label}] done: held {fig.held_at_publish:,}, {fig.deliveries:,} deliveries, "
                   f"{fmt(fig.cpu_us_per_delivery, '.1f')} us/delivery", flush=True)
             figs.append(fig)

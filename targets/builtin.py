@@ -11,10 +11,15 @@ from __future__ import annotations
 import time
 from typing import Any, ClassVar
 
+from deliverybench.core.dialect import Dialect
 from targets._process import ServerProcess
 from targets.base import Target, TargetError
 
-__all__ = ["BuiltinTarget", "PushTarget", "CallbackTarget", "SinkTarget"]
+__all__ = ["BuiltinTarget", "PushTarget", "CallbackTarget", "SinkTarget", "FRAME_DIALECTS"]
+
+#: how subscribers read each ``frame`` of the built-in push target (benchmarks of the harness's framing cost)
+FRAME_DIALECTS: dict[str, Dialect] = {"envelope": Dialect(event_path="/data"), "nats": Dialect(protocol="nats"),
+                                      "socketio": Dialect(protocol="socketio")}
 
 _HEALTH_POLL_S = 0.05
 
@@ -116,8 +121,9 @@ class PushTarget(BuiltinTarget):
     egress_keys: ClassVar[dict[str, str]] = {"push": "push", "sse": "sse", "longpoll": "longpoll", "poll": "poll"}
 
     def __init__(self, *, host: str = "127.0.0.1", delay_ms: float = 0.0, buffer: int = 10_000,
-                 workers: int = 1, capacity: float = 0.0) -> None:
+                 workers: int = 1, capacity: float = 0.0, frame: str = "raw") -> None:
         super().__init__(host=host)
+        self.frame = frame
         self.delay_ms = delay_ms
         self.capacity = capacity
         self.buffer = buffer
@@ -126,11 +132,17 @@ class PushTarget(BuiltinTarget):
     def server_args(self) -> list[str]:
         return [*super().server_args(), "--port", "0", "--ws-port", "0",
                 "--delay-ms", repr(float(self.delay_ms)), "--capacity", repr(float(self.capacity)),
-                "--buffer", str(self.buffer), "--workers", str(self.workers)]
+                "--buffer", str(self.buffer), "--workers", str(self.workers), "--frame", self.frame]
 
     def options(self) -> dict[str, Any]:
         return {**super().options(), "delay_ms": self.delay_ms, "capacity": self.capacity, "buffer": self.buffer,
-                "workers": self.workers}
+                "workers": self.workers, **({"frame": self.frame} if self.frame != "raw" else {})}
+
+    def dialect(self, mode: str) -> Dialect:
+        """The relay contract, or (benchmarks) the protocol whose framing ``frame`` imitates on push."""
+        if mode != "push" or self.frame == "raw":
+            return Dialect()
+        return FRAME_DIALECTS[self.frame]
 
 
 class CallbackTarget(BuiltinTarget):

@@ -30,6 +30,13 @@ clocks cannot be trusted across machines.
 delivered (to push and poll alike), so a test can check that the harness
 reports a latency it knows in advance.
 
+``--frame envelope|nats|socketio`` is for benchmarks only: every WebSocket
+message is framed as a real server of that kind frames it (``{"type":"event",
+"data":<event>}``; NATS ``MSG deliverybench 1 <n>\r\n<event>\r\n``;
+Socket.IO ``42["event",<event>]``), framed once per event, and frames from
+subscribers are not echoed (they are the protocol's greetings), so the
+harness's cost of reading each framing is measured against the same server.
+
 ``--sse-ping-s S`` is the silence after which every SSE stream gets a
 ``: ping`` comment (default 15).
 
@@ -53,7 +60,7 @@ import os
 import subprocess
 import sys
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import uvloop
 from aiohttp import web
@@ -77,6 +84,23 @@ _MAX_FRAME = 16 * 2**20
 _MAX_BODY = 256 * 2**20
 
 
+def _envelope(raw: bytes) -> bytes:
+    return b'{"type":"event","data":%b}' % raw
+
+
+def _nats(raw: bytes) -> bytes:
+    return b"MSG deliverybench 1 %d\r\n%b\r\n" % (len(raw), raw)
+
+
+def _socketio(raw: bytes) -> bytes:
+    return b'42["event",%b]' % raw
+
+
+#: ``--frame``: how each WebSocket message is framed (benchmarks only); None: the event as it came
+FRAMES: dict[str, Callable[[bytes], bytes] | None] = {"raw": None, "envelope": _envelope, "nats": _nats,
+                                                      "socketio": _socketio}
+
+
 class PushServer:
     """The state shared by the WebSocket side and the HTTP side.
 
@@ -88,7 +112,12 @@ class PushServer:
     """
 
     def __init__(self, *, delay_ms: float = 0.0, buffer: int = 10_000, capacity: float = 0.0,
-                 sse_ping_s: float = DEFAULT_PING_S) -> None:
+                 sse_ping_s: float = DEFAULT_PING_S, frame: str = "raw") -> None:
+        if frame not in FRAMES:
+            raise ValueError(f"frame must be one of {', '.join(FRAMES)}")
+        self.frame = FRAMES[frame]
+        #: echo what subscribers send (echo probes); not when framing, where they send protocol greetings
+        self.echo = self.frame is None
         if delay_ms < 0:
             raise ValueError("delay_ms must be >= 0")
         self.delay_s = delay_ms / 1000.0
@@ -113,8 +142,9 @@ class PushServer:
         self.connections_total += 1
         try:
             async for message in ws:  # str stays a text frame, bytes binary
-                await ws.send(message)
-                self.echoed += 1
+                if self.echo:
+                    await ws.send(message)
+                    self.echoed += 1
         except ConnectionClosed:  # a subscriber that vanishes is normal under load
             pass
         finally:
@@ -125,13 +155,14 @@ class PushServer:
     def deliver(self, ids: list[int], raws: list[bytes]) -> None:
         conns = self.subscribers
         append = self.buffer.append
-        for event_id, raw in zip(ids, raws):
+        framed = raws if self.frame is None else [self.frame(raw) for raw in raws]
+        for event_id, raw, message in zip(ids, raws, framed):
             append(event_id, raw)
-            broadcast(conns, raw, text=True)
+            broadcast(conns, message, text=True)
         self.frames_sent += len(raws) * (len(conns) + sum(self.worker_sessions))
         self.streams.deliver(ids, raws)  # after the buffer has the batch: held polls read it from there
         if self.worker_pipes:
-            packet = b"".join(len(raw).to_bytes(4, "big") + raw for raw in raws)
+            packet = b"".join(len(raw).to_bytes(4, "big") + raw for raw in framed)
             for pipe in self.worker_pipes:
                 pipe.write(packet)
 
@@ -219,7 +250,7 @@ class PushServer:
 
 async def run(args: argparse.Namespace) -> None:
     server = PushServer(delay_ms=args.delay_ms, buffer=args.buffer, capacity=args.capacity,
-                        sse_ping_s=args.sse_ping_s)
+                        sse_ping_s=args.sse_ping_s, frame=args.frame)
     ws_server = await serve(
         server.session,
         args.host,
@@ -271,7 +302,8 @@ async def run(args: argparse.Namespace) -> None:
 async def _start_worker(server: PushServer, host: str, ws_port: int) -> subprocess.Popen[bytes]:
     """A worker process holding sessions on the same port; events reach it down its stdin."""
     proc = subprocess.Popen([sys.executable, "-m", "targets.push_server", "--worker", "--host", host,
-                             "--ws-port", str(ws_port)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             "--ws-port", str(ws_port), "--frame", "raw" if server.echo else "nats"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             **child_options())
     assert proc.stdin is not None and proc.stdout is not None
     loop = asyncio.get_running_loop()
@@ -298,6 +330,7 @@ async def _start_worker(server: PushServer, host: str, ws_port: int) -> subproce
 async def run_worker(args: argparse.Namespace) -> None:
     """A worker: sessions on the shared port, events from stdin, its session count to stdout."""
     server = PushServer()
+    server.echo = args.frame == "raw"  # events come framed already; only whether to echo matters here
     ws_server = await serve(server.session, args.host, args.ws_port, compression=None, max_size=_MAX_FRAME,
                             close_timeout=2, reuse_port=True)
     loop = asyncio.get_running_loop()
@@ -339,6 +372,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="events kept for GET /events, /longpoll and SSE replay (default: 10000)")
     p.add_argument("--sse-ping-s", type=float, default=DEFAULT_PING_S,
                    help="seconds of silence after which SSE streams get a ': ping' comment (default: 15)")
+    p.add_argument("--frame", choices=tuple(FRAMES), default="raw",
+                   help="benchmarks only: frame WebSocket messages as an envelope, NATS or Socket.IO server would")
     p.add_argument("--workers", type=int, default=1,
                    help="processes holding WebSocket sessions on one port (SO_REUSEPORT; default: 1)")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
