@@ -1,10 +1,13 @@
 """An external push server given by URL: the harness attaches, never starts it.
 
-The contract a relay must meet is small on purpose, so that real servers
-(a Centrifugo, a Node ``ws`` fan-out, a team's own gateway) can be measured
-as they are: whatever body is POSTed to ``publish_url`` is forwarded verbatim
-to every WebSocket session open on ``subscribe_url``. Its processes are not
-ours, so none are sampled.
+By default a relay must forward whatever body is POSTed to ``publish_url``
+verbatim to every WebSocket session open on ``subscribe_url``. A server that
+does not (an envelope, a subscribe message after the handshake, framing of
+its own, a publish API of its own shape, publishing over a WebSocket or a TCP
+line protocol) is described by the options of a
+:class:`~deliverybench.core.dialect.Dialect` (``--event-path``,
+``--subscribe-message``, ``--protocol``, ``--publish-template``, ...), which
+travel beside the URLs. Its processes are not ours, so none are sampled.
 """
 
 from __future__ import annotations
@@ -36,7 +39,8 @@ class RelayTarget(Target):
     """An external server that forwards POSTed events to its WebSocket subscribers.
 
     Args:
-        publish_url: ``http(s)://`` URL the harness POSTs events to.
+        publish_url: ``http(s)://`` URL the harness POSTs events to, or a ``ws(s)://`` or ``tcp://`` one it
+            sends them over.
         subscribe_url: ``ws(s)://`` URL subscribers connect to.
         poll_url: optional ``http(s)://`` NDJSON poll endpoint.
         health_url: optional ``http(s)://`` URL answering 2xx when healthy;
@@ -61,7 +65,7 @@ class RelayTarget(Target):
 
     def validate(self) -> None:
         """Raise TargetError unless every URL has a usable scheme and host."""
-        _check_url("publish", self.publish_url, ("http", "https"))
+        _check_url("publish", self.publish_url, ("http", "https", "ws", "wss", "tcp"))
         _check_url("subscribe", self.subscribe_url, ("ws", "wss"))
         _check_url("poll", self.poll_url, ("http", "https"))
         _check_url("health", self._health_url, ("http", "https"))

@@ -93,6 +93,10 @@ URL_CONTEXT = {
     "longpoll_url": ["--target", "relay", "--modes", "longpoll", "--publish-url", "http://127.0.0.1:9/p"],
     "callback_url": ["--target", "relay", "--modes", "callback", "--publish-url", "http://127.0.0.1:9/p"],
     "consumer_url": ["--modes", "burst"],
+    # how an external server speaks: only with --target relay
+    **{dest: ["--target", "relay", "--modes", "push", "--publish-url", "http://127.0.0.1:9/p",
+              "--subscribe-url", "ws://127.0.0.1:9/s"]
+       for dest in ("protocol", "channel", "subscribe_message", "event_path", "publish_template", "publish_greeting")},
 }
 HANDED = [o for o in OPTIONS if o.handoff == "value" and o.scope in ("run", "both")]
 
@@ -404,3 +408,13 @@ def test_a_misspelt_toml_key_or_environment_variable_gets_a_suggestion(tmp_path:
     with pytest.raises(ConfigError) as caught:
         resolve(["--webhook-secre=S3CRET"], env={})
     assert "S3CRET" not in str(caught.value) and "did you mean --webhook-secret?" in str(caught.value)
+
+
+def test_protocol_options_without_relay_are_refused_not_ignored() -> None:
+    """A named target speaks its own protocol: --event-path with it would be silently dropped."""
+    with pytest.raises(ConfigError, match=r"--subscribe-message, --event-path describe an external server's "
+                                          r"protocol: give them with --target relay; the nats target speaks its own"):
+        resolve(["--target", "nats", "--event-path", "/data", "--subscribe-message", "hi"], env={})
+    relay = resolve(["--target", "relay", "--modes", "push", "--publish-url", "ws://127.0.0.1:9/p",
+                     "--subscribe-url", "ws://127.0.0.1:9/s", "--event-path", "/data"], env={})
+    assert relay.publish_url == "ws://127.0.0.1:9/p" and relay.values["event_path"] == "/data"

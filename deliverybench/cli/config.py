@@ -22,6 +22,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..core.dialect import DIALECT_DESTS
 from ..core.options import (
     ENV_PREFIX,
     MODES,
@@ -356,6 +357,12 @@ def _check_target(config: RunConfig, labels: Mapping[str, str]) -> None:
     if config.modes == ("burst",):
         return  # bursts need only a consumer: --consumer-url or the built-in sink
     urls = ("publish_url", *(dest for dest, _ in EGRESS_OPTIONS.values()))
+    if config.target != "relay":
+        spoken = [f"--{by_dest(dest).name}" for dest in DIALECT_DESTS.values()
+                  if config.values.get(dest) != by_dest(dest).default]
+        if spoken:
+            raise ConfigError(f"{', '.join(spoken)} describe an external server's protocol: give them with --target "
+                              f"relay; the {config.target} target speaks its own")
     if config.target == "builtin":
         if any(getattr(config, dest) for dest in urls):
             raise ConfigError("URLs given with --target builtin; use --target relay for an external target")
