@@ -97,6 +97,8 @@ URL_CONTEXT = {
     **{dest: ["--target", "relay", "--modes", "push", "--publish-url", "http://127.0.0.1:9/p",
               "--subscribe-url", "ws://127.0.0.1:9/s"]
        for dest in ("protocol", "channel", "subscribe_message", "event_path", "publish_template", "publish_greeting")},
+    "longpoll_resume": ["--target", "relay", "--modes", "longpoll", "--publish-url", "http://127.0.0.1:9/p",
+                        "--longpoll-url", "http://127.0.0.1:9/lp"],
 }
 HANDED = [o for o in OPTIONS if o.handoff == "value" and o.scope in ("run", "both")]
 

@@ -45,6 +45,8 @@ class Dialect:
             ``{event|sse|json}``, ``{event|length}``, ``{channel}``, ``{id}``); empty: the event alone.
         publish_greeting: sent once on each publisher connection of a ``ws://`` or ``tcp://`` ingress
             (NATS's ``CONNECT``), ``{channel}`` replaced.
+        longpoll_resume: how a long-poll subscriber resumes: ``after`` (``?after=N`` and ``X-Last-Id``,
+            the built-in target's) or ``etag`` (``If-Modified-Since`` + ``If-None-Match``, nchan's).
     """
 
     protocol: str = "raw"
@@ -53,12 +55,13 @@ class Dialect:
     event_path: str = ""
     publish_template: str = ""
     publish_greeting: str = ""
+    longpoll_resume: str = "after"
 
     @property
     def verbatim(self) -> bool:
         """Whether events travel as the harness wrote them, both ways (the relay contract)."""
         return (self.protocol == "raw" and not self.subscribe_message and not self.event_path
-                and not self.publish_template and not self.publish_greeting)
+                and not self.publish_template and not self.publish_greeting and self.longpoll_resume == "after")
 
     def to_dict(self) -> dict[str, str]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -78,7 +81,8 @@ class Dialect:
 #: the option ``dest`` of each dialect field (the option table declares them, with these names)
 DIALECT_DESTS: dict[str, str] = {"protocol": "protocol", "channel": "channel",
                                  "subscribe_message": "subscribe_message", "event_path": "event_path",
-                                 "publish_template": "publish_template", "publish_greeting": "publish_greeting"}
+                                 "publish_template": "publish_template", "publish_greeting": "publish_greeting",
+                                 "longpoll_resume": "longpoll_resume"}
 
 
 def dialect_from_values(values: Mapping[str, Any]) -> Dialect:

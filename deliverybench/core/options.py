@@ -558,7 +558,7 @@ OPTIONS: tuple[Option, ...] = (
     # -- long-poll --
     _o("longpoll-resume", str, "after", "How a long-poll subscriber resumes: 'after' (?after=N with X-Last-Id, the "
        "built-in target's) or 'etag' (If-Modified-Since + If-None-Match, as nginx + nchan).", _LONGPOLL,
-       modes=("longpoll",), choices=("after", "etag")),
+       modes=("longpoll",), handoff="target", choices=("after", "etag")),
     # -- plumbing: what run_bench.py (or the master) sets for each mode --
     _o("stats-url", str, "", "Target /stats URL read at the end of the run.", _PLUMBING, scope="locust",
        handoff="target", web_ui=False, checks=(url_of("http", "https"),)),

@@ -1,0 +1,176 @@
+"""The ``pushpin`` target: its configuration, its GRIP origin, and every event counted through a real Pushpin.
+
+The end-to-end tests start Debian's ``pushpin`` (with ``condure`` and
+``zurl``; skipped when they are not installed, ``.ci/run`` installs them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import configparser
+import json
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import websockets
+from helpers import assert_ok, run_bench, scaled
+from target_runs import target_cpu
+
+from deliverybench.core.publish_template import PublishTemplate
+from targets.base import get_target
+from targets.grip_origin import ws_events, ws_reply
+from targets.pushpin import MESSAGE_RATE, PUBLISH_TEMPLATE, PushpinTarget, missing, pushpin_config
+
+needs_pushpin = pytest.mark.skipif(missing() is not None, reason=str(missing()))
+
+_SYSTEM_LIKE = """\
+[global]
+include={libdir}/internal.conf
+rundir=/var/run/pushpin
+ipc_prefix=pushpin-
+
+[runner]
+# services to start
+services=condure,pushpin-proxy,pushpin-handler
+http_port=7999
+logdir=/var/log/pushpin
+
+[proxy]
+routesfile=routes
+
+[handler]
+push_in_spec=tcp://127.0.0.1:5560
+push_in_http_port=5561
+command_spec=tcp://127.0.0.1:5563
+message_rate=2500
+"""
+
+
+def test_the_config_is_private_to_the_run_and_lifts_the_message_rate() -> None:
+    text = pushpin_config(_SYSTEM_LIKE, Path("/r"), http_port=4000, publish_port=4001)
+    conf = configparser.ConfigParser(interpolation=None)
+    conf.read_string(text)
+    assert conf["global"]["rundir"] == "/r/run" and conf["global"]["include"] == "{libdir}/internal.conf"
+    assert conf["runner"]["http_port"] == "127.0.0.1:4000" and conf["runner"]["logdir"] == "/r/log"
+    assert "zurl" in conf["runner"]["services"].split(",")  # its own zurl, not the system's
+    assert conf["proxy"]["routesfile"] == "/r/routes"
+    assert conf["proxy"]["zurl_out_specs"].startswith("ipc://{rundir}/")
+    handler = conf["handler"]
+    assert handler["push_in_http_port"] == "4001" and handler["push_in_http_addr"] == "127.0.0.1"
+    assert not any(value.startswith("tcp://") for section in conf.values() for value in section.values())
+    assert handler["message_rate"] == str(MESSAGE_RATE) and MESSAGE_RATE > 2500
+    assert "# services to start" in text  # the system's file, edited, not rewritten
+
+
+def test_a_websocket_open_is_accepted_and_subscribed_and_pings_are_answered() -> None:
+    events = ws_events(b"OPEN\r\nTEXT 5\r\nhello\r\nPING 2\r\nhi\r\n")
+    assert events == [("OPEN", b""), ("TEXT", b"hello"), ("PING", b"hi")]
+    reply = ws_reply(events, "ch")
+    control = b'c:{"type": "subscribe", "channel": "ch"}'
+    assert reply == b"OPEN\r\nTEXT %x\r\n%s\r\nPONG 2\r\nhi\r\n" % (len(control), control)
+    with pytest.raises(ValueError):
+        ws_events(b"TEXT 9\r\nshort\r\n")
+
+
+def test_the_publish_template_renders_a_pushpin_item_per_event() -> None:
+    event = b'{"id":7,"note":"a \\"quoted\\" word"}'
+    body = json.loads(PublishTemplate.parse(PUBLISH_TEMPLATE).render(event, channel="ch", event_id=7))
+    item = body["items"][0]
+    assert item["channel"] == "ch"
+    assert item["formats"]["ws-message"]["content"].encode() == event
+    assert item["formats"]["http-stream"]["content"].encode() == b"data: " + event + b"\n\n"
+
+
+def test_the_target_is_registered_offers_push_and_sse_and_says_what_it_changed() -> None:
+    target = get_target("pushpin")()
+    assert isinstance(target, PushpinTarget)
+    assert target.ingress_url is None and target.pids() == []
+    assert target.dialect("sse").publish_template == PUBLISH_TEMPLATE
+    assert target.describe()["options"]["message_rate"] == MESSAGE_RATE
+    assert "2,500" in target.describe()["options"]["note"]
+
+
+async def _deliver(urls: dict[str, str], subscribers: int, events: int) -> tuple[list[list[int]], list[list[int]]]:
+    """Half the subscribers on WebSocket, half on SSE; publish ``events``; the ids each one got."""
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
+        sockets = [await websockets.connect(urls["push"]) for _ in range(subscribers // 2)]
+        streams = [await http.get(urls["sse"], headers={"Accept": "text/event-stream"})
+                   for _ in range(subscribers // 2)]
+        assert {s.status for s in streams} == {200}
+        await asyncio.sleep(0.5)  # the subscribe control messages reach Pushpin's handler
+        template = PublishTemplate.parse(PUBLISH_TEMPLATE)
+        for n in range(events):
+            body = template.render(json.dumps({"id": n}).encode(), channel="deliverybench", event_id=n)
+            async with http.post(urls["ingress"], data=body) as response:
+                assert response.status == 200, await response.text()
+
+        async def ws_ids(ws: Any) -> list[int]:
+            return [json.loads(await ws.recv())["id"] for _ in range(events)]
+
+        async def next_data(stream: aiohttp.ClientResponse) -> bytes:
+            while not (line := await stream.content.readline()).startswith(b"data: "):
+                pass  # the blank line ending a message, or a keep-alive comment
+            return line[6:]
+
+        async def sse_ids(stream: aiohttp.ClientResponse) -> list[int]:
+            return [json.loads(await next_data(stream))["id"] for _ in range(events)]
+
+        pushed = await asyncio.gather(*(ws_ids(ws) for ws in sockets))
+        streamed = await asyncio.gather(*(sse_ids(s) for s in streams))
+
+        async def more(receive: Any) -> bool:
+            try:
+                await asyncio.wait_for(receive(), 0.3)
+            except TimeoutError:
+                return False
+            return True
+
+        # nothing after the last event: no duplicates
+        later = await asyncio.gather(*(more(ws.recv) for ws in sockets),
+                                     *(more(partial(next_data, s)) for s in streams))
+        assert not any(later)
+        for ws in sockets:
+            await ws.close()
+        for stream in streams:
+            stream.close()
+        return pushed, streamed
+
+
+@pytest.mark.e2e
+@needs_pushpin
+def test_every_event_reaches_every_websocket_and_sse_client_once_and_no_process_is_left() -> None:
+    subscribers, events = 300, 20
+    with PushpinTarget() as target:
+        assert target.health()
+        pids = target.pids()
+        assert len(pids) >= 5  # the runner, condure, zurl, proxy, handler -- and the origin
+        pushed, streamed = asyncio.run(asyncio.wait_for(_deliver(target.urls(), subscribers, events), scaled(25)))
+    assert pushed == [list(range(events))] * (subscribers // 2)
+    assert streamed == [list(range(events))] * (subscribers // 2)
+    assert not any(Path(f"/proc/{pid}").exists() for pid in pids)
+
+
+@pytest.mark.e2e
+@needs_pushpin
+def test_every_event_reaches_every_subscriber_once_through_run_bench(tmp_path: Path) -> None:
+    # 6,000 deliveries/s: Pushpin's own cost per delivery is ~10x nchan's, and the harness shares the cores;
+    # 100 sessions/s: a burst of a few hundred WebSocket-over-HTTP opens gets some 502s from Pushpin's proxy
+    users, rate, duration = 300, 20, 3
+    proc = run_bench(tmp_path, "--target", "pushpin", "--modes", "push,sse", "-u", str(users), "-r", "100",
+                     "--rate", str(rate), "--duration", str(duration), "--drain", "2", "--settle", "0.5",
+                     "--no-report", timeout=180)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    modes = json.loads((tmp_path / "run" / "results.json").read_text())["modes"]
+    assert tuple(modes) == ("push", "sse")
+    for name, mode in modes.items():
+        assert_ok(mode)
+        audit = mode["audit"]
+        assert audit["published"] == audit["accepted"] == rate * duration, (name, audit)
+        assert audit["delivered_unique"] == audit["expected"] == users * rate * duration, (name, audit)
+        assert audit["lost"] == audit["duplicates"] == audit["unexpected"] == 0, (name, audit)
+        assert mode["target"]["options"]["message_rate"] == MESSAGE_RATE
+        cpu = target_cpu(mode)  # Pushpin's runner, condure, zurl, proxy, handler, and the origin
+        assert len(cpu) == 6 and max(cpu.values()) > 0, (name, cpu)
