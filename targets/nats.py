@@ -1,0 +1,146 @@
+"""NATS over WebSocket as a target (``--target nats``): Debian ``nats-server``.
+
+NATS is a real pub/sub server with a protocol of its own: a subscriber sends
+``CONNECT`` and ``SUB <subject> <sid>`` once its WebSocket is open and gets
+each message as ``MSG <subject> <sid> <bytes>\\r\\n<payload>\\r\\n`` (the
+``nats`` subscriber protocol of :mod:`deliverybench.core.protocols`); the
+harness publishes with ``PUB <subject> <bytes>`` lines on the plain client
+port (a ``tcp://`` ingress), after a ``CONNECT`` greeting. Both are said by
+the target's :class:`~deliverybench.core.dialect.Dialect`, so nothing in the
+harness knows it is talking to NATS.
+
+The target writes a configuration file into a temporary directory of its
+own -- the client port, the ``websocket`` block and the monitoring port (for
+the health check, ``/healthz``), each on a free 127.0.0.1 port -- and runs
+``nats-server -c`` as a child of the run, so nothing is shared with a NATS the
+machine may run and nothing outlives the run. Only push mode is offered.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from deliverybench.core.dialect import DEFAULT_CHANNEL, Dialect
+from targets._binary import BinaryProcess, free_port, require_binary
+from targets.base import Target, TargetError
+
+__all__ = ["NatsPorts", "NatsTarget", "PUBLISH_GREETING", "PUBLISH_TEMPLATE", "missing", "render_config"]
+
+#: what the publisher sends once per connection: no ``+OK`` per ``PUB`` (verbose off)
+PUBLISH_GREETING = 'CONNECT {"verbose":false,"pedantic":false}\r\n'
+#: one event as one NATS ``PUB``: the subject, the payload's size in bytes, the payload
+PUBLISH_TEMPLATE = "PUB {channel} {event|length}\r\n{event}\r\n"
+
+CONFIG = """\
+# written by deliverybench for one run; every listener on the loopback interface
+listen: "127.0.0.1:{client}"
+http: "127.0.0.1:{monitor}"
+max_connections: {max_connections}
+websocket {{
+    listen: "127.0.0.1:{websocket}"
+    no_tls: true
+    compression: false
+}}
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class NatsPorts:
+    """The three loopback ports one nats-server listens on."""
+
+    client: int
+    websocket: int
+    monitor: int
+
+
+def render_config(ports: NatsPorts, *, max_connections: int = 65536) -> str:
+    """The nats-server configuration serving ``ports`` on 127.0.0.1 (WebSocket without TLS: loopback only)."""
+    return CONFIG.format(client=ports.client, websocket=ports.websocket, monitor=ports.monitor,
+                         max_connections=max_connections)
+
+
+def missing() -> str | None:
+    """Why nats-server cannot run here, or None."""
+    try:
+        require_binary("nats-server", "nats-server")
+    except TargetError as exc:
+        return f"{exc}; apt-get install nats-server"
+    return None
+
+
+class NatsTarget(Target):
+    """nats-server started from the Debian package: subscribers on its WebSocket, the publisher on its client port.
+
+    Args:
+        channel: the subject events are published to and subscribed on.
+        max_connections: ``max_connections`` (sessions plus publisher connections).
+    """
+
+    name: ClassVar[str] = "nats"
+    kind: ClassVar[str] = "server"
+
+    def __init__(self, *, channel: str = DEFAULT_CHANNEL, max_connections: int = 65536) -> None:
+        self.channel = channel
+        self.max_connections = max_connections
+        self.ports: NatsPorts | None = None
+        self.workdir: Path | None = None
+        self._server: BinaryProcess | None = None
+
+    def start(self, *, timeout_s: float = 15.0) -> None:
+        if self._server is not None and self._server.alive:
+            return
+        problem = missing()
+        if problem is not None:
+            raise TargetError(problem)
+        self.workdir = Path(tempfile.mkdtemp(prefix="deliverybench-nats-"))
+        self.ports = NatsPorts(client=free_port(), websocket=free_port(), monitor=free_port())
+        conf = self.workdir / "nats.conf"
+        conf.write_text(render_config(self.ports, max_connections=self.max_connections))
+        self._server = BinaryProcess([require_binary("nats-server", "nats-server"), "-c", str(conf)],
+                                     name="nats-server", cwd=self.workdir)
+        try:
+            self._server.start(self.health, timeout_s)
+        except TargetError:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            self.workdir = None
+        self.ports = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._server.pid if self._server is not None else None
+
+    @property
+    def ingress_url(self) -> str | None:
+        return f"tcp://127.0.0.1:{self.ports.client}" if self.ports else None
+
+    def egress_url(self, mode: str) -> str | None:
+        if mode != "push" or self.ports is None:
+            return None
+        return f"ws://127.0.0.1:{self.ports.websocket}/"
+
+    @property
+    def health_url(self) -> str | None:
+        return f"http://127.0.0.1:{self.ports.monitor}/healthz" if self.ports else None
+
+    def pids(self) -> list[int]:
+        return self._server.pids() if self._server is not None else []
+
+    def dialect(self, mode: str) -> Dialect:
+        """NATS framing both ways: ``CONNECT``/``SUB`` and ``MSG`` on the WebSocket, ``PUB`` on the client port."""
+        return Dialect(protocol="nats", channel=self.channel, publish_template=PUBLISH_TEMPLATE,
+                       publish_greeting=PUBLISH_GREETING)
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "options": {"max_connections": self.max_connections,
+                                                  "websocket_compression": False}}

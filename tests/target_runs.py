@@ -1,0 +1,55 @@
+"""What the end-to-end tests of the real-server targets check alike.
+
+A started one-process push server listens on loopback only; one short
+``run_bench.py --target NAME`` push run gets every event to every subscriber
+exactly once, and the target's own processes were sampled (its CPU is what a
+delivery cost the server).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import psutil
+from helpers import assert_ok, run_bench
+
+from targets.base import Target
+
+__all__ = ["listening_push_server", "push_run_counts_every_event", "target_cpu"]
+
+
+def listening_push_server(target: Target, pid: int | None) -> set[tuple[str, int]]:
+    """Check that started ``target`` is healthy, process ``pid`` alone and push only; its listening addresses."""
+    assert target.health() and pid is not None and target.pids() == [pid]
+    assert target.egress_url("sse") is None and target.modes() == ["push"]
+    return {(c.laddr.ip, c.laddr.port) for c in psutil.Process(pid).net_connections("tcp")
+            if c.status == psutil.CONN_LISTEN}
+
+
+def target_cpu(mode: dict[str, Any]) -> dict[int, float]:
+    """The target's pids as the sampler saw them, with the most CPU seconds each reached."""
+    columns = mode["resources"]["columns"]
+    seen: dict[int, float] = {}
+    for row in mode["resources"]["rows"]:
+        sample = dict(zip(columns, row))
+        if sample["role"] == "target":
+            seen[sample["pid"]] = max(seen.get(sample["pid"], 0.0), sample["cpu_s"])
+    return seen
+
+
+def push_run_counts_every_event(tmp_path: Path, name: str, *, users: int = 300, rate: int = 100,
+                                duration: int = 2) -> dict[str, Any]:
+    """Run push mode against target ``name``; assert exact counts; return the mode's results."""
+    proc = run_bench(tmp_path, "--target", name, "--modes", "push", "-u", str(users), "--rate", str(rate),
+                     "--duration", str(duration), "--drain", "2", "--settle", "0.5", "--no-report", timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    mode: dict[str, Any] = json.loads((tmp_path / "run" / "results.json").read_text())["modes"]["push"]
+    assert_ok(mode)
+    audit = mode["audit"]
+    assert audit["published"] == audit["accepted"] == rate * duration, audit
+    assert audit["delivered_unique"] == audit["expected"] == users * rate * duration, audit
+    assert audit["lost"] == audit["duplicates"] == audit["unexpected"] == 0, audit
+    assert mode["target"]["name"] == name and mode["target"]["kind"] == "server", mode["target"]
+    return mode
