@@ -39,6 +39,7 @@ E2E_MODULES = frozenset({
 
 #: single e2e tests in modules that are otherwise in-process
 E2E_TESTS = frozenset({
+    "test_publish_pools.py::test_real_nats_server_takes_every_pub_and_a_subscriber_sees_each_event",  # nats-server
     "test_options.py::test_web_ui_form_is_checked_with_the_same_line",  # Locust's web UI in a subprocess
     "test_report.py::test_browser_loads_offline_without_errors",  # Chromium
     "test_report.py::test_browser_screenshot",  # Chromium

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
 from deliverybench.adapters.http_post import PostClient, PostPool
 
 
-async def _serve(handler: web.RequestHandler) -> tuple[web.AppRunner, str]:  # type: ignore[type-arg]
+async def serve_posts(handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                      ) -> tuple[web.AppRunner, str]:
+    """An aiohttp server on 127.0.0.1 taking POSTs on every path with ``handler``; (runner, a URL on it)."""
     app = web.Application()
     app.router.add_post("/{tail:.*}", handler)
     runner = web.AppRunner(app, access_log=None)
@@ -21,12 +24,12 @@ async def _serve(handler: web.RequestHandler) -> tuple[web.AppRunner, str]:  # t
     return runner, f"http://127.0.0.1:{port}/hook?x=1"
 
 
-def _run(handler, jobs: int, *, size: int = 4, timeout_s: float = 5.0, url: str | None = None
-         ) -> tuple[Counter, list[tuple[int, int | str]]]:  # type: ignore[no-untyped-def, type-arg]
+def _run(handler: Callable[[web.Request], Awaitable[web.StreamResponse]], jobs: int, *, size: int = 4,
+         timeout_s: float = 5.0, url: str | None = None) -> tuple[Counter[int | str], list[tuple[int, int | str]]]:
     outcomes: list[tuple[int, int | str]] = []
 
     async def main() -> None:
-        runner, served = await _serve(handler)
+        runner, served = await serve_posts(handler)
         try:
             pool = PostPool(url or served, size=size, timeout_s=timeout_s,
                             on_result=lambda job, outcome, sent, done, _ra: outcomes.append((job[0], outcome)))
@@ -93,6 +96,19 @@ def test_a_refused_consumer_fails_every_job_instead_of_hanging() -> None:
     assert len(outcomes) == 25
 
 
+def test_a_refused_connection_is_kept_as_the_pools_problem() -> None:
+    async def main() -> PostPool:
+        pool = PostPool("http://127.0.0.1:9/hook", size=1, timeout_s=1.0, max_connect_failures=1,
+                        on_result=lambda *_: None)
+        pool.submit((0, b"", b"{}", b""))
+        await asyncio.wait_for(pool.drain(), 10)
+        return pool
+
+    pool = asyncio.run(main())
+    assert pool.problem is not None and pool.problem.startswith("cannot connect to 127.0.0.1:9: ")
+    assert "\n" not in pool.problem
+
+
 def test_client_posts_to_many_paths_of_one_origin_and_reports_retry_after() -> None:
     async def handler(request: web.Request) -> web.Response:
         if request.path.endswith("/busy"):
@@ -100,7 +116,7 @@ def test_client_posts_to_many_paths_of_one_origin_and_reports_retry_after() -> N
         return web.Response(status=200, text=request.path)
 
     async def main() -> list[tuple[object, object]]:
-        runner, url = await _serve(handler)
+        runner, url = await serve_posts(handler)
         base = url.split("/hook")[0]
         client = PostClient(connections_per_origin=4, timeout_s=5)
         try:

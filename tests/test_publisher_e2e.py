@@ -25,10 +25,10 @@ def _push(tmp: Path) -> dict[str, Any]:
     return json.loads((tmp / "run" / "results.json").read_text())["modes"]["push"]
 
 
-def against_relay(tmp: Path, relay_flags: list[str], *args: str, users: int = 10,
-                  timeout: float = 180) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+def against_relay(tmp: Path, relay_flags: list[str], *args: str, users: int = 10, timeout: float = 180,
+                  server: str = "tests.servers.relay") -> tuple[Any, dict[str, Any], dict[str, Any]]:
     """Start the test relay with ``relay_flags``, run ``run_bench.py`` against it; (process, push result, relay stats)."""
-    relay = ServerProcess("tests.servers.relay", relay_flags)
+    relay = ServerProcess(server, relay_flags)
     relay.start()
     try:
         proc = run_bench(tmp, "--target", "relay", "--publish-url", relay.urls["ingress"], "--subscribe-url",
@@ -114,3 +114,18 @@ def test_dropped_sessions_never_leave_the_run_ok(tmp_path: Path) -> None:
     assert push["status"] == "degraded"
     assert any(reason == "10 sessions dropped" for reason in push["status_reasons"]), push["status_reasons"]
     assert push["audit"]["balanced"]
+
+
+def test_a_websocket_fan_out_takes_events_as_frames_and_delivers_every_one(tmp_path: Path) -> None:
+    # publishers and subscribers are all WebSocket clients of one small server (a Node ws fan-out)
+    users, rate, duration = 10, 500, 3
+    proc, push, stats = against_relay(tmp_path, [], "--rate", str(rate), "--duration", str(duration), "--drain", "1",
+                                      users=users, server="tests.servers.ws_fanout")
+    audit, publisher = push["audit"], push["extra"]["publisher"]
+    events = rate * duration
+    assert (audit["published"], audit["accepted"], audit["refused"]) == (events, events, 0)
+    assert publisher["requests"] == events and publisher["concurrency"] == 4  # a frame each, a few sockets
+    assert stats["frames"] >= events and 1 <= stats["publishers"] <= 4
+    assert audit["expected"] == audit["delivered_unique"] == events * users
+    assert audit["lost"] == 0 and audit["duplicates"] == 0 and push["errors"] == {}
+    assert_ok(push)

@@ -156,6 +156,8 @@ class PostPool:
         #: request (a timer armed and cancelled per request was ~10 % of a POST's cost)
         self.sweep_s = min(0.1, timeout_s / 10)
         self.closed = False
+        #: why the last connection could not be opened (None once one is), for a failure line
+        self.problem: str | None = None
 
     def submit(self, job: Job) -> None:
         self.queue.append(job)
@@ -256,7 +258,8 @@ class PostPool:
             _, conn = await asyncio.wait_for(
                 self.loop.create_connection(lambda: _Connection(self), self.host, self.port, ssl=self.ssl),
                 self.timeout_s)
-        except (TimeoutError, OSError):
+        except (TimeoutError, OSError) as exc:
+            self.problem = f"cannot connect to {self.host}:{self.port}: {exc or 'timed out'}"
             self._opening -= 1
             self._connect_failures += 1
             if self._live == 0 and self._opening == 0 and self._connect_failures >= self.max_connect_failures:
@@ -270,6 +273,7 @@ class PostPool:
         self._live += 1
         self._conns.add(conn)
         self._connect_failures = 0
+        self.problem = None
         self.idle(conn)
 
     def _fail_queued(self, outcome: Outcome = "connection") -> None:

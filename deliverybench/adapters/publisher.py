@@ -7,19 +7,25 @@ refused. This one is an open model, like wrk2's: every event is a request of
 its own, submitted at its due time to a pool of up to ``concurrency``
 keep-alive connections (:class:`~deliverybench.adapters.http_post.PostPool`,
 bare asyncio protocols with aiohttp's C response parser), so a slow or
-stalled request never delays the next event. If every connection is busy the
+stalled request never delays the next event. A ``ws://`` or ``tcp://``
+ingress gets a frame per event over a few long-lived connections instead
+(:mod:`~deliverybench.adapters.publish_pool` picks the pool by the scheme),
+submitted the same way, at its due time. If every connection is busy the
 event waits for the first free one, and because latency is counted from the
 due time -- never re-based -- the wait shows as latency. How late each event
 actually went out (*publisher lag*, send − due) is recorded on its own.
 
 The body is made when the request is written, so ``sent_ns`` inside the
-event is the real send time. One event per request is the default; NDJSON
-batches (several events due at once in one request) only when the target
-says it takes them (the built-in targets, or ``--publish-batch`` for an
-external one).
+event is the real send time; a publish template (the target's
+:class:`~deliverybench.core.dialect.Dialect`) is rendered around the event
+then too. One event per request is the default, and the only way with a
+template; NDJSON batches (several events due at once in one request) only
+when the target says it takes them (the built-in targets, or
+``--publish-batch`` for an external one).
 
-Every request ends in exactly one outcome: a 2xx accepts its events; a
-status, a timeout or a connection error refuses them. After
+Every request ends in exactly one outcome: a 2xx accepts its events (a
+frame: being written, see :func:`~deliverybench.adapters.publish_pool.is_accepted`);
+a status, a timeout or a connection error refuses them. After
 ``max_consecutive_failures`` refusals in a row (or ``give_up_after_s`` of
 nothing else) the publisher stops and says why -- a vanishing target is
 reported, not hung on. It runs in whatever asyncio loop it is given (the
@@ -30,19 +36,24 @@ the schedule.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import partial
+from urllib.parse import urlsplit
 
 from ..core.audit import PublishedLog
+from ..core.dialect import Dialect
 from ..core.event import WARMUP_STREAM, Event, encode_batch, encode_event
 from ..core.plan import MAX_BATCH
+from ..core.publish_template import PublishTemplate, unescape_bytes, unescape_controls
 from ..core.schedule import Schedule, offsets_ns, quiet_moment_ns
-from .http_post import Job, Outcome, PostPool
+from .http_post import Job, Outcome
 from .pacing import sleep_until
+from .publish_pool import PublishPool, is_accepted, is_framed, open_pool, pool_size
 
-__all__ = ["PublisherOptions", "PublishOutcome", "Publisher", "MAX_BATCH"]
+__all__ = ["PublisherOptions", "PublishOutcome", "Publisher", "MAX_BATCH", "publish_template", "publish_greeting"]
 
 NS = 1_000_000_000
 #: events handed to the pool in one turn of the loop, so receiving is never starved
@@ -68,10 +79,11 @@ class PublisherOptions:
     """How to publish.
 
     Args:
-        ingress_url: where events are POSTed.
+        ingress_url: where events are POSTed (http(s)://) or sent as frames (ws(s)://, tcp://).
         schedule: when each event is due.
-        concurrency: requests in flight at most (one per keep-alive connection).
-        batch: most events in one request (1: one JSON event per request).
+        concurrency: requests in flight at most (one per keep-alive connection); a frame ingress
+            opens at most :data:`~deliverybench.adapters.publish_pool.FRAME_CONNECTIONS`.
+        batch: most events in one request (1: one JSON event per request; always 1 with a template).
         request_timeout_s: a request not answered by then refuses its events.
         max_consecutive_failures: refusals in a row after which publishing stops.
         give_up_after_s: seconds of nothing but refusals after which publishing stops.
@@ -90,6 +102,8 @@ class PublisherOptions:
     #: target and the harness the same way, and is dropped by every receiver
     warmup: Schedule | None = None
     warmup_gap_s: float = 0.5
+    #: the publish template, greeting and channel (the relay contract by default)
+    dialect: Dialect = Dialect()
 
 
 @dataclass
@@ -115,6 +129,9 @@ class PublishOutcome:
     lag_us: dict[int, list[int]] = field(default_factory=dict)
     #: submit second -> schedule lag (handed to the pool - due) in µs: the harness's own lateness
     schedule_lag_us: dict[int, list[int]] = field(default_factory=dict)
+    #: publisher connections of a ws:// or tcp:// ingress that failed to open or ended, by kind: none
+    #: refuses an event by itself, but frames written just before one may be lost, and this says why
+    connection_failures: Counter[str] = field(default_factory=Counter)
 
     @property
     def ok(self) -> bool:
@@ -125,14 +142,39 @@ def _kind(outcome: Outcome) -> str:
     return outcome if isinstance(outcome, str) else f"http_{outcome}"
 
 
+def publish_template(url: str, dialect: Dialect) -> PublishTemplate:
+    """The template events are sent in: the dialect's; on a tcp:// ingress ``\\r\\n`` read as CR LF, and
+    one event per line when none is given.
+
+    Raises:
+        ValueError: a bad template (one line).
+    """
+    text = dialect.publish_template
+    if urlsplit(url).scheme == "tcp":
+        text = unescape_controls(text) if text else "{event}\r\n"
+    return PublishTemplate.parse(text)
+
+
+def publish_greeting(dialect: Dialect) -> bytes:
+    """What opens each publisher connection: the greeting with ``{channel}`` filled in and ``\\r\\n`` and
+    ``\\xHH`` read as the bytes they name."""
+    return unescape_bytes(dialect.publish_greeting.replace("{channel}", dialect.channel))
+
+
 class Publisher:
     """Publish one schedule; :meth:`run` is a coroutine, everything runs in its loop."""
 
     def __init__(self, options: PublisherOptions) -> None:
-        self.options = options
+        self.template = publish_template(options.ingress_url, options.dialect)
+        # what is really used, so that the results say it: one event per request with a template, and a
+        # few connections for frames
+        self.options = options = dataclasses.replace(
+            options, batch=options.batch if self.template.is_identity else 1,
+            concurrency=pool_size(options.ingress_url, options.concurrency))
         self.outcome = PublishOutcome()
         self._stopped = False
-        self._pool: PostPool | None = None
+        self._channel = options.dialect.channel
+        self._pool: PublishPool | None = None
         self._due: list[int] = []
         self._warmup = 0
         self._in_flight = 0
@@ -166,9 +208,11 @@ class Publisher:
         self._due = due = warmup + [stream_start_ns + offset for offset in offsets_ns(opts.schedule)]
         out.log = PublishedLog.scheduled(due)
         out.stream_start_ns = stream_start_ns
-        content_type = "application/x-ndjson" if opts.batch > 1 else "application/json"
-        pool = self._pool = PostPool(opts.ingress_url, size=opts.concurrency, timeout_s=opts.request_timeout_s,
-                                     on_result=self._on_result, content_type=content_type)
+        content_type = "application/x-ndjson" if opts.batch > 1 else self.template.media_type
+        pool = self._pool = open_pool(opts.ingress_url, concurrency=opts.concurrency,
+                                      timeout_s=opts.request_timeout_s, on_result=self._on_result,
+                                      content_type=content_type, greeting=publish_greeting(opts.dialect),
+                                      on_failure=self._on_connection_failure)
         i, n = 0, len(due)
         try:
             # connections for the busiest 10 ms of the schedule, opened before it starts
@@ -199,10 +243,11 @@ class Publisher:
             out.finished_ns = time.time_ns()
         return out
 
-    def _submit(self, pool: PostPool, lo: int, hi: int, now_ns: int) -> None:
+    def _submit(self, pool: PublishPool, lo: int, hi: int, now_ns: int) -> None:
         due, w = self._due, self._warmup
         self.outcome.schedule_lag_us.setdefault(now_ns // NS, []).extend(
             (now_ns - due[k]) // 1000 for k in range(max(lo, w), hi))
+        self.outcome.submitted += hi - lo  # first: a pool may settle (refuse) a job before submit returns
         step = max(1, self.options.batch)
         for start in range(lo, hi, step):
             end = min(hi, start + step)
@@ -210,7 +255,6 @@ class Publisher:
                 end = w  # a request is all warm-up or none of it
             pool.submit(((start, end), b"", partial(self._body, start, end), b""))
             self._in_flight += 1
-        self.outcome.submitted += hi - lo
         if self._in_flight > self.outcome.peak_in_flight:
             self.outcome.peak_in_flight = self._in_flight
 
@@ -218,8 +262,12 @@ class Publisher:
         opts, due = self.options, self._due
         stream = WARMUP_STREAM if lo < self._warmup else opts.stream
         if hi - lo == 1:
-            return encode_event(Event(lo, due[lo], stream), sent_ns, opts.payload_bytes)
+            event = encode_event(Event(lo, due[lo], stream), sent_ns, opts.payload_bytes)
+            return self.template.render(event, channel=self._channel, event_id=lo)
         return encode_batch((Event(k, due[k], stream) for k in range(lo, hi)), sent_ns, opts.payload_bytes)
+
+    def _on_connection_failure(self, kind: str) -> None:
+        self.outcome.connection_failures[kind] += 1
 
     def _on_result(self, job: Job, outcome: Outcome, sent_ns: int, done_ns: int, _retry_after: str | None) -> None:
         out, due = self.outcome, self._due
@@ -228,7 +276,7 @@ class Publisher:
         if outcome == "unsent":  # never written: not published, neither accepted nor refused
             return
         out.requests += 1
-        accepted = isinstance(outcome, int) and 200 <= outcome < 300
+        accepted = is_accepted(outcome)
         lags = out.lag_us.setdefault(sent_ns // NS, [])
         for k in range(lo, hi):
             out.log.settle(k, sent_ns, accepted)
@@ -250,7 +298,9 @@ class Publisher:
         opts = self.options
         if out.failure is None and (self._consecutive >= opts.max_consecutive_failures
                                     or done_ns - self._first_failure_ns > opts.give_up_after_s * NS):
-            out.failure = (f"target ingress {opts.ingress_url} failed {self._consecutive} requests in a row "
-                           f"(last: {kind}); stopped publishing after {out.submitted:,} of "
-                           f"{len(due):,} events")
+            what = "events" if is_framed(opts.ingress_url) else "requests"
+            problem = self._pool.problem if self._pool is not None else None
+            out.failure = (f"target ingress {opts.ingress_url} failed {self._consecutive} {what} in a row "
+                           f"(last: {kind}{': ' + problem if problem else ''}); stopped publishing after "
+                           f"{out.submitted:,} of {len(due):,} events")
             self._stopped = True

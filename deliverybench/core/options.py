@@ -463,7 +463,8 @@ OPTIONS: tuple[Option, ...] = (
        _STREAM, checks=(non_negative,)),
     # -- the publisher --
     _o("publish-concurrency", int, 256, "Publisher requests in flight at most (one keep-alive connection each), so "
-       "a stalled request never holds back the next event.", _PUBLISHER, modes=_SUBSCRIBING, checks=(at_least(1),)),
+       "a stalled request never holds back the next event; a ws:// or tcp:// ingress opens at most 4 connections.",
+       _PUBLISHER, modes=_SUBSCRIBING, checks=(at_least(1),)),
     _o("publish-batch", int, 0, "Most events per publish request, as NDJSON (0: as the target says -- batches of "
        "up to 1000 for the built-in targets, one event per request for external ones).", _PUBLISHER,
        modes=_SUBSCRIBING, handoff="target", checks=(between(0, 1000),)),
@@ -487,11 +488,12 @@ OPTIONS: tuple[Option, ...] = (
        "/payload/data/onEvent ('*' for every element of an array: /alerts/*/annotations/event).", _TARGET,
        modes=_SUBSCRIBING, handoff="target", checks=(event_path_spec,)),
     _o("publish-template", str, "", "Publish body around the event: {event}, {event|json} (as a JSON string), "
-       "{event|sse|json}, {event|length}, {channel}, {id}; e.g. '{\"channel\":\"{channel}\",\"data\":{event}}'.",
+       "{event|sse|json}, {event|length}, {event|mqtt} (an MQTT PUBLISH to the channel), {channel}, {id}; e.g. "
+       "'{\"channel\":\"{channel}\",\"data\":{event}}'.",
        _TARGET, modes=_SUBSCRIBING, handoff="target", checks=(template_spec,)),
     _o("publish-greeting", str, "", "Sent once on each publisher connection of a ws:// or tcp:// --publish-url "
-       "(e.g. NATS's 'CONNECT {}\\r\\n'; \\r and \\n are read as CR and LF).", _TARGET, modes=_SUBSCRIBING,
-       handoff="target"),
+       "(e.g. NATS's 'CONNECT {}\\r\\n'; \\r, \\n, \\t and \\xHH are read as the bytes they name).", _TARGET,
+       modes=_SUBSCRIBING, handoff="target"),
     _o("subscribe-url", str, "", "External target's egress: with run_bench.py the WebSocket URL (push); with "
        "locust -f the egress of its mode (ws:// URL, event-stream URL, long-poll URL, subscription API, poll URL or "
        "consumer URL).", _TARGET,

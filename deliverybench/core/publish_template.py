@@ -11,6 +11,7 @@ and how it is written there:
 * ``{event|sse}`` -- the event as one Server-Sent Events message (``data: …\\n\\n``),
   usually followed by ``|json``;
 * ``{event|length}`` -- the event's length in bytes (NATS's ``PUB``);
+* ``{event|mqtt}`` -- the event as a QoS 0 MQTT ``PUBLISH`` packet to the channel;
 * ``{channel}`` (``{channel|json}``) and ``{id}``.
 
 Everything else is literal, so JSON braces need no escaping: a placeholder is
@@ -26,7 +27,9 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["PublishTemplate", "PLACEHOLDERS", "unescape_controls"]
+from .mqtt import publish_packet
+
+__all__ = ["PublishTemplate", "PLACEHOLDERS", "unescape_controls", "unescape_bytes"]
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*(?:\|[A-Za-z_]+)*)\}")
 _SOURCES = ("event", "channel", "id")
@@ -34,15 +37,19 @@ _FILTERS: dict[str, Callable[[bytes], bytes]] = {
     "json": lambda value: json.dumps(value.decode("utf-8", "replace")).encode(),
     "sse": lambda value: b"data: " + value.replace(b"\n", b"\ndata: ") + b"\n\n",
     "length": lambda value: b"%d" % len(value),
+    "mqtt": lambda value: value,  # needs the channel: made in render (a _Slot's ``mqtt``)
 }
 #: what a template may name, for the help text and the error line
-PLACEHOLDERS = ("{event}", "{event|json}", "{event|sse|json}", "{event|length}", "{channel}", "{id}")
+PLACEHOLDERS = ("{event}", "{event|json}", "{event|sse|json}", "{event|length}", "{event|mqtt}", "{channel}",
+                "{id}")
 
 
 @dataclass(frozen=True, slots=True)
 class _Slot:
     source: str
     filters: tuple[Callable[[bytes], bytes], ...]
+    #: the value, filtered, becomes an MQTT PUBLISH packet to the channel (last, whatever the order)
+    mqtt: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +82,7 @@ class PublishTemplate:
             has_event = has_event or source == "event"
             if match.start() > at:
                 parts.append(text[at:match.start()].encode())
-            parts.append(_Slot(source, tuple(_FILTERS[f] for f in filters)))
+            parts.append(_Slot(source, tuple(_FILTERS[f] for f in filters if f != "mqtt"), "mqtt" in filters))
             at = match.end()
         if not has_event:
             raise ValueError("the publish template has no {event}: where should the event go?")
@@ -86,7 +93,14 @@ class PublishTemplate:
     @property
     def is_identity(self) -> bool:
         """Whether rendering returns the event unchanged (no template, or exactly ``{event}``)."""
-        return len(self.parts) == 1 and isinstance(self.parts[0], _Slot) and not self.parts[0].filters
+        part = self.parts[0]
+        return len(self.parts) == 1 and isinstance(part, _Slot) and not part.filters and not part.mqtt
+
+    @property
+    def media_type(self) -> str:
+        """``application/json`` when a body starts with ``{`` or ``[`` (the event alone does), else ``text/plain``."""
+        body = self.render(b"{}", channel="", event_id=0).lstrip()
+        return "application/json" if body[:1] in (b"{", b"[") else "text/plain"
 
     def render(self, event: bytes, *, channel: str, event_id: int) -> bytes:
         """The body for one event."""
@@ -101,11 +115,30 @@ class PublishTemplate:
                 else b"%d" % event_id
             for apply in part.filters:
                 value = apply(value)
+            if part.mqtt:
+                value = publish_packet(channel, value)
             out.append(value)
         return b"".join(out)
 
 
 _CONTROLS = {"\\r": "\r", "\\n": "\n", "\\t": "\t", "\\\\": "\\"}
+
+
+_BYTE_ESCAPE = re.compile(rb"\\(?:x[0-9A-Fa-f]{2}|[rnt\\])")
+
+
+def unescape_bytes(text: str) -> bytes:
+    """``text`` as UTF-8 with ``\\r``, ``\\n``, ``\\t``, ``\\\\`` and ``\\xHH`` read as the bytes they name.
+
+    A greeting typed on a command line or in TOML: NATS's ``CONNECT {}\\r\\n``, MQTT's binary ``CONNECT``.
+    """
+    def byte(match: re.Match[bytes]) -> bytes:
+        escape = match.group(0)
+        if escape[1:2] == b"x":
+            return bytes([int(escape[2:], 16)])
+        return _CONTROLS[escape.decode()].encode()
+
+    return _BYTE_ESCAPE.sub(byte, text.encode())
 
 
 def unescape_controls(text: str) -> str:

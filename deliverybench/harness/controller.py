@@ -295,11 +295,11 @@ class RunController:
         self.publisher = publisher = Publisher(PublisherOptions(
             ingress_url=self.urls.ingress, schedule=schedule, stream=opts.stream, payload_bytes=opts.payload_bytes,
             concurrency=opts.publish_concurrency, batch=plan.batch, request_timeout_s=opts.publish_timeout,
-            warmup=plan.warmup))
+            warmup=plan.warmup, dialect=self.urls.dialect))
         stream_start = time.time_ns() + 200_000_000
         log.info("publishing %d events (%s, %.1f/s for %.1f s; %d in flight at most, %d per request)",
                  schedule.expected_count, schedule.kind, schedule.rate, schedule.duration_s,
-                 opts.publish_concurrency, plan.batch)
+                 publisher.options.concurrency, publisher.options.batch)
         quiet.follow(publisher.quiet_moment_ns)
         try:
             return wait_for_coroutine(lambda: publisher.run(stream_start),  # type: ignore[no-any-return]
@@ -382,6 +382,8 @@ class RunController:
             extra["publisher"] = {"requests": outcome.requests, "failed_requests": outcome.failed_requests,
                                   "max_lag_ms": round(outcome.max_lag_ns / 1e6, 3), "errors": dict(outcome.errors),
                                   "peak_in_flight": outcome.peak_in_flight}
+            if outcome.connection_failures:
+                extra["publisher"]["connection_failures"] = dict(outcome.connection_failures)
             if self.publisher is not None:
                 extra["publisher"].update(concurrency=self.publisher.options.concurrency,
                                           batch=self.publisher.options.batch)
