@@ -107,6 +107,10 @@ def start_target(mode: str, values: Mapping[str, Any]) -> StartedTarget:
         kwargs["secret"] = get("webhook_secret")
     target = get_target(name)(**kwargs)
     target.start()
+    if mode != "burst" and target.egress_url(mode) is None:
+        offered = ", ".join(target.modes()) or "no mode"
+        target.stop()
+        raise TargetError(f"the {name} target offers {offered}, not {mode}")
     return StartedTarget(mode, target, TargetUrls(
         name, ingress=target.ingress_url or "", egress=target.egress_url(mode) or "", stats=target.stats_url or "",
         pids=tuple(target.pids()), accepts_batches=target.accepts_batches, dialect=target.dialect(mode)))

@@ -35,6 +35,7 @@ E2E_MODULES = frozenset({
     "test_targets.py",
     "test_transports_e2e.py",
     "test_webhook_e2e.py",
+    "test_plugin.py",
 })
 
 #: single e2e tests in modules that are otherwise in-process
