@@ -12,6 +12,9 @@ Streams live in a uvloop thread as bare asyncio protocols
 (``deliverybench/adapters/sse_receiver.py``); a dropped stream resumes with
 ``Last-Event-ID`` and is counted (``sse_reconnects``). As with push, the
 user's greenlet never runs (:mod:`deliverybench.harness.parked`).
+With ``--event-path`` each event's data is an envelope holding the event at
+that JSON pointer (a server of one's own; nchan and Pushpin send events as
+they were published).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from functools import lru_cache
 from urllib.parse import urlsplit
 
 from deliverybench.adapters.sse_receiver import SseSession, SseSessionOptions
+from deliverybench.core.dialect import dialect_from_values
 from deliverybench.harness.parked import ParkedUser, source_address
 from deliverybench.harness.process import HarnessProcess
 from deliverybench.harness.wiring import install
@@ -28,9 +32,9 @@ install("sse")
 
 
 @lru_cache(maxsize=256)
-def _session_options(url: str, open_timeout_s: float, local_addr: str | None) -> SseSessionOptions:
+def _session_options(url: str, open_timeout_s: float, local_addr: str | None, event_path: str) -> SseSessionOptions:
     """One frozen options object per distinct setting, shared by the sessions that use it."""
-    return SseSessionOptions(url=url, open_timeout_s=open_timeout_s, local_addr=local_addr)
+    return SseSessionOptions(url=url, open_timeout_s=open_timeout_s, local_addr=local_addr, event_path=event_path)
 
 
 class SseSubscriber(ParkedUser):
@@ -48,7 +52,9 @@ class SseSubscriber(ParkedUser):
         name = self._admit(url, missing)
         if name is None:
             return
-        options = _session_options(url, opts.open_timeout, source_address(opts.source_addresses, name))
+        dialect = harness.urls.dialect if harness.urls is not None else dialect_from_values(vars(opts))
+        options = _session_options(url, opts.open_timeout, source_address(opts.source_addresses, name),
+                                   dialect.event_path)
         notify = self._first_outcome(harness)
 
         def begin() -> None:

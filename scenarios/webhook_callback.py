@@ -14,6 +14,11 @@ no more body bytes at once than its budget: hostile requests are refused and
 counted (``oversized_body``, ``receiver_busy``, ``truncated_body``,
 ``malformed_request``, ``oversized_headers``, ``too_many_headers``,
 ``request_timeout``, ``not_found``, ``method_not_allowed``).
+
+A target with a dialect of its own (``--target alertmanager``, or ``--event-path``)
+is a real sender: its deliveries are not verified as Standard Webhooks (unless
+``--webhook-secret`` is given) and each body is read as an envelope holding the
+events at the dialect's event path (Alertmanager: ``/alerts/*/annotations/event``).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from deliverybench.adapters.callback_receiver import (
     body_cap_for,
 )
 from deliverybench.core.delay import parse_delay
+from deliverybench.core.dialect import Dialect, dialect_from_values
 from deliverybench.harness.controller import RunController
 from deliverybench.harness.process import HarnessProcess
 from deliverybench.harness.wiring import install
@@ -56,18 +62,30 @@ def _target_stats(controller: RunController) -> Mapping[str, Any]:
 install("callback", extra_results=_target_stats)
 
 
+def _dialect(harness: HarnessProcess, opts: Any) -> Dialect:
+    """How the target speaks: with its URLs, or (a worker that has none yet) from the options."""
+    urls = harness.urls
+    return urls.dialect if urls is not None else dialect_from_values(vars(opts))
+
+
 def _process_side(harness: HarnessProcess, opts: Any) -> tuple[CallbackReceiver, CallbackSubscriptions]:
-    """The receiver and subscription client of this process, created once."""
+    """The receiver and subscription client of this process, created once.
+
+    Deliveries are verified as Standard Webhooks when the sender is ours (the relay contract) or a
+    secret is given; a real sender with a dialect of its own (Alertmanager) signs nothing, and its
+    events are found at the dialect's event path.
+    """
     side = getattr(harness, "callback_side", None)
     if side is None:
+        dialect = _dialect(harness, opts)
         behaviour = ReceiverBehaviour(
             secret=opts.webhook_secret or DEFAULT_SECRET, ack_delay=parse_delay(opts.ack_delay),
             fail_ratio=opts.fail_ratio, fail_status=opts.fail_status, timeout_ratio=opts.timeout_ratio,
-            timeout_hold_s=opts.timeout_hold,
+            timeout_hold_s=opts.timeout_hold, signed=dialect.verbatim or bool(opts.webhook_secret),
         )
         receiver = CallbackReceiver(lambda: harness.recorder, behaviour, host=opts.receiver_host,
                                     advertise_host=opts.receiver_advertise_host or None,
-                                    body_cap=body_cap_for(opts.payload_bytes))
+                                    body_cap=body_cap_for(opts.payload_bytes), event_path=dialect.event_path)
         side = harness.callback_side = (receiver, CallbackSubscriptions(harness.subscribe_url,  # type: ignore[attr-defined]
                                                                          timeout_s=opts.open_timeout))
     return side

@@ -72,6 +72,7 @@ _BUILTIN: dict[str, str] = {
     "nats": "targets.nats:NatsTarget",
     "socketio": "targets.socketio:SocketIOTarget",
     "alertmanager": "targets.alertmanager:AlertmanagerTarget",
+    "mosquitto": "targets.mosquitto:MosquittoTarget",
 }
 
 

@@ -36,6 +36,7 @@ E2E_MODULES = frozenset({
     "test_transports_e2e.py",
     "test_webhook_e2e.py",
     "test_plugin.py",
+    "test_protocols_e2e.py",
 })
 
 #: single e2e tests in modules that are otherwise in-process

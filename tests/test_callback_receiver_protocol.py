@@ -12,16 +12,19 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import aiohttp
 import pytest
 import uvloop
 from helpers import scaled
 from standardwebhooks.webhooks import Webhook
 
+from deliverybench.adapters import undecodable
 from deliverybench.adapters.callback_receiver import CallbackReceiver, ReceiverBehaviour, _share
 from deliverybench.adapters.http_receiver import hook_name
 from deliverybench.core.audit import SubscriberRecord
@@ -53,7 +56,7 @@ class Harness:
 
 
 def run(script: Callable[[Harness], Awaitable[None]], *, behaviour: ReceiverBehaviour | None = None,
-        subscribers: tuple[str, ...] = ("1", "2"), loop: str = "uvloop", **options: float) -> None:
+        subscribers: tuple[str, ...] = ("1", "2"), loop: str = "uvloop", **options: float | str) -> None:
     """Run ``script`` against a started receiver with ``subscribers``; stop it after."""
 
     async def main() -> None:
@@ -526,3 +529,110 @@ def test_stop_closes_every_connection_and_drops_held_answers() -> None:
         assert h.errors == {} and delivered(h.records["1"]) == {0}  # recorded before its answer was held
 
     run(script, behaviour=ReceiverBehaviour(SECRET, ack_delay=DelaySpec("fixed", 5000)))
+
+
+# -- a real sender's envelope (Alertmanager) -----------------------------------------------------
+
+ALERTS = "/alerts/*/annotations/event"
+UNSIGNED = ReceiverBehaviour(SECRET, signed=False)
+
+
+def alertmanager_body(*event_ids: int, receiver: str = "subscriber-1") -> bytes:
+    """A webhook body as Alertmanager 0.25 sends it, one alert per event, the event as an annotation string."""
+    now = time.time_ns()
+    alerts = [{"status": "firing", "labels": {"alertname": "deliverybench", "id": str(i)},
+               "annotations": {"event": encode_event(Event(i, now), now, 64).decode()},
+               "startsAt": "2026-12-04T12:00:00Z", "endsAt": "0001-01-01T00:00:00Z", "generatorURL": "",
+               "fingerprint": f"{i:016x}"} for i in event_ids]
+    return json.dumps({"receiver": receiver, "status": "firing", "alerts": alerts, "groupLabels": {},
+                       "commonLabels": {}, "commonAnnotations": {}, "externalURL": "http://127.0.0.1:9093",
+                       "version": "4", "groupKey": "{}/{}:{}", "truncatedAlerts": 0}).encode()
+
+
+def test_every_event_of_an_alertmanager_body_is_recorded_from_a_real_client() -> None:
+    async def script(h: Harness) -> None:
+        base = f"http://127.0.0.1:{h.receiver.port}/hook"
+        async with aiohttp.ClientSession() as client:
+            for path, body in (("1", alertmanager_body(0, 1)), ("2", alertmanager_body(2)),
+                               ("1", alertmanager_body(3))):
+                async with client.post(f"{base}/{path}", data=body,
+                                       headers={"Content-Type": "application/json"}) as response:
+                    assert response.status == 200
+        assert delivered(h.records["1"]) == {0, 1, 3} and delivered(h.records["2"]) == {2}
+        assert h.counters == {"receiver_requests": 3, "acked": 3} and h.errors == {}
+
+    run(script, behaviour=UNSIGNED, event_path=ALERTS)
+
+
+def test_a_resent_alertmanager_body_is_one_message_and_its_retry_after_a_failure_is_recorded() -> None:
+    body = alertmanager_body(5)
+
+    async def script(h: Harness) -> None:
+        url = f"http://127.0.0.1:{h.receiver.port}/hook/1"
+        async with aiohttp.ClientSession() as client:
+            statuses = []
+            for _ in range(3):
+                async with client.post(url, data=body) as response:
+                    statuses.append(response.status)
+        assert statuses == [503, 200, 200]  # failed on purpose, then the retry, then a duplicate
+        record = h.records["1"]
+        assert delivered(record) == {5} and record.received.duplicates == 1
+        assert h.counters == {"receiver_requests": 3, "simulated_failures": 1, "acked": 1,
+                              "duplicates_webhook_id": 1}
+
+    run(script, behaviour=ReceiverBehaviour(SECRET, signed=False, fail_ratio=1.0, fail_status=503),
+        event_path=ALERTS)
+
+
+def test_a_body_without_the_envelope_is_malformed_answered_and_not_recorded() -> None:
+    async def script(h: Harness) -> None:
+        reader, writer = await h.connect()
+        now = time.time_ns()
+        bare = encode_event(Event(7, now), now, 64)  # our event, not Alertmanager's envelope
+        for n, body in enumerate((b"not json", bare, b'{"alerts":[{"annotations":{"event":17}}]}')):
+            writer.write(request(0, body=body, msg_id=f"m{n}", signature="unsigned"))
+            assert (await answer(reader)).status == 200
+        assert delivered(h.records["1"]) == set()
+        assert h.errors == {"malformed_event": 3} and h.counters["acked"] == 3
+        writer.close()
+
+    undecodable.forget()
+    run(script, behaviour=UNSIGNED, event_path=ALERTS)
+    assert undecodable.first == ("'not json'", f"a JSON message with the event at {ALERTS}")  # the first kept
+    undecodable.forget()
+
+
+@pytest.mark.parametrize("event_path", ["", ALERTS])
+def test_the_first_body_that_is_no_event_is_kept_as_the_sample(event_path: str) -> None:
+    wrapped = b'{"type":"event","data":{"id":1}}'
+    body = alertmanager_body(0).replace(b'"alerts": [', b'"alerts": [{"annotations": {"event": "%s"}}, '
+                                         % wrapped.replace(b'"', b'\\"')) if event_path else wrapped
+
+    async def script(h: Harness) -> None:
+        reader, writer = await h.connect()
+        writer.write(request(0, body=body) + request(1, body=alertmanager_body(1) if event_path else None))
+        assert [(await answer(reader)).status for _ in range(2)] == [200, 200]
+        assert h.errors == {"malformed_event": 1} and delivered(h.records["1"]) == ({0, 1} if event_path else {1})
+        writer.close()
+
+    undecodable.forget()
+    run(script, event_path=event_path)
+    assert undecodable.first == (f"'{wrapped.decode()}'", 'an event: {"id":…,"due_ns":…,…}')
+    undecodable.forget()
+
+
+def test_a_signed_sender_with_an_envelope_is_verified_and_unwrapped() -> None:
+    async def script(h: Harness) -> None:
+        reader, writer = await h.connect()
+        writer.write(request(0, body=alertmanager_body(8, 9)) + request(1, body=alertmanager_body(10),
+                                                                        signature="v1,bm90IGl0"))
+        assert [(await answer(reader)).status for _ in range(2)] == [200, 401]
+        assert delivered(h.records["1"]) == {8, 9}
+        writer.close()
+
+    run(script, event_path=ALERTS)
+
+
+def test_an_unsigned_receiver_still_refuses_a_bad_event_path() -> None:
+    with pytest.raises(ValueError, match="JSON pointer"):
+        CallbackReceiver(lambda: None, UNSIGNED, event_path="alerts")

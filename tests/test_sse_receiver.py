@@ -18,6 +18,7 @@ import uvloop
 from aiohttp import web
 from helpers import scaled
 
+from deliverybench.adapters import undecodable
 from deliverybench.adapters.sse_receiver import RECONNECTS, SseSession, SseSessionOptions
 from deliverybench.core.audit import AuditTotals, PublishedLog, audit
 from deliverybench.core.event import Event, encode_event
@@ -30,7 +31,10 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 class Hub:
     """Events by id, and every open stream waiting for the next one."""
 
-    def __init__(self, *, replay: bool = True, drop_after: int | None = None, abort: bool = False) -> None:
+    def __init__(self, *, replay: bool = True, drop_after: int | None = None, abort: bool = False,
+                 envelope: bytes = b"%b") -> None:
+        #: each event's data: ``envelope`` around it
+        self.envelope = envelope
         self.events: list[bytes] = []
         self.log = PublishedLog()
         self.replay, self.drop_after, self.abort = replay, drop_after, abort
@@ -62,7 +66,7 @@ class Hub:
         while not self.done:
             tick = self.tick
             while i < len(self.events):
-                await response.write(b"id: %d\ndata: %b\n\n" % (i, self.events[i]))
+                await response.write(b"id: %d\ndata: %b\n\n" % (i, self.envelope % self.events[i]))
                 i += 1
                 sent += 1
                 if self.drop_after and sent >= self.drop_after:
@@ -180,6 +184,41 @@ def test_a_stream_cut_in_odd_places_with_crlf_batches_pings_and_warm_up_is_read_
     got = run(handler_of, {}, expect=3, settle=2.0)
     record = got["records"]["s0"]
     assert got["delivered"] == 3 and record.received.unique == 3 and got["errors"] == {}
+
+
+def test_an_event_path_reads_each_events_data_as_an_envelope_and_what_does_not_decode_is_kept() -> None:
+    def handler_of(hub: Hub) -> Handler:
+        async def handler(request: web.Request) -> web.StreamResponse:
+            welcome = b'data: {"type":"welcome"}\n\n'  # nothing at /data: counted, the first kept
+            return await hub.stream(request, head=welcome)
+        return handler
+
+    undecodable.forget()
+    got = run(handler_of, {"envelope": b'{"type":"event","data":%b}'}, sessions=3, events=20, event_path="/data")
+    totals = got["audit"]
+    exact(totals)
+    assert totals.expected == 60 and totals.lost == 0 and got["delivered"] == 60
+    assert got["errors"] == {"malformed_event": 3}
+    assert undecodable.first == ('\'{"type":"welcome"}\'', "a JSON message with the event at /data")
+
+
+def test_an_envelope_holding_several_events_takes_the_careful_path() -> None:
+    now = time.time_ns()
+    first, second = (encode_event(Event(i, now), now, 50) for i in range(2))
+    pair = b'{"items":[{"e":%b},{"e":%b}]}' % (first, second)
+
+    def handler_of(hub: Hub) -> Handler:
+        async def handler(request: web.Request) -> web.StreamResponse:
+            response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+            await response.prepare(request)
+            await response.write(b"data: " + pair + b"\n\n")
+            hub.finish()
+            await asyncio.sleep(10)
+            return response
+        return handler
+
+    got = run(handler_of, {}, sessions=2, expect=4, settle=2.0, event_path="/items/*/e")
+    assert got["delivered"] == 4 and got["errors"] == {}
 
 
 def test_dropped_streams_resume_from_the_last_id_and_nothing_is_lost_when_the_server_replays() -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import json
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -19,9 +20,12 @@ from typing import Any
 import pytest
 import uvloop
 
-from deliverybench.adapters.ws_receiver import PushSession, PushSessionOptions
-from deliverybench.core.event import Event, encode_event
+from deliverybench.adapters import undecodable
+from deliverybench.adapters.ws_receiver import PushReceiver, PushSession, PushSessionOptions
+from deliverybench.core.dialect import Dialect
+from deliverybench.core.event import Event, encode_event, read_head
 from deliverybench.core.process_recorder import ProcessRecorder
+from deliverybench.core.protocols import SubscriberProtocol, subscriber_protocol
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -56,11 +60,13 @@ class RawServer:
         self.done = asyncio.Event()
         self.connections = 0
         self.peers: list[Any] = []
+        self.request = b""
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
         self.peers.append(writer.get_extra_info("peername"))
         request = await reader.readuntil(b"\r\n\r\n")
+        self.request = self.request or request
         key = next(line.split(b":", 1)[1].strip() for line in request.split(b"\r\n")
                    if line.lower().startswith(b"sec-websocket-key"))
         accept = base64.b64encode(hashlib.sha1(key + GUID).digest())
@@ -93,7 +99,8 @@ class RawServer:
 
 
 def run(script: Callable[[RawServer], Awaitable[None]], *, max_size: int = 2**20,
-        after: float = 0.3, local_addr: str | None = None) -> tuple[ProcessRecorder, RawServer, list[Any]]:
+        after: float = 0.3, local_addr: str | None = None,
+        protocol: SubscriberProtocol | None = None) -> tuple[ProcessRecorder, RawServer, list[Any]]:
     """Serve ``script`` to one PushSession; return the recorder (after a final hand-over)."""
     recorder = ProcessRecorder("push", id_limit=1000)
     notes: list[Any] = []
@@ -104,7 +111,7 @@ def run(script: Callable[[RawServer], Awaitable[None]], *, max_size: int = 2**20
         port = server.sockets[0].getsockname()[1]
         session = PushSession("s", recorder, PushSessionOptions(url=f"ws://127.0.0.1:{port}/", max_size=max_size,
                                                                reconnect_delay_s=0.1, max_reconnects=1,
-                                                               local_addr=local_addr),
+                                                               local_addr=local_addr, protocol=protocol),
                               notify=lambda ok, error: notes.append((ok, error)))
         session.start()
         await asyncio.wait_for(raw.done.wait(), 10)
@@ -287,3 +294,142 @@ def test_a_session_connects_from_its_source_address() -> None:
     assert notes[0] == (True, None)
     assert raw.peers[0][0] == "127.0.0.2" and raw.peers[0][1] > 0
     assert delivered(recorder)[0] == 1
+
+
+# -- dialects: greetings, replies, readers ------------------------------------------------------------
+def client_frames(data: bytes | bytearray) -> list[bytes]:
+    """The payloads of the (masked, whole) frames a client wrote."""
+    out, i = [], 0
+    while i < len(data):
+        n, i = data[i + 1] & 0x7F, i + 2
+        if n == 126:
+            n, i = int.from_bytes(data[i:i + 2], "big"), i + 2
+        mask, i = data[i:i + 4], i + 4
+        out.append(bytes(b ^ mask[k % 4] for k, b in enumerate(data[i:i + n])))
+        i += n
+    return out
+
+
+def test_graphql_ws_offers_its_subprotocol_greets_subscribes_on_ack_and_answers_pings() -> None:
+    nxt = b'{"id":"1","type":"next","payload":{"data":{"onEvent":%b}}}'
+
+    async def script(raw: RawServer) -> None:
+        await asyncio.sleep(0.1)
+        await raw.send(frame(b'{"type":"connection_ack"}') + frame(b'{"type":"ping"}'))
+        await asyncio.sleep(0.1)
+        second = frame(nxt % event(2))
+        await raw.send(frame(nxt % event(1)), second, second, pause=0.05)  # whole frames: the last one remembered
+
+    dialect = Dialect(protocol="graphql-ws", subscribe_message="subscription { onEvent }")
+    recorder, raw, _ = run(script, protocol=subscriber_protocol(dialect))
+    assert b"sec-websocket-protocol: graphql-transport-ws\r\n" in raw.request.lower()
+    init, subscribe, pong = client_frames(raw.received)[:3]
+    assert init == b'{"type":"connection_init"}' and pong == b'{"type":"pong"}'
+    assert json.loads(subscribe)["payload"]["query"] == "subscription { onEvent }"
+    count, (records, errors) = delivered(recorder)
+    assert count == 2 and records[0].received.unique == 2 and records[0].received.duplicates == 1 and not errors
+
+
+def test_a_raw_subscribe_message_is_sent_once_open_and_envelopes_are_read() -> None:
+    async def script(raw: RawServer) -> None:
+        await asyncio.sleep(0.1)
+        await raw.send(frame(b'{"type":"event","data":%b}' % event(1)),
+                       frame(b'{"type":"event","data":%b}' % event(2)) + frame(b'{"type":"welcome"}'))
+
+    dialect = Dialect(subscribe_message='{"subscribe":"{channel}"}', event_path="/data", channel="c1")
+    undecodable.forget()
+    recorder, raw, _ = run(script, protocol=subscriber_protocol(dialect))
+    assert client_frames(raw.received)[0] == b'{"subscribe":"c1"}'
+    assert b"sec-websocket-protocol" not in raw.request.lower()
+    count, (_, errors) = delivered(recorder)
+    assert count == 2 and errors == {"malformed_event": 1}
+    assert undecodable.first == ("\'{\"type\":\"welcome\"}\'", "a JSON message with the event at /data")
+
+
+def test_nats_operations_split_across_frames_and_chunks_are_read_once_each() -> None:
+    msgs = [b"MSG deliverybench 1 %d\r\n%b\r\n" % (len(e), e) for e in (event(1), event(2), event(3))]
+    stream = b"INFO {}\r\n" + msgs[0] + b"PING\r\n" + msgs[1] + msgs[2]
+
+    async def script(raw: RawServer) -> None:
+        data = b"".join(frame(stream[i:i + 50]) for i in range(0, len(stream), 50))
+        await raw.send(data[:7], data[7:120], data[120:], pause=0.05)
+        await raw.send(frame(msgs[0]))  # whole: read, then remembered
+
+    recorder, raw, _ = run(script, protocol=subscriber_protocol(Dialect(protocol="nats")))
+    greeting, pong = client_frames(raw.received)[:2]
+    assert greeting.startswith(b"CONNECT ") and greeting.endswith(b"SUB deliverybench 1\r\n")
+    assert pong == b"PONG\r\n"
+    count, (records, errors) = delivered(recorder)
+    assert count == 3 and records[0].received.unique == 3 and records[0].received.duplicates == 1 and not errors
+
+
+class _Wire:
+    """A transport that keeps what the receiver writes."""
+
+    def __init__(self) -> None:
+        self.written = bytearray()
+
+    def write(self, data: bytes) -> None:
+        self.written += data
+
+
+def _open_receiver(recorder: ProcessRecorder, dialect: Dialect, name: str = "s") -> PushReceiver:
+    """A receiver past its handshake (no socket): chunks go straight to ``data_received``."""
+    options = PushSessionOptions(url="ws://127.0.0.1:9/", protocol=subscriber_protocol(dialect))
+    session = PushSession(name, recorder, options, notify=lambda ok, error: None)
+    receiver = PushReceiver(session)
+    receiver.transport = _Wire()  # type: ignore[assignment]
+    receiver.opened = receiver.live = True
+    receiver.proto = None
+    recorder.intake.open(session.index, time.time_ns())
+    return receiver
+
+
+def test_a_chunk_remembered_for_one_protocol_means_nothing_to_another() -> None:
+    recorder = ProcessRecorder("push", id_limit=100)
+    chunk = frame(b'42["event",%b]' % event(1))
+    socketio = _open_receiver(recorder, Dialect(protocol="socketio"), "a")
+    other = _open_receiver(recorder, Dialect(protocol="socketio"), "b")
+    raw = _open_receiver(recorder, Dialect(), "c")
+    for receiver in (socketio, other, raw, socketio):
+        receiver.data_received(chunk)
+    assert [read_head(event(1))[0]] * 3 == list(recorder.intake.ids)
+    assert list(recorder.intake.sub) == [socketio.index, other.index, socketio.index]
+    assert recorder.errors == {"malformed_event": 1}  # raw: a Socket.IO packet is no event
+    socketio.data_received(frame(b'0{"sid":"x"}') + frame(b"2"))
+    assert client_frames(socketio.transport.written) == [b"40", b"3"]  # type: ignore[union-attr]
+
+
+def test_while_a_nats_operation_is_pending_no_chunk_is_taken_from_the_cache() -> None:
+    recorder = ProcessRecorder("push", id_limit=100)
+    payload = b'{"data":%b}' % event(1)
+    operation = b"MSG deliverybench 1 %d\r\n%b\r\n" % (len(payload), payload)
+    whole = frame(operation)
+    receiver = _open_receiver(recorder, Dialect(protocol="nats", event_path="/data"))
+    receiver.data_received(whole)  # read, remembered
+    receiver.data_received(whole)  # remembered
+    # an operation whose payload is the next two frames: the remembered chunk is now part of a payload
+    receiver.data_received(frame(b"MSG deliverybench 1 %d\r\n" % (len(operation) + 3)))
+    receiver.data_received(whole)
+    receiver.data_received(frame(b"xyz\r\n"))
+    assert len(recorder.intake.ids) == 2 and recorder.errors == {"malformed_event": 1}
+    receiver.data_received(whole)  # nothing pending: remembered again
+    assert len(recorder.intake.ids) == 3
+
+
+def test_mqtt_greets_in_binary_frames_and_reads_packets_split_across_them() -> None:
+    from deliverybench.core.mqtt import connect_packet, publish_packet, subscribe_packet
+
+    connack, suback = b"\x20\x02\x00\x00", b"\x90\x03\x00\x01\x00"
+    packets = connack + suback + publish_packet("c", event(1)) + publish_packet("c", event(2))
+
+    async def script(raw: RawServer) -> None:
+        await asyncio.sleep(0.1)
+        await raw.send(frame(packets[:30], opcode=2), frame(packets[30:], opcode=2))
+
+    recorder, raw, _ = run(script, protocol=subscriber_protocol(Dialect(protocol="mqtt", channel="c")))
+    assert b"sec-websocket-protocol: mqtt\r\n" in raw.request.lower()
+    assert raw.received[0] == 0x82  # binary, as MQTT over WebSocket must be
+    assert client_frames(raw.received)[:2] == [connect_packet(), subscribe_packet("c")]
+    count, (_, errors) = delivered(recorder)
+    assert count == 2 and not errors

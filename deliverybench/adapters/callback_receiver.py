@@ -12,6 +12,16 @@ and counted, never recorded as a delivery); it is de-duplicated by
 recorded -- plus ``first_attempt`` latency when this was the first attempt
 the receiver saw for that webhook-id.
 
+A real webhook sender (Alertmanager) neither signs the Standard Webhooks way
+nor sends our event as the whole body. For such a sender the receiver is
+built unsigned (``ReceiverBehaviour.signed``: nothing is verified; a request
+with no ``webhook-id`` is known by a hash of its subscriber and body, so
+retries of one notification are still attempts of one message) and with the
+target's event path (``/alerts/*/annotations/event``): each body is read as a
+JSON envelope and every event found at that path is recorded
+(:mod:`deliverybench.core.protocols`). A body without the expected shape is
+counted ``malformed_event`` and its first sample kept for the failure line.
+
 To exercise the target's retry logic the receiver can misbehave on purpose:
 an acknowledgement delay (fixed or drawn from a distribution), a share of
 first attempts answered with an error status, and a share held past the
@@ -37,7 +47,9 @@ import aiohttp
 
 from ..core.audit import SubscriberRecord
 from ..core.delay import DelaySpec, parse_delay
+from ..core.dialect import Dialect
 from ..core.process_recorder import ProcessRecorder
+from ..core.protocols import MalformedMessage, Reader, subscriber_protocol
 from ..core.webhook_signature import TIMESTAMP_VERDICTS, SignatureVerifier
 from .body_limits import (
     BUDGET_BODIES,
@@ -55,6 +67,7 @@ from .body_limits import (
     check_declared,
 )
 from .http_receiver import IDLE_TIMEOUT_S, REQUEST_TIMEOUT_S, HttpReceiverServer, Reply
+from .undecodable import note
 
 __all__ = ["ReceiverBehaviour", "CallbackReceiver", "CallbackSubscriptions", "parse_delay", "DelaySpec",
            "MIN_BODY_CAP", "CAP_PER_PAYLOAD", "BUDGET_BODIES", "BUSY_RETRY_AFTER_S", "Refusal", "OVERSIZED", "BUSY",
@@ -63,6 +76,14 @@ __all__ = ["ReceiverBehaviour", "CallbackReceiver", "CallbackSubscriptions", "pa
 
 @dataclass(frozen=True, slots=True)
 class ReceiverBehaviour:
+    """How the receiver answers, and whether it verifies.
+
+    Attributes:
+        secret: the Standard Webhooks secret deliveries are verified with.
+        signed: whether the sender signs; False for a real sender that does not (Alertmanager):
+            nothing is verified, and ``secret`` is unused.
+    """
+
     secret: str
     ack_delay: DelaySpec = DelaySpec()
     fail_ratio: float = 0.0
@@ -70,6 +91,7 @@ class ReceiverBehaviour:
     timeout_ratio: float = 0.0
     timeout_hold_s: float = 20.0
     seed: int = 0
+    signed: bool = True
 
 
 _OK = Reply(200)
@@ -77,6 +99,15 @@ _ACKED = (_OK, 0.0)
 _GONE = Reply(410, "unsubscribed\n")
 _REJECTED = (Reply(401, "bad signature\n"), 0.0)
 _SIMULATED_TIMEOUT = Reply(504, "simulated timeout\n")
+#: what a body (or an event in an envelope) should have been, for the failure line's sample
+_EVENT_SHAPE = subscriber_protocol(Dialect()).reader().expected
+
+
+def _identity(record: SubscriberRecord, body: bytes) -> bytes:
+    """What stands for the webhook-id of an unsigned sender's request: its subscriber and body, hashed."""
+    digest = hashlib.blake2b(record.subscriber.encode(), digest_size=16)
+    digest.update(body)
+    return digest.digest()
 
 
 def _share(webhook_id: bytes, salt: bytes) -> float:
@@ -98,12 +129,17 @@ class CallbackReceiver:
         request_timeout_s: the longest a request may take to arrive, first byte to last, before its
             connection is answered 408 and closed (``request_timeout``).
         idle_timeout_s: how long an idle keep-alive connection stays open.
+        event_path: a JSON pointer to the events inside each body (the target's dialect); empty: the body
+            is the event itself.
+
+    Raises:
+        ValueError: a bad event path (one line).
     """
 
     def __init__(self, recorder_ref: Any, behaviour: ReceiverBehaviour, *, host: str = "127.0.0.1",
                  advertise_host: str | None = None, body_cap: int = MIN_BODY_CAP,
                  body_budget: int | None = None, request_timeout_s: float = REQUEST_TIMEOUT_S,
-                 idle_timeout_s: float = IDLE_TIMEOUT_S) -> None:
+                 idle_timeout_s: float = IDLE_TIMEOUT_S, event_path: str = "") -> None:
         self._recorder_ref = recorder_ref  # callable returning the current ProcessRecorder
         self.behaviour = behaviour
         self.host = host
@@ -116,7 +152,10 @@ class CallbackReceiver:
         self.idle_timeout_s = idle_timeout_s
         self._attempts: dict[bytes, int] = {}
         self._acked: set[bytes] = set()
-        self._verifier = SignatureVerifier(behaviour.secret)
+        self._verifier = SignatureVerifier(behaviour.secret) if behaviour.signed else None
+        #: reads a body as an envelope of events; None: the body is the event
+        self._reader: Reader | None = (subscriber_protocol(Dialect(event_path=event_path)).reader()
+                                       if event_path else None)
         self._rng = random.Random(behaviour.seed)
         # an ack delay of 0 draws nothing: the answer is the one prebuilt tuple
         self._no_delay = behaviour.ack_delay == DelaySpec()
@@ -179,12 +218,16 @@ class CallbackReceiver:
         """Verify and record one body that was read whole; how to answer it, and how long to hold that."""
         recorder = self.recorder
         counters = recorder.counters  # swapped every second: read per request
-        verdict = self._verifier.check(body, msg_id, timestamp, signature, receive_ns // 1000)
-        if verdict is not None:
-            kind = "rejected_timestamp" if verdict in TIMESTAMP_VERDICTS else "rejected_signature"
-            counters[kind] += 1
-            recorder.error(kind, receive_ns)
-            return _REJECTED
+        verifier = self._verifier
+        if verifier is not None:
+            verdict = verifier.check(body, msg_id, timestamp, signature, receive_ns // 1000)
+            if verdict is not None:
+                kind = "rejected_timestamp" if verdict in TIMESTAMP_VERDICTS else "rejected_signature"
+                counters[kind] += 1
+                recorder.error(kind, receive_ns)
+                return _REJECTED
+        elif not msg_id:
+            msg_id = _identity(record, body)
         attempts = self._attempts
         attempt = attempts.get(msg_id, 0) + 1
         attempts[msg_id] = attempt
@@ -202,10 +245,34 @@ class CallbackReceiver:
         else:
             self._acked.add(msg_id)
             counters["acked"] += 1
-            recorder.on_event(record, body, receive_ns, first_attempt=attempt == 1)
+            reader = self._reader
+            if reader is None:
+                self._record(record, body, receive_ns, attempt == 1)
+            else:
+                self._unwrap(reader, record, body, receive_ns, attempt == 1)
         if self._no_delay:
             return _ACKED
         return _OK, behaviour.ack_delay.draw_s(self._rng)
+
+    def _record(self, record: SubscriberRecord, event: bytes, receive_ns: int, first_attempt: bool) -> None:
+        """Record one event; the first that is not one (the recorder counts it) is kept as a sample."""
+        recorder = self.recorder
+        malformed = recorder.errors["malformed_event"]
+        if not recorder.on_event(record, event, receive_ns, first_attempt=first_attempt) \
+                and recorder.errors["malformed_event"] > malformed:
+            note(event, _EVENT_SHAPE)
+
+    def _unwrap(self, reader: Reader, record: SubscriberRecord, body: bytes, receive_ns: int,
+                first_attempt: bool) -> None:
+        """Record every event in an envelope; a body without the expected shape is counted and sampled."""
+        try:
+            events = reader.read(body).events
+        except MalformedMessage as exc:
+            self.recorder.error(exc.kind, receive_ns)
+            note(body, exc.expected)
+            return
+        for event in events:
+            self._record(record, event, receive_ns, first_attempt)
 
 
 class CallbackSubscriptions:

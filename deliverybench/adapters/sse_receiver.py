@@ -13,6 +13,12 @@ no task, no queue, no response object per connection:
   event (or a batch of lines) whose head -- id, due, sent -- is appended to
   the process's :class:`~deliverybench.core.intake.Intake` columns, read once
   per distinct event per process (every subscriber is sent the same bytes).
+  With an event path (``--event-path``, for a server of one's own that
+  wraps events in an envelope; nchan and Pushpin send them verbatim) each
+  event's data is read as the ``raw`` protocol's envelope
+  (:mod:`~deliverybench.core.protocols`), remembered in a cache of that
+  path's own; data that does not decode is counted by kind and the first
+  kept as a sample (:mod:`.undecodable`).
 * A head larger than 64 KiB, a status other than 200 (``connect_http_<status>``)
   and a 200 that is not ``text/event-stream`` (``sse_not_event_stream``) end
   the attempt, counted by kind, and the session tries again later: never a
@@ -42,12 +48,13 @@ from urllib.parse import urlsplit
 
 from httptools import HttpParserError, HttpResponseParser
 
-from ..core.event import WARMUP_MARK, MalformedEvent, read_head
+from ..core.dialect import Dialect
 from ..core.process_recorder import ProcessRecorder
+from ..core.protocols import MalformedMessage, Reader, subscriber_protocol
 from ..core.sse import MAX_EVENT_BYTES, SseParser
 from . import worker_clock
 from .dial import dial
-from .ws_receiver import PushSession, _error_kind, reconnect_delay
+from .ws_receiver import PushSession, _error_kind, first_head, reconnect_delay
 
 __all__ = ["SseSessionOptions", "SseSession", "SseReceiver", "MAX_HEAD_BYTES", "NOT_EVENT_STREAM", "RECONNECTS"]
 
@@ -60,13 +67,11 @@ RECONNECTS = "sse_reconnects"
 #: the longest and shortest first wait a server's ``retry:`` may ask for (what arrives is untrusted)
 _MAX_RETRY_S = 60.0
 _MIN_RETRY_S = 0.01
-_MIN64, _MAX64 = -(2**63), 2**63 - 1
 #: event data already read, and its (id, due, sent): each distinct event is read once per process.
 #: Bounded (cleared when full); the loop thread alone uses it.
 _HEADS: dict[bytes, tuple[int, int, int]] = {}
 _HEADS_KEPT = 4096
-#: what the cache holds for a warm-up event (delivered, dropped); what says "read it with care"
-_WARMUP = (-1, -1, -1)
+#: what says "read it with care" (a warm-up event's head, :func:`.ws_receiver.first_head`'s, is dropped too)
 _CAREFUL = (-2, -2, -2)
 
 
@@ -83,6 +88,8 @@ class SseSessionOptions:
     max_reconnects: int = 10
     #: the largest event data accepted; a longer line or event fails the stream
     max_event_bytes: int = MAX_EVENT_BYTES
+    #: a JSON pointer to the event inside each event's data (an envelope); empty: the data is the event
+    event_path: str = ""
 
 
 class SseReceiver(asyncio.Protocol):
@@ -92,7 +99,7 @@ class SseReceiver(asyncio.Protocol):
     """
 
     __slots__ = ("session", "transport", "parser", "events", "appenders", "index", "rx_ns", "head_bytes",
-                 "streaming", "opened", "ended", "content_type", "outcome")
+                 "streaming", "opened", "ended", "content_type", "outcome", "heads", "reader")
 
     def __init__(self, session: SseSession) -> None:
         self.session = session
@@ -112,6 +119,8 @@ class SseReceiver(asyncio.Protocol):
         self.content_type = b""
         #: the kind this side ended the connection with, counted already (the close is not counted again)
         self.outcome: str | None = None
+        self.reader = session.reader
+        self.heads = _heads_of(session.options.event_path)
 
     # -- asyncio callbacks ----------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -159,12 +168,12 @@ class SseReceiver(asyncio.Protocol):
             return
         events = self.events.feed(body)
         if events:
-            rx_ns = self.rx_ns
+            rx_ns, heads = self.rx_ns, self.heads
             for event in events:
                 data = event[0]
-                head = _HEADS.get(data)
+                head = heads.get(data)
                 if head is None:
-                    head = _first_sight(data)
+                    head = _first_sight(data, self.reader, heads)
                 if head[0] < 0:  # a warm-up event (dropped), or anything but one plain event
                     if head is _CAREFUL:
                         self.session.message(data, rx_ns)
@@ -203,24 +212,41 @@ class SseReceiver(asyncio.Protocol):
             self.transport.abort()
 
 
-def _first_sight(data: bytes) -> tuple[int, int, int]:
-    """The head of event data not seen before (cached), or :data:`_CAREFUL` for the careful path."""
-    if b"\n" in data or data.startswith(b'{"echo":'):
-        return _CAREFUL  # a batch, or an echo reply
-    if WARMUP_MARK in data:
-        head = _WARMUP
-    else:
+def _first_sight(data: bytes, reader: Reader | None, heads: dict[bytes, tuple[int, int, int]]
+                 ) -> tuple[int, int, int]:
+    """The head of event data not seen before (cached), or :data:`_CAREFUL` for the careful path.
+
+    With a ``reader`` (an envelope) only data holding exactly one event is
+    remembered; the careful path reads the rest again, and counts what does not decode.
+    """
+    event = data
+    if reader is not None:
         try:
-            event_id, due, sent = read_head(data)
-        except MalformedEvent:
-            return _CAREFUL  # counted there
-        head = (event_id, due, -1 if sent is None else sent)
-        if not all(_MIN64 <= v <= _MAX64 for v in head):
-            return _CAREFUL  # beyond 64 bits: counted by field there
-    if len(_HEADS) >= _HEADS_KEPT:
-        _HEADS.clear()
-    _HEADS[data] = head
+            found = reader.read(data).events
+        except MalformedMessage:
+            return _CAREFUL
+        if len(found) != 1:
+            return _CAREFUL
+        event = found[0]
+    head = first_head(event)  # None: a batch, an echo reply, not an event, beyond 64 bits -- counted there
+    if head is None:
+        return _CAREFUL
+    if len(heads) >= _HEADS_KEPT:
+        heads.clear()
+    heads[data] = head
     return head
+
+
+@lru_cache(maxsize=16)
+def _heads_of(event_path: str) -> dict[bytes, tuple[int, int, int]]:
+    """The event-data cache for ``event_path``: the verbatim one, or one of that path's own."""
+    return _HEADS if not event_path else {}
+
+
+@lru_cache(maxsize=16)
+def _envelope(event_path: str) -> Reader | None:
+    """The one (stateless) reader of every stream of the process with this event path; None with none."""
+    return subscriber_protocol(Dialect(event_path=event_path)).reader() if event_path else None
 
 
 class SseSession:
@@ -231,7 +257,7 @@ class SseSession:
     """
 
     __slots__ = ("name", "recorder", "options", "index", "last_id", "retry_ms", "_notify", "_stopping",
-                 "_receiver", "_attempts", "_timer", "_started", "_host", "_port", "_request", "_streams")
+                 "_receiver", "_attempts", "_timer", "_started", "_host", "_port", "_request", "_streams", "reader")
 
     def __init__(self, name: str, recorder: ProcessRecorder, options: SseSessionOptions,
                  notify: Callable[[bool, str | None], None]) -> None:
@@ -239,6 +265,8 @@ class SseSession:
         self.recorder = recorder
         self.options = options
         self._host, self._port, self._request = _endpoint(options.url)
+        #: the envelope around each event, if it has one
+        self.reader = _envelope(options.event_path)
         self.index = recorder.intake.add(name)
         #: the last event id the server gave (sent back as ``Last-Event-ID``), and its ``retry:``
         self.last_id: str | None = None
@@ -358,9 +386,18 @@ class SseSession:
 
         The push session's careful path, called as it is (it needs only
         ``recorder``, ``index``, ``malformed`` and ``realign``) until it
-        moves out of ws_receiver.py.
+        moves out of ws_receiver.py; with an envelope, on each event it holds.
         """
-        PushSession.message(self, data, rx_ns)  # type: ignore[arg-type]
+        if self.reader is None:
+            PushSession.message(self, data, rx_ns)  # type: ignore[arg-type]
+            return
+        try:
+            events = self.reader.read(data).events
+        except MalformedMessage as exc:
+            PushSession.undecodable(self, data, exc, rx_ns)  # type: ignore[arg-type]
+            return
+        for event in events:
+            PushSession.message(self, event, rx_ns)  # type: ignore[arg-type]
 
     malformed = PushSession.malformed
     realign = PushSession.realign

@@ -33,6 +33,17 @@ protocol is the floor (~5.5 µs, 2.5 KB). So a session here is:
   cut into frames here: every byte goes to the library, which discards it
   or reads only the close frame. The payload of a refused oversized frame
   can never be taken for events.
+* A target that speaks a protocol of its own (an envelope, NATS, Socket.IO,
+  graphql-transport-ws; :mod:`~deliverybench.core.protocols`) is offered its
+  subprotocols in the handshake and sent its greeting once open; every
+  message that is not a canonical event goes through the connection's
+  :class:`~deliverybench.core.protocols.Reader` (one per process, or one per
+  connection when the protocol keeps state), and its replies are sent back.
+  A chunk that is one whole frame whose reading stands alone and holds one
+  plain event is remembered as the raw path's chunks are -- in a cache of
+  that protocol's own, so the same bytes never mean two things -- and read
+  once per process. A message that does not decode is counted by its kind
+  and the first one kept as a sample (:mod:`.undecodable`).
 * :class:`PushSession` -- the subscriber: connects, reconnects after a
   failed handshake or a drop (with jittered, capped exponential backoff),
   keeps its subscription windows, sends echo probes, closes politely.
@@ -57,14 +68,16 @@ from websockets.exceptions import InvalidHandshake, InvalidStatus, InvalidURI, P
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Response
 from websockets.protocol import State
+from websockets.typing import Subprotocol
 from websockets.uri import WebSocketURI, parse_uri
 
 from ..core.event import EVENT_PREFIX, WARMUP_MARK, MalformedEvent, read_head
 from ..core.process_recorder import ProcessRecorder
-from . import worker_clock
+from ..core.protocols import MalformedMessage, Reader, Reading, SubscriberProtocol
+from . import undecodable, worker_clock
 from .dial import dial
 
-__all__ = ["PushSessionOptions", "PushSession", "PushReceiver", "reconnect_delay"]
+__all__ = ["PushSessionOptions", "PushSession", "PushReceiver", "reconnect_delay", "first_head", "EVENT_SHAPE"]
 
 #: one logger for every session's protocol (websockets makes one per connection otherwise)
 _LOGGER = logging.getLogger("deliverybench.ws")
@@ -84,6 +97,11 @@ _HEADS: dict[bytes, tuple[int, int, int]] = {}
 _HEADS_KEPT = 4096
 #: what the cache holds for a warm-up event: delivered, dropped
 _WARMUP = (-1, -1, -1)
+#: the cache a connection looks in while its reader holds part of an operation: always empty, so every
+#: chunk goes to the reader (never written: writes go to the protocol's own cache)
+_NO_HEADS: dict[bytes, tuple[int, int, int]] = {}
+#: what an event must look like, for the sample of the first one that did not
+EVENT_SHAPE = 'an event: {"id":…,"due_ns":…,…}'
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +122,8 @@ class PushSessionOptions:
     #: client keepalive pings (off: servers ping their clients, and a ping per session is a large
     #: share of the harness's CPU at low event rates)
     ping_interval_s: float | None = None
+    #: how the target speaks (subprotocols, greeting, where events are); None: the relay contract
+    protocol: SubscriberProtocol | None = None
 
 
 class PushReceiver(asyncio.Protocol):
@@ -116,15 +136,23 @@ class PushReceiver(asyncio.Protocol):
     """
 
     __slots__ = ("session", "transport", "proto", "buf", "opened", "live", "fragments", "_close_timer",
-                 "appenders", "index")
+                 "appenders", "index", "heads", "reader")
 
     def __init__(self, session: PushSession) -> None:
         self.session = session
         self.appenders = session.recorder.intake.appenders
         self.index = session.index
         self.transport: asyncio.Transport | None = None
+        protocol = session.options.protocol
+        offered = [Subprotocol(name) for name in protocol.subprotocols] if protocol is not None else []
         self.proto: ClientProtocol | None = ClientProtocol(session.uri, max_size=session.options.max_size,
-                                                           logger=_LOGGER)
+                                                           subprotocols=offered or None, logger=_LOGGER)
+        #: the chunks already read, by what they hold: the relay contract's, or the protocol's own
+        self.heads = _heads_of(protocol)
+        #: None: each message is the event itself (the relay contract)
+        self.reader: Reader | None = None
+        if protocol is not None and not protocol.verbatim:
+            self.reader = protocol.reader() if protocol.stateful else _shared_reader(protocol)
         self.buf = b""
         self.opened = False
         #: open and not failing or closing: only then are frames cut out here
@@ -143,7 +171,8 @@ class PushReceiver(asyncio.Protocol):
         rx_ns = worker_clock.now_ns()
         # The hot path. Every session receives the same bytes for the same event, so a chunk seen
         # before (the same whole frame, byte for byte) is not read again: its head is looked up.
-        head = _HEADS.get(data)
+        heads = self.heads
+        head = heads.get(data)
         if head is not None and not self.buf and self.live:
             if head is _WARMUP:
                 return
@@ -156,11 +185,9 @@ class PushReceiver(asyncio.Protocol):
             return
         # First sight: is the chunk exactly one whole, final, unmasked text frame holding one
         # canonical event? (What every message is when nothing is wrong.)
-        n = len(data)
-        if not self.buf and n > 4 and data[0] == 0x81 and self.live:
-            b1 = data[1]
-            if (b1 == 126 and ((data[2] << 8) | data[3]) == n - 4) or (b1 < 126 and b1 == n - 2):
-                at = 4 if b1 == 126 else 2
+        at = _whole_frame(data) if not self.buf and self.live else 0
+        if at:
+            if data[0] == 0x81 and len(data) > 4 and heads is not _NO_HEADS:
                 parts = data.split(b",", 3)
                 if (len(parts) == 4 and parts[0][at:at + 6] == EVENT_PREFIX and parts[1][:9] == _DUE
                         and parts[2][:10] == _SENT and data[-1] == 125 and b"\n" not in parts[3]):
@@ -170,17 +197,70 @@ class PushReceiver(asyncio.Protocol):
                         self.session.message(data[at:], rx_ns)
                         return
                     if all(_MIN64 <= v <= _MAX64 for v in head):
-                        if len(_HEADS) >= _HEADS_KEPT:
-                            _HEADS.clear()
+                        if len(heads) >= _HEADS_KEPT:
+                            heads.clear()
                         if parts[3].startswith(WARMUP_MARK):
-                            _HEADS[data] = _WARMUP
+                            heads[data] = _WARMUP
                             return
-                        _HEADS[data] = head
+                        heads[data] = head
                         self.data_received_known(head, rx_ns)
                         return
                     self.session.message(data[at:], rx_ns)  # beyond 64 bits: counted by field there
                     return
+            if self.reader is not None:
+                self._first_sight(data, data[at:], rx_ns)
+                return
         self._walk(data, rx_ns)
+
+    def _first_sight(self, chunk: bytes, message: bytes, rx_ns: int) -> None:
+        """A chunk that is one whole frame, through the reader; remembered when it holds one plain event alone."""
+        reading = self._read(message, rx_ns)
+        if reading is None:
+            return
+        if reading.whole and len(reading.events) == 1 and not reading.replies:
+            head = first_head(reading.events[0])
+            if head is not None:
+                heads = self.heads  # the protocol's own: a whole reading means nothing was pending
+                if len(heads) >= _HEADS_KEPT:
+                    heads.clear()
+                heads[chunk] = head
+                if head is not _WARMUP:
+                    self.data_received_known(head, rx_ns)
+                return
+        self._act(reading, rx_ns)
+
+    def message(self, data: bytes, rx_ns: int) -> None:
+        """One whole message off the hot path: the event itself, or what the protocol's reader finds in it."""
+        if self.reader is None:
+            self.session.message(data, rx_ns)
+            return
+        reading = self._read(data, rx_ns)
+        if reading is not None:
+            self._act(reading, rx_ns)
+
+    def _read(self, message: bytes, rx_ns: int) -> Reading | None:
+        """The reader's reading of ``message``, or None when it was not for the reader or did not decode."""
+        reader = self.reader
+        assert reader is not None
+        if message.startswith(_ECHO):  # our own probe, echoed by the server
+            self.session.message(message, rx_ns)
+            return None
+        try:
+            reading = reader.read(message)
+        except MalformedMessage as exc:
+            self.session.undecodable(message, exc, rx_ns)
+            reading = None
+        if reader.pending:  # part of an operation waits: no chunk may be taken for what it held alone
+            self.heads = _NO_HEADS
+        elif self.heads is _NO_HEADS:
+            self.heads = _heads_of(self.session.options.protocol)
+        return reading
+
+    def _act(self, reading: Reading, rx_ns: int) -> None:
+        for reply in reading.replies:
+            self.send_protocol(reply)
+        for event in reading.events:
+            self.session.message(event, rx_ns)
 
     def data_received_known(self, head: tuple[int, int, int], rx_ns: int) -> None:
         add_sub, add_id, add_due, add_sent, add_rx = self.appenders
@@ -240,7 +320,7 @@ class PushReceiver(asyncio.Protocol):
             end = i + head + length
             if end > n:
                 break
-            self.session.message(data[i + head:end], rx_ns)
+            self.message(data[i + head:end], rx_ns)
             i = end
         if i < n:
             self.buf = data[i:]
@@ -283,6 +363,10 @@ class PushReceiver(asyncio.Protocol):
         self.opened = self.live = True
         self.proto = None  # its parser holds the response; a fresh one is made if a frame needs it
         self.session.opened(self, rx_ns)
+        protocol = self.session.options.protocol
+        if protocol is not None and self.live:
+            for frame in protocol.greeting:
+                self.send_protocol(frame)
         return data[end + 4:]
 
     def _slow(self, frame_bytes: bytes, rx_ns: int) -> None:
@@ -298,14 +382,14 @@ class PushReceiver(asyncio.Protocol):
                 continue  # after our own close frame: the server's last messages are not read
             elif opcode is Opcode.TEXT or opcode is Opcode.BINARY:
                 if event.fin:
-                    self.session.message(bytes(event.data), rx_ns)
+                    self.message(bytes(event.data), rx_ns)
                 else:
                     self.fragments = [bytes(event.data)]
             elif opcode is Opcode.CONT and self.fragments is not None:
                 self.fragments.append(bytes(event.data))
                 if event.fin:
                     message, self.fragments = b"".join(self.fragments), None
-                    self.session.message(message, rx_ns)
+                    self.message(message, rx_ns)
         self._flush()
         if self.live and proto.state is not State.OPEN:
             self.live = False
@@ -335,6 +419,8 @@ class PushReceiver(asyncio.Protocol):
             return
         if opcode is Opcode.PONG:
             proto.send_pong(data)
+        elif opcode is Opcode.BINARY:
+            proto.send_binary(data)
         else:
             proto.send_text(data)
         self._flush()
@@ -357,8 +443,16 @@ class PushReceiver(asyncio.Protocol):
 
     # -- sending ---------------------------------------------------------------------------------
     def send_text(self, data: bytes) -> None:
+        self._send_if_open(Opcode.TEXT, data)
+
+    def send_protocol(self, data: bytes) -> None:
+        """A frame the protocol says (greeting, reply): binary where it must be (MQTT), else text."""
+        protocol = self.session.options.protocol
+        self._send_if_open(Opcode.BINARY if protocol is not None and protocol.binary else Opcode.TEXT, data)
+
+    def _send_if_open(self, opcode: Opcode, data: bytes) -> None:
         if self.transport is not None and (self.live if self.proto is None else self.proto.state is State.OPEN):
-            self._send(Opcode.TEXT, data)
+            self._send(opcode, data)
 
     def close(self, code: int = 1000) -> None:
         """Start the closing handshake; the connection is aborted if the server does not finish it."""
@@ -529,6 +623,7 @@ class PushSession:
                 event_id, due, sent = read_head(line)
             except MalformedEvent:
                 self.malformed(rx_ns)
+                undecodable.note(line, EVENT_SHAPE)
                 continue
             try:
                 intake.ids.append(event_id)
@@ -542,6 +637,11 @@ class PushSession:
 
     def malformed(self, rx_ns: int) -> None:
         self.recorder.error("malformed_event", rx_ns)
+
+    def undecodable(self, message: bytes, exc: MalformedMessage, rx_ns: int) -> None:
+        """A message not of the protocol's shape (or the server refusing us): counted by kind, the first kept."""
+        self.recorder.error(exc.kind, rx_ns)
+        undecodable.note(message, exc.expected)
 
     def oversized(self, rx_ns: int) -> None:
         """A frame (or message) over ``max_size``: the connection was failed with 1009 and read no further."""
@@ -590,6 +690,48 @@ class PushSession:
         self.recorder.counters["echo_sent"] += 1
         receiver.send_text(b'{"echo":%d}' % worker_clock.now_ns())
         self._schedule_echo()
+
+
+def first_head(data: bytes) -> tuple[int, int, int] | None:
+    """The head (id, due, sent or -1) of one plain event, to be remembered; None: take the careful path.
+
+    A warm-up event's head is :data:`_WARMUP` (delivered, dropped). None for
+    anything else -- a batch, an echo reply, not an event, a value beyond 64
+    bits -- which the careful path reads and counts.
+    """
+    if b"\n" in data or data.startswith(_ECHO):
+        return None
+    if WARMUP_MARK in data:
+        return _WARMUP
+    try:
+        event_id, due, sent = read_head(data)
+    except MalformedEvent:
+        return None
+    head = (event_id, due, -1 if sent is None else sent)
+    return head if all(_MIN64 <= v <= _MAX64 for v in head) else None
+
+
+def _whole_frame(data: bytes) -> int:
+    """The header length when ``data`` is exactly one whole, final, unmasked text or binary frame; else 0."""
+    n = len(data)
+    if n < 2 or (data[0] != 0x81 and data[0] != 0x82):
+        return 0
+    b1 = data[1]
+    if b1 < 126:
+        return 2 if b1 == n - 2 else 0
+    return 4 if b1 == 126 and n >= 4 and ((data[2] << 8) | data[3]) == n - 4 else 0
+
+
+@lru_cache(maxsize=16)
+def _heads_of(protocol: SubscriberProtocol | None) -> dict[bytes, tuple[int, int, int]]:
+    """The chunks-read cache for ``protocol``: the relay contract's shared one, or one of its own."""
+    return _HEADS if protocol is None or protocol.verbatim else {}
+
+
+@lru_cache(maxsize=16)
+def _shared_reader(protocol: SubscriberProtocol) -> Reader:
+    """The one reader of a stateless protocol that every connection of the process uses."""
+    return protocol.reader()
 
 
 def reconnect_delay(attempts: int, first_s: float, cap_s: float, draw: float) -> float:

@@ -23,8 +23,9 @@ __all__ = ["Dialect", "PROTOCOLS", "DEFAULT_CHANNEL", "dialect_from_values", "DI
 #: subscriber protocols: ``raw`` (each WebSocket message is one event, or an envelope holding it when an
 #: event path is given), ``nats`` (NATS text protocol: CONNECT/SUB, MSG framing, PING/PONG), ``socketio``
 #: (Engine.IO 4 / Socket.IO 5: open, 40 connect, 42 events, 2/3 ping/pong), ``graphql-ws`` (the
-#: graphql-transport-ws subprotocol: connection_init, wait for connection_ack, subscribe, next)
-PROTOCOLS: tuple[str, ...] = ("raw", "nats", "socketio", "graphql-ws")
+#: graphql-transport-ws subprotocol: connection_init, wait for connection_ack, subscribe, next), ``mqtt``
+#: (MQTT 3.1.1 over WebSocket: CONNECT and SUBSCRIBE at QoS 0, PUBLISH packets, in binary frames)
+PROTOCOLS: tuple[str, ...] = ("raw", "nats", "socketio", "graphql-ws", "mqtt")
 #: the channel (subject, topic, room) events are published to and subscribed on, unless told otherwise
 DEFAULT_CHANNEL = "deliverybench"
 

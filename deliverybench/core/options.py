@@ -477,7 +477,8 @@ OPTIONS: tuple[Option, ...] = (
        "over a few publisher WebSockets (ws://), or written as lines of a TCP protocol (tcp://host:port). Empty: "
        "start the built-in target.", _TARGET, handoff="target", checks=(url_of("http", "https", "ws", "wss", "tcp"),)),
     _o("protocol", str, "raw", "How subscribers talk to the target: 'raw' (each message is an event, or holds one "
-       "at --event-path), 'nats', 'socketio' (Engine.IO 4 / Socket.IO 5), 'graphql-ws' (graphql-transport-ws).",
+       "at --event-path), 'nats', 'socketio' (Engine.IO 4 / Socket.IO 5), 'graphql-ws' (graphql-transport-ws), "
+       "'mqtt' (MQTT 3.1.1 over WebSocket).",
        _TARGET, modes=_SUBSCRIBING, handoff="target", choices=PROTOCOLS),
     _o("channel", str, DEFAULT_CHANNEL, "Channel, subject or topic published to and subscribed on ({channel} in "
        "templates and messages).", _TARGET, modes=_SUBSCRIBING, handoff="target"),

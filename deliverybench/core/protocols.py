@@ -24,6 +24,9 @@ The protocols (:data:`~deliverybench.core.dialect.PROTOCOLS`):
   ``connection_init``; on ``connection_ack`` the ``subscribe``; ``next``
   carries the event at ``/payload/data/*`` unless an event path says where;
   ``ping`` → ``pong``; ``error`` is a refusal.
+* ``mqtt`` -- MQTT 3.1.1 over WebSocket (subprotocol ``mqtt``, binary
+  frames both ways): ``CONNECT`` and ``SUBSCRIBE`` at QoS 0 after open, a
+  ``PUBLISH`` per event (:mod:`deliverybench.core.mqtt`).
 
 Everything a target sends is untrusted: a message that does not have the
 expected shape raises :class:`MalformedMessage`, whose ``expected`` names the
@@ -47,6 +50,11 @@ _EVERY = None
 _SAMPLE_CHARS = 120
 #: a NATS operation line longer than this is not NATS (its own max_control_line is 4 KB)
 _MAX_NATS_LINE = 4096
+#: a MSG payload larger than this is not NATS (its max_payload is at most 64 MB): never buffered for
+_MAX_NATS_PAYLOAD = 64 * 2**20
+#: control characters as escapes, so a sample stays on one line
+_ESCAPES = {**{i: f"\\x{i:02x}" for i in range(32)}, ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t",
+            127: "\\x7f"}
 
 
 class MalformedMessage(ValueError):
@@ -159,7 +167,17 @@ class Reader:
 
     expected = "an event"
 
+    @property
+    def pending(self) -> bool:
+        """Whether part of an operation is held for the next message (only a stateful reader's can be)."""
+        return False
+
     def read(self, message: bytes) -> Reading:
+        """What ``message`` holds.
+
+        Raises:
+            MalformedMessage: it is not of the protocol's shape.
+        """
         raise NotImplementedError
 
 
@@ -238,6 +256,10 @@ class _NatsReader(Reader):
         self.envelope = _Envelope(event_path, self.expected) if event_path else None
         self.buf = b""
 
+    @property
+    def pending(self) -> bool:
+        return bool(self.buf)
+
     def read(self, message: bytes) -> Reading:
         whole = not self.buf
         data, self.buf = self.buf + message, b""
@@ -258,6 +280,8 @@ class _NatsReader(Reader):
                 if len(fields) not in (4, 5) or not fields[-1].isdigit():
                     raise MalformedMessage("a MSG line without a byte count", expected=self.expected)
                 size = int(fields[-1])
+                if size > _MAX_NATS_PAYLOAD:
+                    raise MalformedMessage("a MSG larger than NATS allows", expected=self.expected)
                 start, stop = end + 2, end + 2 + size
                 if stop + 2 > n:
                     self.buf = data[at:]
@@ -289,6 +313,7 @@ class SubscriberProtocol:
         subprotocols: offered in the handshake (``graphql-transport-ws``).
         greeting: frames sent once the connection is open.
         stateful: whether each connection needs a reader of its own (:meth:`reader`).
+        binary: whether what it sends (greeting, replies) goes in binary frames (MQTT), not text ones.
     """
 
     name: str
@@ -296,6 +321,12 @@ class SubscriberProtocol:
     greeting: tuple[bytes, ...]
     stateful: bool
     dialect: Dialect
+    binary: bool = False
+
+    @property
+    def verbatim(self) -> bool:
+        """Whether each message is read as the event itself (``raw`` with no event path)."""
+        return self.name == "raw" and not self.dialect.event_path
 
     def reader(self) -> Reader:
         """A reader for one connection (a shared one is as good unless :attr:`stateful`)."""
@@ -304,6 +335,10 @@ class SubscriberProtocol:
             return _NatsReader(d.event_path)
         if self.name == "socketio":
             return _SocketIOReader(d.event_path)
+        if self.name == "mqtt":
+            from .mqtt import MqttReader
+
+            return MqttReader()
         if self.name == "graphql-ws":
             query = _fill(d.subscribe_message, d.channel) or "subscription { events }"
             subscribe = json.dumps({"id": "1", "type": "subscribe", "payload": {"query": query}},
@@ -332,15 +367,22 @@ def subscriber_protocol(dialect: Dialect) -> SubscriberProtocol:
         return SubscriberProtocol("nats", (), greeting, True, dialect)
     if dialect.protocol == "socketio":
         return SubscriberProtocol("socketio", (), (), False, dialect)
+    if dialect.protocol == "mqtt":  # binary packets; a subscriber's CONNECT and SUBSCRIBE at QoS 0
+        from .mqtt import SUBPROTOCOL, connect_packet, subscribe_packet
+
+        return SubscriberProtocol("mqtt", (SUBPROTOCOL,), (connect_packet(), subscribe_packet(dialect.channel)),
+                                  True, dialect, binary=True)
     if dialect.protocol == "graphql-ws":
         return SubscriberProtocol("graphql-ws", ("graphql-transport-ws",), (b'{"type":"connection_init"}',),
                                   False, dialect)
-    raise ValueError(f"unknown protocol {dialect.protocol!r}; known: raw, nats, socketio, graphql-ws")
+    raise ValueError(f"unknown protocol {dialect.protocol!r}; known: raw, nats, socketio, graphql-ws, mqtt")
 
 
 def sample(message: bytes, limit: int = _SAMPLE_CHARS) -> str:
-    """The start of ``message`` for a one-line failure: escaped, cut at ``limit`` characters, its length said."""
-    text = message[:limit * 4].decode("utf-8", "backslashreplace")
-    shown = text[:limit].encode("unicode_escape").decode("ascii")
-    cut = len(message) > len(text[:limit].encode())
-    return f"'{shown}'" + (f" … ({len(message):,} bytes)" if cut else "")
+    """The start of ``message`` on one line, for a failure: quoted, with its length when it was cut.
+
+    Its first ``limit`` bytes; control characters and bytes that are not
+    UTF-8 are escaped, so no server can break the line or the terminal.
+    """
+    text = message[:limit].decode("utf-8", "backslashreplace").translate(_ESCAPES)
+    return f"'{text}'" + (f" … ({len(message):,} bytes)" if len(message) > limit else "")

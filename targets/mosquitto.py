@@ -1,0 +1,135 @@
+"""MQTT over WebSocket as a target (``--target mosquitto``): Debian ``mosquitto``.
+
+Subscribers open mosquitto's WebSocket listener (subprotocol ``mqtt``) and
+speak MQTT 3.1.1 in binary frames: ``CONNECT`` and ``SUBSCRIBE`` at QoS 0
+once open, then a ``PUBLISH`` per event (the ``mqtt`` subscriber protocol,
+:mod:`deliverybench.core.mqtt`). The harness publishes on the plain MQTT port
+(a ``tcp://`` ingress): a ``CONNECT`` greeting, then one QoS 0 ``PUBLISH``
+per event (the ``{event|mqtt}`` placeholder).
+
+Held to loopback on purpose: mosquitto 2.0's WebSocket listener binds every
+interface even when told ``listener <port> 127.0.0.1`` (measured with ``ss
+-ltnp``; ``bind_interface lo`` does not change it) unless the listener also
+says ``socket_domain ipv4`` -- then it binds 127.0.0.1 alone. A WebSocket
+listener alone does not start (``Unable to start any listening sockets``),
+so the plain MQTT listener is the first one, on 127.0.0.1 too. The
+configuration, persistence off and the log go into a temporary directory of
+the target's own; nothing outlives the run.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, ClassVar
+
+from deliverybench.core.dialect import DEFAULT_CHANNEL, Dialect
+from targets._binary import BinaryProcess, free_port, require_binary
+from targets.base import Target, TargetError, tcp_reachable
+
+__all__ = ["MosquittoTarget", "PUBLISH_GREETING", "PUBLISH_TEMPLATE", "render_config", "missing"]
+
+#: the publisher's ``CONNECT`` (MQTT 3.1.1, clean session, keep-alive off, the broker names the client), as
+#: ``\\xHH`` escapes: :func:`deliverybench.core.mqtt.connect_packet` spelled out
+PUBLISH_GREETING = "\\x10\\x0c\\x00\\x04MQTT\\x04\\x02\\x00\\x00\\x00\\x00"
+#: one event as one QoS 0 ``PUBLISH`` to the channel
+PUBLISH_TEMPLATE = "{event|mqtt}"
+
+CONFIG = """\
+# written by deliverybench for one run; both listeners on 127.0.0.1 only
+per_listener_settings false
+allow_anonymous true
+persistence false
+log_dest file {log}
+max_queued_messages 100000
+listener {mqtt} 127.0.0.1
+socket_domain ipv4
+listener {websocket} 127.0.0.1
+socket_domain ipv4
+protocol websockets
+"""
+
+
+def render_config(mqtt_port: int, websocket_port: int, log: Path) -> str:
+    """The mosquitto configuration: plain MQTT and MQTT over WebSocket, both on 127.0.0.1 alone."""
+    return CONFIG.format(mqtt=mqtt_port, websocket=websocket_port, log=log)
+
+
+def missing() -> str | None:
+    """Why mosquitto cannot run here, or None."""
+    try:
+        require_binary("mosquitto", "mosquitto")
+    except TargetError as exc:
+        return f"{exc}; apt-get install mosquitto"
+    return None
+
+
+class MosquittoTarget(Target):
+    """mosquitto started from the Debian package: subscribers over WebSocket, the publisher on the MQTT port.
+
+    Args:
+        channel: the topic events are published to and subscribed on.
+    """
+
+    name: ClassVar[str] = "mosquitto"
+    kind: ClassVar[str] = "server"
+
+    def __init__(self, *, channel: str = DEFAULT_CHANNEL) -> None:
+        self.channel = channel
+        self.ports: tuple[int, int] | None = None
+        self.workdir: Path | None = None
+        self._server: BinaryProcess | None = None
+
+    def start(self, *, timeout_s: float = 15.0) -> None:
+        if self._server is not None and self._server.alive:
+            return
+        problem = missing()
+        if problem is not None:
+            raise TargetError(problem)
+        self.workdir = Path(tempfile.mkdtemp(prefix="deliverybench-mosquitto-"))
+        self.ports = (free_port(), free_port())
+        conf = self.workdir / "mosquitto.conf"
+        conf.write_text(render_config(*self.ports, log=self.workdir / "mosquitto.log"))
+        self._server = BinaryProcess([require_binary("mosquitto", "mosquitto"), "-c", str(conf)],
+                                     name="mosquitto", cwd=self.workdir)
+        try:
+            self._server.start(self.health, timeout_s)
+        except TargetError:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            self.workdir = None
+        self.ports = None
+
+    def health(self) -> bool:
+        """Both listeners accept connections."""
+        if self.ports is None:
+            return False
+        return all(tcp_reachable(f"tcp://127.0.0.1:{port}", timeout_s=1.0) is None for port in self.ports)
+
+    @property
+    def ingress_url(self) -> str | None:
+        return f"tcp://127.0.0.1:{self.ports[0]}" if self.ports else None
+
+    def egress_url(self, mode: str) -> str | None:
+        if mode != "push" or self.ports is None:
+            return None
+        return f"ws://127.0.0.1:{self.ports[1]}/"
+
+    def pids(self) -> list[int]:
+        return self._server.pids() if self._server is not None else []
+
+    def dialect(self, mode: str) -> Dialect:
+        """MQTT both ways: CONNECT/SUBSCRIBE and PUBLISH in binary frames; CONNECT and PUBLISH on the MQTT port."""
+        return Dialect(protocol="mqtt", channel=self.channel, publish_template=PUBLISH_TEMPLATE,
+                       publish_greeting=PUBLISH_GREETING)
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "options": {"socket_domain": "ipv4 (holds the WebSocket listener to "
+                                                                   "127.0.0.1)"}}
