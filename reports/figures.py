@@ -486,3 +486,35 @@ def resources_svg(by_role: pd.DataFrame) -> str | None:
         if handle is not None:
             handle.set_gid(f"resources-legend-entry-{i}")
     return to_svg(fig, "resources")
+
+
+# --------------------------------------------------------------------------- workers
+
+
+@themed
+def workers_svg(workers: pd.DataFrame) -> str | None:
+    """Latency per worker: p50 (dot) to p99 (bar end), one row per worker of each mode -- which machine saw
+    the slow deliveries; the band around each dot is that worker's clock uncertainty."""
+    data = workers.dropna(subset=["p50"])
+    if data.empty:
+        return None
+    styles = _styles(data)
+    fig, (ax,) = new_figure(max(1.6, 0.32 * len(data) + 0.9))
+    many = data["label"].nunique() > 1
+    names = [plain(f"{label} · {worker}" if many else worker) for label, worker in zip(data["label"], data["worker"])]
+    y = np.arange(len(data), dtype=np.float64)
+    p50s = data["p50"].astype("float64").to_numpy()
+    p99s = data["p99"].astype("float64").fillna(data["p50"].astype("float64")).to_numpy()
+    spread = data["uncertainty_ms"].astype("float64").fillna(0.0).to_numpy()
+    for i, label in enumerate(data["label"]):
+        color, _ = styles[str(label)]
+        ax.plot([p50s[i], p99s[i]], [y[i], y[i]], color=color, lw=3, alpha=0.45, solid_capstyle="butt")
+        ax.plot([p50s[i]], [y[i]], "o", color=color, ms=5)
+        if spread[i] > 0:
+            ax.errorbar([p50s[i]], [y[i]], xerr=[[spread[i]]], color=color, capsize=3, lw=1)
+    ax.set_yticks(y, names)
+    ax.invert_yaxis()
+    ax.set_xlim(left=0)
+    ax.xaxis.set_major_formatter(FuncFormatter(ms_tick))
+    ax.set_xlabel("latency ms (dot: p50, bar: to p99, whiskers: ± clock uncertainty)")
+    return to_svg(fig, "workers-latency")

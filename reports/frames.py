@@ -38,6 +38,8 @@ __all__ = [
     "total_histogram",
     "spectrum_values",
     "headline_frame",
+    "workers_frame",
+    "WORKER_COLUMNS",
     "percentiles_frame",
     "spectrum_frame",
     "series_frame",
@@ -242,11 +244,12 @@ def headline_frame(refs: Sequence[ModeRef]) -> pd.DataFrame:
             "saturated": r.harness.saturated,
             "saturation_reason": r.harness.reason or None,
             "publish_lag_p99": r.latency("publish_lag").p99,
+            "timing_uncertainty": r.timing_uncertainty_ms,
         })
     return _frame(rows, ["run", "mode", "label", "status", "failure", "reasons", "metric", "count", "p50", "p90",
                          "p99", "p99_9", "max", "deliveries", "deliveries_per_s", "published", "refused", "expected",
                          "lost", "duplicates", "target_cpu_ms_per_1k", "subscribers", "rate", "saturated",
-                         "saturation_reason", "publish_lag_p99"])
+                         "saturation_reason", "publish_lag_p99", "timing_uncertainty"])
 
 
 # --------------------------------------------------------------------------- percentiles
@@ -443,6 +446,26 @@ def errors_series_frame(refs: Sequence[ModeRef]) -> pd.DataFrame:
     if not frames:
         return pd.DataFrame(columns=columns)
     return pd.concat(frames, ignore_index=True)[columns]
+
+
+# --------------------------------------------------------------------------- workers and their clocks
+
+WORKER_COLUMNS = ["run", "mode", "label", "worker", "host", "address", "process", "sessions", "offset_ms",
+                  "uncertainty_ms", "drift_ms", "corrected", "deliveries", "p50", "p99", "p50_raw", "p50_corrected"]
+
+
+def workers_frame(refs: Sequence[ModeRef]) -> pd.DataFrame:
+    """One row per Locust worker per mode: who it was, its clock against the master's, its share of latency."""
+    rows = []
+    for ref in refs:
+        clock = ref.result.clock
+        for w in clock.workers if clock is not None else ():
+            rows.append({**_base(ref), "worker": w.process or w.node, "host": w.host, "address": w.address or None,
+                         "process": w.process, "sessions": w.sessions, "offset_ms": w.offset_ms,
+                         "uncertainty_ms": w.uncertainty_ms, "drift_ms": w.drift_ms, "corrected": w.corrected,
+                         "deliveries": w.deliveries, "p50": w.p50_ms, "p99": w.p99_ms, "p50_raw": w.p50_raw_ms,
+                         "p50_corrected": w.p50_corrected_ms})
+    return _frame(rows, WORKER_COLUMNS)
 
 
 # --------------------------------------------------------------------------- fan-out

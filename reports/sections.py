@@ -55,6 +55,10 @@ class ReportData:
         return frames.headline_frame(self.refs)
 
     @cached_property
+    def workers(self) -> pd.DataFrame:
+        return frames.workers_frame(self.refs)
+
+    @cached_property
     def percentiles(self) -> pd.DataFrame:
         return frames.percentiles_frame(self.refs)
 
@@ -384,6 +388,10 @@ def headline(data: ReportData) -> dict[str, Any]:
                Column("duplicates", "duplicates", "int", "low"),
                Column("target_cpu_ms_per_1k", "target CPU-ms / 1k deliveries", "f1", "low"),
                Column("publish_lag_p99", "publisher lag p99 ms", "ms", "low")]
+    if h["timing_uncertainty"].notna().any():  # beside the percentiles: how far a receive stamp may be off
+        columns.insert(next(i for i, c in enumerate(columns) if c.key == "max") + 1, Column(
+            "timing_uncertainty", "timing ± ms", "ms",
+            title="timing uncertainty: how far a receive stamp may be from the master's clock"))
     t = table(h, columns, table_id="headline-table",
               row_class=lambda r: " ".join(c for c in (f"status-{r['status']}",
                                                        "saturated" if r["saturated"] else "") if c),
@@ -488,6 +496,29 @@ def fanout(data: ReportData) -> dict[str, Any]:
         sec["notes"].append(f"Plot shows {len(sample):,} of {len(fan):,} events (an even sample per mode plus the "
                             "slowest and all incomplete ones); the table uses all of them.")
     sec["notes"].append("Percentiles here are over events (numpy, linear interpolation), not over deliveries.")
+    return sec
+
+
+def workers(data: ReportData) -> dict[str, Any]:
+    """Each Locust worker: its machine, its clock against the master's, and its share of the latency."""
+    w = data.workers
+    sec = _section("workers", "Load machines and their clocks", visible=not w.empty)
+    if w.empty:
+        return sec
+    cols = [*_label_columns(data), Column("worker", "worker (host:pid)"), Column("address", "address"),
+            Column("sessions", "sessions", "int"), Column("offset_ms", "clock offset ms", "f3"),
+            Column("uncertainty_ms", "± ms", "f3"), Column("drift_ms", "drift ms", "f3"),
+            Column("corrected", "corrected", "bool"), Column("deliveries", "deliveries", "int"),
+            Column("p50", "p50 ms", "ms"), Column("p99", "p99 ms", "ms"),
+            Column("p50_raw", "p50 on its own clock ms", "ms")]
+    sec["tables"] = [table(w, cols, table_id="workers-table")]
+    sec["figures"] = [f for f in [_figure(figures.workers_svg(w), "Latency per worker: which machine saw the "
+                                          "slow deliveries.", "fig-workers")] if f]
+    sec["notes"] += ["Clock offset: the worker's wall clock minus the master's, measured NTP-style over Locust's "
+                     "messages (± half the best round trip of the window in force). Drift: how far its wall clock "
+                     "moved against its monotonic clock during the stream. Corrected workers stamp receive times "
+                     "on the master's clock, so neither reaches the latencies; p50 on its own clock is what an "
+                     "uncorrected worker would have reported."]
     return sec
 
 
@@ -660,7 +691,7 @@ def sweep(data: ReportData) -> dict[str, Any]:
 
 #: Report order. The template renders each by id.
 SECTIONS: list[Callable[[ReportData], dict[str, Any]]] = [
-    warnings, headline, spectrum, over_time, connections, fanout, cost, audit, baseline, sweep, metadata,
+    warnings, headline, spectrum, over_time, connections, fanout, workers, cost, audit, baseline, sweep, metadata,
 ]
 
 

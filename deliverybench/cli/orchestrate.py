@@ -49,10 +49,13 @@ from .config import RunConfig
 from .interrupt import Interrupt
 from .progress import Progress
 
-__all__ = ["ModeRun", "Measured", "run_modes", "SCENARIOS", "PACKAGES_ROOT"]
+__all__ = ["ModeRun", "Measured", "run_modes", "SCENARIOS", "PACKAGES_ROOT", "WORKERS_WAIT_S", "worker_command",
+           "this_machine_address"]
 
 #: each mode's locustfile, found through the ``scenarios`` package: in a checkout or an installed copy alike
 SCENARIOS = {mode: locustfile(mode) for mode in LOCUSTFILES}
+#: the longest a master started with --expect-workers waits for its workers to join
+WORKERS_WAIT_S = 600.0
 #: the folder our packages were imported from: a checkout, or site-packages when pip-installed
 PACKAGES_ROOT = Path(scenarios.__file__).resolve().parents[1]
 
@@ -105,7 +108,13 @@ def _locust_command(config: RunConfig, mode: str, urls: TargetUrls, results: Pat
             cmd += [f"--{option.name}", value]
     if mode in by_dest("publish_batch").modes:
         cmd += ["--publish-batch", str(plan.batch)]
-    if config.processes > 1:
+    workers = int(config.values.get("expect_workers") or 0)
+    if workers:
+        # workers on other machines: a master reachable from them, waiting (bounded) until all have joined
+        port = str(_free_port(""))
+        cmd += ["--master", "--expect-workers", str(workers), "--expect-workers-max-wait", str(int(WORKERS_WAIT_S)),
+                "--master-bind-host", "*", "--master-bind-port", port]
+    elif config.processes > 1:
         # A private master port on loopback: with Locust's default (*:5557) the workers of
         # another run on the same machine could join this master.
         port = str(_free_port())
@@ -114,10 +123,33 @@ def _locust_command(config: RunConfig, mode: str, urls: TargetUrls, results: Pat
     return cmd + list(config.extra_locust_args)
 
 
-def _free_port() -> int:
+def _free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
+        probe.bind((host, 0))
         return int(probe.getsockname()[1])
+
+
+def this_machine_address() -> str:
+    """The address other machines most likely reach this one at (its default route's), else its host name.
+
+    As :func:`deliverybench.harness.clock_sync.source_address` finds a worker's, without importing Locust
+    (and gevent's patching) into this process: a connected UDP socket sends nothing, the kernel only picks
+    the route and the source address.
+    """
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect(("192.0.2.1", 9))  # TEST-NET-1: any routable address picks the default route
+            return str(probe.getsockname()[0])
+    except OSError:
+        return socket.gethostname()
+
+
+def worker_command(cmd: Sequence[str], mode: str) -> str | None:
+    """The command to run on each load machine for a master started with ``--expect-workers`` (None otherwise)."""
+    if "--expect-workers" not in cmd:
+        return None
+    port = cmd[list(cmd).index("--master-bind-port") + 1]
+    return (f"locust -f {SCENARIOS[mode]} --worker --master-host {this_machine_address()} --master-port {port}")
 
 
 def _failed_result(config: RunConfig, mode: str, failure: str, started_ns: int,
@@ -230,6 +262,11 @@ def run_mode(config: RunConfig, mode: str, run_dir: Path, say: Callable[[str], N
                 status="interrupted")))
         cmd = _locust_command(config, mode, target.urls, results, live_path)
         timeout = plan_run(config.values, accepts_batches=target.urls.accepts_batches).parent_timeout_s
+        on_workers = worker_command(cmd, mode)
+        if on_workers is not None:
+            timeout += WORKERS_WAIT_S
+            say(f"{mode}: waiting for {config.values.get('expect_workers')} Locust worker(s); on each load machine "
+                f"(a checkout of the same commit) run:\n    {on_workers}")
         try:
             code, stopped_early = _run_locust(cmd, run_dir, log_path, _child_env(config, mode), timeout, interrupt,
                                               live_path, watch)

@@ -21,7 +21,7 @@ import binascii
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, ClassVar
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -42,6 +42,8 @@ __all__ = [
     "Params",
     "PublisherFigures",
     "PollFigures",
+    "WorkerTiming",
+    "ClockInfo",
     "ModeResult",
     "RunInfo",
     "Run",
@@ -531,6 +533,82 @@ class PollFigures:
     held_ms_mean: float | None = None
 
 
+@dataclass(frozen=True)
+class WorkerTiming:
+    """One Locust worker: who it was, how its clock stood against the master's, and what it received.
+
+    ``offset_ms`` (its wall clock minus the master's) and ``drift_ms`` (how far
+    its wall clock moved against its monotonic clock over the run) may be
+    negative; the medians are kept as recorded and both ways (``p50_raw_ms``:
+    on its own wall clock, ``p50_corrected_ms``: on the master's).
+    """
+
+    node: str = ""
+    host: str = ""
+    address: str = ""
+    process: str = ""
+    sessions: int = 0
+    deliveries: int = 0
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    offset_ms: float | None = None
+    uncertainty_ms: float | None = None
+    drift_ms: float | None = None
+    rtt_ms: float | None = None
+    exchanges: int | None = None
+    corrected: bool | None = None
+    p50_raw_ms: float | None = None
+    p50_corrected_ms: float | None = None
+    more: Mapping[str, Any] = field(default_factory=dict)
+
+    _ORDER: ClassVar[tuple[str, ...]] = ("node", "host", "address", "process", "sessions", "deliveries", "p50_ms",
+                                         "p99_ms", "offset_ms", "uncertainty_ms", "drift_ms",
+                                         "rtt_ms", "exchanges", "corrected", "p50_raw_ms", "p50_corrected_ms")
+
+    @classmethod
+    def from_fields(cls, f: _Fields) -> WorkerTiming:
+        corrected = f.bool_("corrected", False) if f.has("corrected") else None
+        return cls(f.str_("node"), f.str_("host"), f.str_("address"), f.str_("process"), f.int_("sessions") or 0,
+                   f.int_("deliveries") or 0, f.num("p50_ms", lo=None), f.num("p99_ms", lo=None),
+                   f.num("offset_ms", lo=None), f.num("uncertainty_ms"), f.num("drift_ms", lo=None), f.num("rtt_ms"),
+                   f.int_("exchanges", None), corrected, f.num("p50_raw_ms", lo=None),
+                   f.num("p50_corrected_ms", lo=None), f.rest())
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {k: getattr(self, k) for k in self._ORDER[:8]}
+        out.update({k: getattr(self, k) for k in self._ORDER[8:] if getattr(self, k) is not None})
+        return {**out, **self.more}
+
+
+@dataclass(frozen=True)
+class ClockInfo:
+    """How receive stamps were timed (``clock``): one process, or workers measured and corrected or not.
+
+    ``uncertainty_ms`` is the run's timing uncertainty: how far any receive
+    stamp may be from the master's clock, reported beside the percentiles.
+    """
+
+    description: str = ""
+    corrected: bool = False
+    uncertainty_ms: float = 0.0
+    workers: tuple[WorkerTiming, ...] = ()
+    more: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_fields(cls, f: _Fields) -> ClockInfo:
+        workers = f.raw("workers")
+        if workers is not None and not isinstance(workers, list):
+            raise ResultsFormatError(f"{f.where('workers')}: must be a list of workers")
+        rows = tuple(WorkerTiming.from_fields(_Fields(w, f"{f.where('workers')}[{i}]"))
+                     for i, w in enumerate(workers or ()))
+        return cls(f.str_("description"), f.bool_("corrected", False), f.num("uncertainty_ms") or 0.0, rows,
+                   f.rest())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"description": self.description, "corrected": self.corrected, "uncertainty_ms": self.uncertainty_ms,
+                "workers": [w.to_dict() for w in self.workers], **self.more}
+
+
 def _histograms(f: _Fields) -> Mapping[str, Any]:
     """Check the shape of the encoded histograms and that every slice is base64 text."""
     slices = f.obj("slices")
@@ -577,7 +655,8 @@ def _poll_figures(extra: Mapping[str, Any], where: str) -> PollFigures:
 #: the order in which the builder writes a mode result's sections
 _MODE_ORDER = ("mode", "status", "status_reasons", "failure", "stopped_early", "warnings", "target", "params",
                "started_ns", "stream_start_ns", "ended_ns", "histograms", "summary", "throughput", "series",
-               "audit", "fanout", "errors", "errors_series", "resources", "harness", "extra", "notes", "repeats")
+               "audit", "fanout", "errors", "errors_series", "resources", "harness", "clock", "extra", "notes",
+               "repeats")
 
 
 @dataclass(frozen=True)
@@ -605,6 +684,8 @@ class ModeResult:
     errors_series: Table = field(default_factory=Table)
     resources: Resources = field(default_factory=Resources)
     harness: HarnessCheck = field(default_factory=HarnessCheck)
+    #: how receive stamps were timed; None in documents from before workers' clocks were measured
+    clock: ClockInfo | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
     repeats: tuple[ModeResult, ...] = ()
@@ -643,7 +724,8 @@ class ModeResult:
             audit=Audit.from_fields(f.obj("audit")), fanout=Table.from_fields(f.obj("fanout")), errors=errors,
             errors_series=Table.from_fields(f.obj("errors_series")),
             resources=Resources.from_fields(f.obj("resources")), harness=HarnessCheck.from_fields(f.obj("harness")),
-            extra=extra, notes=f.strs("notes"), repeats=repeats, more=f.rest(),
+            clock=ClockInfo.from_fields(f.obj("clock")) if f.raw("clock") is not None else None, extra=extra,
+            notes=f.strs("notes"), repeats=repeats, more=f.rest(),
             present=frozenset(k for k in _MODE_ORDER if k in f.data),
         )
 
@@ -660,7 +742,8 @@ class ModeResult:
             "throughput": self.throughput.to_dict, "series": self.series.to_dict, "audit": self.audit.to_dict,
             "fanout": self.fanout.to_dict, "errors": lambda: dict(self.errors),
             "errors_series": self.errors_series.to_dict, "resources": self.resources.to_dict,
-            "harness": self.harness.to_dict, "extra": lambda: dict(self.extra), "notes": lambda: list(self.notes),
+            "harness": self.harness.to_dict, "clock": lambda: self.clock.to_dict() if self.clock else None,
+            "extra": lambda: dict(self.extra), "notes": lambda: list(self.notes),
             "repeats": lambda: [r.to_dict() for r in self.repeats],
         }
         out = {key: values[key]() for key in _MODE_ORDER if key in self.present}
@@ -695,6 +778,11 @@ class ModeResult:
     @property
     def headline(self) -> LatencySummary:
         return self.latency()
+
+    @property
+    def timing_uncertainty_ms(self) -> float | None:
+        """How far a receive stamp may be from the master's clock (ms); None when the run did not say."""
+        return None if self.clock is None else self.clock.uncertainty_ms
 
     @property
     def schedule_lag_p99(self) -> float | None:

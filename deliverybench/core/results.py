@@ -34,6 +34,7 @@ __all__ = [
     "build_mode_result",
     "finalize_mode",
     "delivery_span_ns",
+    "recorded_headline",
     "new_document",
     "merge_documents",
     "dumps",
@@ -122,6 +123,11 @@ def delivery_span_ns(due_ns: Sequence[int], last_arrival_ns: Iterable[int]) -> i
     return span if span > 0 else None
 
 
+def recorded_headline(recorder: Recorder) -> str:
+    """The latency a mode result leads with: deliveries, or acknowledgements when only those were recorded."""
+    return "delivery" if recorder.count("delivery") or not recorder.count("ack") else "ack"
+
+
 def build_mode_result(
     *,
     mode: str,
@@ -146,6 +152,7 @@ def build_mode_result(
     status: str = "ok",
     failure: str | None = None,
     extra: Mapping[str, Any] | None = None,
+    clock: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Assemble the JSON-ready result of one mode, its status as the runner gave it.
 
@@ -154,7 +161,8 @@ def build_mode_result(
     decides it once with :func:`~deliverybench.core.status.decide`.
     Everything time-like is passed in; the function reads no clock. ``span_ns``
     (:func:`delivery_span_ns`) is what deliveries/s divides by; without it, the
-    whole seconds that saw deliveries.
+    whole seconds that saw deliveries. ``clock`` (:func:`~deliverybench.core.clock.clock_section`) says how
+    the receive stamps were timed; without it the section is left out.
     """
     error_triples = [(int(sec), str(kind), int(n)) for sec, kind, n in errors_series]
     error_rows = [list(row) for row in error_triples]
@@ -164,7 +172,7 @@ def build_mode_result(
     samples = one_per_second(samples)
     fanout_recorder_ms = [None if v is None else _ms(v // 1000) for v in fanout_ns]
     summary = {metric: summarize(recorder.total(metric)) for metric in recorder.metrics()}
-    headline = "delivery" if recorder.count("delivery") or not recorder.count("ack") else "ack"
+    headline = recorded_headline(recorder)
     deliveries = recorder.count(headline)
     stream_s = max((ended_ns - stream_start_ns) / NS_PER_S, 1e-9)
     delivery_seconds = recorder.seconds(headline)
@@ -225,6 +233,8 @@ def build_mode_result(
         "harness": saturation.to_dict(),
         "extra": dict(extra or {}),
     }
+    if clock is not None:
+        result["clock"] = dict(clock)
     return result
 
 
@@ -247,6 +257,11 @@ def new_document(
 ) -> dict[str, Any]:
     """The top-level document around one or more mode results."""
     status = document_status([str(m.get("status", "ok")) for m in modes.values()])
+    machine = dict(machine)
+    said = list(dict.fromkeys(str(m["clock"]["description"]) for m in modes.values()
+                              if isinstance(m.get("clock"), Mapping) and m["clock"].get("description")))
+    if said:  # what was done about clocks, instead of assuming one machine
+        machine["clock"] = "; ".join(said)
     return {
         "schema_version": SCHEMA_VERSION,
         "tool": "deliverybench",
@@ -259,7 +274,7 @@ def new_document(
             "command": list(command),
         },
         "config": dict(config),
-        "machine": dict(machine),
+        "machine": machine,
         "packages": dict(packages),
         "modes": {name: dict(result) for name, result in modes.items()},
     }

@@ -133,6 +133,7 @@ def decide(result: ModeResult) -> ModeResult:
         reasons.append("machine busy: the harness waited for CPU")
     for lag in verdict.of_kind(Distrust.PUBLISHER_LAG):
         reasons.append(f"publisher behind its schedule (schedule lag p99 {lag.observed or 0:,.1f} ms)")
+    reasons += [clock.words() for clock in verdict.of_kind(Distrust.CLOCK_UNCERTAIN)]
     reasons += result.warnings
     if result.status in ("failed", "interrupted"):
         return result.with_status(result.status, reasons)

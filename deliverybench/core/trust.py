@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from .clock import too_uncertain, uncertainty_limit_ms
 from .model import ModeResult
 
 __all__ = ["PUBLISHER_LAG_LIMIT_MS", "Distrust", "TrustReason", "Trust", "trust"]
@@ -45,6 +46,8 @@ class Distrust(StrEnum):
     AUDIT_UNBALANCED = "audit_unbalanced"
     #: a harness process (a Locust worker) died: its subscribers were not measured at all
     HARNESS_WORKER_LOST = "harness_worker_lost"
+    #: the workers' clocks are known too loosely for the latencies: their error could be a tenth of the median
+    CLOCK_UNCERTAIN = "clock_uncertain"
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,9 @@ class TrustReason:
                     f"{self.limit or 0:g} ms)")
         if self.kind is Distrust.HARNESS_WORKER_LOST:
             return "harness worker died" + (f" ({self.detail})" if self.detail else "")
+        if self.kind is Distrust.CLOCK_UNCERTAIN:
+            return (f"timing uncertainty ±{self.observed or 0:,.3f} ms > {self.limit or 0:,.3f} ms "
+                    f"(10 % of p50, at least 1 ms){f': {self.detail}' if self.detail else ''}")
         return "the audit does not balance (expected != delivered + lost)"
 
 
@@ -127,6 +133,12 @@ def _run_reasons(run: ModeResult, index: int | None, lag_limit_ms: float) -> lis
         reasons.append(TrustReason(Distrust.PUBLISHER_LAG, index, observed=lag, limit=lag_limit_ms))
     if run.audit.present and not run.audit.balanced:
         reasons.append(TrustReason(Distrust.AUDIT_UNBALANCED, index))
+    uncertainty, p50 = run.timing_uncertainty_ms, run.headline.p50
+    if uncertainty is not None and too_uncertain(uncertainty, p50):
+        corrected = run.clock is not None and run.clock.corrected
+        reasons.append(TrustReason(Distrust.CLOCK_UNCERTAIN, index,
+                                   "worker clocks" if corrected else "worker clocks not corrected",
+                                   observed=uncertainty, limit=uncertainty_limit_ms(p50)))
     if run.errors.get("harness_worker_lost"):
         reasons.append(TrustReason(Distrust.HARNESS_WORKER_LOST, index,
                                    f"{run.audit.count('subscribers_unmeasured'):,} subscribers unmeasured"))

@@ -18,7 +18,10 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
+
+from hdrh.histogram import HdrHistogram
 
 from ..core.audit import (
     FanoutTracker,
@@ -28,14 +31,29 @@ from ..core.audit import (
     expected_per_event,
     fanout_times_ns,
 )
-from ..core.recording import Recorder
+from ..core.clock import WorkerClock, clock_section, worker_entry
+from ..core.recording import Recorder, new_histogram, summarize
 from ..core.resources import Sample
-from ..core.results import build_mode_result, delivery_span_ns
+from ..core.results import build_mode_result, delivery_span_ns, recorded_headline
 
-__all__ = ["payload_to_wire", "payload_from_wire", "RunAggregator", "WORKER_LOST"]
+__all__ = ["payload_to_wire", "payload_from_wire", "RunAggregator", "WorkerClocks", "WORKER_LOST"]
 
 #: the error kind of a harness process that died (or never handed over its final payload)
 WORKER_LOST = "harness_worker_lost"
+#: the latencies kept per worker too (each worker's share of the headline)
+_PER_WORKER = ("delivery", "ack")
+
+
+@dataclass
+class WorkerClocks:
+    """What the master measured of its workers' clocks in one test, by Locust node id."""
+
+    corrected: bool = True
+    clocks: Mapping[str, WorkerClock] = field(default_factory=dict)
+    #: host, address and process (``host:pid``) each worker named in its answers
+    identity: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    #: the most subscribers each worker had
+    sessions: Mapping[str, int] = field(default_factory=dict)
 
 
 def payload_to_wire(payload: Mapping[str, Any]) -> dict[str, Any]:
@@ -80,9 +98,16 @@ class RunAggregator:
         self.payloads = 0
         #: harness processes lost mid-run (by their subscriber-name prefix) and the subscribers each had
         self.lost_processes: dict[str, int] = {}
+        #: each worker's total latencies (by Locust node id, then metric): which machine saw what
+        self.by_worker: dict[str, dict[str, HdrHistogram]] = {}
+        #: set by the master when the test stops; None in a single process (one clock)
+        self.worker_clocks: WorkerClocks | None = None
 
-    def add(self, payload: Mapping[str, Any]) -> None:
+    def add(self, payload: Mapping[str, Any], node: str | None = None) -> None:
+        """Merge one payload; ``node``: the Locust worker that sent it (its share is kept apart too)."""
         self.payloads += 1
+        if node is not None:
+            self._add_worker_share(node, payload["recorder"])
         self.recorder.merge(payload["recorder"])
         self.fanout.merge(payload["fanout"])
         for record in payload["subscribers"]:
@@ -96,8 +121,35 @@ class RunAggregator:
             self._gauge_readings[(process, sec)] = n  # the last reading of a process in a second wins
         self.samples.extend(payload.get("samples", []))
 
-    def add_wire(self, data: Mapping[str, Any]) -> None:
-        self.add(payload_from_wire(data))
+    def add_wire(self, data: Mapping[str, Any], node: str | None = None) -> None:
+        self.add(payload_from_wire(data), node)
+
+    def _add_worker_share(self, node: str, recorder: Recorder) -> None:
+        totals = self.by_worker.setdefault(node, {})
+        for (metric, _), histogram in recorder.slices.items():
+            if metric in _PER_WORKER:
+                total = totals.get(metric)
+                if total is None:
+                    total = totals[metric] = new_histogram()
+                total.add(histogram)
+
+    def clock(self, headline: str) -> dict[str, Any]:
+        """The mode result's ``clock`` section: each worker's clock and its share of the ``headline`` latency."""
+        known = self.worker_clocks
+        if known is None:
+            return clock_section([], [], corrected=False)
+        entries = []
+        for node in sorted(set(known.clocks) | set(self.by_worker)):
+            histogram = self.by_worker.get(node, {}).get(headline)
+            figures = summarize(histogram if histogram is not None else new_histogram())
+            who = known.identity.get(node, {})
+            p50, p99 = figures["p50"], figures["p99"]
+            entries.append(worker_entry(
+                node=node, host=who.get("host", ""), address=who.get("address", ""),
+                process=who.get("process", ""), sessions=int(known.sessions.get(node, 0)),
+                clock=known.clocks.get(node), deliveries=int(figures["count"] or 0),
+                p50_ms=None if p50 is None else float(p50), p99_ms=None if p99 is None else float(p99)))
+        return clock_section(entries, list(known.clocks.values()), corrected=known.corrected)
 
     def _add_subscriber(self, record: SubscriberRecord) -> None:
         known = self.subscribers.get(record.subscriber)
@@ -183,6 +235,7 @@ class RunAggregator:
             if value is not None:
                 recorder.record("fanout", value, log.due_ns[event_id])
         merged_extra: dict[str, Any] = {**dict(self.counters), **dict(extra or {})}
+        headline = recorded_headline(recorder)
         if self.lost_processes:
             merged_extra["harness_workers_lost"] = [{"process": process, "subscribers": n}
                                                     for process, n in sorted(self.lost_processes.items())]
@@ -210,4 +263,5 @@ class RunAggregator:
             status=status,
             failure=failure,
             extra=merged_extra,
+            clock=self.clock(headline),
         )

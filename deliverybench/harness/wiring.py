@@ -13,6 +13,11 @@ The target's URLs go the other way: the master sends them to every worker
 when a test starts, before Locust's spawn message, so every user knows
 where to subscribe without anything written into Locust's parsed options.
 
+Each worker's clock is measured against the master's the same way, over
+Locust's messages, and its receive stamps are mapped onto the master's clock
+(:mod:`.clock_sync`); when the test stops, what was measured goes to the
+aggregator beside each worker's deliveries.
+
 A worker that dies (killed, out of memory) never sends its final payload,
 and its subscribers would silently vanish from the audit. So the master
 keeps a :class:`WorkerBook`: each worker's process and subscriber count from
@@ -42,7 +47,8 @@ from ..adapters.process_tuning import raise_open_files_limit, settle_gc
 from ..core.dialect import Dialect
 from ..core.options import MODES
 from ..core.schedule import Schedule
-from .aggregator import payload_to_wire
+from .aggregator import WorkerClocks, payload_to_wire
+from .clock_sync import ClockFollower, ClockMaster
 from .controller import RunController
 from .locust_options import add_options, check_form
 from .process import HarnessProcess
@@ -60,6 +66,9 @@ STATUS_MESSAGE = "deliverybench_status"
 TARGET_MESSAGE = "deliverybench_target"
 #: seconds between two looks at Locust's worker states
 _WATCH_S = 0.5
+#: the longest the master waits, as a test starts, for a worker that connected a moment ago to answer
+#: a clock probe (its listeners registered: it can take the target's URLs)
+ANSWER_WAIT_S = 10.0
 #: the longest the master waits, after Locust's stop, for final payloads still on their way (a worker's
 #: last fold of 15,000 sessions takes seconds on a busy machine; a hung worker is settled as lost after it)
 FINAL_WAIT_S = 30.0
@@ -209,10 +218,14 @@ def _wire(environment: Environment, harness: HarnessProcess | None, controller: 
     runner = environment.runner
 
     book = WorkerBook()
+    clocks: ClockMaster | None = None
     if isinstance(runner, MasterRunner) and controller is not None:
+        clocks = ClockMaster(runner, correct=lambda: _clock_correction(environment))
+        clocks.start()
+
         def on_final(environment: Environment, msg: Any, **_kw: Any) -> None:
             book.final.add(msg.node_id)
-            controller.aggregator.add_wire(msg.data)
+            controller.aggregator.add_wire(msg.data, msg.node_id)
 
         def on_status(environment: Environment, msg: Any, **_kw: Any) -> None:
             if msg.node_id in book.gone and msg.node_id not in book.final:
@@ -228,9 +241,14 @@ def _wire(environment: Environment, harness: HarnessProcess | None, controller: 
         @ev.worker_report.add_listener
         def on_worker_report(client_id: str, data: Mapping[str, Any], **_kw: Any) -> None:
             if "deliverybench" in data:
-                controller.aggregator.add_wire(data["deliverybench"])
+                controller.aggregator.add_wire(data["deliverybench"], client_id)
 
     if isinstance(runner, WorkerRunner) and harness is not None:
+        opts = environment.parsed_options
+        ClockFollower(runner, process=harness.prefix,
+                      master=(str(getattr(opts, "master_host", "") or "127.0.0.1"),
+                              int(getattr(opts, "master_port", 0) or 5557)))
+
         def on_target(environment: Environment, msg: Any, **_kw: Any) -> None:
             harness.urls = urls_from_wire(msg.data)
 
@@ -251,8 +269,13 @@ def _wire(environment: Environment, harness: HarnessProcess | None, controller: 
                 gevent.spawn(_status_loop, runner, harness)
         if controller is not None:
             if isinstance(runner, MasterRunner):  # fired before Locust sends its spawn messages
+                if clocks is not None:
+                    for node in clocks.await_answers(ANSWER_WAIT_S):
+                        log.warning("worker %s has not answered a clock probe within %.0f s", node, ANSWER_WAIT_S)
                 runner.send_message(TARGET_MESSAGE, urls_to_wire(controller.urls))
             controller.on_test_start()
+            if clocks is not None:
+                clocks.new_test(time.time_ns())
             if isinstance(runner, MasterRunner):
                 book.reset()
                 book.watching = True
@@ -288,6 +311,8 @@ def _wire(environment: Environment, harness: HarnessProcess | None, controller: 
                 _await_final_payloads(book)
                 book.watching = False
                 _settle_workers(controller, book)
+            if clocks is not None:
+                controller.aggregator.worker_clocks = _worker_clocks(clocks, controller, book)
             controller.on_test_stop()
 
     @ev.quitting.add_listener
@@ -333,6 +358,22 @@ def _settle_workers(controller: RunController, book: WorkerBook) -> None:
     for node, at_ns in book.settle(time.time_ns()).items():
         controller.worker_connected[node] = 0
         controller.aggregator.process_lost(book.process.get(node, node), book.subscribers.get(node, 0), at_ns)
+
+
+def _clock_correction(environment: Environment) -> bool:
+    """Whether workers stamp on the master's clock (``--no-clock-correction``: each keeps its own)."""
+    return bool(getattr(environment.parsed_options, "clock_correction", True))
+
+
+def _worker_clocks(clocks: ClockMaster, controller: RunController, book: WorkerBook) -> WorkerClocks:
+    """What was measured of every worker's clock while the stream ran (from its start, or the test's)."""
+    outcome = controller.publisher_outcome
+    if outcome is None and controller.publisher is not None:
+        outcome = controller.publisher.outcome
+    since = getattr(outcome, "stream_start_ns", 0) or controller.started_ns or None
+    identity = {node: {"process": book.process.get(node, ""), **who} for node, who in clocks.identity.items()}
+    return WorkerClocks(corrected=clocks.correct(), clocks=clocks.summaries(since), identity=identity,
+                        sessions=dict(book.subscribers))
 
 
 def _status_loop(runner: WorkerRunner, harness: HarnessProcess) -> None:
