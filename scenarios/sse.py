@@ -23,7 +23,6 @@ from functools import lru_cache
 from urllib.parse import urlsplit
 
 from deliverybench.adapters.sse_receiver import SseSession, SseSessionOptions
-from deliverybench.core.dialect import dialect_from_values
 from deliverybench.harness.parked import ParkedUser, source_address
 from deliverybench.harness.process import HarnessProcess
 from deliverybench.harness.wiring import install
@@ -52,7 +51,7 @@ class SseSubscriber(ParkedUser):
         name = self._admit(url, missing)
         if name is None:
             return
-        dialect = harness.urls.dialect if harness.urls is not None else dialect_from_values(vars(opts))
+        dialect = harness.dialect
         options = _session_options(url, opts.open_timeout, source_address(opts.source_addresses, name),
                                    dialect.event_path)
         notify = self._first_outcome(harness)

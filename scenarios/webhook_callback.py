@@ -40,7 +40,6 @@ from deliverybench.adapters.callback_receiver import (
     body_cap_for,
 )
 from deliverybench.core.delay import parse_delay
-from deliverybench.core.dialect import Dialect, dialect_from_values
 from deliverybench.harness.controller import RunController
 from deliverybench.harness.process import HarnessProcess
 from deliverybench.harness.wiring import install
@@ -62,12 +61,6 @@ def _target_stats(controller: RunController) -> Mapping[str, Any]:
 install("callback", extra_results=_target_stats)
 
 
-def _dialect(harness: HarnessProcess, opts: Any) -> Dialect:
-    """How the target speaks: with its URLs, or (a worker that has none yet) from the options."""
-    urls = harness.urls
-    return urls.dialect if urls is not None else dialect_from_values(vars(opts))
-
-
 def _process_side(harness: HarnessProcess, opts: Any) -> tuple[CallbackReceiver, CallbackSubscriptions]:
     """The receiver and subscription client of this process, created once.
 
@@ -77,7 +70,7 @@ def _process_side(harness: HarnessProcess, opts: Any) -> tuple[CallbackReceiver,
     """
     side = getattr(harness, "callback_side", None)
     if side is None:
-        dialect = _dialect(harness, opts)
+        dialect = harness.dialect
         behaviour = ReceiverBehaviour(
             secret=opts.webhook_secret or DEFAULT_SECRET, ack_delay=parse_delay(opts.ack_delay),
             fail_ratio=opts.fail_ratio, fail_status=opts.fail_status, timeout_ratio=opts.timeout_ratio,

@@ -29,7 +29,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 from deliverybench.adapters.ws_receiver import PushSession, PushSessionOptions
-from deliverybench.core.dialect import Dialect, dialect_from_values
+from deliverybench.core.dialect import Dialect
 from deliverybench.core.protocols import SubscriberProtocol, subscriber_protocol
 from deliverybench.harness.parked import ParkedUser, source_address
 from deliverybench.harness.process import HarnessProcess
@@ -64,7 +64,7 @@ class PushSubscriber(ParkedUser):
         harness: HarnessProcess = self.environment.deliverybench_harness
         opts = self.environment.parsed_options
         url = harness.subscribe_url or self.host or ""
-        dialect = harness.urls.dialect if harness.urls is not None else dialect_from_values(vars(opts))
+        dialect = harness.dialect
         protocol = _protocol(dialect)
         if isinstance(protocol, str):  # said to Locust as a failed connect, as a missing URL is
             url, missing = "", protocol

@@ -103,6 +103,12 @@ def test_a_server_whose_messages_do_not_decode_fails_the_run_with_exit_3(tmp_pat
     assert set(push["errors"]) == {"malformed_event"}, push["errors"]
     assert push["errors"]["malformed_event"] >= USERS * RATE * DURATION, push["errors"]
     assert push["audit"].get("delivered_unique", 0) == 0
+    # the failure line, and the results, show what arrived beside what was expected
+    shown = "first message '<html><body>event published</body></html>' (expected a JSON message with the event at /data)"
+    assert f"nothing was delivered: {shown}" in out, out
+    assert push["extra"]["first_undecodable"] == {
+        "sample": "'<html><body>event published</body></html>'",
+        "expected": "a JSON message with the event at /data"}
 
 
 @pytest.mark.parametrize("path", ["data", "/a~2"])

@@ -147,7 +147,7 @@ def test_run_bench_with_a_relative_out_folder(tmp_path: Path) -> None:
     (["--modes", "smoke"], "unknown mode"),
     (["--frobnicate"], "unrecognized argument"),
     (["--target", "relay"], "--target relay needs --publish-url"),
-    (["--target", "relay", "--publish-url", "ftp://x", "--subscribe-url", "ws://127.0.0.1:1/"], "must be a http:// or https:// URL"),
+    (["--target", "relay", "--publish-url", "ftp://x", "--subscribe-url", "ws://127.0.0.1:1/"], "must be a http:// or https:// or ws:// or wss:// or tcp:// URL"),
     (["--target", "nonesuch"], "unknown target"),
     (["--config", "/nonexistent.toml"], "does not exist"),
     (["--schedule", "ramp"], "rate_end"),

@@ -39,6 +39,10 @@ def summary_table(document: Run | Mapping[str, Any]) -> str:
             notes.append(f"{name} {mode.status}: " + "; ".join(mode.status_reasons))
         if mode.harness.saturated:
             notes.append(f"{name}: HARNESS SATURATED - {mode.harness.reason}")
+        if mode.clock is not None and mode.clock.workers:
+            clock = mode.clock
+            notes.append(f"{name}: timing uncertainty ±{clock.uncertainty_ms:.3f} ms ({len(clock.workers)} workers, "
+                         f"{'corrected' if clock.corrected else 'not corrected'} onto the master's clock)")
     widths = [max(len(c), *(len(r[i]) for r in rows)) if rows else len(c) for i, c in enumerate(columns)]
     lines = ["  ".join(c.rjust(w) if i > 1 else c.ljust(w) for i, (c, w) in enumerate(zip(columns, widths)))]
     lines.append("  ".join("-" * w for w in widths))

@@ -327,6 +327,8 @@ def untrusted_run(side: str, reason: TrustReason) -> str:
         return f"{which}'s {reason.words()}: a fault of the harness, not the target"
     if reason.kind is Distrust.AUDIT_UNBALANCED:
         return f"{which}'s audit does not balance (expected != delivered + lost): a fault of the harness"
+    if reason.kind is Distrust.CLOCK_UNCERTAIN:
+        return f"{which}'s worker clocks were known too loosely ({reason.words()})"
     return f"{which} {reason.words()}"  # failed / is interrupted / was stopped early, with the run's own words
 
 

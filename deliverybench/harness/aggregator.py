@@ -66,6 +66,7 @@ def payload_to_wire(payload: Mapping[str, Any]) -> dict[str, Any]:
         "counters": dict(payload["counters"]),
         "gauges": [list(g) for g in payload.get("gauges", [])],
         "samples": [s.to_row() for s in payload.get("samples", [])],
+        "undecodable": list(payload.get("undecodable") or ()),
     }
 
 
@@ -79,7 +80,15 @@ def payload_from_wire(data: Mapping[str, Any]) -> dict[str, Any]:
         "counters": Counter({str(k): int(v) for k, v in data.get("counters", {}).items()}),
         "gauges": [tuple(g) for g in data.get("gauges", [])],
         "samples": [Sample.from_row(row) for row in data.get("samples", [])],
+        "undecodable": _undecodable(data.get("undecodable")),
     }
+
+
+def _undecodable(value: Any) -> tuple[str, str] | None:
+    """A worker's first undecodable message, as ``(sample, expected)``; anything else sent is dropped."""
+    if isinstance(value, list | tuple) and len(value) == 2 and all(isinstance(v, str) for v in value):
+        return str(value[0])[:400], str(value[1])[:400]
+    return None
 
 
 class RunAggregator:
@@ -102,6 +111,8 @@ class RunAggregator:
         self.by_worker: dict[str, dict[str, HdrHistogram]] = {}
         #: set by the master when the test stops; None in a single process (one clock)
         self.worker_clocks: WorkerClocks | None = None
+        #: the first message of any process that did not decode: (sample, the shape expected)
+        self.undecodable: tuple[str, str] | None = None
 
     def add(self, payload: Mapping[str, Any], node: str | None = None) -> None:
         """Merge one payload; ``node``: the Locust worker that sent it (its share is kept apart too)."""
@@ -120,6 +131,8 @@ class RunAggregator:
             process = str(gauge[2]) if len(gauge) > 2 else ""
             self._gauge_readings[(process, sec)] = n  # the last reading of a process in a second wins
         self.samples.extend(payload.get("samples", []))
+        if self.undecodable is None and payload.get("undecodable"):
+            self.undecodable = payload["undecodable"]
 
     def add_wire(self, data: Mapping[str, Any], node: str | None = None) -> None:
         self.add(payload_from_wire(data), node)

@@ -396,8 +396,13 @@ class RunController:
         self.aggregator.samples.extend(self.samples)
         self.samples = []
         delivered = self.aggregator.recorder.count("delivery") + self.aggregator.recorder.count("ack")
+        first_undecodable = self.aggregator.undecodable
+        if first_undecodable is not None:
+            extra["first_undecodable"] = {"sample": first_undecodable[0], "expected": first_undecodable[1]}
         if status == "ok" and delivered == 0:
             status, failure = "failed", "nothing was delivered"
+            if first_undecodable is not None:
+                failure += f": first message {first_undecodable[0]} (expected {first_undecodable[1]})"
         runner = self.environment.runner
         params = {
             "subscribers": getattr(runner, "target_user_count", None) or 0,

@@ -22,9 +22,10 @@ from locust.env import Environment
 
 from targets.start import TargetUrls
 
-from ..adapters import worker_clock
+from ..adapters import undecodable, worker_clock
 from ..adapters.process_tuning import PROCESS_OVERHEAD_FDS, session_budget
 from ..adapters.sampling import ProcessSampler
+from ..core.dialect import Dialect, dialect_from_values
 from ..core.plan import plan_run
 from ..core.process_recorder import DEFAULT_ID_LIMIT, ProcessRecorder, empty_payload
 from . import quiet
@@ -111,6 +112,14 @@ class HarnessProcess:
         if self.urls is not None:
             return self.urls.egress
         return str(getattr(self.environment.parsed_options, "subscribe_url", "") or "")
+
+    @property
+    def dialect(self) -> Dialect:
+        """How the target speaks: the controller's target's, else this process's own options (a worker)."""
+        if self.urls is not None:
+            return self.urls.dialect
+        options = self.environment.parsed_options
+        return dialect_from_values(vars(options) if options is not None else {})
 
     def add_stopper(self, stop: Callable[[], None]) -> None:
         """Run ``stop()`` in the loop thread when the test stops, before the final hand-over.
@@ -215,6 +224,9 @@ class HarnessProcess:
                 log.exception("handing over what was measured failed")
                 recorder.error("harness_internal_error", worker_clock.now_ns())
                 payload = empty_payload()
+            payload["undecodable"] = undecodable.first  # this process's first message that did not decode
+            if final:
+                undecodable.forget()  # handed over: a later test in this process starts without one
             inbox.post(self._absorb_then_set, payload, absorbed)
 
         self.loop.call(take)
@@ -239,6 +251,8 @@ class HarnessProcess:
         pending["errors"].update(payload["errors"])
         pending["error_series"].update(payload["error_series"])
         pending["counters"].update(payload["counters"])
+        if pending.get("undecodable") is None:
+            pending["undecodable"] = payload.get("undecodable")
 
     def take_pending(self) -> dict[str, Any]:
         """The payload accumulated since the last call, with gauges and samples."""

@@ -190,3 +190,19 @@ def test_the_clock_section_round_trips_through_the_model() -> None:
     assert result.to_dict()["clock"] == section
     assert result.timing_uncertainty_ms == 0.2
     assert ModeResult.from_dict({"mode": "push"}).timing_uncertainty_ms is None
+
+
+def test_a_sweep_point_and_a_gate_side_timed_too_loosely_are_not_judged() -> None:
+    """A capacity found, or a regression called, on stamps of unknown clocks would be a guess."""
+    from deliverybench.core.gate_words import untrusted_run
+    from deliverybench.core.slo import parse_slo
+    from deliverybench.core.sweep.judge import judge_point
+
+    loose = _mode(clock_section([], [clock(250.0, corrected=False)], corrected=False), 270.0)
+    verdict = judge_point(loose, parse_slo("p99<=1000ms"))
+    assert verdict.status == "INVALID" and verdict.headline == "clock uncertain", verdict
+    assert "load machines nearer the master" in " ".join(verdict.advice)
+    reason = next(r for r in trust(loose).reasons if r.kind is Distrust.CLOCK_UNCERTAIN)
+    assert untrusted_run("new", reason).startswith("new run's worker clocks were known too loosely (timing uncertainty")
+    tight = _mode(clock_section([], [clock(250.0)], corrected=True), 20.0)
+    assert judge_point(tight, parse_slo("p99<=1000ms")).status == "PASS"

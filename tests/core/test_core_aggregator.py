@@ -233,3 +233,17 @@ def test_two_readings_of_one_process_in_one_second_are_not_added() -> None:
     p = payload(["s0"], [(S + 2, 5, "host:1"), (S + 2, 5, "host:1")], [], [])
     aggregator.add(p)
     assert aggregator.gauges[S + 2] == 5
+
+
+def test_the_first_undecodable_message_travels_and_the_first_one_is_kept() -> None:
+    """A worker's sample of what did not decode reaches the master; junk in its place is dropped, bounded."""
+    first, later = two_payloads()
+    first["undecodable"] = ("'<html>'", "an event")
+    later["undecodable"] = ("'nope'", "an event")
+    aggregator = RunAggregator("push")
+    for payload in (payload_from_wire(through_msgpack(payload_to_wire(p))) for p in (first, later)):
+        aggregator.add(payload)
+    assert aggregator.undecodable == ("'<html>'", "an event")
+    assert payload_from_wire({"undecodable": [1, 2]})["undecodable"] is None
+    assert payload_from_wire({"undecodable": ["x" * 1000, "y"]})["undecodable"] == ("x" * 400, "y")
+    assert RunAggregator("push").undecodable is None

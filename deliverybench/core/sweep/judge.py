@@ -306,7 +306,7 @@ _UNJUDGED = "drift not judged"
 #: the kinds of distrust that make a point INVALID. A point the runner stopped early is a FAIL
 #: (``stopped_early``), and one interrupted from outside is judged on what it measured, as before
 _INVALID = (Distrust.FAILED, Distrust.HARNESS_SATURATED, Distrust.MACHINE_BUSY, Distrust.PUBLISHER_LAG,
-            Distrust.AUDIT_UNBALANCED, Distrust.HARNESS_WORKER_LOST)
+            Distrust.AUDIT_UNBALANCED, Distrust.HARNESS_WORKER_LOST, Distrust.CLOCK_UNCERTAIN)
 
 
 def _invalid(reason: TrustReason, run: ModeResult) -> tuple[str, str, str]:
@@ -331,6 +331,9 @@ def _invalid(reason: TrustReason, run: ModeResult) -> tuple[str, str, str]:
     if reason.kind is Distrust.HARNESS_WORKER_LOST:
         return (reason.words(), "a harness process died: read the point's Locust log (memory, a signal) and run "
                 "it again", "harness worker died")
+    if reason.kind is Distrust.CLOCK_UNCERTAIN:
+        return (reason.words(), "know the workers' clocks more tightly: load machines nearer the master (a shorter "
+                "round trip), or measure a larger latency", "clock uncertain")
     return ("the audit does not balance (expected != delivered + lost)",
             "a harness bookkeeping bug: report it with the point's results file", "audit unbalanced")
 
