@@ -17,7 +17,10 @@ from typing import Any
 from deliverybench.core.dialect import Dialect, dialect_from_values
 from targets.base import BUILTIN_FOR_MODE, Target, TargetError, get_target, test_knobs
 
-__all__ = ["TargetUrls", "StartedTarget", "start_target"]
+__all__ = ["TargetUrls", "StartedTarget", "start_target", "LOOPBACK"]
+
+#: where every target binds unless told otherwise
+LOOPBACK = "127.0.0.1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +106,12 @@ def start_target(mode: str, values: Mapping[str, Any]) -> StartedTarget:
     name = BUILTIN_FOR_MODE[mode] if choice in ("builtin", "relay") else choice
     kwargs: dict[str, Any] = test_knobs(name, delay_ms=float(get("target_delay_ms") or 0.0),
                                         capacity=float(get("target_capacity") or 0.0))
+    host = str(get("target_host") or LOOPBACK)
+    if host != LOOPBACK:
+        if name not in BUILTIN_FOR_MODE.values():
+            raise TargetError(f"--target-host binds the built-in targets; the {name} target listens on {LOOPBACK} "
+                              "(start it yourself on a reachable address and give its URLs with --target relay)")
+        kwargs["host"] = host
     if name == "callback" and get("webhook_secret"):
         kwargs["secret"] = get("webhook_secret")
     target = get_target(name)(**kwargs)

@@ -351,3 +351,20 @@ def test_run_bench_s_relay_attaches_and_a_missing_consumer_is_a_target_error(pus
         port = probe.getsockname()[1]
     with pytest.raises(TargetError, match="cannot reach consumer"):
         start_target("burst", {"consumer_url": f"http://127.0.0.1:{port}/hooks"})
+
+
+def test_target_host_binds_the_builtin_target_where_load_machines_reach_it() -> None:
+    """--target-host: the built-in target's sockets and URLs on that address; a real server refuses it."""
+    started = start_target("push", {"target": "builtin", "target_host": "127.0.0.2"})
+    try:
+        assert started.urls.egress.startswith("ws://127.0.0.2:") and started.urls.ingress.startswith("http://127.0.0.2:")
+        port = int(started.urls.egress.rsplit(":", 1)[1].strip("/"))
+        with socket.create_connection(("127.0.0.2", port), timeout=2):
+            pass
+        with pytest.raises(OSError):  # not on loopback's usual address: bound to the one asked for
+            socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    finally:
+        started.stop()
+    with pytest.raises(TargetError, match="--target-host binds the built-in targets; the nats target listens on "
+                                          "127.0.0.1"):
+        start_target("push", {"target": "nats", "target_host": "127.0.0.2"})

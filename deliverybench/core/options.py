@@ -507,6 +507,9 @@ OPTIONS: tuple[Option, ...] = (
        checks=(url_of("http", "https"),)),
     _o("callback-url", str, "", "External target's subscription API (callback mode).", _TARGET, scope="run",
        handoff="never", checks=(url_of("http", "https"),)),
+    _o("target-host", str, "127.0.0.1", "Address the built-in targets bind and put in their URLs: one the load "
+       "machines reach, with --expect-workers (default: loopback only).", _TARGET, scope="run", handoff="never",
+       checks=(address_list,)),
     _o("target-delay-ms", float, 0.0, "Built-in targets only, for tests: hold each event this long.", _TARGET,
        checks=(non_negative,)),
     _o("target-capacity", float, 0.0, "Built-in push and callback targets only, for tests: serve at most this many "
