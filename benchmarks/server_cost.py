@@ -1,7 +1,8 @@
 """Which push server delivers cheapest on this machine: the same stream through each real server the harness starts.
 
 For every target given (default: the built-in push target and every real
-server that is installed -- ``nchan``, ``pushpin``, ``nats``, ``socketio``),
+server that is installed -- ``nchan``, ``pushpin``, ``nats``, ``socketio``,
+``mosquitto``),
 one ``run_bench.py --target NAME --modes push`` with the same subscribers,
 rate, duration and payload, one after the other (never two at once: two
 cores). From each results file (read through the typed model,
@@ -12,8 +13,8 @@ cores). From each results file (read through the typed model,
   stream's start to the one at or after its last due time + drain, over the
   deliveries -- connection set-up is outside the window;
 * the harness's CPU per delivery over the same window (reading each server's
-  framing: NATS ``MSG``, Socket.IO packets, Pushpin's and nchan's verbatim
-  events);
+  framing: NATS ``MSG``, Socket.IO packets, MQTT ``PUBLISH``, Pushpin's and
+  nchan's verbatim events);
 * deliveries, lost, p50 / p99;
 
 and each server's target CPU per delivery against the built-in target's in
@@ -46,7 +47,7 @@ from deliverybench.core.model import ModeResult, Run  # noqa: E402
 NS = 1_000_000_000
 #: what each real server needs on this machine (the built-in target needs nothing)
 NEEDS: dict[str, tuple[str, ...]] = {"builtin": (), "nchan": ("nginx",), "pushpin": ("pushpin",),
-                                     "nats": ("nats-server",), "socketio": ("node",)}
+                                     "nats": ("nats-server",), "socketio": ("node",), "mosquitto": ("mosquitto",)}
 
 
 @dataclass
