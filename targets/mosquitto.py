@@ -19,14 +19,14 @@ the target's own; nothing outlives the run.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
 from deliverybench.core.dialect import DEFAULT_CHANNEL, Dialect
-from targets._binary import BinaryProcess, free_port, require_binary
-from targets.base import Target, TargetError, tcp_reachable
+from targets._binary import BinaryProcess, free_port
+from targets.base import tcp_reachable
+from targets.server_target import ServerTarget
 
 __all__ = ["MosquittoTarget", "PUBLISH_GREETING", "PUBLISH_TEMPLATE", "render_config", "missing"]
 
@@ -56,16 +56,7 @@ def render_config(mqtt_port: int, websocket_port: int, log: Path) -> str:
     return CONFIG.format(mqtt=mqtt_port, websocket=websocket_port, log=log)
 
 
-def missing() -> str | None:
-    """Why mosquitto cannot run here, or None."""
-    try:
-        require_binary("mosquitto", "mosquitto")
-    except TargetError as exc:
-        return f"{exc}; apt-get install mosquitto"
-    return None
-
-
-class MosquittoTarget(Target):
+class MosquittoTarget(ServerTarget):
     """mosquitto started from the Debian package: subscribers over WebSocket, the publisher on the MQTT port.
 
     Args:
@@ -73,38 +64,20 @@ class MosquittoTarget(Target):
     """
 
     name: ClassVar[str] = "mosquitto"
-    kind: ClassVar[str] = "server"
+    binary: ClassVar[tuple[str, str]] = ("mosquitto", "mosquitto")
 
     def __init__(self, *, channel: str = DEFAULT_CHANNEL) -> None:
+        super().__init__()
         self.channel = channel
         self.ports: tuple[int, int] | None = None
-        self.workdir: Path | None = None
-        self._server: BinaryProcess | None = None
 
-    def start(self, *, timeout_s: float = 15.0) -> None:
-        if self._server is not None and self._server.alive:
-            return
-        problem = missing()
-        if problem is not None:
-            raise TargetError(problem)
-        self.workdir = Path(tempfile.mkdtemp(prefix="deliverybench-mosquitto-"))
+    def launch(self, workdir: Path) -> tuple[list[str], Callable[[BinaryProcess], bool], Path]:
         self.ports = (free_port(), free_port())
-        conf = self.workdir / "mosquitto.conf"
-        conf.write_text(render_config(*self.ports, log=self.workdir / "mosquitto.log"))
-        self._server = BinaryProcess([require_binary("mosquitto", "mosquitto"), "-c", str(conf)],
-                                     name="mosquitto", cwd=self.workdir)
-        try:
-            self._server.start(self.health, timeout_s)
-        except TargetError:
-            self.stop()
-            raise
+        conf = workdir / "mosquitto.conf"
+        conf.write_text(render_config(*self.ports, log=workdir / "mosquitto.log"))
+        return ["-c", str(conf)], lambda _server: self.health(), workdir
 
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.stop()
-        if self.workdir is not None:
-            shutil.rmtree(self.workdir, ignore_errors=True)
-            self.workdir = None
+    def forget(self) -> None:
         self.ports = None
 
     def health(self) -> bool:
@@ -122,9 +95,6 @@ class MosquittoTarget(Target):
             return None
         return f"ws://127.0.0.1:{self.ports[1]}/"
 
-    def pids(self) -> list[int]:
-        return self._server.pids() if self._server is not None else []
-
     def dialect(self, mode: str) -> Dialect:
         """MQTT both ways: CONNECT/SUBSCRIBE and PUBLISH in binary frames; CONNECT and PUBLISH on the MQTT port."""
         return Dialect(protocol="mqtt", channel=self.channel, publish_template=PUBLISH_TEMPLATE,
@@ -133,3 +103,7 @@ class MosquittoTarget(Target):
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "options": {"socket_domain": "ipv4 (holds the WebSocket listener to "
                                                                    "127.0.0.1)"}}
+
+
+#: why mosquitto cannot run here, or None (for the tests' skip marks)
+missing = MosquittoTarget.missing

@@ -18,15 +18,14 @@ machine may run and nothing outlives the run. Only push mode is offered.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 from deliverybench.core.dialect import DEFAULT_CHANNEL, Dialect
-from targets._binary import BinaryProcess, free_port, require_binary
-from targets.base import Target, TargetError
+from targets._binary import BinaryProcess, free_port
+from targets.server_target import ServerTarget
 
 __all__ = ["NatsPorts", "NatsTarget", "PUBLISH_GREETING", "PUBLISH_TEMPLATE", "missing", "render_config"]
 
@@ -63,16 +62,7 @@ def render_config(ports: NatsPorts, *, max_connections: int = 65536) -> str:
                          max_connections=max_connections)
 
 
-def missing() -> str | None:
-    """Why nats-server cannot run here, or None."""
-    try:
-        require_binary("nats-server", "nats-server")
-    except TargetError as exc:
-        return f"{exc}; apt-get install nats-server"
-    return None
-
-
-class NatsTarget(Target):
+class NatsTarget(ServerTarget):
     """nats-server started from the Debian package: subscribers on its WebSocket, the publisher on its client port.
 
     Args:
@@ -81,44 +71,22 @@ class NatsTarget(Target):
     """
 
     name: ClassVar[str] = "nats"
-    kind: ClassVar[str] = "server"
+    binary: ClassVar[tuple[str, str]] = ("nats-server", "nats-server")
 
     def __init__(self, *, channel: str = DEFAULT_CHANNEL, max_connections: int = 65536) -> None:
+        super().__init__()
         self.channel = channel
         self.max_connections = max_connections
         self.ports: NatsPorts | None = None
-        self.workdir: Path | None = None
-        self._server: BinaryProcess | None = None
 
-    def start(self, *, timeout_s: float = 15.0) -> None:
-        if self._server is not None and self._server.alive:
-            return
-        problem = missing()
-        if problem is not None:
-            raise TargetError(problem)
-        self.workdir = Path(tempfile.mkdtemp(prefix="deliverybench-nats-"))
+    def launch(self, workdir: Path) -> tuple[list[str], Callable[[BinaryProcess], bool], Path]:
         self.ports = NatsPorts(client=free_port(), websocket=free_port(), monitor=free_port())
-        conf = self.workdir / "nats.conf"
+        conf = workdir / "nats.conf"
         conf.write_text(render_config(self.ports, max_connections=self.max_connections))
-        self._server = BinaryProcess([require_binary("nats-server", "nats-server"), "-c", str(conf)],
-                                     name="nats-server", cwd=self.workdir)
-        try:
-            self._server.start(self.health, timeout_s)
-        except TargetError:
-            self.stop()
-            raise
+        return ["-c", str(conf)], lambda _server: self.health(), workdir
 
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.stop()
-        if self.workdir is not None:
-            shutil.rmtree(self.workdir, ignore_errors=True)
-            self.workdir = None
+    def forget(self) -> None:
         self.ports = None
-
-    @property
-    def pid(self) -> int | None:
-        return self._server.pid if self._server is not None else None
 
     @property
     def ingress_url(self) -> str | None:
@@ -133,9 +101,6 @@ class NatsTarget(Target):
     def health_url(self) -> str | None:
         return f"http://127.0.0.1:{self.ports.monitor}/healthz" if self.ports else None
 
-    def pids(self) -> list[int]:
-        return self._server.pids() if self._server is not None else []
-
     def dialect(self, mode: str) -> Dialect:
         """NATS framing both ways: ``CONNECT``/``SUB`` and ``MSG`` on the WebSocket, ``PUB`` on the client port."""
         return Dialect(protocol="nats", channel=self.channel, publish_template=PUBLISH_TEMPLATE,
@@ -144,3 +109,7 @@ class NatsTarget(Target):
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "options": {"max_connections": self.max_connections,
                                                   "websocket_compression": False}}
+
+
+#: why nats-server cannot run here, or None (for the tests' skip marks)
+missing = NatsTarget.missing

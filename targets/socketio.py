@@ -19,29 +19,19 @@ run.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
 from deliverybench.core.dialect import Dialect
-from targets._binary import BinaryProcess, require_binary
-from targets.base import Target, TargetError
+from targets._binary import BinaryProcess
+from targets.server_target import ServerTarget
 
 __all__ = ["SERVER_DIR", "SocketIOTarget", "installed_version", "missing", "ready_port"]
 
 #: server.js, its package.json and package-lock.json, and (once installed) node_modules
 SERVER_DIR = Path(__file__).resolve().parent / "socketio_server"
 _READY_PREFIX = '{"ready":'
-
-
-def missing() -> str | None:
-    """Why the Socket.IO server cannot run here, or None."""
-    try:
-        require_binary("node", "nodejs")
-    except TargetError as exc:
-        return f"{exc}; apt-get install nodejs npm"
-    if not (SERVER_DIR / "node_modules" / "socket.io" / "package.json").is_file():
-        return f"the Socket.IO server's npm packages are not installed: run npm ci --prefix {SERVER_DIR}"
-    return None
 
 
 def installed_version() -> str:
@@ -66,26 +56,28 @@ def ready_port(log: str) -> int | None:
     return None
 
 
-class SocketIOTarget(Target):
+class SocketIOTarget(ServerTarget):
     """A Socket.IO 4.8 server on Node, started from ``targets/socketio_server``: push mode only."""
 
     name: ClassVar[str] = "socketio"
-    kind: ClassVar[str] = "server"
+    binary: ClassVar[tuple[str, str]] = ("node", "nodejs")
+    install_hint: ClassVar[str] = "apt-get install nodejs npm"
 
     def __init__(self) -> None:
+        super().__init__()
         self.port: int | None = None
-        self._server: BinaryProcess | None = None
 
-    def start(self, *, timeout_s: float = 15.0) -> None:
-        if self._server is not None and self._server.alive:
-            return
-        problem = missing()
-        if problem is not None:
-            raise TargetError(problem)
-        server = BinaryProcess([require_binary("node", "nodejs"), str(SERVER_DIR / "server.js"), "0"],
-                               name="socket.io", cwd=SERVER_DIR)
-        self._server = server
-        server.start(lambda: self._read_port(server), timeout_s)
+    @classmethod
+    def missing(cls) -> str | None:
+        """Why the Socket.IO server cannot run here: no Node, or its npm packages not installed."""
+        if (problem := super().missing()) is not None:
+            return problem
+        if not (SERVER_DIR / "node_modules" / "socket.io" / "package.json").is_file():
+            return f"the Socket.IO server's npm packages are not installed: run npm ci --prefix {SERVER_DIR}"
+        return None
+
+    def launch(self, workdir: Path) -> tuple[list[str], Callable[[BinaryProcess], bool], Path]:
+        return [str(SERVER_DIR / "server.js"), "0"], self._read_port, SERVER_DIR
 
     def _read_port(self, server: BinaryProcess) -> bool:
         if server.log_path is None:
@@ -93,14 +85,8 @@ class SocketIOTarget(Target):
         self.port = ready_port(server.log_path.read_text(errors="replace"))
         return self.port is not None
 
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.stop()
+    def forget(self) -> None:
         self.port = None
-
-    @property
-    def pid(self) -> int | None:
-        return self._server.pid if self._server is not None else None
 
     @property
     def ingress_url(self) -> str | None:
@@ -115,9 +101,6 @@ class SocketIOTarget(Target):
     def health_url(self) -> str | None:
         return f"http://127.0.0.1:{self.port}/health" if self.port else None
 
-    def pids(self) -> list[int]:
-        return self._server.pids() if self._server is not None else []
-
     def dialect(self, mode: str) -> Dialect:
         """Engine.IO / Socket.IO framing on the WebSocket; the event itself is the POST body."""
         return Dialect(protocol="socketio")
@@ -125,3 +108,7 @@ class SocketIOTarget(Target):
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "version": installed_version(),
                 "options": {"transports": ["websocket"], "per_message_deflate": False}}
+
+
+#: why the Socket.IO server cannot run here, or None (for the tests' skip marks)
+missing = SocketIOTarget.missing
