@@ -17,7 +17,7 @@ length" is bounded (4 bytes, as the standard says; and at most
 
 from __future__ import annotations
 
-from .protocols import MalformedMessage, Reader, Reading
+from .protocols import MalformedMessage, Reading, StreamReader
 
 __all__ = ["connect_packet", "subscribe_packet", "publish_packet", "MqttReader", "MAX_PACKET", "SUBPROTOCOL"]
 
@@ -62,21 +62,13 @@ def publish_packet(topic: str, payload: bytes) -> bytes:
     return bytes([_PUBLISH << 4]) + _length(len(body)) + body
 
 
-class MqttReader(Reader):
+class MqttReader(StreamReader):
     """One connection's packets: a packet split across frames is kept until it is whole."""
 
     expected = _EXPECTED
 
-    def __init__(self) -> None:
-        self.buf = b""
-
-    @property
-    def pending(self) -> bool:
-        return bool(self.buf)
-
     def read(self, message: bytes) -> Reading:
-        whole = not self.buf
-        data, self.buf = self.buf + message, b""
+        data, whole = self.take(message)
         events: list[bytes] = []
         at, n = 0, len(data)
         while at < n:

@@ -42,8 +42,8 @@ from typing import Any
 
 from .dialect import Dialect
 
-__all__ = ["MalformedMessage", "Reading", "Reader", "SubscriberProtocol", "parse_event_path", "events_at",
-           "subscriber_protocol", "sample", "NOTHING"]
+__all__ = ["MalformedMessage", "Reading", "Reader", "StreamReader", "SubscriberProtocol", "parse_event_path",
+           "events_at", "subscriber_protocol", "sample", "NOTHING"]
 
 #: a path token standing for every element of an array (or every value of an object)
 _EVERY = None
@@ -247,22 +247,34 @@ class _GraphQLReader(Reader):
         raise MalformedMessage(f"a message of type {kind!r}", expected=self.expected)
 
 
-class _NatsReader(Reader):
-    """One connection's NATS stream: operations may span messages, so a partial one is kept."""
+class StreamReader(Reader):
+    """A reader of a byte stream cut into messages anyhow (NATS, MQTT): the unfinished tail is kept."""
 
-    expected = "NATS operations: INFO, MSG <subject> <sid> <bytes>, PING, +OK"
-
-    def __init__(self, event_path: str) -> None:
-        self.envelope = _Envelope(event_path, self.expected) if event_path else None
+    def __init__(self) -> None:
         self.buf = b""
 
     @property
     def pending(self) -> bool:
         return bool(self.buf)
 
-    def read(self, message: bytes) -> Reading:
+    def take(self, message: bytes) -> tuple[bytes, bool]:
+        """The kept tail and ``message`` together, and whether nothing was kept before (a *whole* reading)."""
         whole = not self.buf
         data, self.buf = self.buf + message, b""
+        return data, whole
+
+
+class _NatsReader(StreamReader):
+    """One connection's NATS stream: operations may span messages, so a partial one is kept."""
+
+    expected = "NATS operations: INFO, MSG <subject> <sid> <bytes>, PING, +OK"
+
+    def __init__(self, event_path: str) -> None:
+        super().__init__()
+        self.envelope = _Envelope(event_path, self.expected) if event_path else None
+
+    def read(self, message: bytes) -> Reading:
+        data, whole = self.take(message)
         events: list[bytes] = []
         replies: list[bytes] = []
         at, n = 0, len(data)
