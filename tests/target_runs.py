@@ -17,7 +17,7 @@ from helpers import assert_ok, run_bench
 
 from targets.base import Target
 
-__all__ = ["listening_push_server", "push_run_counts_every_event", "target_cpu"]
+__all__ = ["listening_push_server", "push_run_counts_every_event", "run_counts_every_event", "target_cpu"]
 
 
 def listening_push_server(target: Target, pid: int | None) -> set[tuple[str, int]]:
@@ -39,17 +39,26 @@ def target_cpu(mode: dict[str, Any]) -> dict[int, float]:
     return seen
 
 
+def run_counts_every_event(tmp_path: Path, name: str, *, modes: tuple[str, ...] = ("push",), users: int = 300,
+                           rate: int = 100, duration: int = 2, extra: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Run ``modes`` against target ``name``; assert exact counts in each; return the modes' results."""
+    proc = run_bench(tmp_path, "--target", name, "--modes", ",".join(modes), "-u", str(users), "--rate", str(rate),
+                     "--duration", str(duration), "--drain", "2", "--settle", "0.5", "--no-report", *extra,
+                     timeout=60 + 60 * len(modes))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    results: dict[str, Any] = json.loads((tmp_path / "run" / "results.json").read_text())["modes"]
+    assert tuple(results) == modes
+    for mode_name, mode in results.items():
+        assert_ok(mode)
+        audit = mode["audit"]
+        assert audit["published"] == audit["accepted"] == rate * duration, (mode_name, audit)
+        assert audit["delivered_unique"] == audit["expected"] == users * rate * duration, (mode_name, audit)
+        assert audit["lost"] == audit["duplicates"] == audit["unexpected"] == 0, (mode_name, audit)
+        assert mode["target"]["name"] == name and mode["target"]["kind"] == "server", mode["target"]
+    return results
+
+
 def push_run_counts_every_event(tmp_path: Path, name: str, *, users: int = 300, rate: int = 100,
                                 duration: int = 2) -> dict[str, Any]:
     """Run push mode against target ``name``; assert exact counts; return the mode's results."""
-    proc = run_bench(tmp_path, "--target", name, "--modes", "push", "-u", str(users), "--rate", str(rate),
-                     "--duration", str(duration), "--drain", "2", "--settle", "0.5", "--no-report", timeout=120)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    mode: dict[str, Any] = json.loads((tmp_path / "run" / "results.json").read_text())["modes"]["push"]
-    assert_ok(mode)
-    audit = mode["audit"]
-    assert audit["published"] == audit["accepted"] == rate * duration, audit
-    assert audit["delivered_unique"] == audit["expected"] == users * rate * duration, audit
-    assert audit["lost"] == audit["duplicates"] == audit["unexpected"] == 0, audit
-    assert mode["target"]["name"] == name and mode["target"]["kind"] == "server", mode["target"]
-    return mode
+    return run_counts_every_event(tmp_path, name, users=users, rate=rate, duration=duration)["push"]
