@@ -382,6 +382,21 @@ def test_the_minimum_names_where_the_duration_came_from_and_counts_one_burst_of_
      "run_bench.py: error: --longpoll-resume must be one of after, etag (got 'cookie')"),
     (["--modes", "sse", "--sse-url", "http://127.0.0.1:9/sse"],
      "run_bench.py: error: URLs given with --target builtin; use --target relay for an external target"),
+    # issue 27: how an external server speaks
+    (["--target", "relay", "--publish-url", "ws://127.0.0.1:9/p", "--subscribe-url", "ws://127.0.0.1:9/s",
+      "--publish-template", '{"data":{evnt}}'],
+     "run_bench.py: error: --publish-template unknown placeholder {evnt} in the publish template; known: {event}, "
+     "{event|json}, {event|sse|json}, {event|length}, {event|mqtt}, {channel}, {id} (got '{\"data\":{evnt}}')"),
+    (["--target", "relay", "--publish-url", "ws://127.0.0.1:9/p", "--subscribe-url", "ws://127.0.0.1:9/s",
+      "--publish-template", '{"channel":"{channel}"}'],
+     "run_bench.py: error: --publish-template the publish template has no {event}: where should the event go? "
+     "(got '{\"channel\":\"{channel}\"}')"),
+    (["--target", "relay", "--publish-url", "ws://127.0.0.1:9/p", "--subscribe-url", "ws://127.0.0.1:9/s",
+      "--protocol", "stomp"],
+     "run_bench.py: error: --protocol must be one of raw, nats, socketio, graphql-ws, mqtt (got 'stomp')"),
+    (["--target", "nats", "--event-path", "/data"],
+     "run_bench.py: error: --event-path describes an external server's protocol: give it with --target relay; "
+     "the nats target speaks its own"),
 ])
 def test_usage_errors_exit_2_with_one_line_that_says_what_would_work(tmp_path: Path, args: list[str],
                                                                       message: str) -> None:

@@ -361,7 +361,8 @@ def _check_target(config: RunConfig, labels: Mapping[str, str]) -> None:
         spoken = [f"--{by_dest(dest).name}" for dest in DIALECT_DESTS.values()
                   if config.values.get(dest) != by_dest(dest).default]
         if spoken:
-            raise ConfigError(f"{', '.join(spoken)} describe an external server's protocol: give them with --target "
+            verb, them = ("describes", "it") if len(spoken) == 1 else ("describe", "them")
+            raise ConfigError(f"{', '.join(spoken)} {verb} an external server's protocol: give {them} with --target "
                               f"relay; the {config.target} target speaks its own")
     if config.target == "builtin":
         if any(getattr(config, dest) for dest in urls):
