@@ -18,7 +18,9 @@ from helpers import SCENARIOS, env, run_locust, scaled
 
 pytestmark = pytest.mark.e2e
 
-FAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
+#: Debian's libfaketime, under the machine's multiarch folder (x86_64-linux-gnu, aarch64-linux-gnu, ...)
+FAKETIME = next(iter(sorted(Path("/usr/lib").glob("*/faketime/libfaketime.so.1"))),
+                Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"))
 needs_faketime = pytest.mark.skipif(not FAKETIME.is_file(), reason="libfaketime not installed (Debian faketime)")
 #: the target's delay: far above the harness's own 2-4 ms on a busy loopback, so 10 % of it is a fair band
 DELAY_MS = 100.0
