@@ -27,12 +27,12 @@ from typing import IO
 import psutil
 
 from deliverybench.adapters.children import child_options, stop_group
+from targets._process import TAIL_LINES, tail_lines
 from targets.base import TargetError
 
-__all__ = ["BinaryProcess", "free_port", "http_ok", "loopback_egress", "require_binary", "tail_lines"]
+__all__ = ["BinaryProcess", "free_port", "http_ok", "loopback_egress", "require_binary"]
 
 _STOP_GRACE_S = 5.0
-_TAIL_LINES = 20
 _POLL_S = 0.05
 _live: weakref.WeakSet[BinaryProcess] = weakref.WeakSet()
 
@@ -69,17 +69,6 @@ def loopback_egress(host_port: str, mode: str, paths: Mapping[str, str]) -> str 
     if not host_port or path is None:
         return None
     return f"{'ws' if mode == 'push' else 'http'}://{host_port}{path}"
-
-
-def tail_lines(path: Path | None, lines: int = _TAIL_LINES) -> str:
-    """The last ``lines`` lines of a log file (its last 16 KiB read); "" when there is none."""
-    if path is None or not path.exists():
-        return ""
-    with open(path, "rb") as fh:
-        fh.seek(0, os.SEEK_END)
-        fh.seek(max(0, fh.tell() - 16_384))
-        text = fh.read().decode("utf-8", "replace")
-    return "\n".join(text.rstrip().splitlines()[-lines:])
 
 
 class BinaryProcess:
@@ -157,7 +146,7 @@ class BinaryProcess:
         except psutil.Error:
             return []
 
-    def log_tail(self, lines: int = _TAIL_LINES) -> str:
+    def log_tail(self, lines: int = TAIL_LINES) -> str:
         """The last ``lines`` lines the binary wrote (stdout and stderr together)."""
         return tail_lines(self.log_path, lines)
 

@@ -26,12 +26,15 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from deliverybench.adapters.children import child_options
 from targets.base import TargetError
+
+if TYPE_CHECKING:  # the parent side never imports aiohttp
+    from aiohttp import web
 
 __all__ = [
     "REPO_ROOT",
@@ -39,6 +42,9 @@ __all__ = [
     "announce_ready",
     "url_for",
     "wait_for_signal",
+    "serve_http",
+    "tail_lines",
+    "TAIL_LINES",
 ]
 
 #: The directory holding the ``targets`` package; children run from here so
@@ -46,7 +52,8 @@ __all__ = [
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 _STOP_GRACE_S = 5.0
-_TAIL_LINES = 20
+#: lines of a child's log shown when it fails
+TAIL_LINES = 20
 _live: weakref.WeakSet[ServerProcess] = weakref.WeakSet()
 
 
@@ -153,15 +160,9 @@ class ServerProcess:
     def returncode(self) -> int | None:
         return self._proc.poll() if self._proc is not None else None
 
-    def stderr_tail(self, lines: int = _TAIL_LINES) -> str:
+    def stderr_tail(self, lines: int = TAIL_LINES) -> str:
         """The last ``lines`` lines the child wrote to stderr."""
-        if self.log_path is None or not self.log_path.exists():
-            return ""
-        with open(self.log_path, "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            fh.seek(max(0, fh.tell() - 16_384))
-            text = fh.read().decode("utf-8", "replace")
-        return "\n".join(text.rstrip().splitlines()[-lines:])
+        return tail_lines(self.log_path, lines)
 
     # -- internals ---------------------------------------------------------
 
@@ -260,6 +261,17 @@ def _stop_all() -> None:
         proc.stop()
 
 
+def tail_lines(path: Path | None, lines: int = TAIL_LINES) -> str:
+    """The last ``lines`` lines of a child's log file (its last 16 KiB read); "" when there is none."""
+    if path is None or not path.exists():
+        return ""
+    with open(path, "rb") as fh:
+        fh.seek(0, os.SEEK_END)
+        fh.seek(max(0, fh.tell() - 16_384))
+        text = fh.read().decode("utf-8", "replace")
+    return "\n".join(text.rstrip().splitlines()[-lines:])
+
+
 # -- the server side of the contract ----------------------------------------
 
 
@@ -300,3 +312,28 @@ async def wait_for_signal() -> signal.Signals:
     finally:
         for sig in sigs:
             loop.remove_signal_handler(sig)
+
+
+async def serve_http(app: web.Application, host: str, port: int, paths: Mapping[str, str], *,
+                     backlog: int = 128, bound: Callable[[int], None] | None = None,
+                     more: Mapping[str, str] | None = None) -> signal.Signals:
+    """Bind ``app``, announce ``paths`` (role -> path) as http URLs of the bound port, run until a signal.
+
+    ``bound(port)`` runs once bound, before the ready line (settle the GC, log); ``more`` are whole URLs
+    announced beside (a WebSocket server's). Returns the signal.
+    """
+    from aiohttp import web
+
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port, backlog=backlog)
+        await site.start()
+        bound_port = int(runner.addresses[0][1])
+        if bound is not None:
+            bound(bound_port)
+        announce_ready({**{role: url_for("http", host, bound_port, path) for role, path in paths.items()},
+                        **(more or {})})
+        return await wait_for_signal()
+    finally:
+        await runner.cleanup()

@@ -36,7 +36,7 @@ import uvloop
 from aiohttp import web
 from yarl import URL
 
-from targets._process import announce_ready, url_for, wait_for_signal
+from targets._process import serve_http
 
 __all__ = ["alertmanager_config", "callback_url", "notification_counters", "Receivers", "make_app", "main",
            "GROUP_INTERVAL", "REPEAT_INTERVAL"]
@@ -214,19 +214,11 @@ def make_app(receivers: Receivers) -> web.Application:
 async def serve(args: argparse.Namespace) -> None:
     """Bind, announce the URLs on stdout, and run until SIGTERM or SIGINT."""
     receivers = Receivers(args.alertmanager_url, Path(args.config))
-    runner = web.AppRunner(make_app(receivers), access_log=None, handle_signals=False)
-    await runner.setup()
     try:
-        site = web.TCPSite(runner, args.host, args.port)
-        await site.start()
-        port = runner.addresses[0][1]
-        announce_ready({"subscriptions": url_for("http", args.host, port, "/subscriptions"),
-                        "health": url_for("http", args.host, port, "/health"),
-                        "stats": url_for("http", args.host, port, "/stats")})
-        sig = await wait_for_signal()
-        log.info("%s: shutting down", sig.name)
+        sig = await serve_http(make_app(receivers), args.host, args.port,
+                               {"subscriptions": "/subscriptions", "health": "/health", "stats": "/stats"})
+        log.info("%s: shut down", sig.name)
     finally:
-        await runner.cleanup()
         await receivers.close()
 
 

@@ -31,7 +31,7 @@ import uvloop
 from aiohttp import web
 
 from deliverybench.core.dialect import DEFAULT_CHANNEL
-from targets._process import announce_ready, url_for, wait_for_signal
+from targets._process import serve_http
 
 __all__ = ["ws_events", "ws_reply", "make_app", "main"]
 
@@ -115,18 +115,8 @@ def make_app(channel: str) -> web.Application:
 
 async def serve(args: argparse.Namespace) -> None:
     """Bind, announce the origin's URL on stdout, and run until SIGTERM or SIGINT."""
-    runner = web.AppRunner(make_app(args.channel), access_log=None, handle_signals=False)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, args.host, args.port)
-        await site.start()
-        port = runner.addresses[0][1]
-        announce_ready({"origin": url_for("http", args.host, port, "/"),
-                        "health": url_for("http", args.host, port, "/health")})
-        sig = await wait_for_signal()
-        log.info("%s: shutting down", sig.name)
-    finally:
-        await runner.cleanup()
+    sig = await serve_http(make_app(args.channel), args.host, args.port, {"origin": "/", "health": "/health"})
+    log.info("%s: shut down", sig.name)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

@@ -26,7 +26,7 @@ import uvloop
 from aiohttp import web
 
 from deliverybench.adapters.process_tuning import raise_open_files_limit, settle_gc
-from targets._process import announce_ready, url_for, wait_for_signal
+from targets._process import serve_http
 
 __all__ = ["SinkServer", "main"]
 
@@ -77,25 +77,14 @@ class SinkServer:
 
 async def run(args: argparse.Namespace) -> None:
     server = SinkServer(delay_ms=args.delay_ms, status=args.status)
-    runner = web.AppRunner(server.app(), access_log=None, handle_signals=False)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, args.host, args.port, backlog=4096)
-        await site.start()
-        port = runner.addresses[0][1]
+
+    def bound(port: int) -> None:
         settle_gc()  # keep full collections out of the measured latencies
-        announce_ready(
-            {
-                "consumer": url_for("http", args.host, port, "/hook"),
-                "health": url_for("http", args.host, port, "/health"),
-                "stats": url_for("http", args.host, port, "/stats"),
-            }
-        )
         log.info("sink server ready on port %s", port)
-        sig = await wait_for_signal()
-        log.info("%s: shutting down", sig.name)
-    finally:
-        await runner.cleanup()
+
+    sig = await serve_http(server.app(), args.host, args.port,
+                           {"consumer": "/hook", "health": "/health", "stats": "/stats"}, backlog=4096, bound=bound)
+    log.info("%s: shut down", sig.name)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

@@ -38,7 +38,7 @@ from aiohttp import web
 from websockets.asyncio.server import ServerConnection, broadcast, serve
 from websockets.typing import Subprotocol
 
-from targets._process import announce_ready, url_for, wait_for_signal
+from targets._process import serve_http, url_for
 
 GRAPHQL = Subprotocol("graphql-transport-ws")
 
@@ -152,21 +152,12 @@ async def run(args: argparse.Namespace) -> None:
     app.router.add_post("/publish", server.publish)
     app.router.add_get("/stats", server.stats)
     app.router.add_get("/sse", server.sse)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    http_port = runner.addresses[0][1]
     ws_port = ws_server.sockets[0].getsockname()[1]
-    announce_ready({"ingress": url_for("http", "127.0.0.1", http_port, "/publish"),
-                    "push": url_for("ws", "127.0.0.1", ws_port, "/"),
-                    "sse": url_for("http", "127.0.0.1", http_port, "/sse"),
-                    "stats": url_for("http", "127.0.0.1", http_port, "/stats")})
     try:
-        await wait_for_signal()
+        await serve_http(app, "127.0.0.1", 0, {"ingress": "/publish", "sse": "/sse", "stats": "/stats"},
+                         more={"push": url_for("ws", "127.0.0.1", ws_port, "/")})
     finally:
         ws_server.close()
-        await runner.cleanup()
 
 
 def main(argv: list[str] | None = None) -> int:
