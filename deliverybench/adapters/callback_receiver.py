@@ -47,9 +47,8 @@ import aiohttp
 
 from ..core.audit import SubscriberRecord
 from ..core.delay import DelaySpec, parse_delay
-from ..core.dialect import Dialect
 from ..core.process_recorder import ProcessRecorder
-from ..core.protocols import MalformedMessage, Reader, subscriber_protocol
+from ..core.protocols import EVENT_SHAPE, MalformedMessage, Reader, envelope_reader
 from ..core.webhook_signature import TIMESTAMP_VERDICTS, SignatureVerifier
 from .body_limits import (
     BUDGET_BODIES,
@@ -99,8 +98,6 @@ _ACKED = (_OK, 0.0)
 _GONE = Reply(410, "unsubscribed\n")
 _REJECTED = (Reply(401, "bad signature\n"), 0.0)
 _SIMULATED_TIMEOUT = Reply(504, "simulated timeout\n")
-#: what a body (or an event in an envelope) should have been, for the failure line's sample
-_EVENT_SHAPE = subscriber_protocol(Dialect()).reader().expected
 
 
 def _identity(record: SubscriberRecord, body: bytes) -> bytes:
@@ -154,8 +151,7 @@ class CallbackReceiver:
         self._acked: set[bytes] = set()
         self._verifier = SignatureVerifier(behaviour.secret) if behaviour.signed else None
         #: reads a body as an envelope of events; None: the body is the event
-        self._reader: Reader | None = (subscriber_protocol(Dialect(event_path=event_path)).reader()
-                                       if event_path else None)
+        self._reader = envelope_reader(event_path)
         self._rng = random.Random(behaviour.seed)
         # an ack delay of 0 draws nothing: the answer is the one prebuilt tuple
         self._no_delay = behaviour.ack_delay == DelaySpec()
@@ -260,7 +256,7 @@ class CallbackReceiver:
         malformed = recorder.errors["malformed_event"]
         if not recorder.on_event(record, event, receive_ns, first_attempt=first_attempt) \
                 and recorder.errors["malformed_event"] > malformed:
-            note(event, _EVENT_SHAPE)
+            note(event, EVENT_SHAPE)
 
     def _unwrap(self, reader: Reader, record: SubscriberRecord, body: bytes, receive_ns: int,
                 first_attempt: bool) -> None:

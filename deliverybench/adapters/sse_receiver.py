@@ -48,9 +48,8 @@ from urllib.parse import urlsplit
 
 from httptools import HttpParserError, HttpResponseParser
 
-from ..core.dialect import Dialect
 from ..core.process_recorder import ProcessRecorder
-from ..core.protocols import MalformedMessage, Reader, subscriber_protocol
+from ..core.protocols import MalformedMessage, Reader, envelope_reader
 from ..core.sse import MAX_EVENT_BYTES, SseParser
 from . import worker_clock
 from .dial import dial
@@ -243,12 +242,6 @@ def _heads_of(event_path: str) -> dict[bytes, tuple[int, int, int]]:
     return _HEADS if not event_path else {}
 
 
-@lru_cache(maxsize=16)
-def _envelope(event_path: str) -> Reader | None:
-    """The one (stateless) reader of every stream of the process with this event path; None with none."""
-    return subscriber_protocol(Dialect(event_path=event_path)).reader() if event_path else None
-
-
 class SseSession:
     """One subscriber: connect, receive until stopped, resume after a drop.
 
@@ -266,7 +259,7 @@ class SseSession:
         self.options = options
         self._host, self._port, self._request = _endpoint(options.url)
         #: the envelope around each event, if it has one
-        self.reader = _envelope(options.event_path)
+        self.reader = envelope_reader(options.event_path)
         self.index = recorder.intake.add(name)
         #: the last event id the server gave (sent back as ``Last-Event-ID``), and its ``retry:``
         self.last_id: str | None = None

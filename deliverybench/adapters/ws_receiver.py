@@ -73,11 +73,11 @@ from websockets.uri import WebSocketURI, parse_uri
 
 from ..core.event import EVENT_PREFIX, WARMUP_MARK, MalformedEvent, read_head
 from ..core.process_recorder import ProcessRecorder
-from ..core.protocols import MalformedMessage, Reader, Reading, SubscriberProtocol
+from ..core.protocols import EVENT_SHAPE, MalformedMessage, Reader, Reading, SubscriberProtocol
 from . import undecodable, worker_clock
 from .dial import dial
 
-__all__ = ["PushSessionOptions", "PushSession", "PushReceiver", "reconnect_delay", "first_head", "EVENT_SHAPE"]
+__all__ = ["PushSessionOptions", "PushSession", "PushReceiver", "reconnect_delay", "first_head"]
 
 #: one logger for every session's protocol (websockets makes one per connection otherwise)
 _LOGGER = logging.getLogger("deliverybench.ws")
@@ -100,8 +100,6 @@ _WARMUP = (-1, -1, -1)
 #: the cache a connection looks in while its reader holds part of an operation: always empty, so every
 #: chunk goes to the reader (never written: writes go to the protocol's own cache)
 _NO_HEADS: dict[bytes, tuple[int, int, int]] = {}
-#: what an event must look like, for the sample of the first one that did not
-EVENT_SHAPE = 'an event: {"id":…,"due_ns":…,…}'
 
 
 @dataclass(frozen=True, slots=True)

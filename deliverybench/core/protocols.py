@@ -38,13 +38,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from .dialect import Dialect
 
 __all__ = ["MalformedMessage", "Reading", "Reader", "StreamReader", "SubscriberProtocol", "parse_event_path",
-           "events_at", "subscriber_protocol", "sample", "NOTHING"]
+           "events_at", "subscriber_protocol", "sample", "NOTHING", "EVENT_SHAPE", "envelope_reader"]
 
+#: what a message holding our event as it is must look like (for the sample of one that did not)
+EVENT_SHAPE = 'an event: {"id":…,"due_ns":…,…}'
 #: a path token standing for every element of an array (or every value of an object)
 _EVERY = None
 _SAMPLE_CHARS = 120
@@ -183,8 +186,7 @@ class Reader:
 
 class _RawReader(Reader):
     def __init__(self, event_path: str) -> None:
-        self.expected = (f"a JSON message with the event at {event_path}" if event_path
-                         else 'an event: {"id":…,"due_ns":…,…}')
+        self.expected = f"a JSON message with the event at {event_path}" if event_path else EVENT_SHAPE
         self.envelope = _Envelope(event_path, self.expected) if event_path else None
 
     def read(self, message: bytes) -> Reading:
@@ -388,6 +390,16 @@ def subscriber_protocol(dialect: Dialect) -> SubscriberProtocol:
         return SubscriberProtocol("graphql-ws", ("graphql-transport-ws",), (b'{"type":"connection_init"}',),
                                   False, dialect)
     raise ValueError(f"unknown protocol {dialect.protocol!r}; known: raw, nats, socketio, graphql-ws, mqtt")
+
+
+@lru_cache(maxsize=16)
+def envelope_reader(event_path: str) -> Reader | None:
+    """The one (stateless) reader of JSON envelopes holding events at ``event_path``; None without a path.
+
+    Raises:
+        ValueError: a bad event path (one line).
+    """
+    return subscriber_protocol(Dialect(event_path=event_path)).reader() if event_path else None
 
 
 def sample(message: bytes, limit: int = _SAMPLE_CHARS) -> str:
