@@ -16,7 +16,7 @@ from pathlib import Path
 
 import psutil
 
-__all__ = ["machine_facts", "package_versions", "git_commit", "PACKAGES"]
+__all__ = ["machine_facts", "package_versions", "git_commit", "PACKAGES", "route_address"]
 
 PACKAGES = ("deliverybench", "locust", "websockets", "aiohttp", "uvloop", "gevent", "pandas", "matplotlib",
             "hdrhistogram", "jinja2", "psutil", "standardwebhooks", "scipy")
@@ -72,3 +72,16 @@ def git_commit(path: Path | None = None) -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return f"{commit}-dirty" if dirty else commit or None
+
+
+def route_address(host: str, port: int) -> str:
+    """This machine's address on its route towards ``host:port`` (what that host sees it as); "" if none.
+
+    A connected UDP socket sends nothing: the kernel only picks the route and the source address.
+    """
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect((socket.gethostbyname(host), port))
+            return str(probe.getsockname()[0])
+    except OSError:
+        return ""

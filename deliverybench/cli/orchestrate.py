@@ -35,7 +35,7 @@ from targets.start import StartedTarget, TargetUrls, start_target
 
 from ..adapters import results_file
 from ..adapters.children import child_options, stop_group
-from ..adapters.machine import git_commit, machine_facts, package_versions
+from ..adapters.machine import git_commit, machine_facts, package_versions, route_address
 from ..core.audit import AuditTotals
 from ..core.dialect import DIALECT_DESTS
 from ..core.options import ENV_PREFIX, OPTIONS, by_dest, locust_argv
@@ -130,18 +130,8 @@ def _free_port(host: str = "127.0.0.1") -> int:
 
 
 def this_machine_address() -> str:
-    """The address other machines most likely reach this one at (its default route's), else its host name.
-
-    As :func:`deliverybench.harness.clock_sync.source_address` finds a worker's, without importing Locust
-    (and gevent's patching) into this process: a connected UDP socket sends nothing, the kernel only picks
-    the route and the source address.
-    """
-    try:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-            probe.connect(("192.0.2.1", 9))  # TEST-NET-1: any routable address picks the default route
-            return str(probe.getsockname()[0])
-    except OSError:
-        return socket.gethostname()
+    """The address other machines most likely reach this one at (its default route's), else its host name."""
+    return route_address("192.0.2.1", 9) or socket.gethostname()  # TEST-NET-1: any routable address will do
 
 
 def worker_command(cmd: Sequence[str], mode: str) -> str | None:

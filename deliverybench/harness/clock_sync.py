@@ -25,10 +25,11 @@ import gevent
 from locust.runners import STATE_MISSING, MasterRunner, WorkerRunner
 
 from ..adapters import worker_clock
+from ..adapters.machine import route_address
 from ..core.clock import ClockEstimator, Exchange, WorkerClock
 
 __all__ = ["ClockMaster", "ClockFollower", "PROBE_MESSAGE", "ANSWER_MESSAGE", "SET_MESSAGE", "BURST",
-           "PROBE_INTERVAL_S", "source_address"]
+           "PROBE_INTERVAL_S"]
 
 log = logging.getLogger("deliverybench")
 #: master -> worker: a probe (its sequence number and t1)
@@ -42,19 +43,6 @@ BURST = 32
 _BURST_GAP_S = 0.02
 #: seconds between two probes of a worker after its burst (a few a second, as long as it runs)
 PROBE_INTERVAL_S = 0.3
-
-
-def source_address(host: str, port: int) -> str:
-    """This machine's address towards ``host`` (what the master sees this worker as); "" if unknown.
-
-    A connected UDP socket sends nothing: the kernel only picks the route and the source address.
-    """
-    try:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-            probe.connect((socket.gethostbyname(host or "127.0.0.1"), port or 5557))
-            return str(probe.getsockname()[0])
-    except OSError:
-        return ""
 
 
 class ClockMaster:
@@ -141,7 +129,8 @@ class ClockFollower:
 
     def __init__(self, runner: WorkerRunner, *, process: str, master: tuple[str, int]) -> None:
         self.runner = runner
-        self.identity = {"host": socket.gethostname(), "address": source_address(*master), "process": process,
+        address = route_address(master[0] or "127.0.0.1", master[1] or 5557)
+        self.identity = {"host": socket.gethostname(), "address": address, "process": process,
                          "pid": str(os.getpid())}
         self.offset_ns: int | None = None
         runner.register_message(PROBE_MESSAGE, self.on_probe)
