@@ -127,9 +127,7 @@ class ClockEstimator:
 
     def forget_before(self, at_ns: int) -> None:
         """A new test: drop the history before ``at_ns`` but the last estimate (still the one in force)."""
-        kept = [e for e in self.history if e.at_ns >= at_ns]
-        older = [e for e in self.history if e.at_ns < at_ns]
-        self.history = older[-1:] + kept
+        self.history = self.in_force(at_ns)
 
     def in_force(self, since_ns: int | None = None) -> list[Estimate]:
         """The estimates in force from ``since_ns`` on: the one made last before it, and every later one."""
