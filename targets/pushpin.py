@@ -21,6 +21,12 @@ request. Pushpin's handler limits deliveries to ``message_rate`` per second
 few hundred subscribers at a few events per second already pass; the target
 raises both (:data:`MESSAGE_RATE`) and says so in :meth:`PushpinTarget.describe`.
 
+Opening many connections at once gets some ``502 Error while proxying to
+origin.`` from Pushpin's proxy: it queues at most 100 WebSocket-over-HTTP
+and stream requests towards zurl (``OUT_HWM`` in its ``zhttpmanager.cpp``)
+and fails the rest at once. Subscribers count and retry them
+(``connect_http_502``); a slower ramp (``-r 50``) avoids them.
+
 Long-poll is not offered: a ``Grip-Hold: response`` request holds only what is
 published while it waits; an event published while a poller is between two
 requests is gone for that poller unless the origin can answer it from a

@@ -40,8 +40,12 @@ def target_cpu(mode: dict[str, Any]) -> dict[int, float]:
 
 
 def run_counts_every_event(tmp_path: Path, name: str, *, modes: tuple[str, ...] = ("push",), users: int = 300,
-                           rate: int = 100, duration: int = 2, extra: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Run ``modes`` against target ``name``; assert exact counts in each; return the modes' results."""
+                           rate: int = 100, duration: int = 2, extra: tuple[str, ...] = (),
+                           known: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Run ``modes`` against target ``name``; assert exact counts in each; return the modes' results.
+
+    ``known``: status reasons besides machine load that may degrade a mode (see :func:`helpers.assert_ok`).
+    """
     proc = run_bench(tmp_path, "--target", name, "--modes", ",".join(modes), "-u", str(users), "--rate", str(rate),
                      "--duration", str(duration), "--drain", "2", "--settle", "0.5", "--no-report", *extra,
                      timeout=60 + 60 * len(modes))
@@ -49,7 +53,7 @@ def run_counts_every_event(tmp_path: Path, name: str, *, modes: tuple[str, ...] 
     results: dict[str, Any] = json.loads((tmp_path / "run" / "results.json").read_text())["modes"]
     assert tuple(results) == modes
     for mode_name, mode in results.items():
-        assert_ok(mode)
+        assert_ok(mode, known=known)
         audit = mode["audit"]
         assert audit["published"] == audit["accepted"] == rate * duration, (mode_name, audit)
         assert audit["delivered_unique"] == audit["expected"] == users * rate * duration, (mode_name, audit)

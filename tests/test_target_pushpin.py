@@ -157,10 +157,15 @@ def test_every_event_reaches_every_websocket_and_sse_client_once_and_no_process_
 @needs_pushpin
 def test_every_event_reaches_every_subscriber_once_through_run_bench(tmp_path: Path) -> None:
     # 6,000 deliveries/s: Pushpin's own cost per delivery is ~10x nchan's, and the harness shares the cores;
-    # 100 sessions/s: a burst of a few hundred WebSocket-over-HTTP opens gets some 502s from Pushpin's proxy
+    # 50 sessions/s: Pushpin's proxy queues at most 100 opens towards zurl and answers 502 past that (README)
+    # -- rare at this rate, but a starved zurl can still let one through: the run then says degraded with the
+    # count, which is true, and the open is retried, so every event still reaches every subscriber
     modes = run_counts_every_event(tmp_path, "pushpin", modes=("push", "sse"), rate=20, duration=3,
-                                   extra=("-r", "100"))
+                                   extra=("-r", "50"), known=("connection attempts failed",))
     for name, mode in modes.items():
+        assert set(mode.get("errors") or {}) <= {"connect_http_502"}, (name, mode.get("errors"))
+        failed_opens = sum((mode.get("errors") or {}).values())
+        assert (failed_opens > 0) == any("connection attempts failed" in r for r in mode.get("status_reasons", []))
         assert mode["target"]["options"]["message_rate"] == MESSAGE_RATE
         cpu = target_cpu(mode)  # Pushpin's runner, condure, zurl, proxy, handler, and the origin
         assert len(cpu) == 6 and max(cpu.values()) > 0, (name, cpu)
