@@ -56,6 +56,7 @@ class AlertmanagerTarget(Target):
     """
 
     name: ClassVar[str] = "alertmanager"
+    offers: ClassVar[tuple[str, ...]] = ("callback",)
     kind: ClassVar[str] = "server"
 
     def __init__(self, *, host: str = "127.0.0.1", binary: str = _BINARY) -> None:
@@ -115,7 +116,7 @@ class AlertmanagerTarget(Target):
         return f"{self._web}/api/v2/alerts" if self._web else None
 
     def egress_url(self, mode: str) -> str | None:
-        return self._shim_url("subscriptions") if mode == "callback" else None
+        return self._shim_url("subscriptions") if mode in self.offers else None
 
     @property
     def health_url(self) -> str | None:

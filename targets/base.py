@@ -18,6 +18,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import warnings
+from collections.abc import Iterable, Sequence
 from types import TracebackType
 from typing import Any, ClassVar
 
@@ -32,7 +33,9 @@ __all__ = [
     "TargetError",
     "available_targets",
     "get_target",
+    "refuse_unoffered",
     "tcp_reachable",
+    "unoffered",
 ]
 
 ENTRY_POINT_GROUP = "deliverybench.targets"
@@ -97,6 +100,9 @@ class Target(abc.ABC):
     #: whether the ingress takes NDJSON batches (several events in one POST); an
     #: external server is sent exactly one event per request unless told otherwise
     accepts_batches: ClassVar[bool] = False
+    #: the egress modes this target can offer, declared so that a run asking for another is refused before
+    #: anything starts; None when only a started target knows (see :meth:`modes`)
+    offers: ClassVar[tuple[str, ...] | None] = None
 
     @abc.abstractmethod
     def start(self, *, timeout_s: float = 15.0) -> None:
@@ -254,3 +260,22 @@ def get_target(name: str) -> type[Target]:
         warnings.simplefilter("ignore")
         known = ", ".join(sorted(available_targets()))
     raise TargetError(f"unknown target {name!r}; available: {known}")
+
+
+def unoffered(name: str, offers: Sequence[str], modes: Iterable[str]) -> TargetError | None:
+    """The error for the modes of ``modes`` that target ``name``, offering ``offers``, does not; None if none."""
+    asked = [mode for mode in modes if mode != "burst" and mode not in offers]
+    if not asked:
+        return None
+    return TargetError(f"the {name} target offers {', '.join(offers) or 'no mode'}, not {', '.join(asked)}")
+
+
+def refuse_unoffered(name: str, modes: Iterable[str]) -> None:
+    """Raise TargetError before anything starts if target ``name`` declares its modes and ``modes`` has another.
+
+    A target that declares nothing (:attr:`Target.offers` None) is checked once started.
+    """
+    offers = get_target(name).offers
+    error = unoffered(name, offers, modes) if offers is not None else None
+    if error is not None:
+        raise error

@@ -33,6 +33,10 @@ class BuiltinTarget(Target):
     #: egress mode -> key of the server's ready-line ``urls``
     egress_keys: ClassVar[dict[str, str]]
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.offers = tuple(cls.egress_keys)
+
     def __init__(self, *, host: str = "127.0.0.1") -> None:
         self.host = host
         self._proc: ServerProcess | None = None

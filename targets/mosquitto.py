@@ -64,6 +64,7 @@ class MosquittoTarget(ServerTarget):
     """
 
     name: ClassVar[str] = "mosquitto"
+    offers: ClassVar[tuple[str, ...]] = ("push",)
     binary: ClassVar[tuple[str, str]] = ("mosquitto", "mosquitto")
 
     def __init__(self, *, channel: str = DEFAULT_CHANNEL) -> None:
@@ -91,7 +92,7 @@ class MosquittoTarget(ServerTarget):
         return f"tcp://127.0.0.1:{self.ports[0]}" if self.ports else None
 
     def egress_url(self, mode: str) -> str | None:
-        if mode != "push" or self.ports is None:
+        if mode not in self.offers or self.ports is None:
             return None
         return f"ws://127.0.0.1:{self.ports[1]}/"
 

@@ -71,6 +71,7 @@ class NatsTarget(ServerTarget):
     """
 
     name: ClassVar[str] = "nats"
+    offers: ClassVar[tuple[str, ...]] = ("push",)
     binary: ClassVar[tuple[str, str]] = ("nats-server", "nats-server")
 
     def __init__(self, *, channel: str = DEFAULT_CHANNEL, max_connections: int = 65536) -> None:
@@ -93,7 +94,7 @@ class NatsTarget(ServerTarget):
         return f"tcp://127.0.0.1:{self.ports.client}" if self.ports else None
 
     def egress_url(self, mode: str) -> str | None:
-        if mode != "push" or self.ports is None:
+        if mode not in self.offers or self.ports is None:
             return None
         return f"ws://127.0.0.1:{self.ports.websocket}/"
 

@@ -140,6 +140,7 @@ class NchanTarget(Target):
     """
 
     name: ClassVar[str] = "nchan"
+    offers: ClassVar[tuple[str, ...]] = tuple(_EGRESS_PATHS)
     kind: ClassVar[str] = "server"
 
     def __init__(self, *, config: NginxConfig = NginxConfig(), prefix: Path | None = None) -> None:

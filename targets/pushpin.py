@@ -123,6 +123,7 @@ class PushpinTarget(Target):
     """
 
     name: ClassVar[str] = "pushpin"
+    offers: ClassVar[tuple[str, ...]] = tuple(_EGRESS_PATHS)
     kind: ClassVar[str] = "server"
 
     def __init__(self, *, channel: str = DEFAULT_CHANNEL, message_rate: int = MESSAGE_RATE,

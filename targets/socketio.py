@@ -60,6 +60,7 @@ class SocketIOTarget(ServerTarget):
     """A Socket.IO 4.8 server on Node, started from ``targets/socketio_server``: push mode only."""
 
     name: ClassVar[str] = "socketio"
+    offers: ClassVar[tuple[str, ...]] = ("push",)
     binary: ClassVar[tuple[str, str]] = ("node", "nodejs")
     install_hint: ClassVar[str] = "apt-get install nodejs npm"
 
@@ -93,7 +94,7 @@ class SocketIOTarget(ServerTarget):
         return f"http://127.0.0.1:{self.port}/publish" if self.port else None
 
     def egress_url(self, mode: str) -> str | None:
-        if mode != "push" or not self.port:
+        if mode not in self.offers or not self.port:
             return None
         return f"ws://127.0.0.1:{self.port}/socket.io/?EIO=4&transport=websocket"
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from deliverybench.core.dialect import Dialect, dialect_from_values
-from targets.base import BUILTIN_FOR_MODE, Target, TargetError, get_target, test_knobs
+from targets.base import BUILTIN_FOR_MODE, Target, TargetError, get_target, refuse_unoffered, test_knobs, unoffered
 
 __all__ = ["TargetUrls", "StartedTarget", "start_target", "LOOPBACK"]
 
@@ -114,12 +114,13 @@ def start_target(mode: str, values: Mapping[str, Any]) -> StartedTarget:
         kwargs["host"] = host
     if name == "callback" and get("webhook_secret"):
         kwargs["secret"] = get("webhook_secret")
+    refuse_unoffered(name, (mode,))
     target = get_target(name)(**kwargs)
     target.start()
-    if mode != "burst" and target.egress_url(mode) is None:
-        offered = ", ".join(target.modes()) or "no mode"
+    error = unoffered(name, target.modes(), (mode,))
+    if error is not None:
         target.stop()
-        raise TargetError(f"the {name} target offers {offered}, not {mode}")
+        raise error
     return StartedTarget(mode, target, TargetUrls(
         name, ingress=target.ingress_url or "", egress=target.egress_url(mode) or "", stats=target.stats_url or "",
         pids=tuple(target.pids()), accepts_batches=target.accepts_batches, dialect=target.dialect(mode)))

@@ -394,6 +394,13 @@ def test_the_minimum_names_where_the_duration_came_from_and_counts_one_burst_of_
     (["--target", "relay", "--publish-url", "ws://127.0.0.1:9/p", "--subscribe-url", "ws://127.0.0.1:9/s",
       "--protocol", "stomp"],
      "run_bench.py: error: --protocol must be one of raw, nats, socketio, graphql-ws, mqtt (got 'stomp')"),
+    # a mode the named target does not offer: refused before its server starts
+    (["--target", "nats", "--modes", "push,callback"],
+     "run_bench.py: error: the nats target offers push, not callback"),
+    (["--target", "alertmanager", "--modes", "push,sse,callback"],
+     "run_bench.py: error: the alertmanager target offers callback, not push, sse"),
+    (["--target", "callback", "--modes", "push"],
+     "run_bench.py: error: the callback target offers callback, poll, not push"),
     (["--target", "nats", "--event-path", "/data"],
      "run_bench.py: error: --event-path describes an external server's protocol: give it with --target relay; "
      "the nats target speaks its own"),
@@ -435,3 +442,12 @@ def test_protocol_options_without_relay_are_refused_not_ignored() -> None:
     relay = resolve(["--target", "relay", "--modes", "push", "--publish-url", "ws://127.0.0.1:9/p",
                      "--subscribe-url", "ws://127.0.0.1:9/s", "--event-path", "/data"], env={})
     assert relay.publish_url == "ws://127.0.0.1:9/p" and relay.values["event_path"] == "/data"
+
+
+def test_a_named_target_without_modes_runs_what_it_offers_and_asked_modes_are_checked() -> None:
+    assert resolve(["--target", "nchan"], env={}).modes == ("push", "sse", "longpoll")
+    assert resolve(["--target", "alertmanager"], env={}).modes == ("callback",)
+    assert resolve(["--profile", "ci", "--target", "nats"], env={}).modes == ("push",)  # the profile's, offered
+    assert resolve(["--target", "nchan", "--modes", "sse"], env={}).modes == ("sse",)
+    with pytest.raises(ConfigError, match=r"^the nchan target offers push, sse, longpoll, not poll$"):
+        resolve(["--target", "nchan", "--modes", "push,poll"], env={})

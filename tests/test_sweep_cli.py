@@ -44,3 +44,19 @@ def test_the_default_point_is_long_enough_to_judge_drift(tmp_path: Path, monkeyp
     assert sweep_cli.POINT_DEFAULTS["duration"] == 15.0
     (folder,) = tmp_path.glob("sweep-*")
     assert json.loads((folder / "sweep.json").read_text())["points"]  # the point was recorded as not run
+
+
+def test_a_named_target_sweeps_the_modes_it_offers_and_refuses_others_before_any_point(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sweep_cli, "run", refuse)
+    monkeypatch.setattr(sweep_cli, "_render", lambda *_a: None)
+    said: list[str] = []
+    sweep_cli.run_sweep(["--target", "nats", "--subscribers", "10:40", "--rate", "10", "--out", str(tmp_path)],
+                        say=said.append)
+    assert said[0].startswith("deliverybench sweep: push at 10 events/s")  # not every default mode
+    (folder,) = tmp_path.glob("sweep-*")
+    assert json.loads((folder / "sweep.json").read_text())["spec"]["modes"] == ["push"]
+    with pytest.raises(ConfigError, match=r"^the nats target offers push, not callback$"):
+        sweep_cli.run_sweep(["--target", "nats", "--modes", "push,callback", "--subscribers", "10:40",
+                             "--out", str(tmp_path / "other")], say=said.append)
+    assert not (tmp_path / "other").exists()

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import aiohttp
+import psutil
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
@@ -368,3 +370,14 @@ def test_target_host_binds_the_builtin_target_where_load_machines_reach_it() -> 
     with pytest.raises(TargetError, match="--target-host binds the built-in targets; the nats target listens on "
                                           "127.0.0.1"):
         start_target("push", {"target": "nats", "target_host": "127.0.0.2"})
+
+
+def test_a_mode_a_named_target_does_not_offer_is_refused_before_its_server_starts() -> None:
+    """``locust -f`` with ``--target nats`` and callback mode: one line, and no server was started for it."""
+    before = {child.pid for child in psutil.Process().children(recursive=True)}
+    with pytest.raises(TargetError, match=r"^the nats target offers push, not callback$"):
+        start_target("callback", {"target": "nats"})
+    assert {child.pid for child in psutil.Process().children(recursive=True)} <= before
+    assert get_target("nchan").offers == ("push", "sse", "longpoll")
+    assert get_target("push").offers == ("push", "sse", "longpoll", "poll")  # from its egress keys
+    assert get_target("relay").offers is None  # an attached server: known only from the URLs given

@@ -256,6 +256,8 @@ def resolve(argv: Sequence[str], env: Mapping[str, str] | None = None, *,
         values["config"] = str(config_path)
     if values["target"] == "relay" and "modes" not in given:  # the default's or a profile's: those with URLs
         values["modes"] = _relay_modes(values, values["modes"])
+    elif values["target"] != "builtin" and "modes" not in given:  # a named target: the modes it offers
+        values["modes"] = offered_modes(str(values["target"]), values["modes"])
     validate(values, labels=labels)
     config = RunConfig(values, extra_locust_args=locust_extra, given=frozenset(given))
     _check_target(config, labels)
@@ -332,6 +334,21 @@ def _env_values(env: Mapping[str, str], prog: str) -> dict[str, tuple[Any, str]]
     return found
 
 
+def offered_modes(target: str, modes: Sequence[str]) -> tuple[str, ...]:
+    """With ``--target NAME`` and no ``--modes``: of ``modes`` (the default's, or a profile's), those the target
+    declares it offers (``--target nchan`` runs push, sse and longpoll); when it offers none of them, all it
+    offers. Asked for explicitly, a mode it does not offer is refused (:func:`_check_target`)."""
+    from targets import TargetError, get_target
+
+    try:
+        offers = get_target(target).offers
+    except TargetError:
+        return tuple(modes)  # an unknown name: refused with the list of known ones
+    if offers is None:
+        return tuple(modes)
+    return tuple(mode for mode in modes if mode in offers) or tuple(mode for mode in MODES if mode in offers)
+
+
 def _relay_modes(values: Mapping[str, Any], modes: Sequence[str]) -> tuple[str, ...]:
     """With ``--target relay`` and no ``--modes``: of ``modes`` (the default's, or a profile's), those whose
     egress URLs were given (``--profile ci --target relay --subscribe-url ...`` runs push alone); when none
@@ -383,9 +400,10 @@ def _check_target(config: RunConfig, labels: Mapping[str, str]) -> None:
             if found is not None:
                 raise ConfigError(f"{labels.get(dest, flag)} {found} for mode {mode} (got {value!r})")
         return
-    from targets import TargetError, get_target
+    from targets import TargetError
+    from targets.base import refuse_unoffered
 
     try:
-        get_target(config.target)
+        refuse_unoffered(config.target, config.modes)
     except TargetError as exc:
         raise ConfigError(str(exc)) from None

@@ -19,6 +19,7 @@ code.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import errno
 import json
 import os
@@ -55,7 +56,7 @@ from ..core.sweep import (
     spec_of,
     with_answers,
 )
-from .config import ConfigError, RunConfig, one_line_parser, resolve
+from .config import ConfigError, RunConfig, offered_modes, one_line_parser, resolve
 from .interrupt import Interrupt
 from .progress import Progress
 from .run import run, unique_folder
@@ -196,6 +197,23 @@ def _base_config(rest: list[str], rates: Sequence[float], prog: str) -> RunConfi
     return base
 
 
+def _modes_the_target_offers(spec: SweepSpec, target: str, *, modes_given: bool) -> SweepSpec:
+    """A named target's sweep: without ``--modes``, the modes it offers; one asked for that it does not offer is
+    refused before the first point (exit 2), not found failed at every point."""
+    if target in ("builtin", "relay"):
+        return spec
+    if not modes_given:
+        spec = dataclasses.replace(spec, modes=offered_modes(target, spec.modes))
+    from targets import TargetError
+    from targets.base import refuse_unoffered
+
+    try:
+        refuse_unoffered(target, spec.modes)
+    except TargetError as exc:
+        raise ConfigError(str(exc)) from None
+    return spec
+
+
 def _drift_warning(base: RunConfig) -> str | None:
     """One line when the points are too short to judge drift, so their PASS rests on the objectives alone."""
     needed = drift_min_duration_s()
@@ -230,6 +248,7 @@ def run_sweep(argv: Sequence[str], say: Callable[[str], None] | None = None, *,
     except SweepSpecError as exc:
         raise ConfigError(str(exc)) from None
     base = _base_config(rest, spec.rates, prog)
+    spec = _modes_the_target_offers(spec, base.target, modes_given=index is not None or _given(ns, "modes") is not None)
     if index is not None:
         try:
             plan = resume_plan(index, spec)
