@@ -64,9 +64,8 @@ install("callback", extra_results=_target_stats)
 def _process_side(harness: HarnessProcess, opts: Any) -> tuple[CallbackReceiver, CallbackSubscriptions]:
     """The receiver and subscription client of this process, created once.
 
-    Deliveries are verified as Standard Webhooks when the sender is ours (the relay contract) or a
-    secret is given; a real sender with a dialect of its own (Alertmanager) signs nothing, and its
-    events are found at the dialect's event path.
+    Deliveries are verified as Standard Webhooks unless the dialect says the sender signs nothing
+    (``--webhook-signing none``, Alertmanager's); events are found at the dialect's event path.
     """
     side = getattr(harness, "callback_side", None)
     if side is None:
@@ -74,7 +73,7 @@ def _process_side(harness: HarnessProcess, opts: Any) -> tuple[CallbackReceiver,
         behaviour = ReceiverBehaviour(
             secret=opts.webhook_secret or DEFAULT_SECRET, ack_delay=parse_delay(opts.ack_delay),
             fail_ratio=opts.fail_ratio, fail_status=opts.fail_status, timeout_ratio=opts.timeout_ratio,
-            timeout_hold_s=opts.timeout_hold, signed=dialect.verbatim or bool(opts.webhook_secret),
+            timeout_hold_s=opts.timeout_hold, signed=dialect.webhook_signing != "none",
         )
         receiver = CallbackReceiver(lambda: harness.recorder, behaviour, host=opts.receiver_host,
                                     advertise_host=opts.receiver_advertise_host or None,

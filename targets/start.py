@@ -58,11 +58,16 @@ class StartedTarget:
     urls: TargetUrls
 
     def describe(self) -> dict[str, Any]:
-        """The results file's ``target``: a started target's own description, else the URLs attached to."""
+        """The results file's ``target``: a started target's own description, else the URLs attached to and,
+        as a started target says it, how they were spoken to (``dialect``, by mode, when not the relay contract)."""
         if self.target is not None:
             return self.target.describe()
-        return {"name": self.urls.name, "kind": "external",
-                "urls": {"ingress": self.urls.ingress, self.mode: self.urls.egress}}
+        described: dict[str, Any] = {"name": self.urls.name, "kind": "external",
+                                     "urls": {"ingress": self.urls.ingress, self.mode: self.urls.egress}}
+        dialect = self.urls.dialect.describe()
+        if dialect:
+            described["dialect"] = {self.mode: dialect}
+        return described
 
     def stop(self) -> None:
         if self.target is not None:

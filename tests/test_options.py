@@ -99,6 +99,8 @@ URL_CONTEXT = {
        for dest in ("protocol", "channel", "subscribe_message", "event_path", "publish_template", "publish_greeting")},
     "longpoll_resume": ["--target", "relay", "--modes", "longpoll", "--publish-url", "http://127.0.0.1:9/p",
                         "--longpoll-url", "http://127.0.0.1:9/lp"],
+    "webhook_signing": ["--target", "relay", "--modes", "callback", "--publish-url", "http://127.0.0.1:9/p",
+                        "--callback-url", "http://127.0.0.1:9/subscriptions"],
 }
 HANDED = [o for o in OPTIONS if o.handoff == "value" and o.scope in ("run", "both")]
 

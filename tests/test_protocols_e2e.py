@@ -104,7 +104,8 @@ def test_a_server_whose_messages_do_not_decode_fails_the_run_with_exit_3(tmp_pat
     assert push["errors"]["malformed_event"] >= USERS * RATE * DURATION, push["errors"]
     assert push["audit"].get("delivered_unique", 0) == 0
     # the failure line, and the results, show what arrived beside what was expected
-    shown = "first message '<html><body>event published</body></html>' (expected a JSON message with the event at /data)"
+    shown = ("first message '<html><body>event published</body></html>' "
+             "(expected a JSON message with the event at /data)")
     assert f"nothing was delivered: {shown}" in out, out
     assert push["extra"]["first_undecodable"] == {
         "sample": "'<html><body>event published</body></html>'",
@@ -118,3 +119,37 @@ def test_a_bad_event_path_is_exit_2_with_one_line(tmp_path: Path, path: str) -> 
     assert proc.returncode == 2, proc.stdout + proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "event path" in lines[0] and path in lines[0], proc.stderr
+
+
+def test_a_webhook_sender_that_signs_nothing_is_measured_with_webhook_signing_none_and_named_without(
+        tmp_path: Path) -> None:
+    server = ServerProcess("tests.servers.unsigned_webhooks", [])
+    server.start()
+    try:
+        def bench(tmp: Path, *args: str) -> tuple[int, str, dict[str, Any]]:
+            tmp.mkdir()
+            proc = run_bench(tmp, "--target", "relay", "--modes", "callback", "--publish-url",
+                             server.urls["ingress"], "--callback-url", server.urls["callback"], "-u", str(USERS),
+                             "--rate", str(RATE), "--duration", str(DURATION), "--drain", "1", "--settle", "0.5",
+                             "--no-report", *args, timeout=120)
+            results = tmp / "run" / "results.json"
+            modes = json.loads(results.read_text())["modes"] if results.is_file() else {}
+            return proc.returncode, proc.stdout + proc.stderr, dict(modes)
+
+        code, out, modes = bench(tmp_path / "none", "--webhook-signing", "none")
+        assert code == 0, out
+        _every_event_once(modes["callback"])
+        assert modes["callback"]["target"]["dialect"] == {"callback": {"webhook_signing": "none"}}
+        sent = _stats(server)
+        assert sent["refused"] == 0 and sent["sent"] == USERS * RATE * DURATION, sent
+
+        # told nothing, the harness expects Standard Webhooks signatures: every delivery refused, and it says why
+        code, out, modes = bench(tmp_path / "signed")
+        assert code == 3, out
+        failure = modes["callback"]["failure"]
+        assert failure == ("nothing was delivered: first message 'webhook-id: , webhook-timestamp: , "
+                           "webhook-signature: ' (expected Standard Webhooks headers webhook-id, webhook-timestamp "
+                           "and webhook-signature; a sender that signs nothing: --webhook-signing none)"), failure
+        assert modes["callback"]["errors"] == {"rejected_signature": USERS * RATE * DURATION}, modes["callback"]
+    finally:
+        server.stop()

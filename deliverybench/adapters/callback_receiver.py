@@ -49,7 +49,14 @@ from ..core.audit import SubscriberRecord
 from ..core.delay import DelaySpec, parse_delay
 from ..core.process_recorder import ProcessRecorder
 from ..core.protocols import EVENT_SHAPE, MalformedMessage, Reader, envelope_reader
-from ..core.webhook_signature import TIMESTAMP_VERDICTS, SignatureVerifier
+from ..core.webhook_signature import (
+    INVALID_TIMESTAMP,
+    MISSING_HEADERS,
+    NO_MATCH,
+    TIMESTAMP_VERDICTS,
+    TOLERANCE_US,
+    SignatureVerifier,
+)
 from .body_limits import (
     BUDGET_BODIES,
     BUSY,
@@ -98,6 +105,16 @@ _ACKED = (_OK, 0.0)
 _GONE = Reply(410, "unsubscribed\n")
 _REJECTED = (Reply(401, "bad signature\n"), 0.0)
 _SIMULATED_TIMEOUT = Reply(504, "simulated timeout\n")
+_UNSIGNED_HINT = "; a sender that signs nothing: --webhook-signing none"
+#: what a rejected delivery should have carried, by verdict: the failure line of a run that got none
+_SIGNATURE_SHAPES = {
+    MISSING_HEADERS: "Standard Webhooks headers webhook-id, webhook-timestamp and webhook-signature" + _UNSIGNED_HINT,
+    INVALID_TIMESTAMP: "a webhook-timestamp in seconds since the epoch",
+    NO_MATCH: "a webhook-signature made with the --webhook-secret given (or the built-in target's test secret)"
+              + _UNSIGNED_HINT,
+    **{verdict: f"a webhook-timestamp within {TOLERANCE_US // 60_000_000} minutes of this machine's clock"
+       for verdict in TIMESTAMP_VERDICTS},
+}
 
 
 def _identity(record: SubscriberRecord, body: bytes) -> bytes:
@@ -221,6 +238,8 @@ class CallbackReceiver:
                 kind = "rejected_timestamp" if verdict in TIMESTAMP_VERDICTS else "rejected_signature"
                 counters[kind] += 1
                 recorder.error(kind, receive_ns)
+                note(b"webhook-id: %s, webhook-timestamp: %s, webhook-signature: %s" % (msg_id, timestamp, signature),
+                     _SIGNATURE_SHAPES.get(verdict, _SIGNATURE_SHAPES[NO_MATCH]))
                 return _REJECTED
         elif not msg_id:
             msg_id = _identity(record, body)

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-__all__ = ["Dialect", "PROTOCOLS", "DEFAULT_CHANNEL", "dialect_from_values", "DIALECT_DESTS"]
+__all__ = ["Dialect", "PROTOCOLS", "WEBHOOK_SIGNINGS", "DEFAULT_CHANNEL", "dialect_from_values", "DIALECT_DESTS"]
 
 #: subscriber protocols: ``raw`` (each WebSocket message is one event, or an envelope holding it when an
 #: event path is given), ``nats`` (NATS text protocol: CONNECT/SUB, MSG framing, PING/PONG), ``socketio``
@@ -26,6 +26,9 @@ __all__ = ["Dialect", "PROTOCOLS", "DEFAULT_CHANNEL", "dialect_from_values", "DI
 #: graphql-transport-ws subprotocol: connection_init, wait for connection_ack, subscribe, next), ``mqtt``
 #: (MQTT 3.1.1 over WebSocket: CONNECT and SUBSCRIBE at QoS 0, PUBLISH packets, in binary frames)
 PROTOCOLS: tuple[str, ...] = ("raw", "nats", "socketio", "graphql-ws", "mqtt")
+#: how a webhook sender signs its deliveries: ``standard-webhooks`` (``webhook-id``, ``webhook-timestamp``,
+#: ``webhook-signature``, verified with the secret) or ``none`` (a sender that signs nothing, as Alertmanager)
+WEBHOOK_SIGNINGS: tuple[str, ...] = ("standard-webhooks", "none")
 #: the channel (subject, topic, room) events are published to and subscribed on, unless told otherwise
 DEFAULT_CHANNEL = "deliverybench"
 
@@ -48,6 +51,7 @@ class Dialect:
             (NATS's ``CONNECT``), ``{channel}`` replaced.
         longpoll_resume: how a long-poll subscriber resumes: ``after`` (``?after=N`` and ``X-Last-Id``,
             the built-in target's) or ``etag`` (``If-Modified-Since`` + ``If-None-Match``, nchan's).
+        webhook_signing: one of :data:`WEBHOOK_SIGNINGS`: whether a callback sender's deliveries are verified.
     """
 
     protocol: str = "raw"
@@ -57,12 +61,14 @@ class Dialect:
     publish_template: str = ""
     publish_greeting: str = ""
     longpoll_resume: str = "after"
+    webhook_signing: str = "standard-webhooks"
 
     @property
     def verbatim(self) -> bool:
         """Whether events travel as the harness wrote them, both ways (the relay contract)."""
         return (self.protocol == "raw" and not self.subscribe_message and not self.event_path
-                and not self.publish_template and not self.publish_greeting and self.longpoll_resume == "after")
+                and not self.publish_template and not self.publish_greeting and self.longpoll_resume == "after"
+                and self.webhook_signing == "standard-webhooks")
 
     def to_dict(self) -> dict[str, str]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -83,7 +89,7 @@ class Dialect:
 DIALECT_DESTS: dict[str, str] = {"protocol": "protocol", "channel": "channel",
                                  "subscribe_message": "subscribe_message", "event_path": "event_path",
                                  "publish_template": "publish_template", "publish_greeting": "publish_greeting",
-                                 "longpoll_resume": "longpoll_resume"}
+                                 "longpoll_resume": "longpoll_resume", "webhook_signing": "webhook_signing"}
 
 
 def dialect_from_values(values: Mapping[str, Any]) -> Dialect:

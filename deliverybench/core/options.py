@@ -36,7 +36,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from .delay import parse_delay
-from .dialect import DEFAULT_CHANNEL, PROTOCOLS
+from .dialect import DEFAULT_CHANNEL, PROTOCOLS, WEBHOOK_SIGNINGS
 from .schedule import SCHEDULE_KINDS, Schedule, offsets_ns
 
 __all__ = [
@@ -536,6 +536,10 @@ OPTIONS: tuple[Option, ...] = (
     _o("webhook-secret", str, "", "Standard Webhooks secret (default: the built-in callback target's "
        "documented test secret). Passed on by environment, never written to results.", _CALLBACK,
        modes=("callback", "burst"), handoff="env", secret=True),
+    _o("webhook-signing", str, "standard-webhooks", "How the external sender signs its webhooks: "
+       "'standard-webhooks' (each delivery verified with --webhook-secret) or 'none' (a sender that signs "
+       "nothing; deliveries are told apart by subscriber and body).", _CALLBACK, modes=("callback",),
+       handoff="target", choices=WEBHOOK_SIGNINGS),
     _o("ack-delay", str, "0", "Receiver acknowledgement delay: MS, exp:MEAN_MS or uniform:LOW,HIGH.", _CALLBACK,
        modes=("callback",), checks=(delay_spec,)),
     _o("fail-ratio", float, 0.0, "Share of first attempts the receiver fails, to exercise retries.", _CALLBACK,
