@@ -117,6 +117,10 @@ class Target(abc.ABC):
     def ingress_url(self) -> str | None:
         """Where the harness POSTs events (one or NDJSON batch), or None."""
 
+    def ingress_for(self, mode: str) -> str | None:
+        """Where events of ``mode`` are published: :attr:`ingress_url` unless a mode needs another."""
+        return self.ingress_url
+
     @abc.abstractmethod
     def egress_url(self, mode: str) -> str | None:
         """The URL subscribers of ``mode`` (see :data:`MODES`) use, or None if unsupported."""
@@ -157,6 +161,9 @@ class Target(abc.ABC):
         """Every known URL of the target, by role."""
         found = {"ingress": self.ingress_url, "health": self.health_url, "stats": self.stats_url}
         found.update({mode: self.egress_url(mode) for mode in MODES})
+        # a mode published to elsewhere (Pushpin's long-poll, through its origin): "<mode>_ingress"
+        found.update({f"{mode}_ingress": self.ingress_for(mode) for mode in MODES
+                      if self.ingress_for(mode) != self.ingress_url})
         return {k: v for k, v in found.items() if v is not None}
 
     def describe(self) -> dict[str, Any]:

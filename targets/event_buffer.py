@@ -10,12 +10,14 @@ poller that asks for ids older than what is retained is told so with
 from __future__ import annotations
 
 import bisect
+import math
 from collections import deque
 from collections.abc import Mapping
 
 from aiohttp import web
 
-__all__ = ["EventBuffer", "poll_handler", "poll_query", "poll_answer"]
+__all__ = ["EventBuffer", "poll_handler", "poll_query", "poll_answer", "longpoll_query", "DEFAULT_HOLD_S",
+           "MAX_HOLD_S"]
 
 
 class EventBuffer:
@@ -60,6 +62,20 @@ def poll_query(query: Mapping[str, str]) -> tuple[int, int]:
     after = int(query.get("after", "-1"))
     limit = max(1, min(int(query.get("limit", "1000")), 100_000))
     return after, limit
+
+
+#: a long-poll's hold when it names none (``?hold=``), and the longest it may ask for
+DEFAULT_HOLD_S, MAX_HOLD_S = 30.0, 120.0
+
+
+def longpoll_query(query: Mapping[str, str]) -> tuple[int, int, float]:
+    """``(after, limit, hold)`` of a long-poll request, the hold within 0..:data:`MAX_HOLD_S`; ValueError if
+    any is not a number."""
+    after, limit = poll_query(query)
+    hold = float(query.get("hold", DEFAULT_HOLD_S))
+    if not math.isfinite(hold):
+        raise ValueError(hold)
+    return after, limit, min(max(hold, 0.0), MAX_HOLD_S)
 
 
 def poll_answer(buffer: EventBuffer, after: int, limit: int) -> web.Response:

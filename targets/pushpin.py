@@ -27,11 +27,15 @@ and stream requests towards zurl (``OUT_HWM`` in its ``zhttpmanager.cpp``)
 and fails the rest at once. Subscribers count and retry them
 (``connect_http_502``); a slower ramp (``-r 50``) avoids them.
 
-Long-poll is not offered: a ``Grip-Hold: response`` request holds only what is
-published while it waits; an event published while a poller is between two
-requests is gone for that poller unless the origin can answer it from a
-buffer of its own (GRIP's ``prev-id`` recovery) -- and events published
-straight to Pushpin never pass through the origin.
+Long-poll is different: a ``Grip-Hold: response`` request holds only what
+is published while it waits, so an event published while a poller is
+between two requests must come from the origin when it asks again. Its
+events are therefore published to the origin (:meth:`PushpinTarget.ingress_for`),
+which keeps them and forwards each to Pushpin as an ``http-response`` item
+chained by ``id``/``prev-id``; a hold names the newest id its poller has,
+and Pushpin asks the origin again when an item does not follow it (GRIP's
+reliability). Every long-poll request passes through the origin, as GRIP
+intends: it is part of what is measured.
 """
 
 from __future__ import annotations
@@ -59,7 +63,7 @@ MESSAGE_RATE = 1_000_000
 #: deliveries it may queue above that rate before it drops them (default 25,000)
 MESSAGE_HWM = 1_000_000
 _SYSTEM_CONFIG = Path("/etc/pushpin/pushpin.conf")
-_EGRESS_PATHS = {"push": "/ws", "sse": "/sse"}
+_EGRESS_PATHS = {"push": "/ws", "sse": "/sse", "longpoll": "/lp"}
 _BINARIES = (("pushpin", "pushpin"), ("condure", "condure"), ("zurl", "zurl"))
 
 
@@ -149,8 +153,10 @@ class PushpinTarget(Target):
         (rundir / "log").mkdir()
         http_port, publish_port = free_port(), free_port()
         try:
-            origin = self._origin = ServerProcess("targets.grip_origin", ["--channel", self.channel],
-                                                  ready_timeout_s=timeout_s)
+            origin = self._origin = ServerProcess(
+                "targets.grip_origin",
+                ["--channel", self.channel, "--pushpin-publish", f"http://127.0.0.1:{publish_port}/publish/"],
+                ready_timeout_s=timeout_s)
             origin.start()
             host_port = origin.urls["origin"].split("//", 1)[1].rstrip("/")
             (rundir / "routes").write_text(f"* {host_port},over_http\n")
@@ -183,6 +189,12 @@ class PushpinTarget(Target):
     def ingress_url(self) -> str | None:
         return f"http://{self._publish}/publish/" if self._publish else None
 
+    def ingress_for(self, mode: str) -> str | None:
+        """Long-poll's events go to the origin, which keeps them for resumes; the others' straight to Pushpin."""
+        if mode == "longpoll":
+            return self._origin.urls.get("publish") if self._origin is not None and self._publish else None
+        return self.ingress_url
+
     def egress_url(self, mode: str) -> str | None:
         return loopback_egress(self._base, mode, _EGRESS_PATHS)
 
@@ -198,7 +210,10 @@ class PushpinTarget(Target):
         return found
 
     def dialect(self, mode: str) -> Dialect:
-        """Events published as Pushpin items (:data:`PUBLISH_TEMPLATE`); delivered to clients as they were."""
+        """Events published as Pushpin items (:data:`PUBLISH_TEMPLATE`), long-poll's as they are (to the
+        origin); delivered to clients as they were."""
+        if mode == "longpoll":
+            return Dialect(channel=self.channel)
         return Dialect(channel=self.channel, publish_template=PUBLISH_TEMPLATE)
 
     def describe(self) -> dict[str, Any]:

@@ -127,8 +127,9 @@ def start_target(mode: str, values: Mapping[str, Any]) -> StartedTarget:
         target.stop()
         raise error
     return StartedTarget(mode, target, TargetUrls(
-        name, ingress=target.ingress_url or "", egress=target.egress_url(mode) or "", stats=target.stats_url or "",
-        pids=tuple(target.pids()), accepts_batches=target.accepts_batches, dialect=target.dialect(mode)))
+        name, ingress=target.ingress_for(mode) or "", egress=target.egress_url(mode) or "",
+        stats=target.stats_url or "", pids=tuple(target.pids()), accepts_batches=target.accepts_batches,
+        dialect=target.dialect(mode)))
 
 
 def _attach_relay(mode: str, values: Mapping[str, Any]) -> TargetUrls:

@@ -46,18 +46,15 @@ so the runner's shutdown never waits for them.
 from __future__ import annotations
 
 import asyncio
-import math
 from email.utils import formatdate
 
 from aiohttp import web
 from aiohttp.http import HttpVersion11
 
-from targets.event_buffer import EventBuffer, poll_answer, poll_query
+from targets.event_buffer import DEFAULT_HOLD_S, MAX_HOLD_S, EventBuffer, longpoll_query, poll_answer
 
 __all__ = ["StreamHub", "DEFAULT_HOLD_S", "MAX_HOLD_S", "DEFAULT_PING_S"]
 
-DEFAULT_HOLD_S = 30.0
-MAX_HOLD_S = 120.0
 DEFAULT_PING_S = 15.0
 #: unsent bytes a stream may hold before it is cut (a subscriber that stopped reading)
 DEFAULT_MAX_BACKLOG = 16 * 2**20
@@ -233,13 +230,9 @@ class StreamHub:
     async def longpoll(self, request: web.Request) -> web.StreamResponse:
         query = request.query
         try:
-            after, limit = poll_query(query)
-            hold = float(query.get("hold", DEFAULT_HOLD_S))
-            if not math.isfinite(hold):
-                raise ValueError(hold)
+            after, limit, hold = longpoll_query(query)
         except ValueError:
             return web.Response(status=400, text="after, limit and hold must be numbers\n")
-        hold = min(max(hold, 0.0), MAX_HOLD_S)
         self.longpoll_requests += 1
         if "after" in query:
             if not await self._hold(after, hold):
