@@ -15,8 +15,8 @@ Pushpin's own work:
 * ``GET /lp?after=N`` -- long-poll, the built-in target's ``after``
   contract (:mod:`targets.event_buffer`): events newer than N are answered
   at once; with none, the request is held (``Grip-Hold: response``) on the
-  channel with ``prev-id=N``, and the response Pushpin times out with is an
-  empty ``200`` with ``X-Last-Id``.
+  channel with ``prev-id`` the newest id kept (the poller has it), and the
+  response Pushpin times out with is an empty ``200`` with ``X-Last-Id``.
 * ``POST /publish`` -- long-poll's ingress (one JSON event per line): each
   event is kept for the pollers between two requests, then forwarded to
   Pushpin's ``/publish/`` in arrival order as an item with ``id`` (the
@@ -170,7 +170,7 @@ class LongPollChannel:
             return web.Response(status=400, text="after, limit and hold must be numbers\n")
         if self.buffer.last_id > after or hold <= 0:
             return poll_answer(self.buffer, after, limit)
-        # nothing newer: Pushpin holds the request until an item follows ``after``, or answers this at the end
+        # nothing newer: Pushpin holds the request until an item follows the newest, or answers this at the end
         return web.Response(body=b"", content_type=_NDJSON, headers={
             "X-Last-Id": str(self.buffer.last_id), "Grip-Hold": "response",
             "Grip-Channel": f"{self.channel}; prev-id={self.buffer.last_id}",
