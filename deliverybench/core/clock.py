@@ -27,11 +27,14 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["Exchange", "Estimate", "ClockEstimator", "WorkerClock", "DEFAULT_WINDOW", "master_time_ns",
-           "timing_uncertainty_ms", "uncertainty_limit_ms", "too_uncertain", "describe", "worker_entry",
+           "timing_uncertainty_ms", "uncertainty_limit_ms", "UNCERTAINTY_SHARE", "UNCERTAINTY_FLOOR_MS",
+           "too_uncertain", "describe", "worker_entry",
            "clock_section", "best"]
 
 #: exchanges an estimate is chosen from (a few a second: the last several seconds)
 DEFAULT_WINDOW = 24
+#: the most timing uncertainty a run may have: this share of its median latency, and never less than the floor
+UNCERTAINTY_SHARE, UNCERTAINTY_FLOOR_MS = 0.1, 1.0
 _MS = 1e6
 
 
@@ -192,8 +195,9 @@ def timing_uncertainty_ms(workers: Sequence[WorkerClock]) -> float:
 
 
 def uncertainty_limit_ms(p50_ms: float | None) -> float:
-    """The most timing uncertainty a run may have: 10 % of its median latency, and never less than 1 ms."""
-    return max(0.1 * (p50_ms or 0.0), 1.0)
+    """The most timing uncertainty a run may have: :data:`UNCERTAINTY_SHARE` of its median latency, and never
+    less than :data:`UNCERTAINTY_FLOOR_MS`."""
+    return max(UNCERTAINTY_SHARE * (p50_ms or 0.0), UNCERTAINTY_FLOOR_MS)
 
 
 def too_uncertain(uncertainty_ms: float, p50_ms: float | None) -> bool:

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from .clock import too_uncertain, uncertainty_limit_ms
+from .clock import UNCERTAINTY_FLOOR_MS, UNCERTAINTY_SHARE, too_uncertain, uncertainty_limit_ms
 from .model import ModeResult
 
 __all__ = ["PUBLISHER_LAG_LIMIT_MS", "Distrust", "TrustReason", "Trust", "trust"]
@@ -87,7 +87,8 @@ class TrustReason:
             return "harness worker died" + (f" ({self.detail})" if self.detail else "")
         if self.kind is Distrust.CLOCK_UNCERTAIN:
             return (f"timing uncertainty ±{self.observed or 0:,.3f} ms > {self.limit or 0:,.3f} ms "
-                    f"(10 % of p50, at least 1 ms){f': {self.detail}' if self.detail else ''}")
+                    f"({UNCERTAINTY_SHARE * 100:g} % of p50, at least {UNCERTAINTY_FLOOR_MS:g} ms)"
+                    f"{f': {self.detail}' if self.detail else ''}")
         return "the audit does not balance (expected != delivered + lost)"
 
 
