@@ -19,14 +19,11 @@ from collections.abc import Callable
 from typing import Protocol
 from urllib.parse import urlsplit
 
+from ..core.options import FRAME_CONNECTIONS
 from .frame_publish_pool import WRITTEN
 from .http_post import Job, Outcome, PostPool, ResultCallback
 
 __all__ = ["PublishPool", "WRITTEN", "FRAME_CONNECTIONS", "is_accepted", "open_pool", "pool_size", "is_framed"]
-
-#: publisher connections of a ws:// or tcp:// ingress at most: one carries the stream while it keeps up,
-#: the others take over while it is paused by flow control or being re-opened
-FRAME_CONNECTIONS = 4
 
 
 class PublishPool(Protocol):

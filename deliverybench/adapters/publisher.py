@@ -82,7 +82,7 @@ class PublisherOptions:
         ingress_url: where events are POSTed (http(s)://) or sent as frames (ws(s)://, tcp://).
         schedule: when each event is due.
         concurrency: requests in flight at most (one per keep-alive connection); a frame ingress
-            opens at most :data:`~deliverybench.adapters.publish_pool.FRAME_CONNECTIONS`.
+            opens at most :data:`~deliverybench.core.options.FRAME_CONNECTIONS`.
         batch: most events in one request (1: one JSON event per request; always 1 with a template).
         request_timeout_s: a request not answered by then refuses its events.
         max_consecutive_failures: refusals in a row after which publishing stops.

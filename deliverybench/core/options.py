@@ -40,6 +40,7 @@ from .dialect import DEFAULT_CHANNEL, PROTOCOLS, WEBHOOK_SIGNINGS
 from .schedule import SCHEDULE_KINDS, Schedule, offsets_ns
 
 __all__ = [
+    "FRAME_CONNECTIONS",
     "MODES",
     "DEFAULT_MODES",
     "ENV_PREFIX",
@@ -399,6 +400,9 @@ _LONGPOLL = "Long-poll mode"
 _MACHINES = "Many load machines (Locust master and workers)"
 _PLUMBING = "Set by run_bench.py (or by the master) for each mode"
 _SUBSCRIBING = ("push", "sse", "longpoll", "callback", "poll")
+#: publisher connections of a ws:// or tcp:// ingress at most (whatever --publish-concurrency says): one carries
+#: the stream while it keeps up, the others take over while it is paused by flow control or being re-opened
+FRAME_CONNECTIONS = 4
 
 #: every option, in the order ``--help`` lists them
 OPTIONS: tuple[Option, ...] = (
@@ -463,7 +467,8 @@ OPTIONS: tuple[Option, ...] = (
        _STREAM, checks=(non_negative,)),
     # -- the publisher --
     _o("publish-concurrency", int, 256, "Publisher requests in flight at most (one keep-alive connection each), so "
-       "a stalled request never holds back the next event; a ws:// or tcp:// ingress opens at most 4 connections.",
+       f"a stalled request never holds back the next event; a ws:// or tcp:// ingress opens at most "
+       f"{FRAME_CONNECTIONS} connections.",
        _PUBLISHER, modes=_SUBSCRIBING, checks=(at_least(1),)),
     _o("publish-batch", int, 0, "Most events per publish request, as NDJSON (0: as the target says -- batches of "
        "up to 1000 for the built-in targets, one event per request for external ones).", _PUBLISHER,
