@@ -31,6 +31,7 @@ from typing import Any
 
 import scenarios
 from scenarios import LOCUSTFILES, locustfile
+from targets._binary import free_port
 from targets.start import StartedTarget, TargetUrls, start_target
 
 from ..adapters import results_file
@@ -111,22 +112,16 @@ def _locust_command(config: RunConfig, mode: str, urls: TargetUrls, results: Pat
     workers = int(config.values.get("expect_workers") or 0)
     if workers:
         # workers on other machines: a master reachable from them, waiting (bounded) until all have joined
-        port = str(_free_port(""))
+        port = str(free_port(""))
         cmd += ["--master", "--expect-workers", str(workers), "--expect-workers-max-wait", str(int(WORKERS_WAIT_S)),
                 "--master-bind-host", "*", "--master-bind-port", port]
     elif config.processes > 1:
         # A private master port on loopback: with Locust's default (*:5557) the workers of
         # another run on the same machine could join this master.
-        port = str(_free_port())
+        port = str(free_port())
         cmd += ["--processes", str(config.processes), "--master-bind-host", "127.0.0.1",
                 "--master-bind-port", port, "--master-host", "127.0.0.1", "--master-port", port]
     return cmd + list(config.extra_locust_args)
-
-
-def _free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])
 
 
 def this_machine_address() -> str:
