@@ -24,15 +24,16 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from deliverybench.core.dialect import DEFAULT_CHANNEL, Dialect
+from deliverybench.core.mqtt import connect_packet
 from targets._binary import BinaryProcess, free_port
 from targets.base import tcp_reachable
 from targets.server_target import ServerTarget
 
 __all__ = ["MosquittoTarget", "PUBLISH_GREETING", "PUBLISH_TEMPLATE", "render_config", "missing"]
 
-#: the publisher's ``CONNECT`` (MQTT 3.1.1, clean session, keep-alive off, the broker names the client), as
-#: ``\\xHH`` escapes: :func:`deliverybench.core.mqtt.connect_packet` spelled out
-PUBLISH_GREETING = "\\x10\\x0c\\x00\\x04MQTT\\x04\\x02\\x00\\x00\\x00\\x00"
+#: the publisher's ``CONNECT`` (MQTT 3.1.1, clean session, keep-alive off, the broker names the client):
+#: :func:`deliverybench.core.mqtt.connect_packet`, written as the ``\\xHH`` escapes a greeting is given in
+PUBLISH_GREETING = "".join(f"\\x{byte:02x}" for byte in connect_packet())
 #: one event as one QoS 0 ``PUBLISH`` to the channel
 PUBLISH_TEMPLATE = "{event|mqtt}"
 
