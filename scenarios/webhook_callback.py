@@ -15,10 +15,12 @@ counted (``oversized_body``, ``receiver_busy``, ``truncated_body``,
 ``malformed_request``, ``oversized_headers``, ``too_many_headers``,
 ``request_timeout``, ``not_found``, ``method_not_allowed``).
 
-A target with a dialect of its own (``--target alertmanager``, or ``--event-path``)
-is a real sender: its deliveries are not verified as Standard Webhooks (unless
-``--webhook-secret`` is given) and each body is read as an envelope holding the
-events at the dialect's event path (Alertmanager: ``/alerts/*/annotations/event``).
+A real sender speaks a dialect of its own (``--target alertmanager``, or
+``--target relay`` with ``--event-path`` and ``--webhook-signing``): its
+deliveries are verified as Standard Webhooks unless the dialect says it
+signs nothing (``webhook_signing = "none"``, Alertmanager's), and with an
+event path each body is read as an envelope holding the events there
+(Alertmanager: ``/alerts/*/annotations/event``).
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """The first message of this process that did not decode, kept to be shown, with the shape that was expected.
 
 A run where nothing decodes ends in "nothing was delivered"; a count of
-malformed messages alone does not say why. The receivers (WebSocket, SSE)
-note every message that did not decode; the first one is kept, as a short
+malformed messages alone does not say why. The receivers (WebSocket, SSE,
+webhook) note every message that did not decode (a webhook refused for its
+signature too); the first one is kept, as a short
 escaped sample (:func:`~deliverybench.core.protocols.sample`), so the results
 and the failure line can show what arrived beside what was expected. One per
 process, written by the loop thread alone; later ones are counted by kind
